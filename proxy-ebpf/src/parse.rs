@@ -1,0 +1,122 @@
+//! Bounded header parsing shared by the XDP programs.
+
+use aya_ebpf::programs::XdpContext;
+use core::mem::size_of;
+
+/// A pointer to a `T` at `offset` in the packet, after the bounds check the
+/// verifier needs.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+#[inline(always)]
+pub fn u8_at(ctx: &XdpContext, offset: usize) -> Option<u8> {
+    // SAFETY: ptr_at checked that the byte is inside the packet.
+    ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
+}
+
+/// Big-endian u16 at `offset`.
+#[inline(always)]
+pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    let p = ptr_at::<[u8; 2]>(ctx, offset)?;
+    // SAFETY: ptr_at checked both bytes are inside the packet.
+    let b = unsafe { *p };
+    Some(u16::from_be_bytes(b))
+}
+
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPV6_HLEN: usize = 40;
+pub const UDP_HLEN: usize = 8;
+
+/// Why a packet was not classified as a RAS message. Index into `PACKETS`.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Outcome {
+    Ras = proxy_common::packet_slot::RAS,
+    NotIp = proxy_common::packet_slot::NOT_IP,
+    NotUdp = proxy_common::packet_slot::NOT_UDP,
+    NotRasPort = proxy_common::packet_slot::NOT_RAS_PORT,
+    Truncated = proxy_common::packet_slot::TRUNCATED,
+    Fragment = proxy_common::packet_slot::FRAGMENT,
+    Ipv6ExtensionHeader = proxy_common::packet_slot::IPV6_EXTENSION_HEADER,
+}
+
+/// Where the UDP payload of a packet to or from `port` starts.
+pub struct Udp {
+    /// Offset of the UDP payload from the start of the frame.
+    pub payload: usize,
+    /// UDP payload length according to the UDP header.
+    pub payload_len: usize,
+}
+
+/// Walk Ethernet, up to two VLAN tags, IPv4 or IPv6 and UDP; return the UDP
+/// payload when either port is `port`.
+#[inline(always)]
+pub fn udp_for_port(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
+    let mut off = ETH_HLEN;
+    let mut proto = be16_at(ctx, 12).ok_or(Outcome::Truncated)?;
+    // Two tags at most (802.1ad outer + 802.1Q inner); unrolled so the
+    // verifier sees a bounded walk.
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = be16_at(ctx, off + 2).ok_or(Outcome::Truncated)?;
+        off += 4;
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            proto = be16_at(ctx, off + 2).ok_or(Outcome::Truncated)?;
+            off += 4;
+        }
+    }
+    let l4 = match proto {
+        ETH_P_IP => {
+            let vihl = u8_at(ctx, off).ok_or(Outcome::Truncated)?;
+            let ihl = ((vihl & 0x0f) as usize) * 4;
+            if vihl >> 4 != 4 || ihl < 20 {
+                return Err(Outcome::NotIp);
+            }
+            // More-fragments flag or a fragment offset: only whole datagrams.
+            let frag = be16_at(ctx, off + 6).ok_or(Outcome::Truncated)?;
+            if frag & 0x3fff != 0 {
+                return Err(Outcome::Fragment);
+            }
+            if u8_at(ctx, off + 9).ok_or(Outcome::Truncated)? != IPPROTO_UDP {
+                return Err(Outcome::NotUdp);
+            }
+            off + ihl
+        }
+        ETH_P_IPV6 => {
+            let next = u8_at(ctx, off + 6).ok_or(Outcome::Truncated)?;
+            if next != IPPROTO_UDP {
+                // Extension headers (including fragments) are left to userspace.
+                return Err(match next {
+                    0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Outcome::Ipv6ExtensionHeader,
+                    _ => Outcome::NotUdp,
+                });
+            }
+            off + IPV6_HLEN
+        }
+        _ => return Err(Outcome::NotIp),
+    };
+    let sport = be16_at(ctx, l4).ok_or(Outcome::Truncated)?;
+    let dport = be16_at(ctx, l4 + 2).ok_or(Outcome::Truncated)?;
+    if sport != port && dport != port {
+        return Err(Outcome::NotRasPort);
+    }
+    let ulen = be16_at(ctx, l4 + 4).ok_or(Outcome::Truncated)? as usize;
+    if ulen < UDP_HLEN {
+        return Err(Outcome::Truncated);
+    }
+    Ok(Udp {
+        payload: l4 + UDP_HLEN,
+        payload_len: ulen - UDP_HLEN,
+    })
+}

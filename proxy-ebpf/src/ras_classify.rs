@@ -1,0 +1,57 @@
+//! `ras_classify`: count H.225.0 RAS traffic by `RasMessage` choice and pass
+//! every packet on. The first brick of the fast path; it proves the parse and
+//! the pinned, BTF-described maps end to end.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::PerCpuArray,
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+use proxy_common::{PacketCounter, RAS_PORT, RasCounter, packet_slot, ras_slot, ras_slot_of};
+
+use crate::parse::{Outcome, u8_at, udp_for_port};
+
+/// Per `RasMessage` choice index (see `proxy_common::ras_slot`).
+#[btf_map(pin_by_name)]
+static RAS_CLASSIFY: PerCpuArray<RasCounter, { ras_slot::COUNT as usize }> = PerCpuArray::new();
+
+/// Every packet seen, by outcome (see `proxy_common::packet_slot`).
+#[btf_map(pin_by_name)]
+static PACKETS: PerCpuArray<PacketCounter, { packet_slot::COUNT as usize }> = PerCpuArray::new();
+
+#[inline(always)]
+fn count_packet(outcome: Outcome) {
+    if let Some(c) = PACKETS.get_ptr_mut(outcome as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { (*c).packets += 1 };
+    }
+}
+
+#[xdp]
+pub fn ras_classify(ctx: XdpContext) -> u32 {
+    let udp = match udp_for_port(&ctx, RAS_PORT) {
+        Ok(u) => u,
+        Err(outcome) => {
+            count_packet(outcome);
+            return xdp_action::XDP_PASS;
+        }
+    };
+    count_packet(Outcome::Ras);
+    let slot = if udp.payload_len == 0 {
+        ras_slot::EMPTY
+    } else {
+        match u8_at(&ctx, udp.payload) {
+            Some(first) => ras_slot_of(first),
+            None => ras_slot::MALFORMED,
+        }
+    };
+    if let Some(c) = RAS_CLASSIFY.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += udp.payload_len as u64;
+        }
+    }
+    xdp_action::XDP_PASS
+}

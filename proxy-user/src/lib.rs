@@ -1,0 +1,8 @@
+//! Control plane of the H.323 survivable proxy.
+//!
+//! Protocol modules (`tpkt`, `q931`, `h225`) are sans-I/O: they take bytes and
+//! return values or bytes. Only the thin drivers (`fastpath`, the binaries)
+//! touch sockets, maps and interfaces.
+
+#[cfg(feature = "fastpath")]
+pub mod fastpath;
