@@ -89,12 +89,7 @@ pub struct FastPath {
 
 /// Pin directory of an instance, after checking the name.
 pub fn pin_dir(instance: &str) -> Result<PathBuf> {
-    let ok = !instance.is_empty()
-        && instance.len() <= 64
-        && instance
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !ok {
+    if !crate::config::valid_instance(instance) {
         return Err(FastPathError::BadInstance(instance.to_owned()));
     }
     Ok(Path::new(BPFFS).join(instance))

@@ -6,3 +6,6 @@
 
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
+pub mod config;
+pub mod h225;
+pub mod lab;

