@@ -50,3 +50,4 @@ pub fn decode(bytes: &[u8]) -> Result<RasMessage, PerError> {
 pub fn encode(msg: &RasMessage) -> Result<Vec<u8>, PerError> {
     super::encode("RasMessage", msg)
 }
+

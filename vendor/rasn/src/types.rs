@@ -328,6 +328,10 @@ impl<T: AsnType> AsnType for Option<T> {
     const TAG: Tag = T::TAG;
     const TAG_TREE: TagTree = T::TAG_TREE;
     const IDENTIFIER: Identifier = T::IDENTIFIER;
+    // PATCH(h323-proxy): an optional field keeps its type's constraints, so a
+    // constrained named type used as an extension addition (e.g. H.225.0
+    // `timeToLive TimeToLive`) is PER-encoded as constrained. See PATCH.md.
+    const CONSTRAINTS: Constraints = T::CONSTRAINTS;
 
     fn is_present(&self) -> bool {
         self.is_some()

@@ -347,15 +347,28 @@ impl crate::Decoder for Decoder {
     }
 
     fn decode_bmp_string(&mut self, _t: Tag, _c: &Constraints) -> Result<BmpString, Self::Error> {
-        decode_jer_value!(Self::string_from_value, self.stack)?
-            .try_into()
-            .map_err(|e| {
-                DecodeError::string_conversion_failed(
+        // PATCH(h323-proxy): JER carries characters; map each to its UCS-2
+        // code unit instead of reading the UTF-8 bytes as UTF-16BE pairs.
+        let text = decode_jer_value!(Self::string_from_value, self.stack)?;
+        let mut units = alloc::vec::Vec::with_capacity(text.len());
+        for ch in text.chars() {
+            let cp = u32::from(ch);
+            if cp > 0xFFFF {
+                return Err(DecodeError::string_conversion_failed(
                     Tag::BMP_STRING,
-                    alloc::format!("Error transforming BMPString: {e:?}"),
+                    alloc::format!("Error transforming BMPString: {ch:?} is outside the BMP"),
                     crate::Codec::Jer,
-                )
-            })
+                ));
+            }
+            units.extend_from_slice(&(cp as u16).to_be_bytes());
+        }
+        BmpString::try_from(units).map_err(|e| {
+            DecodeError::string_conversion_failed(
+                Tag::BMP_STRING,
+                alloc::format!("Error transforming BMPString: {e:?}"),
+                crate::Codec::Jer,
+            )
+        })
     }
     fn decode_optional_with_explicit_prefix<D: Decode>(
         &mut self,

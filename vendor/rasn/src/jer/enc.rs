@@ -322,9 +322,12 @@ impl crate::Encoder<'_> for Encoder {
         value: &crate::types::BmpString,
         _: Identifier,
     ) -> Result<Self::Ok, Self::Error> {
+        // PATCH(h323-proxy): a BMPString holds UCS-2 code units; JER carries
+        // the characters, not the UTF-16BE bytes reinterpreted as UTF-8.
         self.update_root_or_constructed(Value::String(
-            alloc::string::String::from_utf8(value.to_bytes())
-                .map_err(|e| JerEncodeErrorKind::InvalidCharacter { error: e })?,
+            core::char::decode_utf16(value.iter().copied())
+                .map(|c| c.unwrap_or(core::char::REPLACEMENT_CHARACTER))
+                .collect(),
         ))
     }
 

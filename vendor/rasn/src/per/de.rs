@@ -1314,7 +1314,11 @@ impl<'input, const RFC: usize, const EFC: usize> crate::Decoder for Decoder<'inp
         let open = self.decode_open_type()?;
         let mut decoder = Decoder::<0, 0>::from_reader(open.reader(), self.options);
 
-        let value = D::decode_with_constraints(&mut decoder, constraints)?;
+        // PATCH(h323-proxy): the type's own constraints apply inside the
+        // open type too (mirror of the encoder, which sees them through
+        // `Option<T>::CONSTRAINTS`). See PATCH.md.
+        let constraints = D::CONSTRAINTS.intersect(*constraints);
+        let value = D::decode_with_constraints(&mut decoder, &constraints)?;
         decoder.finish_complete_encoding(open.bits().len())?;
         Ok(Some(value))
     }
