@@ -9,3 +9,5 @@ pub mod fastpath;
 pub mod config;
 pub mod h225;
 pub mod lab;
+pub mod q931;
+pub mod tpkt;
