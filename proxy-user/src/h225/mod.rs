@@ -6,7 +6,9 @@
 //! key fields the rest of the proxy and `proxy decode` print.
 
 pub mod asn;
+pub mod corpus;
 pub mod ras;
+pub mod summary;
 pub mod uuie;
 
 /// Errors of the PER codec, with the message kind that failed.
@@ -60,4 +62,53 @@ pub(crate) fn encode<T: rasn::Encode>(what: &'static str, value: &T) -> Result<V
         what,
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::corpus::{self, Kind};
+    use super::*;
+
+    #[test]
+    fn corpus_round_trips_byte_identically() {
+        let entries = corpus::build().expect("corpus builds");
+        assert_eq!(entries.iter().filter(|e| e.kind == Kind::Ras).count(), 35);
+        for e in &entries {
+            match e.kind {
+                Kind::Ras => {
+                    let m = ras::decode(&e.bytes).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+                    assert_eq!(ras::encode(&m).unwrap(), e.bytes, "{}", e.name);
+                }
+                Kind::Q931 => {
+                    let q = crate::q931::Message::decode(&e.bytes).unwrap();
+                    assert_eq!(q.encode(), e.bytes, "{}", e.name);
+                    let uu = q.user_user().unwrap().unwrap();
+                    let m = uuie::decode(uu).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+                    assert_eq!(uuie::encode(&m).unwrap(), uu, "{}", e.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_ras_choice_is_in_the_corpus() {
+        let entries = corpus::build().unwrap();
+        let mut seen = [false; 33];
+        for e in entries.iter().filter(|e| e.kind == Kind::Ras) {
+            let slot = proxy_common::ras_slot_of(e.bytes[0]) as usize;
+            let (s, _) = summary::ras(&ras::decode(&e.bytes).unwrap());
+            assert_eq!(ras::CHOICE_NAMES[slot], s.message, "{}", e.name);
+            seen[slot] = true;
+        }
+        assert!(seen.iter().all(|&b| b), "missing choices: {seen:?}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(ras::decode(&[]).is_err());
+        assert!(ras::decode(&[0xff; 7]).is_err());
+        assert!(uuie::decode(&[0x20]).is_err());
+        let e = ras::decode(&[0x0c, 0x00]).unwrap_err();
+        assert!(e.to_string().contains("RasMessage"), "{e}");
+    }
 }
