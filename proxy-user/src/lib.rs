@@ -6,6 +6,7 @@
 
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
+pub mod capture;
 pub mod config;
 pub mod h225;
 pub mod lab;

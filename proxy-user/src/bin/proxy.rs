@@ -77,7 +77,7 @@ fn main() -> Result<()> {
             print!("{}", render_counters(&c));
             Ok(())
         }
-        Cmd::Decode { file, ports, json } => { let _ = (file, ports, json); Ok(()) }
+        Cmd::Decode { file, ports, json } => proxy_user::capture::decode_file(&file, &ports, json),
     }
 }
 

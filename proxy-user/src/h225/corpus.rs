@@ -130,7 +130,7 @@ fn uuie_jer(message_type: u8) -> String {
     let conf = CONF_ID;
     let body = match message_type {
         msg::SETUP => format!(
-            r#"{{"setup":{{"protocolIdentifier":"{p}","sourceAddress":[{{"h323-ID":"alice"}},{{"dialledDigits":"1001"}}],"sourceInfo":{EPT},"destinationAddress":[{{"dialledDigits":"1002"}}],"activeMC":false,"conferenceID":"{conf}","conferenceGoal":{{"create":null}},"callType":{{"pointToPoint":null}},"sourceCallSignalAddress":{},"destCallSignalAddress":{},{call},"fastStart":["0001020304"],"mediaWaitForConnect":false,"canOverlapSend":false,"multipleCalls":false,"maintainConnection":true}}}}"#,
+            r#"{{"setup":{{"protocolIdentifier":"{p}","sourceAddress":[{{"h323-ID":"alice"}},{{"dialledDigits":"1001"}}],"sourceInfo":{EPT},"destinationAddress":[{{"dialledDigits":"1002"}}],"activeMC":false,"conferenceID":"{conf}","conferenceGoal":{{"create":null}},"callType":{{"pointToPoint":null}},"sourceCallSignalAddress":{},"destCallSignalAddress":{},{call},"mediaWaitForConnect":false,"canOverlapSend":false,"multipleCalls":false,"maintainConnection":true}}}}"#,
             ta(2, 1720),
             ta(1, 1720)
         ),

@@ -1,0 +1,170 @@
+//! Wireshark agreement: the codec's corpus, written to a pcap, is decoded by
+//! tshark's own H.225.0 / Q.931 dissectors with no malformed packet or expert
+//! error, and the fields tshark reads equal the ones the codec put there.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use proxy_user::capture::write_corpus_pcap;
+use proxy_user::h225::corpus::{self, Kind};
+use proxy_user::h225::{ras, summary, uuie};
+use proxy_user::q931;
+use serde_json::Value;
+
+/// All (field, value) pairs of one tshark packet, depth first.
+fn fields(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                match v {
+                    Value::String(s) => out.push((k.clone(), s.clone())),
+                    Value::Array(a) if a.iter().all(Value::is_string) => {
+                        for s in a {
+                            out.push((k.clone(), s.as_str().unwrap_or_default().to_owned()));
+                        }
+                    }
+                    other => {
+                        out.push((k.clone(), String::new()));
+                        fields(other, out);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| fields(x, out)),
+        _ => {}
+    }
+}
+
+fn values<'a>(f: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    f.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+}
+
+fn num(s: &str) -> u64 {
+    s.strip_prefix("0x")
+        .map(|h| u64::from_str_radix(h, 16).unwrap_or(u64::MAX))
+        .unwrap_or_else(|| s.parse().unwrap_or(u64::MAX))
+}
+
+fn hex(s: &str) -> String {
+    s.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_lowercase()
+}
+
+#[test]
+fn wireshark_decodes_the_corpus_like_the_codec() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        // tshark is installed by `cargo xtask setup`; CI always has it.
+        assert!(std::env::var_os("CI").is_none(), "tshark missing in CI");
+        eprintln!("SKIP wireshark agreement: tshark not installed (run `cargo xtask setup`)");
+        return;
+    }
+    let entries = corpus::build().expect("corpus");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("corpus.pcap");
+    write_corpus_pcap(&pcap, &entries).unwrap();
+    if let Ok(keep) = std::env::var("H323_KEEP_CORPUS") {
+        std::fs::copy(&pcap, keep).unwrap();
+    }
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(["-T", "json"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).expect("tshark json");
+
+    let mut ras_checked = 0;
+    let mut q931_checked = 0;
+    let mut ras_iter = entries.iter().filter(|e| e.kind == Kind::Ras);
+    let mut q_iter = entries.iter().filter(|e| e.kind == Kind::Q931);
+    for p in &packets {
+        let mut f = Vec::new();
+        fields(p, &mut f);
+        let frame = values(&f, "frame.number").first().copied().unwrap_or("?").to_owned();
+        assert!(
+            !f.iter().any(|(k, _)| k.starts_with("_ws.malformed")),
+            "frame {frame}: tshark says malformed"
+        );
+        for sev in values(&f, "_ws.expert.severity") {
+            // 8388608 = PI_ERROR
+            assert_ne!(num(sev), 8388608, "frame {frame}: expert error");
+        }
+        if !values(&f, "h225.RasMessage").is_empty() {
+            let e = ras_iter.next().expect("more RAS packets than corpus entries");
+            let (s, _) = summary::ras(&ras::decode(&e.bytes).unwrap());
+            let slot = proxy_common::ras_slot_of(e.bytes[0]) as u64;
+            assert_eq!(num(values(&f, "h225.RasMessage")[0]), slot, "{}: choice", e.name);
+            if let Some(seq) = s.request_seq_num {
+                assert!(
+                    values(&f, "h225.requestSeqNum").iter().any(|v| num(v) == seq),
+                    "{}: requestSeqNum {seq} vs {:?}",
+                    e.name,
+                    values(&f, "h225.requestSeqNum")
+                );
+            }
+            if let Some(id) = &s.endpoint_identifier {
+                assert_eq!(values(&f, "h225.endpointIdentifier"), vec![id.as_str()], "{}", e.name);
+            }
+            if let Some(ka) = s.keep_alive {
+                let v = values(&f, "h225.keepAlive");
+                assert_eq!(v.len(), 1, "{}: keepAlive", e.name);
+                assert_eq!(v[0] == "1" || v[0].eq_ignore_ascii_case("true"), ka, "{}", e.name);
+            }
+            let ours: BTreeSet<String> = s
+                .aliases
+                .iter()
+                .map(|a| a.split_once(':').map(|x| x.1).unwrap_or(a).to_owned())
+                .collect();
+            let theirs: BTreeSet<String> = values(&f, "h225.h323_ID")
+                .into_iter()
+                .chain(values(&f, "h225.dialledDigits"))
+                .map(str::to_owned)
+                .collect();
+            // Wireshark also lists aliases nested deeper (supported prefixes),
+            // which the summary does not report: ours must all be there.
+            assert!(ours.is_subset(&theirs), "{}: aliases {ours:?} vs {theirs:?}", e.name);
+            if let Some(c) = &s.call_identifier {
+                assert!(
+                    values(&f, "h225.guid").iter().any(|g| hex(g) == hex(c)),
+                    "{}: callIdentifier",
+                    e.name
+                );
+            }
+            ras_checked += 1;
+        } else if !values(&f, "q931.message_type").is_empty() {
+            let e = q_iter.next().expect("more Q.931 packets than corpus entries");
+            let m = q931::Message::decode(&e.bytes).unwrap();
+            assert_eq!(num(values(&f, "q931.message_type")[0]), m.message_type as u64, "{}", e.name);
+            assert!(
+                values(&f, "q931.call_ref").iter().any(|v| {
+                    u64::from_str_radix(&hex(v), 16).ok() == Some(m.call_ref.value as u64)
+                }),
+                "{}: call reference {:?}",
+                e.name,
+                values(&f, "q931.call_ref")
+            );
+            let (s, _) = summary::uuie(&uuie::decode(m.user_user().unwrap().unwrap()).unwrap());
+            if let Some(c) = &s.call_identifier {
+                assert!(
+                    values(&f, "h225.guid").iter().any(|g| hex(g) == hex(c)),
+                    "{}: callIdentifier",
+                    e.name
+                );
+            }
+            if let Some(c) = m.cause() {
+                let c = c.unwrap().value as u64;
+                assert!(
+                    values(&f, "q931.cause_value").iter().any(|v| num(v) == c),
+                    "{}: cause",
+                    e.name
+                );
+            }
+            q931_checked += 1;
+        }
+    }
+    let n_ras = entries.iter().filter(|e| e.kind == Kind::Ras).count();
+    let n_q = entries.len() - n_ras;
+    eprintln!("tshark agreement: {ras_checked}/{n_ras} RAS messages, {q931_checked}/{n_q} Q.931 messages");
+    assert_eq!(ras_checked, n_ras);
+    assert_eq!(q931_checked, n_q);
+}
