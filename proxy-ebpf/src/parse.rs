@@ -1,33 +1,35 @@
 //! Bounded header parsing shared by the XDP programs.
 
+use aya_ebpf::cty::c_void;
+use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use aya_ebpf::programs::XdpContext;
-use core::mem::size_of;
 
-/// A pointer to a `T` at `offset` in the packet, after the bounds check the
-/// verifier needs.
+/// Copy `N` bytes at `offset` out of the packet.
+///
+/// Offsets here depend on VLAN tags and the IPv4 header length, so they are
+/// not constants; LLVM folds the usual `data + off + 1 > data_end` check
+/// into a form the verifier cannot use for one-byte reads (`pkt_end > pkt`
+/// with offset 0 gives no range). `bpf_xdp_load_bytes` does its own bounds
+/// check and returns an error past the end, which is what we want.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *const T)
+pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let mut buf = [0u8; N];
+    // SAFETY: the helper writes at most N bytes into buf.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr() as *mut c_void, N as u32)
+    };
+    (rc == 0).then_some(buf)
 }
 
 #[inline(always)]
 pub fn u8_at(ctx: &XdpContext, offset: usize) -> Option<u8> {
-    // SAFETY: ptr_at checked that the byte is inside the packet.
-    ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
+    load::<1>(ctx, offset).map(|b| b[0])
 }
 
 /// Big-endian u16 at `offset`.
 #[inline(always)]
 pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    let p = ptr_at::<[u8; 2]>(ctx, offset)?;
-    // SAFETY: ptr_at checked both bytes are inside the packet.
-    let b = unsafe { *p };
-    Some(u16::from_be_bytes(b))
+    load::<2>(ctx, offset).map(u16::from_be_bytes)
 }
 
 pub const ETH_HLEN: usize = 14;

@@ -130,9 +130,8 @@ impl FastPath {
         &self.pin_dir
     }
 
-    /// Attach the RAS classifier to `iface`: native mode first, generic mode
-    /// when the driver refuses (logged by the caller from the returned mode).
-    pub fn attach_ras_classifier(&mut self, iface: &str) -> Result<AttachMode> {
+    /// The RAS classifier, loaded into the kernel (verified) on first use.
+    fn ras_classifier(&mut self, iface: &str) -> Result<&mut Xdp> {
         let perr = |source| FastPathError::Program {
             iface: iface.to_owned(),
             source,
@@ -143,7 +142,39 @@ impl FastPath {
             .ok_or(FastPathError::Missing(RAS_CLASSIFY_PROG))?
             .try_into()
             .map_err(perr)?;
-        prog.load().map_err(perr)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(perr)?;
+        }
+        Ok(prog)
+    }
+
+    /// Run the RAS classifier on one frame with BPF_PROG_TEST_RUN (no
+    /// interface involved) and return its XDP action. Counters are updated
+    /// as for a real packet; `repeat` runs it that many times and the mean
+    /// time per run comes back for benchmarks.
+    pub fn test_run_ras_classifier(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, std::time::Duration)> {
+        use aya::programs::TestRun as _;
+        let prog = self.ras_classifier("(test run)")?;
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        };
+        let r = prog.test_run(opts).map_err(|source| FastPathError::Program {
+            iface: "(test run)".into(),
+            source,
+        })?;
+        Ok((r.return_value, r.duration))
+    }
+
+    /// Attach the RAS classifier to `iface`: native mode first, generic mode
+    /// when the driver refuses (logged by the caller from the returned mode).
+    pub fn attach_ras_classifier(&mut self, iface: &str) -> Result<AttachMode> {
+        let perr = |source| FastPathError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
+        let prog = self.ras_classifier(iface)?;
         let name = CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
         match prog.attach(&name, XdpMode::Driver) {
             Ok(_) => Ok(AttachMode::Native),
