@@ -123,22 +123,28 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
     b.ip(&["link", "set", b_if, "up"])
 }
 
-/// Delete namespaces left by project processes that no longer exist (a
-/// SIGKILLed test run cannot run its destructors).
-pub fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
+/// The creating pid of a project-made name, when that process is gone.
+fn dead_owner(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
     };
-    for e in entries.flatten() {
+    let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    pid.parse::<u32>()
+        .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Delete namespaces and bpffs pin directories left by project processes
+/// that no longer exist (a SIGKILLed or failed run cannot always clean up).
+pub fn sweep_stale() {
+    for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(pid) = pid.parse::<u32>()
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
+        if dead_owner(&name) {
             let _ = ip(&["netns", "del", &name]);
+        }
+    }
+    for e in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+        if dead_owner(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
