@@ -61,7 +61,9 @@ fn main() {
         compiler_input.push('\n');
     }
     let config = RasnConfig {
-        type_annotations: vec!["#[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]".into()],
+        type_annotations: vec![
+            "#[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]".into(),
+        ],
         ..Default::default()
     };
     let result = RasnCompiler::new_with_config(config)
@@ -121,7 +123,11 @@ fn type_names(s: &str) -> BTreeSet<String> {
 fn rename_token(s: &str, from: &str, to: &str) -> String {
     let re = regex::Regex::new(r"[A-Za-z0-9-]+").unwrap();
     re.replace_all(s, |c: &regex::Captures| {
-        if &c[0] == from { to.to_string() } else { c[0].to_string() }
+        if &c[0] == from {
+            to.to_string()
+        } else {
+            c[0].to_string()
+        }
     })
     .into_owned()
 }
@@ -179,7 +185,11 @@ fn mark_extensions_optional(s: &str) -> String {
             }
             '{' if paren == 0 => {
                 out.push(ch);
-                let kind = if last_word == "SEQUENCE" { Frame::Sequence } else { Frame::Other };
+                let kind = if last_word == "SEQUENCE" {
+                    Frame::Sequence
+                } else {
+                    Frame::Other
+                };
                 stack.push((kind, false, out.len()));
                 last_word.clear();
             }

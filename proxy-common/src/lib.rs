@@ -26,7 +26,8 @@ pub const RAS_EXTENSION_ALTERNATIVES: u32 = 8;
 pub mod ras_slot {
     /// First slot after the known choice indexes: an extension alternative
     /// newer than H.225.0 v7.
-    pub const UNKNOWN_EXTENSION: u32 = super::RAS_ROOT_ALTERNATIVES + super::RAS_EXTENSION_ALTERNATIVES;
+    pub const UNKNOWN_EXTENSION: u32 =
+        super::RAS_ROOT_ALTERNATIVES + super::RAS_EXTENSION_ALTERNATIVES;
     /// UDP datagram to or from the RAS port with an empty payload.
     pub const EMPTY: u32 = UNKNOWN_EXTENSION + 1;
     /// Extension bit set but the "normally small" index was not small
@@ -105,7 +106,11 @@ pub fn ras_slot_of(first: u8) -> u32 {
         // Root alternative: extension bit 0, then the index in 5 bits
         // (25 alternatives, constrained whole number 0..24).
         let idx = ((first >> 2) & 0x1f) as u32;
-        if idx < RAS_ROOT_ALTERNATIVES { idx } else { ras_slot::MALFORMED }
+        if idx < RAS_ROOT_ALTERNATIVES {
+            idx
+        } else {
+            ras_slot::MALFORMED
+        }
     } else if first & 0x40 == 0 {
         // Extension alternative: normally-small non-negative number,
         // bit 0 then the index in 6 bits.

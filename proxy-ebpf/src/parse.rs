@@ -16,7 +16,12 @@ pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> 
     let mut buf = [0u8; N];
     // SAFETY: the helper writes at most N bytes into buf.
     let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr() as *mut c_void, N as u32)
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            offset as u32,
+            buf.as_mut_ptr() as *mut c_void,
+            N as u32,
+        )
     };
     (rc == 0).then_some(buf)
 }

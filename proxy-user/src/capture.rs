@@ -300,10 +300,13 @@ pub fn decode_bytes(bytes: &[u8], ports: &[u16], json: bool) -> Result<Report, S
                 }
                 let src = SocketAddr::new(sip, u.source_port());
                 let dst = SocketAddr::new(dip, u.destination_port());
-                report.messages.push(decode_ras(time, src, dst, u.payload(), json));
+                report
+                    .messages
+                    .push(decode_ras(time, src, dst, u.payload(), json));
             }
             Some(TransportSlice::Tcp(t)) => {
-                let signalling = |p: u16| p == proxy_common::CALL_SIGNALLING_PORT || ports.contains(&p);
+                let signalling =
+                    |p: u16| p == proxy_common::CALL_SIGNALLING_PORT || ports.contains(&p);
                 if !signalling(t.source_port()) && !signalling(t.destination_port()) {
                     continue;
                 }
@@ -314,13 +317,16 @@ pub fn decode_bytes(bytes: &[u8], ports: &[u16], json: bool) -> Result<Report, S
                     continue;
                 }
                 if std::mem::take(&mut flow.broken) {
-                    report
-                        .packet_errors
-                        .push(format!("packet {}: {src} -> {dst}: too much missing TCP data, skipped a gap", i + 1));
+                    report.packet_errors.push(format!(
+                        "packet {}: {src} -> {dst}: too much missing TCP data, skipped a gap",
+                        i + 1
+                    ));
                 }
                 loop {
                     match TpktCodec.decode(&mut flow.buf) {
-                        Ok(Some(frame)) => report.messages.push(decode_q931(time, src, dst, &frame, json)),
+                        Ok(Some(frame)) => report
+                            .messages
+                            .push(decode_q931(time, src, dst, &frame, json)),
                         Ok(None) => break,
                         Err(e) => {
                             report

@@ -111,10 +111,18 @@ impl Config {
         if !valid_instance(&cfg.instance) {
             return Err(invalid(
                 "instance",
-                format!("{:?} must be 1-64 characters of [A-Za-z0-9_-]", cfg.instance),
+                format!(
+                    "{:?} must be 1-64 characters of [A-Za-z0-9_-]",
+                    cfg.instance
+                ),
             ));
         }
-        if let Some(bad) = cfg.fastpath.interfaces.iter().find(|i| i.is_empty() || i.len() > 15) {
+        if let Some(bad) = cfg
+            .fastpath
+            .interfaces
+            .iter()
+            .find(|i| i.is_empty() || i.len() > 15)
+        {
             return Err(invalid(
                 "fastpath.interfaces",
                 format!("{bad:?} is not an interface name (1-15 characters)"),

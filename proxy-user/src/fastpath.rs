@@ -152,7 +152,11 @@ impl FastPath {
     /// interface involved) and return its XDP action. Counters are updated
     /// as for a real packet; `repeat` runs it that many times and the mean
     /// time per run comes back for benchmarks.
-    pub fn test_run_ras_classifier(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, std::time::Duration)> {
+    pub fn test_run_ras_classifier(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration)> {
         use aya::programs::TestRun as _;
         let prog = self.ras_classifier("(test run)")?;
         let opts = aya::programs::TestRunOptions {
@@ -160,10 +164,12 @@ impl FastPath {
             repeat,
             ..Default::default()
         };
-        let r = prog.test_run(opts).map_err(|source| FastPathError::Program {
-            iface: "(test run)".into(),
-            source,
-        })?;
+        let r = prog
+            .test_run(opts)
+            .map_err(|source| FastPathError::Program {
+                iface: "(test run)".into(),
+                source,
+            })?;
         Ok((r.return_value, r.duration))
     }
 
@@ -175,7 +181,8 @@ impl FastPath {
             source,
         };
         let prog = self.ras_classifier(iface)?;
-        let name = CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
+        let name =
+            CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
         match prog.attach(&name, XdpMode::Driver) {
             Ok(_) => Ok(AttachMode::Native),
             Err(native) => {
@@ -233,7 +240,10 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn read<R, P>(ras: &PerCpuArray<R, RasCounter>, pk: &PerCpuArray<P, PacketCounter>) -> Result<Self>
+    fn read<R, P>(
+        ras: &PerCpuArray<R, RasCounter>,
+        pk: &PerCpuArray<P, PacketCounter>,
+    ) -> Result<Self>
     where
         R: std::borrow::Borrow<MapData>,
         P: std::borrow::Borrow<MapData>,
@@ -241,10 +251,14 @@ impl Counters {
         let mut out = Counters::default();
         for i in 0..ras_slot::COUNT {
             let per_cpu = ras.get(&i, 0).map_err(map_err(RAS_CLASSIFY_MAP))?;
-            out.ras.push(per_cpu.iter().fold(RasCounter::default(), |a, c| RasCounter {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-            }));
+            out.ras.push(
+                per_cpu
+                    .iter()
+                    .fold(RasCounter::default(), |a, c| RasCounter {
+                        packets: a.packets + c.packets,
+                        bytes: a.bytes + c.bytes,
+                    }),
+            );
         }
         for i in 0..packet_slot::COUNT {
             let per_cpu = pk.get(&i, 0).map_err(map_err(PACKETS_MAP))?;

@@ -4,10 +4,10 @@
 //! return values or bytes. Only the thin drivers (`fastpath`, the binaries)
 //! touch sockets, maps and interfaces.
 
-#[cfg(feature = "fastpath")]
-pub mod fastpath;
 pub mod capture;
 pub mod config;
+#[cfg(feature = "fastpath")]
+pub mod fastpath;
 pub mod h225;
 pub mod lab;
 pub mod q931;

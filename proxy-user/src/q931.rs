@@ -223,11 +223,16 @@ impl Message {
 
     /// Parse one message (the whole TPKT payload).
     pub fn decode(b: &[u8]) -> Result<Self, Q931Error> {
-        let pd = *b.first().ok_or(Q931Error::Truncated("protocol discriminator"))?;
+        let pd = *b
+            .first()
+            .ok_or(Q931Error::Truncated("protocol discriminator"))?;
         if pd != PROTOCOL_DISCRIMINATOR {
             return Err(Q931Error::BadDiscriminator(pd));
         }
-        let crl = *b.get(1).ok_or(Q931Error::Truncated("call reference length"))? & 0x0f;
+        let crl = *b
+            .get(1)
+            .ok_or(Q931Error::Truncated("call reference length"))?
+            & 0x0f;
         if crl > 2 {
             return Err(Q931Error::BadCallRefLength(crl));
         }
@@ -255,7 +260,9 @@ impl Message {
                 continue;
             }
             let len = if id == ie::USER_USER {
-                let l = b.get(pos..pos + 2).ok_or(Q931Error::Truncated("User-user length"))?;
+                let l = b
+                    .get(pos..pos + 2)
+                    .ok_or(Q931Error::Truncated("User-user length"))?;
                 pos += 2;
                 u16::from_be_bytes([l[0], l[1]]) as usize
             } else {
@@ -399,7 +406,10 @@ impl Cause {
 
     /// Parse the contents of a Cause IE.
     pub fn parse(d: &[u8]) -> Result<Self, Q931Error> {
-        let bad = |reason| Q931Error::BadIe { id: ie::CAUSE, reason };
+        let bad = |reason| Q931Error::BadIe {
+            id: ie::CAUSE,
+            reason,
+        };
         let o3 = *d.first().ok_or(bad("empty"))?;
         // Octet 3a (recommendation) is present when octet 3 has bit 8 clear.
         let vi = if o3 & 0x80 == 0 { 2 } else { 1 };
@@ -443,7 +453,10 @@ impl PartyNumber {
 
     /// Parse a Calling (octet 3a optional) or Called party number IE.
     pub fn parse(id: u8, d: &[u8]) -> Result<Self, Q931Error> {
-        let o3 = *d.first().ok_or(Q931Error::BadIe { id, reason: "empty" })?;
+        let o3 = *d.first().ok_or(Q931Error::BadIe {
+            id,
+            reason: "empty",
+        })?;
         let start = if o3 & 0x80 == 0 { 2 } else { 1 };
         let digits = d.get(start..).unwrap_or_default();
         if !digits.iter().all(|c| c.is_ascii_graphic()) {
@@ -508,7 +521,9 @@ pub fn status_response(enquiry_ref: CallRef, state: u8) -> Message {
     );
     m.ies.push(Ie::new(
         ie::CAUSE,
-        Cause::user(CAUSE_RESPONSE_TO_STATUS_ENQUIRY).encode().to_vec(),
+        Cause::user(CAUSE_RESPONSE_TO_STATUS_ENQUIRY)
+            .encode()
+            .to_vec(),
     ));
     m.ies.push(Ie::new(ie::CALL_STATE, vec![state & 0x3f]));
     m
@@ -520,11 +535,18 @@ mod tests {
 
     fn sample() -> Message {
         let mut m = Message::new(msg::SETUP, CallRef::new(0x1234, false));
-        m.ies.push(Ie::new(ie::BEARER_CAPABILITY, BEARER_SPEECH_ULAW.to_vec()));
+        m.ies
+            .push(Ie::new(ie::BEARER_CAPABILITY, BEARER_SPEECH_ULAW.to_vec()));
         m.ies.push(Ie::Single(0xa1)); // sending complete
         m.ies.push(Ie::new(ie::DISPLAY, b"alice".to_vec()));
-        m.ies.push(Ie::new(ie::CALLING_PARTY_NUMBER, PartyNumber::e164("1001").encode()));
-        m.ies.push(Ie::new(ie::CALLED_PARTY_NUMBER, PartyNumber::e164("1002").encode()));
+        m.ies.push(Ie::new(
+            ie::CALLING_PARTY_NUMBER,
+            PartyNumber::e164("1001").encode(),
+        ));
+        m.ies.push(Ie::new(
+            ie::CALLED_PARTY_NUMBER,
+            PartyNumber::e164("1002").encode(),
+        ));
         m.ies.push(Ie::new(0x7f, b"\x01\x02".to_vec())); // unknown IE kept
         m.set_user_user(&[0x20, 0x80, 0x06, 0x00]);
         m
@@ -539,12 +561,18 @@ mod tests {
         assert_eq!(back.encode(), bytes);
         assert_eq!(back.call_ref.value, 0x1234);
         assert_eq!(
-            PartyNumber::parse(ie::CALLED_PARTY_NUMBER, back.ie(ie::CALLED_PARTY_NUMBER).unwrap())
-                .unwrap()
-                .digits,
+            PartyNumber::parse(
+                ie::CALLED_PARTY_NUMBER,
+                back.ie(ie::CALLED_PARTY_NUMBER).unwrap()
+            )
+            .unwrap()
+            .digits,
             "1002"
         );
-        assert_eq!(back.user_user().unwrap().unwrap(), &[0x20, 0x80, 0x06, 0x00]);
+        assert_eq!(
+            back.user_user().unwrap().unwrap(),
+            &[0x20, 0x80, 0x06, 0x00]
+        );
     }
 
     #[test]
@@ -568,13 +596,29 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        assert_eq!(Message::decode(&[]), Err(Q931Error::Truncated("protocol discriminator")));
-        assert_eq!(Message::decode(&[0x09, 0]), Err(Q931Error::BadDiscriminator(9)));
-        assert_eq!(Message::decode(&[8, 3, 0, 0, 0, 5]), Err(Q931Error::BadCallRefLength(3)));
+        assert_eq!(
+            Message::decode(&[]),
+            Err(Q931Error::Truncated("protocol discriminator"))
+        );
+        assert_eq!(
+            Message::decode(&[0x09, 0]),
+            Err(Q931Error::BadDiscriminator(9))
+        );
+        assert_eq!(
+            Message::decode(&[8, 3, 0, 0, 0, 5]),
+            Err(Q931Error::BadCallRefLength(3))
+        );
         assert!(matches!(
             Message::decode(&[8, 2, 0, 1, 5, 0x28, 9, b'a']),
-            Err(Q931Error::IeOverrun { id: 0x28, len: 9, left: 1 })
+            Err(Q931Error::IeOverrun {
+                id: 0x28,
+                len: 9,
+                left: 1
+            })
         ));
-        assert_eq!(Message::decode(&[8, 2, 0, 1, 5, 0x7e, 0]), Err(Q931Error::Truncated("User-user length")));
+        assert_eq!(
+            Message::decode(&[8, 2, 0, 1, 5, 0x7e, 0]),
+            Err(Q931Error::Truncated("User-user length"))
+        );
     }
 }

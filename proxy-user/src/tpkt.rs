@@ -139,9 +139,15 @@ mod tests {
     #[test]
     fn bad_version_and_length_are_errors() {
         let mut buf = BytesMut::from(&[0x04u8][..]);
-        assert!(matches!(TpktCodec.decode(&mut buf), Err(TpktError::BadVersion(4))));
+        assert!(matches!(
+            TpktCodec.decode(&mut buf),
+            Err(TpktError::BadVersion(4))
+        ));
         let mut buf = BytesMut::from(&[3u8, 0, 0, 3][..]);
-        assert!(matches!(TpktCodec.decode(&mut buf), Err(TpktError::BadLength(3))));
+        assert!(matches!(
+            TpktCodec.decode(&mut buf),
+            Err(TpktError::BadLength(3))
+        ));
         let too_big = vec![0u8; MAX_LEN];
         assert!(matches!(
             TpktCodec.encode(&too_big[..], &mut BytesMut::new()),

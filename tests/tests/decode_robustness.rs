@@ -46,10 +46,14 @@ fn random_payloads_in_a_pcap_are_errors_not_panics() {
             b[i] = r[2];
         }
         if let Ok(r) = decode_bytes(&b, &[1721], round % 2 == 0) {
-            errors += r.messages.iter().filter(|m| m.error.is_some()).count() + r.packet_errors.len();
+            errors +=
+                r.messages.iter().filter(|m| m.error.is_some()).count() + r.packet_errors.len();
         }
     }
-    assert!(errors > 0, "300 corrupted captures produced no error at all");
+    assert!(
+        errors > 0,
+        "300 corrupted captures produced no error at all"
+    );
     // Whole files of noise: rejected with a message.
     for n in [0, 3, 24, 100, 5000] {
         let b = noise(&mut seed, n);

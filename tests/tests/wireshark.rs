@@ -36,7 +36,10 @@ fn fields(v: &Value, out: &mut Vec<(String, String)>) {
 }
 
 fn values<'a>(f: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    f.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    f.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn num(s: &str) -> u64 {
@@ -46,7 +49,10 @@ fn num(s: &str) -> u64 {
 }
 
 fn hex(s: &str) -> String {
-    s.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_lowercase()
+    s.chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_lowercase()
 }
 
 #[test]
@@ -70,7 +76,11 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
         .args(["-T", "json"])
         .output()
         .expect("run tshark");
-    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let packets: Vec<Value> = serde_json::from_slice(&out.stdout).expect("tshark json");
 
     let mut ras_checked = 0;
@@ -80,7 +90,11 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
     for p in &packets {
         let mut f = Vec::new();
         fields(p, &mut f);
-        let frame = values(&f, "frame.number").first().copied().unwrap_or("?").to_owned();
+        let frame = values(&f, "frame.number")
+            .first()
+            .copied()
+            .unwrap_or("?")
+            .to_owned();
         assert!(
             !f.iter().any(|(k, _)| k.starts_with("_ws.malformed")),
             "frame {frame}: tshark says malformed"
@@ -90,25 +104,44 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
             assert_ne!(num(sev), 8388608, "frame {frame}: expert error");
         }
         if !values(&f, "h225.RasMessage").is_empty() {
-            let e = ras_iter.next().expect("more RAS packets than corpus entries");
+            let e = ras_iter
+                .next()
+                .expect("more RAS packets than corpus entries");
             let (s, _) = summary::ras(&ras::decode(&e.bytes).unwrap());
             let slot = proxy_common::ras_slot_of(e.bytes[0]) as u64;
-            assert_eq!(num(values(&f, "h225.RasMessage")[0]), slot, "{}: choice", e.name);
+            assert_eq!(
+                num(values(&f, "h225.RasMessage")[0]),
+                slot,
+                "{}: choice",
+                e.name
+            );
             if let Some(seq) = s.request_seq_num {
                 assert!(
-                    values(&f, "h225.requestSeqNum").iter().any(|v| num(v) == seq),
+                    values(&f, "h225.requestSeqNum")
+                        .iter()
+                        .any(|v| num(v) == seq),
                     "{}: requestSeqNum {seq} vs {:?}",
                     e.name,
                     values(&f, "h225.requestSeqNum")
                 );
             }
             if let Some(id) = &s.endpoint_identifier {
-                assert_eq!(values(&f, "h225.endpointIdentifier"), vec![id.as_str()], "{}", e.name);
+                assert_eq!(
+                    values(&f, "h225.endpointIdentifier"),
+                    vec![id.as_str()],
+                    "{}",
+                    e.name
+                );
             }
             if let Some(ka) = s.keep_alive {
                 let v = values(&f, "h225.keepAlive");
                 assert_eq!(v.len(), 1, "{}: keepAlive", e.name);
-                assert_eq!(v[0] == "1" || v[0].eq_ignore_ascii_case("true"), ka, "{}", e.name);
+                assert_eq!(
+                    v[0] == "1" || v[0].eq_ignore_ascii_case("true"),
+                    ka,
+                    "{}",
+                    e.name
+                );
             }
             let ours: BTreeSet<String> = s
                 .aliases
@@ -122,7 +155,11 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
                 .collect();
             // Wireshark also lists aliases nested deeper (supported prefixes),
             // which the summary does not report: ours must all be there.
-            assert!(ours.is_subset(&theirs), "{}: aliases {ours:?} vs {theirs:?}", e.name);
+            assert!(
+                ours.is_subset(&theirs),
+                "{}: aliases {ours:?} vs {theirs:?}",
+                e.name
+            );
             if let Some(c) = &s.call_identifier {
                 assert!(
                     values(&f, "h225.guid").iter().any(|g| hex(g) == hex(c)),
@@ -132,9 +169,16 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
             }
             ras_checked += 1;
         } else if !values(&f, "q931.message_type").is_empty() {
-            let e = q_iter.next().expect("more Q.931 packets than corpus entries");
+            let e = q_iter
+                .next()
+                .expect("more Q.931 packets than corpus entries");
             let m = q931::Message::decode(&e.bytes).unwrap();
-            assert_eq!(num(values(&f, "q931.message_type")[0]), m.message_type as u64, "{}", e.name);
+            assert_eq!(
+                num(values(&f, "q931.message_type")[0]),
+                m.message_type as u64,
+                "{}",
+                e.name
+            );
             assert!(
                 values(&f, "q931.call_ref").iter().any(|v| {
                     u64::from_str_radix(&hex(v), 16).ok() == Some(m.call_ref.value as u64)
@@ -164,7 +208,9 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
     }
     let n_ras = entries.iter().filter(|e| e.kind == Kind::Ras).count();
     let n_q = entries.len() - n_ras;
-    eprintln!("tshark agreement: {ras_checked}/{n_ras} RAS messages, {q931_checked}/{n_q} Q.931 messages");
+    eprintln!(
+        "tshark agreement: {ras_checked}/{n_ras} RAS messages, {q931_checked}/{n_q} Q.931 messages"
+    );
     assert_eq!(ras_checked, n_ras);
     assert_eq!(q931_checked, n_q);
 }

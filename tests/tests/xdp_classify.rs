@@ -20,8 +20,10 @@ fn xdp_counts_ras_messages_by_choice_on_a_veth() {
     let px = Netns::create("px").unwrap();
     let ep = Netns::create("ep").unwrap();
     veth(&px, "px0", &ep, "ep0").unwrap();
-    px.ip(&["addr", "add", "198.18.0.1/24", "dev", "px0"]).unwrap();
-    ep.ip(&["addr", "add", "198.18.0.2/24", "dev", "ep0"]).unwrap();
+    px.ip(&["addr", "add", "198.18.0.1/24", "dev", "px0"])
+        .unwrap();
+    ep.ip(&["addr", "add", "198.18.0.2/24", "dev", "ep0"])
+        .unwrap();
 
     let instance = unique_name("i");
     let dir = tempfile::tempdir().unwrap();
@@ -81,7 +83,9 @@ fn xdp_counts_ras_messages_by_choice_on_a_veth() {
     assert_eq!(got, expected, "per-choice counts");
     assert_eq!(seen.packets[packet_slot::RAS as usize], sent);
 
-    let status = proxy.terminate(10).expect("proxy did not stop on SIGTERM within 10 s");
+    let status = proxy
+        .terminate(10)
+        .expect("proxy did not stop on SIGTERM within 10 s");
     assert!(status.success(), "proxy exit: {status}");
     assert!(
         Counters::from_pins(&instance).is_err(),
@@ -93,7 +97,11 @@ fn xdp_counts_ras_messages_by_choice_on_a_veth() {
 fn frame(vlans: &[u16], v6: bool, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
     for (i, vid) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() == 2 { 0x88a8 } else { 0x8100 };
+        let tpid: u16 = if i == 0 && vlans.len() == 2 {
+            0x88a8
+        } else {
+            0x8100
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&vid.to_be_bytes());
     }
@@ -130,9 +138,21 @@ fn xdp_classifies_ipv6_vlan_and_fragments_in_test_run() {
     let instance = unique_name("t");
     let mut fp = FastPath::load(&instance).expect("load fast path");
     let entries = corpus::build().unwrap();
-    let rrq = &entries.iter().find(|e| e.name.contains("keepalive")).unwrap().bytes;
-    let gcf = &entries.iter().find(|e| e.name == "gatekeeperConfirm").unwrap().bytes;
-    let iack = &entries.iter().find(|e| e.name == "infoRequestAck").unwrap().bytes;
+    let rrq = &entries
+        .iter()
+        .find(|e| e.name.contains("keepalive"))
+        .unwrap()
+        .bytes;
+    let gcf = &entries
+        .iter()
+        .find(|e| e.name == "gatekeeperConfirm")
+        .unwrap()
+        .bytes;
+    let iack = &entries
+        .iter()
+        .find(|e| e.name == "infoRequestAck")
+        .unwrap()
+        .bytes;
 
     let pass = 2; // XDP_PASS
     for (f, _) in [

@@ -124,7 +124,13 @@ fn main() -> Result<()> {
         Cmd::Codegen => {
             setup::all(false)?;
             run(cargo_pinned()
-                .args(["run", "--release", "--manifest-path", "codegen/Cargo.toml", "--"])
+                .args([
+                    "run",
+                    "--release",
+                    "--manifest-path",
+                    "codegen/Cargo.toml",
+                    "--",
+                ])
                 .arg(root.join("proxy-user/asn1"))
                 .arg(root.join("proxy-user/src/h225/asn.rs")))?;
             run(cargo_pinned().args(["fmt", "--package", "proxy-user"]))?;
@@ -149,7 +155,13 @@ pub fn cargo_pinned() -> Command {
 pub fn cargo_with(toolchain: &str) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.arg(format!("+{toolchain}"));
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO", "RUSTC_WRAPPER"] {
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("PATH", setup::path_with_cargo_bin());
@@ -212,11 +224,40 @@ fn test(fuzz_seconds: u64) -> Result<()> {
 
 fn fuzz(target: &str, seconds: u64) -> Result<()> {
     if !FUZZ_TARGETS.contains(&target) {
-        bail!("unknown fuzz target {target:?}; known: {}", FUZZ_TARGETS.join(", "));
+        bail!(
+            "unknown fuzz target {target:?}; known: {}",
+            FUZZ_TARGETS.join(", ")
+        );
     }
-    eprintln!("fuzz: {target} for {seconds} s");
-    run(cargo_with(NIGHTLY_PIN)
-        .args(["fuzz", "run", target, "--"])
+    eprintln!(
+        "fuzz: {target} for {seconds} s (seeds: fuzz/seeds/{target}, corpus: fuzz/corpus/{target})"
+    );
+    let corpus = format!("fuzz/corpus/{target}");
+    std::fs::create_dir_all(&corpus).with_context(|| format!("creating {corpus}"))?;
+    let out = cargo_with(NIGHTLY_PIN)
+        .args([
+            "fuzz",
+            "run",
+            target,
+            &corpus,
+            &format!("fuzz/seeds/{target}"),
+            "--",
+        ])
         .arg(format!("-max_total_time={seconds}"))
-        .arg("-print_final_stats=1"))
+        .arg("-print_final_stats=1")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .context("running cargo fuzz")?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        eprintln!("{log}");
+        bail!("fuzz target {target} failed (crash input saved under fuzz/artifacts/{target})");
+    }
+    let execs = log
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .map(str::trim)
+        .unwrap_or("?");
+    eprintln!("fuzz: {target}: {execs} executions in {seconds} s, no crash");
+    Ok(())
 }

@@ -93,7 +93,10 @@ fn debian_packages() -> Result<()> {
 fn toolchain(name: &str, components: &[&str]) -> Result<()> {
     let installed = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !installed.lines().any(|l| l.starts_with(name)) {
-        eprintln!("setup: installing Rust toolchain {name} with {}", components.join(", "));
+        eprintln!(
+            "setup: installing Rust toolchain {name} with {}",
+            components.join(", ")
+        );
         let mut cmd = Command::new("rustup");
         cmd.args(["toolchain", "install", name, "--profile", "minimal"]);
         for c in components {
@@ -110,7 +113,10 @@ fn toolchain(name: &str, components: &[&str]) -> Result<()> {
     ]))
     .unwrap_or_default();
     for c in components {
-        if !have.lines().any(|l| l.starts_with(&format!("{c}-")) || l == *c) {
+        if !have
+            .lines()
+            .any(|l| l.starts_with(&format!("{c}-")) || l == *c)
+        {
             eprintln!("setup: adding component {c} to {name}");
             run(Command::new("rustup").args(["component", "add", c, "--toolchain", name]))?;
         }
@@ -132,7 +138,13 @@ fn bpf_linker() -> Result<()> {
         "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute on 2 cores)"
     );
     run(crate::cargo_pinned()
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+        ])
         .args(["--no-default-features", "--features", "llvm-22"])
         // bpf-linker's build script reads LLVM_PREFIX, llvm-sys reads its own variable.
         .env("LLVM_PREFIX", LLVM_PREFIX)
@@ -166,7 +178,9 @@ fn bpffs() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        eprintln!("setup: /sys/fs/bpf is not mounted and we are not root; skipping (root tests and the lab mount it)");
+        eprintln!(
+            "setup: /sys/fs/bpf is not mounted and we are not root; skipping (root tests and the lab mount it)"
+        );
         return Ok(());
     }
     eprintln!("setup: mounting bpffs at /sys/fs/bpf");

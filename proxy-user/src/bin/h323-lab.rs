@@ -22,7 +22,11 @@ use proxy_user::h225::corpus::{self, Kind};
 use proxy_user::lab::netns::{self, Netns, veth};
 
 #[derive(Parser)]
-#[command(name = "h323-lab", version, about = "Namespace lab for the H.323 survivable proxy")]
+#[command(
+    name = "h323-lab",
+    version,
+    about = "Namespace lab for the H.323 survivable proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -102,7 +106,9 @@ fn demo(rounds: u32, hold: u64) -> Result<()> {
     let cfg = dir.join("proxy.toml");
     std::fs::write(
         &cfg,
-        format!("instance = \"{INSTANCE}\"\n[fastpath]\ninterfaces = [\"px0\"]\nstats_interval_secs = 2\n"),
+        format!(
+            "instance = \"{INSTANCE}\"\n[fastpath]\ninterfaces = [\"px0\"]\nstats_interval_secs = 2\n"
+        ),
     )?;
     let mut proxy = px
         .command(&proxy_bin)?
@@ -155,8 +161,12 @@ fn demo(rounds: u32, hold: u64) -> Result<()> {
             counters.packets[packet_slot::RAS as usize]
         );
 
-        step(&format!("`proxy stats --instance {INSTANCE}` (reads the pinned maps)"));
-        let _ = Command::new(&proxy_bin).args(["stats", "--instance", INSTANCE]).status();
+        step(&format!(
+            "`proxy stats --instance {INSTANCE}` (reads the pinned maps)"
+        ));
+        let _ = Command::new(&proxy_bin)
+            .args(["stats", "--instance", INSTANCE])
+            .status();
 
         step(&format!(
             "`bpftool map dump pinned /sys/fs/bpf/{INSTANCE}/RAS_CLASSIFY` (BTF field names), first lines"

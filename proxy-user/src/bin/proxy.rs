@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
 use proxy_user::config::Config;
 use proxy_user::fastpath::{Counters, FastPath};
-use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -135,7 +135,11 @@ fn render_counters(c: &Counters) -> String {
     for (i, name) in packet_slot::NAMES.iter().enumerate() {
         let _ = writeln!(s, "{:<28} {:>12}", name, c.packets[i]);
     }
-    let _ = writeln!(s, "\n{:<28} {:>12} {:>12}", "RAS message", "packets", "bytes");
+    let _ = writeln!(
+        s,
+        "\n{:<28} {:>12} {:>12}",
+        "RAS message", "packets", "bytes"
+    );
     for (i, r) in c.ras.iter().enumerate() {
         if r.packets == 0 {
             continue;

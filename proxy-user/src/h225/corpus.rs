@@ -69,8 +69,7 @@ fn ta(last: u8, port: u16) -> String {
 
 const EPT: &str = r#"{"terminal":{},"mc":false,"undefinedNode":false}"#;
 const GW_EPT: &str = r#"{"gateway":{"protocol":[{"voice":{"supportedPrefixes":[{"prefix":{"dialledDigits":"9"}}]}}]},"mc":false,"undefinedNode":false}"#;
-const VENDOR: &str =
-    r#"{"vendor":{"t35CountryCode":181,"t35Extension":0,"manufacturerCode":18}}"#;
+const VENDOR: &str = r#"{"vendor":{"t35CountryCode":181,"t35Extension":0,"manufacturerCode":18}}"#;
 const NSP: &str = r#"{"nonStandardIdentifier":{"h221NonStandard":{"t35CountryCode":181,"t35Extension":0,"manufacturerCode":18}},"data":"C0FFEE"}"#;
 
 /// RAS entries as (name, JER).
@@ -134,17 +133,34 @@ fn uuie_jer(message_type: u8) -> String {
             ta(2, 1720),
             ta(1, 1720)
         ),
-        msg::CALL_PROCEEDING => format!(r#"{{"callProceeding":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#),
-        msg::ALERTING => format!(r#"{{"alerting":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#),
-        msg::CONNECT => format!(r#"{{"connect":{{"protocolIdentifier":"{p}","h245Address":{},"destinationInfo":{EPT},"conferenceID":"{conf}",{call},"multipleCalls":false,"maintainConnection":true}}}}"#, ta(4, 40000)),
-        msg::RELEASE_COMPLETE => format!(r#"{{"releaseComplete":{{"protocolIdentifier":"{p}","reason":{{"undefinedReason":null}},{call}}}}}"#),
-        msg::FACILITY => format!(r#"{{"facility":{{"protocolIdentifier":"{p}","conferenceID":"{conf}","reason":{{"undefinedReason":null}},{call},"multipleCalls":false,"maintainConnection":true}}}}"#),
-        msg::PROGRESS => format!(r#"{{"progress":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#),
+        msg::CALL_PROCEEDING => format!(
+            r#"{{"callProceeding":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#
+        ),
+        msg::ALERTING => format!(
+            r#"{{"alerting":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#
+        ),
+        msg::CONNECT => format!(
+            r#"{{"connect":{{"protocolIdentifier":"{p}","h245Address":{},"destinationInfo":{EPT},"conferenceID":"{conf}",{call},"multipleCalls":false,"maintainConnection":true}}}}"#,
+            ta(4, 40000)
+        ),
+        msg::RELEASE_COMPLETE => format!(
+            r#"{{"releaseComplete":{{"protocolIdentifier":"{p}","reason":{{"undefinedReason":null}},{call}}}}}"#
+        ),
+        msg::FACILITY => format!(
+            r#"{{"facility":{{"protocolIdentifier":"{p}","conferenceID":"{conf}","reason":{{"undefinedReason":null}},{call},"multipleCalls":false,"maintainConnection":true}}}}"#
+        ),
+        msg::PROGRESS => format!(
+            r#"{{"progress":{{"protocolIdentifier":"{p}","destinationInfo":{EPT},{call},"multipleCalls":false,"maintainConnection":true}}}}"#
+        ),
         msg::STATUS => format!(r#"{{"status":{{"protocolIdentifier":"{p}",{call}}}}}"#),
-        msg::STATUS_ENQUIRY => format!(r#"{{"statusInquiry":{{"protocolIdentifier":"{p}",{call}}}}}"#),
+        msg::STATUS_ENQUIRY => {
+            format!(r#"{{"statusInquiry":{{"protocolIdentifier":"{p}",{call}}}}}"#)
+        }
         msg::INFORMATION => format!(r#"{{"information":{{"protocolIdentifier":"{p}",{call}}}}}"#),
         msg::NOTIFY => format!(r#"{{"notify":{{"protocolIdentifier":"{p}",{call}}}}}"#),
-        msg::SETUP_ACKNOWLEDGE => format!(r#"{{"setupAcknowledge":{{"protocolIdentifier":"{p}",{call}}}}}"#),
+        msg::SETUP_ACKNOWLEDGE => {
+            format!(r#"{{"setupAcknowledge":{{"protocolIdentifier":"{p}",{call}}}}}"#)
+        }
         _ => r#"{"empty":null}"#.to_string(),
     };
     format!(r#"{{"h323-uu-pdu":{{"h323-message-body":{body},"h245Tunneling":false}}}}"#)
@@ -155,17 +171,31 @@ fn q931_ies(message_type: u8) -> Vec<Ie> {
     let mut v = Vec::new();
     match message_type {
         msg::SETUP => {
-            v.push(Ie::new(ie::BEARER_CAPABILITY, q931::BEARER_SPEECH_ULAW.to_vec()));
+            v.push(Ie::new(
+                ie::BEARER_CAPABILITY,
+                q931::BEARER_SPEECH_ULAW.to_vec(),
+            ));
             v.push(Ie::new(ie::DISPLAY, b"alice".to_vec()));
-            v.push(Ie::new(ie::CALLING_PARTY_NUMBER, PartyNumber::e164("1001").encode()));
-            v.push(Ie::new(ie::CALLED_PARTY_NUMBER, PartyNumber::e164("1002").encode()));
+            v.push(Ie::new(
+                ie::CALLING_PARTY_NUMBER,
+                PartyNumber::e164("1001").encode(),
+            ));
+            v.push(Ie::new(
+                ie::CALLED_PARTY_NUMBER,
+                PartyNumber::e164("1002").encode(),
+            ));
         }
         msg::ALERTING => v.push(Ie::new(ie::SIGNAL, vec![0x01])), // ringback on
         msg::PROGRESS => v.push(Ie::new(ie::PROGRESS_INDICATOR, vec![0x80, 0x88])), // in-band info
         msg::CONNECT => v.push(Ie::new(ie::DISPLAY, b"bob".to_vec())),
         msg::RELEASE_COMPLETE => v.push(Ie::new(ie::CAUSE, Cause::user(16).encode().to_vec())),
         msg::STATUS => {
-            v.push(Ie::new(ie::CAUSE, Cause::user(q931::CAUSE_RESPONSE_TO_STATUS_ENQUIRY).encode().to_vec()));
+            v.push(Ie::new(
+                ie::CAUSE,
+                Cause::user(q931::CAUSE_RESPONSE_TO_STATUS_ENQUIRY)
+                    .encode()
+                    .to_vec(),
+            ));
             v.push(Ie::new(ie::CALL_STATE, vec![q931::call_state::ACTIVE]));
         }
         msg::INFORMATION => v.push(Ie::new(ie::KEYPAD, b"5".to_vec())),

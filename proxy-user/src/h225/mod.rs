@@ -41,11 +41,15 @@ pub enum PerError {
 }
 
 /// Decode one aligned-PER value that must use the whole input.
-pub(crate) fn decode_whole<T: rasn::Decode>(what: &'static str, bytes: &[u8]) -> Result<T, PerError> {
-    let (value, rest) = rasn::aper::decode_with_remainder::<T>(bytes).map_err(|e| PerError::Decode {
-        what,
-        detail: e.to_string(),
-    })?;
+pub(crate) fn decode_whole<T: rasn::Decode>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, PerError> {
+    let (value, rest) =
+        rasn::aper::decode_with_remainder::<T>(bytes).map_err(|e| PerError::Decode {
+            what,
+            detail: e.to_string(),
+        })?;
     // The remainder is whole octets after the (padded) value.
     if !rest.is_empty() {
         return Err(PerError::Trailing {

@@ -1,7 +1,7 @@
 //! H.225.0 RAS (UDP 1719): the `RasMessage` CHOICE.
 
-pub use super::asn::h323_messages::RasMessage;
 use super::PerError;
+pub use super::asn::h323_messages::RasMessage;
 
 /// ASN.1 names of the `RasMessage` alternatives in choice-index order (root,
 /// then extensions), as the XDP classifier counts them.
@@ -50,4 +50,3 @@ pub fn decode(bytes: &[u8]) -> Result<RasMessage, PerError> {
 pub fn encode(msg: &RasMessage) -> Result<Vec<u8>, PerError> {
     super::encode("RasMessage", msg)
 }
-

@@ -68,8 +68,14 @@ pub fn from_choice(v: &Value) -> Summary {
         return s;
     };
     s.request_seq_num = o.get("requestSeqNum").and_then(Value::as_u64);
-    s.endpoint_identifier = o.get("endpointIdentifier").and_then(Value::as_str).map(str::to_owned);
-    s.gatekeeper_identifier = o.get("gatekeeperIdentifier").and_then(Value::as_str).map(str::to_owned);
+    s.endpoint_identifier = o
+        .get("endpointIdentifier")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    s.gatekeeper_identifier = o
+        .get("gatekeeperIdentifier")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     s.keep_alive = o.get("keepAlive").and_then(Value::as_bool);
     s.call_identifier = o
         .get("callIdentifier")

@@ -1,8 +1,8 @@
 //! H.225.0 call signalling: the `H323-UserInformation` carried in the Q.931
 //! User-user IE.
 
-pub use super::asn::h323_messages::H323UserInformation;
 use super::PerError;
+pub use super::asn::h323_messages::H323UserInformation;
 
 /// Decode the contents of a User-user IE (after its protocol discriminator).
 pub fn decode(bytes: &[u8]) -> Result<H323UserInformation, PerError> {

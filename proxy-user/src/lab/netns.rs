@@ -38,7 +38,11 @@ fn ip(args: &[&str]) -> io::Result<()> {
 /// A name unique to this process: `h323t<pid>x<n><tag>`.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{PREFIX}{}x{}{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{PREFIX}{}x{}{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Netns {
@@ -116,7 +120,17 @@ impl Drop for Netns {
 /// Join `a`/`a_if` and `b`/`b_if` with a veth pair, both ends up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
     ip(&[
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
         b.name(),
     ])?;
     a.ip(&["link", "set", a_if, "up"])?;
@@ -136,13 +150,21 @@ fn dead_owner(name: &str) -> bool {
 /// Delete namespaces and bpffs pin directories left by project processes
 /// that no longer exist (a SIGKILLed or failed run cannot always clean up).
 pub fn sweep_stale() {
-    for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if dead_owner(&name) {
             let _ = ip(&["netns", "del", &name]);
         }
     }
-    for e in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/sys/fs/bpf")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if dead_owner(&e.file_name().to_string_lossy()) {
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -153,7 +175,9 @@ pub fn sweep_stale() {
 pub fn unprivileged_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("not root: XDP and network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN".into());
+        return Some(
+            "not root: XDP and network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN".into(),
+        );
     }
     if Command::new("ip").arg("-V").output().is_err() {
         return Some("iproute2 (`ip`) is not installed: run `cargo xtask setup`".into());
