@@ -195,7 +195,7 @@ fn require_root(what: &str) -> Result<()> {
 
 fn build(release: bool) -> Result<()> {
     let mut cmd = cargo_pinned();
-    cmd.args(["build", "--workspace", "--bins"]);
+    cmd.args(["build", "--bins"]);
     if release {
         cmd.arg("--release");
     }
@@ -212,7 +212,8 @@ fn test(fuzz_seconds: u64) -> Result<()> {
             "test: not root: the privileged tests (XDP, network namespaces) will skip and say so"
         );
     }
-    run(cargo_pinned().args(["test", "--workspace", "--", "--test-threads=1"]))?;
+    // Default members: the eBPF crate only builds for the BPF target.
+    run(cargo_pinned().args(["test", "--", "--test-threads=1"]))?;
     if fuzz_seconds > 0 {
         for target in FUZZ_TARGETS {
             fuzz(target, fuzz_seconds)?;
