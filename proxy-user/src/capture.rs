@@ -78,6 +78,21 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    fn new(time: f64, src: SocketAddr, dst: SocketAddr, transport: &'static str) -> Self {
+        Self {
+            time,
+            src,
+            dst,
+            transport,
+            q931: None,
+            crv: None,
+            cause: None,
+            summary: Summary::default(),
+            tree: None,
+            error: None,
+        }
+    }
+
     /// The one-line form `proxy decode` prints.
     pub fn line(&self) -> String {
         let mut s = format!(
@@ -127,18 +142,7 @@ impl Decoded {
 
 /// Decode a RAS datagram into a [`Decoded`].
 fn decode_ras(time: f64, src: SocketAddr, dst: SocketAddr, payload: &[u8], json: bool) -> Decoded {
-    let mut d = Decoded {
-        time,
-        src,
-        dst,
-        transport: "RAS",
-        q931: None,
-        crv: None,
-        cause: None,
-        summary: Summary::default(),
-        tree: None,
-        error: None,
-    };
+    let mut d = Decoded::new(time, src, dst, "RAS");
     match ras::decode(payload) {
         Ok(m) => {
             let (s, tree) = summary::ras(&m);
@@ -152,18 +156,7 @@ fn decode_ras(time: f64, src: SocketAddr, dst: SocketAddr, payload: &[u8], json:
 
 /// Decode one Q.931 message (a TPKT payload).
 fn decode_q931(time: f64, src: SocketAddr, dst: SocketAddr, payload: &[u8], json: bool) -> Decoded {
-    let mut d = Decoded {
-        time,
-        src,
-        dst,
-        transport: "Q.931",
-        q931: None,
-        crv: None,
-        cause: None,
-        summary: Summary::default(),
-        tree: None,
-        error: None,
-    };
+    let mut d = Decoded::new(time, src, dst, "Q.931");
     if payload.is_empty() {
         d.summary.message = "keepalive (empty TPKT)".into();
         return d;
