@@ -76,6 +76,10 @@ enum Cmd {
         /// Stop after this many seconds.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// Build without AddressSanitizer (about 5x faster; the codec is safe
+        /// Rust, panics and assertion failures are still caught).
+        #[arg(long)]
+        no_sanitizer: bool,
     },
     /// Regenerate the H.225.0 codec from the ASN.1 modules in proxy-user/asn1.
     Codegen,
@@ -117,9 +121,13 @@ fn main() -> Result<()> {
             setup::all(fuzz_seconds > 0)?;
             test(fuzz_seconds)?;
         }
-        Cmd::Fuzz { target, seconds } => {
+        Cmd::Fuzz {
+            target,
+            seconds,
+            no_sanitizer,
+        } => {
             setup::all(true)?;
-            fuzz(&target, seconds)?;
+            fuzz(&target, seconds, no_sanitizer)?;
         }
         Cmd::Codegen => {
             setup::all(false)?;
@@ -216,14 +224,14 @@ fn test(fuzz_seconds: u64) -> Result<()> {
     run(cargo_pinned().args(["test", "--", "--test-threads=1"]))?;
     if fuzz_seconds > 0 {
         for target in FUZZ_TARGETS {
-            fuzz(target, fuzz_seconds)?;
+            fuzz(target, fuzz_seconds, false)?;
         }
     }
     eprintln!("test: all passed");
     Ok(())
 }
 
-fn fuzz(target: &str, seconds: u64) -> Result<()> {
+fn fuzz(target: &str, seconds: u64, no_sanitizer: bool) -> Result<()> {
     if !FUZZ_TARGETS.contains(&target) {
         bail!(
             "unknown fuzz target {target:?}; known: {}",
@@ -259,6 +267,10 @@ fn fuzz(target: &str, seconds: u64) -> Result<()> {
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
         .map(str::trim)
         .unwrap_or("?");
-    eprintln!("fuzz: {target}: {execs} executions in {seconds} s, no crash");
+    let secs = log
+        .lines()
+        .find_map(|l| l.strip_prefix("Done ").and_then(|r| r.split(" in ").nth(1)))
+        .unwrap_or("?");
+    eprintln!("fuzz: {target}: {execs} executions in {secs}, no crash");
     Ok(())
 }
