@@ -243,15 +243,13 @@ fn fuzz(target: &str, seconds: u64, no_sanitizer: bool) -> Result<()> {
     );
     let corpus = format!("fuzz/corpus/{target}");
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {corpus}"))?;
-    let out = cargo_with(NIGHTLY_PIN)
-        .args([
-            "fuzz",
-            "run",
-            target,
-            &corpus,
-            &format!("fuzz/seeds/{target}"),
-            "--",
-        ])
+    let mut cmd = cargo_with(NIGHTLY_PIN);
+    cmd.args(["fuzz", "run"]);
+    if no_sanitizer {
+        cmd.args(["--sanitizer", "none"]);
+    }
+    let out = cmd
+        .args([target, &corpus, &format!("fuzz/seeds/{target}"), "--"])
         .arg(format!("-max_total_time={seconds}"))
         .arg("-print_final_stats=1")
         .stderr(std::process::Stdio::piped())
