@@ -8,6 +8,7 @@ pub mod capture;
 pub mod config;
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
+pub mod gatekeeper;
 pub mod h225;
 pub mod lab;
 pub mod q931;
