@@ -200,7 +200,7 @@ struct Flow {
 }
 
 impl Flow {
-    /// Add a segment; returns the bytes that became contiguous.
+    /// Add a segment; returns whether new bytes became contiguous in `buf`.
     fn push(&mut self, seq: u32, data: &[u8], syn: bool) -> bool {
         let seq = if syn { seq.wrapping_add(1) } else { seq };
         let next = *self.next_seq.get_or_insert(seq);
