@@ -82,6 +82,10 @@ fn main() -> Result<()> {
 }
 
 async fn run(cfg: Config) -> Result<()> {
+    // Signal handlers first: a supervisor (or a test) that sees the pins
+    // appear may send SIGTERM at once, and must get a clean shutdown.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut fast = None;
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load(&cfg.instance).context("loading the XDP fast path")?;
@@ -95,8 +99,6 @@ async fn run(cfg: Config) -> Result<()> {
         tracing::info!("fast path disabled by configuration");
     }
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let interval = Duration::from_secs(cfg.fastpath.stats_interval_secs.max(1));
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
