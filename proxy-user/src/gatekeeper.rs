@@ -60,6 +60,18 @@ impl Heartbeat {
         }
     }
 
+    /// A detector for a gatekeeper not heard from yet: Down, probing at once.
+    pub fn new_down(cfg: HeartbeatConfig, now: Instant) -> Self {
+        let mut hb = Self::new(cfg, now);
+        hb.health = Health::Down;
+        hb.up_since = None;
+        hb.next_probe = now;
+        hb.last_heard = now
+            .checked_sub(hb.cfg.interval * hb.cfg.multiplier)
+            .unwrap_or(now);
+        hb
+    }
+
     /// Current state (after [`Heartbeat::handle_timeout`] for `now`).
     pub fn health(&self) -> Health {
         self.health

@@ -12,4 +12,6 @@ pub mod gatekeeper;
 pub mod h225;
 pub mod lab;
 pub mod q931;
+pub mod ras_relay;
+pub mod registration;
 pub mod tpkt;

@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod ras;
 pub mod summary;
 pub mod uuie;
+pub mod value;
 
 /// Errors of the PER codec, with the message kind that failed.
 #[derive(Debug, thiserror::Error)]

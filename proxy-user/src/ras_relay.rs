@@ -1,0 +1,1474 @@
+//! The RAS side of the proxy as a sans-I/O state machine.
+//!
+//! Endpoints see the proxy as their gatekeeper: one stable
+//! gatekeeperIdentifier, one RAS address, an endpointIdentifier that never
+//! changes. Behind it the proxy registers them at whichever gatekeeper is in
+//! control, answers their keepalives itself, watches every gatekeeper with a
+//! heartbeat (lightweight RRQs for the proxy's own registration), fails over
+//! to the next gatekeeper that is up, and with none up serves registration,
+//! admission, disengage and location itself (survivable mode).
+//!
+//! The driver feeds datagrams and time in ([`RasRelay::handle_endpoint`],
+//! [`RasRelay::handle_gatekeeper`], [`RasRelay::handle_timeout`]) and takes
+//! datagrams and events out ([`RasRelay::poll_transmit`],
+//! [`RasRelay::poll_event`]), in the style of quinn-proto.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+use crate::h225::asn::h323_messages::{AdmissionRequest, AliasAddress, RegistrationRequest};
+use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::ras::{self, RasMessage};
+use crate::h225::value::{
+    alias_json, alias_text, bmp_text, epid, gkid, hex, ras_from_json, seq_num, set_seq_num,
+    socket_addr, transport, transport_json,
+};
+use crate::registration::{Binding, Registration, Registry};
+
+/// A dial-plan rule for survivable mode: numbers starting with `prefix`
+/// have `strip` leading digits removed and `prepend` put in front, then are
+/// looked up among the proxy's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialRule {
+    /// Leading digits that select the rule.
+    pub prefix: String,
+    /// Digits removed from the front.
+    pub strip: usize,
+    /// Digits added in front after stripping.
+    pub prepend: String,
+}
+
+/// A gatekeeper the proxy may hand control to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperConfig {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+}
+
+/// Settings of the RAS relay.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// gatekeeperIdentifier endpoints see, and the proxy's own alias at the
+    /// gatekeepers.
+    pub proxy_id: String,
+    /// The proxy's RAS address on the endpoint side.
+    pub endpoint_ras: SocketAddr,
+    /// The proxy's call signalling address on the endpoint side.
+    pub endpoint_call_signal: SocketAddr,
+    /// The proxy's RAS address on the gatekeeper side.
+    pub gatekeeper_ras: SocketAddr,
+    /// The proxy's call signalling address on the gatekeeper side.
+    pub gatekeeper_call_signal: SocketAddr,
+    /// Gatekeepers in order of preference (primary first).
+    pub gatekeepers: Vec<GatekeeperConfig>,
+    /// Heartbeat toward every gatekeeper.
+    pub heartbeat: HeartbeatConfig,
+    /// How long a gatekeeper must stay up before control moves (back) to it.
+    pub failback_hold: Duration,
+    /// Move back to a more preferred gatekeeper once it has been up for the
+    /// hold time; `false` stays on the current one while it is up.
+    pub preempt: bool,
+    /// Full RRQs per second when re-registering endpoints at a new gatekeeper.
+    pub reregister_rate: u32,
+    /// timeToLive granted in survivable mode, seconds.
+    pub local_ttl: u32,
+    /// Survivable-mode dial plan.
+    pub dial_plan: Vec<DialRule>,
+}
+
+/// Which socket a datagram goes out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Toward endpoints.
+    Endpoint,
+    /// Toward gatekeepers.
+    Gatekeeper,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Socket to send from.
+    pub side: Side,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Payload (aligned PER).
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver should log or count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A gatekeeper's heartbeat state changed.
+    GatekeeperHealth {
+        /// Its name.
+        name: String,
+        /// New state.
+        health: Health,
+    },
+    /// Control moved; `to: None` is survivable mode.
+    ControlMoved {
+        /// Previous gatekeeper.
+        from: Option<String>,
+        /// New gatekeeper.
+        to: Option<String>,
+    },
+    /// An endpoint registered (or re-registered at a new gatekeeper).
+    Registered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Gatekeeper, or `None` when registered locally.
+        gatekeeper: Option<String>,
+    },
+    /// An endpoint unregistered.
+    Unregistered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+    },
+    /// A datagram was rejected without changing state.
+    Rejected {
+        /// Sender.
+        from: SocketAddr,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Counters the driver exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Keepalive RRQs answered from the table.
+    pub keepalives_answered: u64,
+    /// Requests answered by the proxy itself in survivable mode.
+    pub local_answers: u64,
+    /// Endpoint requests forwarded to a gatekeeper.
+    pub forwarded: u64,
+    /// RRQs sent to gatekeepers (probes, refreshes, re-registrations).
+    pub rrqs_to_gatekeepers: u64,
+    /// Times control moved between gatekeepers or to survivable mode.
+    pub failovers: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Datagrams that decoded but were refused (unknown endpoint, spoofed
+    /// source, unexpected message).
+    pub refused: u64,
+}
+
+/// A call the proxy admitted or saw admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// callIdentifier GUID.
+    pub call_id: [u8; 16],
+    /// conferenceID GUID.
+    pub conference_id: [u8; 16],
+    /// Endpoint's call reference value.
+    pub crv: u16,
+    /// Local endpointIdentifier of the endpoint that asked.
+    pub endpoint_id: String,
+    /// Whether the ARQ was for answering the call.
+    pub answer_call: bool,
+    /// Bandwidth granted (100 bit/s units).
+    pub bandwidth: u32,
+    /// Where the call goes: the far end's call signalling address as the
+    /// gatekeeper said, or `None` when it ends on one of the proxy's own
+    /// endpoints (routed by alias).
+    pub destination: Option<SocketAddr>,
+    /// The destination aliases of the ARQ.
+    pub dest_aliases: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Probe {
+        gk: usize,
+    },
+    Forward {
+        gk: usize,
+        to: SocketAddr,
+        seq: u16,
+        what: Forwarded,
+    },
+    Reregister {
+        gk: usize,
+        endpoint_id: String,
+    },
+    Refresh {
+        gk: usize,
+        endpoint_id: String,
+    },
+    CallReport {
+        gk: usize,
+    },
+}
+
+impl Pending {
+    fn gatekeeper(&self) -> usize {
+        match self {
+            Pending::Probe { gk }
+            | Pending::Forward { gk, .. }
+            | Pending::Reregister { gk, .. }
+            | Pending::Refresh { gk, .. }
+            | Pending::CallReport { gk } => *gk,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Forwarded {
+    Register(Box<Registration>),
+    Unregister(String),
+    Admit(Box<CallRecord>),
+    Disengage([u8; 16]),
+    Other,
+}
+
+struct Gk {
+    cfg: GatekeeperConfig,
+    hb: Heartbeat,
+    /// gatekeeperIdentifier learned from its RCF to the proxy.
+    id: Option<String>,
+    /// The proxy's own endpointIdentifier there.
+    self_id: Option<String>,
+    last_health: Health,
+}
+
+/// The RAS relay state machine.
+pub struct RasRelay {
+    cfg: RelayConfig,
+    gks: Vec<Gk>,
+    active: Option<usize>,
+    /// Whether any gatekeeper has been in control yet: the first one takes
+    /// control as soon as it answers, later ones after the hold time.
+    ever_active: bool,
+    regs: Registry,
+    calls: HashMap<[u8; 16], CallRecord>,
+    pending: HashMap<u16, (Pending, Instant)>,
+    /// Gatekeeper-initiated requests forwarded to endpoints: our seq → (gk, their seq).
+    ep_pending: HashMap<u16, (usize, u16, Instant)>,
+    next_seq: u16,
+    rereg: VecDeque<String>,
+    rereg_tokens: f64,
+    rereg_last: Instant,
+    refresh: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The latest instant the driver passed in.
+    now: Instant,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: RelayStats,
+}
+
+/// How long an unanswered request is remembered.
+const PENDING_LIFETIME: Duration = Duration::from_secs(10);
+
+impl RasRelay {
+    /// A relay in survivable mode with every gatekeeper down; the first
+    /// [`RasRelay::handle_timeout`] sends the proxy's registrations.
+    pub fn new(cfg: RelayConfig, now: Instant) -> Self {
+        let gks = cfg
+            .gatekeepers
+            .iter()
+            .map(|g| Gk {
+                cfg: g.clone(),
+                hb: Heartbeat::new_down(cfg.heartbeat, now),
+                id: None,
+                self_id: None,
+                last_health: Health::Down,
+            })
+            .collect();
+        Self {
+            cfg,
+            gks,
+            active: None,
+            ever_active: false,
+            regs: Registry::default(),
+            calls: HashMap::new(),
+            pending: HashMap::new(),
+            ep_pending: HashMap::new(),
+            next_seq: 0,
+            rereg: VecDeque::new(),
+            rereg_tokens: 0.0,
+            rereg_last: now,
+            refresh: BinaryHeap::new(),
+            now,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+
+    /// The registration table.
+    pub fn registrations(&self) -> &Registry {
+        &self.regs
+    }
+
+    /// Calls admitted and not yet disengaged.
+    pub fn calls(&self) -> impl Iterator<Item = &CallRecord> {
+        self.calls.values()
+    }
+
+    /// A call by callIdentifier.
+    pub fn call(&self, call_id: &[u8; 16]) -> Option<&CallRecord> {
+        self.calls.get(call_id)
+    }
+
+    /// Name of the gatekeeper in control (`None`: survivable mode).
+    pub fn active(&self) -> Option<&str> {
+        self.active.map(|i| self.gks[i].cfg.name.as_str())
+    }
+
+    /// Each gatekeeper's name and heartbeat state.
+    pub fn gatekeepers(&self) -> Vec<(String, Health)> {
+        self.gks
+            .iter()
+            .map(|g| (g.cfg.name.clone(), g.hb.health()))
+            .collect()
+    }
+
+    /// Registrations still waiting to be re-registered at the gatekeeper in
+    /// control.
+    pub fn reregistrations_pending(&self) -> usize {
+        self.rereg.len()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`RasRelay::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self
+            .gks
+            .iter()
+            .map(|g| g.hb.poll_timeout())
+            .min()
+            .unwrap_or_else(|| self.rereg_last + Duration::from_secs(1));
+        if let Some(Reverse((at, _))) = self.refresh.peek() {
+            t = t.min(*at);
+        }
+        if !self.rereg.is_empty() {
+            t = t.min(self.rereg_last + Duration::from_millis(10));
+        }
+        t
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// Advance to `now`: heartbeats, probes, control changes, paced
+    /// re-registration, registration refreshes, expiry of pending requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        for i in 0..self.gks.len() {
+            let due = self.gks[i].hb.handle_timeout(now);
+            self.note_health(i);
+            if due {
+                self.send_probe(i);
+            }
+        }
+        self.reselect(now);
+        self.pace_reregistration(now);
+        self.refresh_due(now);
+        self.pending
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+        self.ep_pending
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+    }
+
+    fn note_health(&mut self, i: usize) {
+        let h = self.gks[i].hb.health();
+        if h != self.gks[i].last_health {
+            self.gks[i].last_health = h;
+            self.events.push_back(Event::GatekeeperHealth {
+                name: self.gks[i].cfg.name.clone(),
+                health: h,
+            });
+        }
+    }
+
+    /// Pick the gatekeeper in control: keep the current one while it is up
+    /// (unless preempting back to a preferred one that has been up for the
+    /// hold time); leave a down one at once for the first gatekeeper that is
+    /// up; come out of survivable mode only for one up for the hold time.
+    fn reselect(&mut self, now: Instant) {
+        let held = |g: &Gk| {
+            g.hb.health() == Health::Up
+                && g.self_id.is_some()
+                && g.hb
+                    .up_for(now)
+                    .is_some_and(|d| d >= self.cfg.failback_hold)
+        };
+        let up = |g: &Gk| g.hb.health() == Health::Up && g.self_id.is_some();
+        let want = match self.active {
+            Some(a) if self.gks[a].hb.health() != Health::Down => {
+                if self.cfg.preempt {
+                    (0..a).find(|&i| held(&self.gks[i])).or(Some(a))
+                } else {
+                    Some(a)
+                }
+            }
+            Some(_) => (0..self.gks.len()).find(|&i| up(&self.gks[i])),
+            None if !self.ever_active => (0..self.gks.len()).find(|&i| up(&self.gks[i])),
+            None => (0..self.gks.len()).find(|&i| held(&self.gks[i])),
+        };
+        if want == self.active {
+            return;
+        }
+        let from = self.active.map(|i| self.gks[i].cfg.name.clone());
+        let to = want.map(|i| self.gks[i].cfg.name.clone());
+        tracing::info!(?from, ?to, "gatekeeper control moves");
+        self.active = want;
+        if self.ever_active {
+            self.stats.failovers += 1;
+        }
+        self.ever_active |= want.is_some();
+        self.events.push_back(Event::ControlMoved { from, to });
+        // Bindings at other gatekeepers are void now; re-register everyone
+        // at the new one, paced.
+        self.rereg.clear();
+        for id in self.regs.ids() {
+            if self
+                .regs
+                .get(&id)
+                .and_then(|r| r.binding.as_ref())
+                .map(|b| b.gatekeeper)
+                != want
+            {
+                self.regs.bind(&id, None);
+                if want.is_some() {
+                    self.rereg.push_back(id);
+                }
+            }
+        }
+        self.rereg_last = now;
+        self.rereg_tokens = 1.0;
+    }
+
+    fn pace_reregistration(&mut self, now: Instant) {
+        let Some(gk) = self.active else {
+            self.rereg.clear();
+            return;
+        };
+        let rate = f64::from(self.cfg.reregister_rate.max(1));
+        let elapsed = now.saturating_duration_since(self.rereg_last).as_secs_f64();
+        self.rereg_last = now;
+        // Burst of at most 1/20 s worth, so a restart does not storm.
+        self.rereg_tokens = (self.rereg_tokens + elapsed * rate).min((rate / 20.0).max(1.0));
+        while self.rereg_tokens >= 1.0 {
+            let Some(id) = self.rereg.pop_front() else {
+                break;
+            };
+            self.rereg_tokens -= 1.0;
+            if let Some(r) = self.regs.get(&id) {
+                let rrq = r.rrq.clone();
+                self.send_endpoint_rrq(
+                    gk,
+                    rrq,
+                    Pending::Reregister {
+                        gk,
+                        endpoint_id: id,
+                    },
+                );
+            }
+        }
+    }
+
+    fn refresh_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.refresh.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, id)) = self.refresh.pop().expect("peeked");
+            let Some(r) = self.regs.get(&id) else {
+                continue;
+            };
+            let Some(b) = r.binding.clone() else { continue };
+            if Some(b.gatekeeper) != self.active {
+                continue;
+            }
+            // Not due yet for this binding (re-registered since): skip.
+            if now < b.since + refresh_after(b.ttl) {
+                continue;
+            }
+            let gk = b.gatekeeper;
+            let v = self.lightweight_rrq_json(gk, &b.endpoint_id, b.ttl);
+            self.send_to_gk(
+                gk,
+                &v,
+                Pending::Refresh {
+                    gk,
+                    endpoint_id: id,
+                },
+            );
+        }
+    }
+
+    // ----------------------------------------------------- gatekeeper side
+
+    fn alloc_seq(&mut self) -> u16 {
+        for _ in 0..u16::MAX {
+            self.next_seq = self.next_seq.wrapping_add(1).max(1);
+            if !self.pending.contains_key(&self.next_seq)
+                && !self.ep_pending.contains_key(&self.next_seq)
+            {
+                break;
+            }
+        }
+        self.next_seq
+    }
+
+    fn send_probe(&mut self, gk: usize) {
+        let v = match self.gks[gk].self_id.clone() {
+            Some(id) => self.lightweight_rrq_json(gk, &id, self.cfg.local_ttl),
+            None => self.own_rrq_json(gk),
+        };
+        self.send_to_gk(gk, &v, Pending::Probe { gk });
+    }
+
+    fn own_rrq_json(&self, gk: usize) -> Value {
+        let mut body = json!({
+            "requestSeqNum": 1,
+            "protocolIdentifier": PROTOCOL_ID,
+            "discoveryComplete": false,
+            "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+            "rasAddress": [transport_json(self.cfg.gatekeeper_ras)],
+            "terminalType": {"gateway": {}, "mc": false, "undefinedNode": false},
+            "terminalAlias": [{"h323-ID": self.cfg.proxy_id}],
+            "endpointVendor": vendor_json(),
+            "timeToLive": self.cfg.local_ttl,
+            "keepAlive": false,
+        });
+        if let Some(id) = &self.gks[gk].id {
+            body["gatekeeperIdentifier"] = json!(id);
+        }
+        json!({ "registrationRequest": body })
+    }
+
+    fn lightweight_rrq_json(&self, gk: usize, endpoint_id: &str, ttl: u32) -> Value {
+        let mut body = json!({
+            "requestSeqNum": 1,
+            "protocolIdentifier": PROTOCOL_ID,
+            "discoveryComplete": false,
+            "callSignalAddress": [],
+            "rasAddress": [transport_json(self.cfg.gatekeeper_ras)],
+            "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+            "endpointVendor": vendor_json(),
+            "timeToLive": ttl,
+            "keepAlive": true,
+            "endpointIdentifier": endpoint_id,
+        });
+        if let Some(id) = &self.gks[gk].id {
+            body["gatekeeperIdentifier"] = json!(id);
+        }
+        json!({ "registrationRequest": body })
+    }
+
+    fn send_to_gk(&mut self, gk: usize, v: &Value, p: Pending) {
+        match ras_from_json(v) {
+            Ok(m) => self.send_msg_to_gk(gk, m, p),
+            Err(e) => tracing::error!(error = %e, "building a RAS message (bug)"),
+        }
+    }
+
+    fn send_msg_to_gk(&mut self, gk: usize, mut m: RasMessage, p: Pending) {
+        let seq = self.alloc_seq();
+        let _ = set_seq_num(&mut m, seq);
+        if matches!(m, RasMessage::registrationRequest(_)) {
+            self.stats.rrqs_to_gatekeepers += 1;
+        }
+        match ras::encode(&m) {
+            Ok(bytes) => {
+                self.pending.insert(seq, (p, self.now));
+                self.out.push_back(Transmit {
+                    side: Side::Gatekeeper,
+                    to: self.gks[gk].cfg.ras,
+                    bytes,
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "encoding toward the gatekeeper"),
+        }
+    }
+
+    /// A full RRQ for an endpoint, with the proxy's gatekeeper-side addresses.
+    fn send_endpoint_rrq(&mut self, gk: usize, mut rrq: RegistrationRequest, p: Pending) {
+        rrq.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+        rrq.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
+        rrq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+        rrq.keep_alive = Some(false);
+        rrq.endpoint_identifier = None;
+        rrq.alternate_endpoints = None;
+        rrq.supports_alt_gk = None;
+        self.send_msg_to_gk(gk, RasMessage::registrationRequest(rrq), p);
+    }
+
+    /// A datagram arrived on the gatekeeper-side socket.
+    pub fn handle_gatekeeper(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.now = self.now.max(now);
+        let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == from) else {
+            self.refuse(
+                from,
+                "datagram from an address that is not a configured gatekeeper",
+            );
+            return;
+        };
+        // Anything from the gatekeeper shows it is alive.
+        self.gks[gk].hb.handle_reply(now);
+        self.note_health(gk);
+        let m = match ras::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::warn!(%from, error = %e, "malformed RAS from gatekeeper");
+                self.events.push_back(Event::Rejected {
+                    from,
+                    reason: "malformed RAS",
+                });
+                return;
+            }
+        };
+        let Some(seq) = seq_num(&m) else { return };
+        if is_request(&m) {
+            self.gatekeeper_request(gk, seq, m, now);
+            return;
+        }
+        // A reply only counts from the gatekeeper the request went to.
+        if self
+            .pending
+            .get(&seq)
+            .is_none_or(|(p, _)| p.gatekeeper() != gk)
+        {
+            tracing::debug!(%from, seq, "reply to no pending request");
+            return;
+        }
+        let Some((p, _)) = self.pending.remove(&seq) else {
+            return;
+        };
+        self.gatekeeper_reply(gk, p, m, now);
+        self.reselect(now);
+    }
+
+    fn gatekeeper_reply(&mut self, gk: usize, p: Pending, m: RasMessage, now: Instant) {
+        match p {
+            Pending::Probe { .. } => match m {
+                RasMessage::registrationConfirm(rcf) => {
+                    self.gks[gk].self_id = Some(bmp_text(&rcf.endpoint_identifier.0));
+                    if let Some(id) = &rcf.gatekeeper_identifier {
+                        self.gks[gk].id = Some(bmp_text(&id.0));
+                    }
+                }
+                RasMessage::registrationReject(_) => self.gks[gk].self_id = None,
+                _ => {}
+            },
+            Pending::Refresh { endpoint_id, .. } => {
+                if let RasMessage::registrationReject(_) = m {
+                    // The gatekeeper forgot it: register again in full.
+                    self.regs.bind(&endpoint_id, None);
+                    self.rereg.push_back(endpoint_id);
+                } else if let RasMessage::registrationConfirm(rcf) = m {
+                    let ttl = rcf
+                        .time_to_live
+                        .as_ref()
+                        .map(|t| t.0)
+                        .unwrap_or(self.cfg.local_ttl);
+                    if let Some(b) = self.regs.get(&endpoint_id).and_then(|r| r.binding.clone()) {
+                        self.regs.bind(
+                            &endpoint_id,
+                            Some(Binding {
+                                ttl,
+                                since: now,
+                                ..b
+                            }),
+                        );
+                        self.refresh
+                            .push(Reverse((now + refresh_after(ttl), endpoint_id)));
+                    }
+                }
+            }
+            Pending::Reregister { endpoint_id, .. } => match m {
+                RasMessage::registrationConfirm(rcf) => {
+                    let ttl = rcf
+                        .time_to_live
+                        .as_ref()
+                        .map(|t| t.0)
+                        .unwrap_or(self.cfg.local_ttl);
+                    let b = Binding {
+                        gatekeeper: gk,
+                        endpoint_id: bmp_text(&rcf.endpoint_identifier.0),
+                        ttl,
+                        since: now,
+                    };
+                    self.regs.bind(&endpoint_id, Some(b));
+                    self.refresh
+                        .push(Reverse((now + refresh_after(ttl), endpoint_id.clone())));
+                    self.events.push_back(Event::Registered {
+                        endpoint_id: endpoint_id.clone(),
+                        gatekeeper: Some(self.gks[gk].cfg.name.clone()),
+                    });
+                    self.report_calls(gk, &endpoint_id);
+                }
+                other => {
+                    tracing::warn!(
+                        endpoint_id,
+                        reply = ras::CHOICE_NAMES[choice(&other)],
+                        "re-registration refused"
+                    );
+                }
+            },
+            Pending::CallReport { .. } => {}
+            Pending::Forward { to, seq, what, .. } => {
+                self.forwarded_reply(gk, to, seq, what, m, now)
+            }
+        }
+    }
+
+    fn forwarded_reply(
+        &mut self,
+        gk: usize,
+        to: SocketAddr,
+        seq: u16,
+        what: Forwarded,
+        mut m: RasMessage,
+        now: Instant,
+    ) {
+        let _ = set_seq_num(&mut m, seq);
+        match (&mut m, what) {
+            (RasMessage::registrationConfirm(rcf), Forwarded::Register(mut reg)) => {
+                let gk_id = bmp_text(&rcf.endpoint_identifier.0);
+                let ttl = rcf
+                    .time_to_live
+                    .as_ref()
+                    .map(|t| t.0)
+                    .unwrap_or(self.cfg.local_ttl);
+                // Keep the identifier the endpoint already has, if any.
+                let local = self
+                    .regs
+                    .by_source(reg.source)
+                    .map(|r| r.endpoint_id.clone())
+                    .unwrap_or_else(|| gk_id.clone());
+                reg.endpoint_id = local.clone();
+                reg.binding = None;
+                self.regs.insert(*reg);
+                self.regs.bind(
+                    &local,
+                    Some(Binding {
+                        gatekeeper: gk,
+                        endpoint_id: gk_id,
+                        ttl,
+                        since: now,
+                    }),
+                );
+                self.refresh
+                    .push(Reverse((now + refresh_after(ttl), local.clone())));
+                rcf.endpoint_identifier = epid(&local);
+                rcf.call_signal_address = vec![transport(self.cfg.endpoint_call_signal)];
+                rcf.gatekeeper_identifier = Some(gkid(&self.cfg.proxy_id));
+                rcf.alternate_gatekeeper = None;
+                tracing::info!(endpoint_id = %local, gatekeeper = %self.gks[gk].cfg.name, "registered");
+                self.events.push_back(Event::Registered {
+                    endpoint_id: local,
+                    gatekeeper: Some(self.gks[gk].cfg.name.clone()),
+                });
+            }
+            (RasMessage::registrationReject(rrj), _) => {
+                rrj.gatekeeper_identifier = Some(gkid(&self.cfg.proxy_id));
+                rrj.alt_gkinfo = None;
+            }
+            (RasMessage::unregistrationConfirm(_), Forwarded::Unregister(id)) => {
+                self.regs.remove(&id);
+                self.events
+                    .push_back(Event::Unregistered { endpoint_id: id });
+            }
+            (RasMessage::admissionConfirm(acf), Forwarded::Admit(mut call)) => {
+                let dest = socket_addr(&acf.dest_call_signal_address);
+                call.destination = dest.filter(|d| *d != self.cfg.gatekeeper_call_signal);
+                call.bandwidth = acf.band_width.0;
+                acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
+                acf.alternate_endpoints = None;
+                self.calls.insert(call.call_id, *call);
+            }
+            (RasMessage::disengageConfirm(_), Forwarded::Disengage(call_id)) => {
+                self.calls.remove(&call_id);
+            }
+            _ => {}
+        }
+        self.send_to_endpoint(to, &m);
+    }
+
+    fn gatekeeper_request(&mut self, gk: usize, seq: u16, mut m: RasMessage, now: Instant) {
+        // Find the endpoint it is about, and put its local identifier in.
+        let target = match &mut m {
+            RasMessage::unregistrationRequest(u) => {
+                let r = u
+                    .endpoint_identifier
+                    .as_ref()
+                    .and_then(|e| self.regs.by_gatekeeper_id(gk, &bmp_text(&e.0)))
+                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                if let Some((id, _)) = &r {
+                    u.endpoint_identifier = Some(epid(id));
+                    u.call_signal_address = vec![transport(self.cfg.endpoint_call_signal)];
+                    u.alternate_gatekeeper = None;
+                }
+                r
+            }
+            RasMessage::disengageRequest(d) => {
+                let r = self
+                    .regs
+                    .by_gatekeeper_id(gk, &bmp_text(&d.endpoint_identifier.0))
+                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                if let Some((id, _)) = &r {
+                    d.endpoint_identifier = epid(id);
+                }
+                r
+            }
+            RasMessage::bandwidthRequest(b) => {
+                let r = self
+                    .regs
+                    .by_gatekeeper_id(gk, &bmp_text(&b.endpoint_identifier.0))
+                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                if let Some((id, _)) = &r {
+                    b.endpoint_identifier = epid(id);
+                }
+                r
+            }
+            RasMessage::infoRequest(irq) => {
+                let by_call = irq
+                    .call_identifier
+                    .as_ref()
+                    .and_then(|c| self.calls.get(&guid(c.guid.0.as_ref())))
+                    .and_then(|c| self.regs.get(&c.endpoint_id))
+                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                if by_call.is_some() {
+                    irq.reply_address = Some(transport(self.cfg.endpoint_ras));
+                }
+                by_call
+            }
+            _ => None,
+        };
+        match target {
+            Some((id, ras_addr)) => {
+                let our = self.alloc_seq();
+                self.ep_pending.insert(our, (gk, seq, now));
+                let _ = set_seq_num(&mut m, our);
+                tracing::debug!(endpoint_id = %id, request = ras::CHOICE_NAMES[choice(&m)], "gatekeeper request forwarded to endpoint");
+                self.send_to_endpoint(ras_addr, &m);
+            }
+            None => {
+                // About the proxy itself, or an endpoint we do not know:
+                // answer for the proxy.
+                let reply = match &m {
+                    RasMessage::infoRequest(_) => Some(json!({"infoRequestResponse": {
+                        "requestSeqNum": seq,
+                        "endpointType": {"gateway": {}, "mc": false, "undefinedNode": false},
+                        "endpointIdentifier": self.gks[gk].self_id.clone().unwrap_or_else(|| self.cfg.proxy_id.clone()),
+                        "rasAddress": transport_json(self.cfg.gatekeeper_ras),
+                        "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+                    }})),
+                    RasMessage::unregistrationRequest(_) => {
+                        self.gks[gk].self_id = None;
+                        Some(json!({"unregistrationConfirm": {"requestSeqNum": seq}}))
+                    }
+                    RasMessage::disengageRequest(_) => Some(
+                        json!({"disengageReject": {"requestSeqNum": seq, "rejectReason": {"notRegistered": null}}}),
+                    ),
+                    _ => None,
+                };
+                if let Some(v) = reply {
+                    if let Ok(r) = ras_from_json(&v) {
+                        if let Ok(bytes) = ras::encode(&r) {
+                            self.out.push_back(Transmit {
+                                side: Side::Gatekeeper,
+                                to: self.gks[gk].cfg.ras,
+                                bytes,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tell the gatekeeper now in control about an endpoint's calls, with an
+    /// unsolicited IRR carrying perCallInfo (H.225.0 §7.15.2: a gatekeeper
+    /// learns call state from IRRs; H.323 Annex R recovers calls the same
+    /// way), so it can control them (bandwidth, disengage) from now on.
+    fn report_calls(&mut self, gk: usize, endpoint_id: &str) {
+        let Some(r) = self.regs.get(endpoint_id) else {
+            return;
+        };
+        let Some(b) = &r.binding else { return };
+        let calls: Vec<Value> = self
+            .calls
+            .values()
+            .filter(|c| c.endpoint_id == endpoint_id)
+            .map(|c| {
+                json!({
+                    "callReferenceValue": c.crv,
+                    "conferenceID": hex(&c.conference_id),
+                    "originator": !c.answer_call,
+                    "h245": {},
+                    "callSignalling": {"recvAddress": transport_json(self.cfg.gatekeeper_call_signal)},
+                    "callType": {"pointToPoint": null},
+                    "bandWidth": c.bandwidth,
+                    "callModel": {"direct": null},
+                    "callIdentifier": {"guid": hex(&c.call_id)},
+                })
+            })
+            .collect();
+        if calls.is_empty() {
+            return;
+        }
+        let n = calls.len();
+        let v = json!({"infoRequestResponse": {
+            "requestSeqNum": 1,
+            "endpointType": {"terminal": {}, "mc": false, "undefinedNode": false},
+            "endpointIdentifier": b.endpoint_id,
+            "rasAddress": transport_json(self.cfg.gatekeeper_ras),
+            "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+            "endpointAlias": r.aliases.iter().map(|a| alias_json(&alias_text(a))).collect::<Vec<_>>(),
+            "perCallInfo": calls,
+            "needResponse": true,
+            "unsolicited": true,
+        }});
+        tracing::info!(endpoint_id, calls = n, gatekeeper = %self.gks[gk].cfg.name, "active calls reported");
+        self.send_to_gk(gk, &v, Pending::CallReport { gk });
+    }
+
+    // ------------------------------------------------------- endpoint side
+
+    fn send_to_endpoint(&mut self, to: SocketAddr, m: &RasMessage) {
+        match ras::encode(m) {
+            Ok(bytes) => self.out.push_back(Transmit {
+                side: Side::Endpoint,
+                to,
+                bytes,
+            }),
+            Err(e) => tracing::warn!(%to, error = %e, "encoding toward an endpoint"),
+        }
+    }
+
+    /// Answer an endpoint from the proxy itself (survivable mode, or
+    /// requests the proxy always serves).
+    fn answer(&mut self, to: SocketAddr, v: Value) {
+        self.stats.local_answers += 1;
+        self.send_json(to, v);
+    }
+
+    fn send_json(&mut self, to: SocketAddr, v: Value) {
+        match ras_from_json(&v) {
+            Ok(m) => self.send_to_endpoint(to, &m),
+            Err(e) => tracing::error!(error = %e, "building a RAS message (bug)"),
+        }
+    }
+
+    fn refuse(&mut self, from: SocketAddr, reason: &'static str) {
+        self.stats.refused += 1;
+        tracing::warn!(%from, reason, "RAS datagram refused");
+        self.events.push_back(Event::Rejected { from, reason });
+    }
+
+    /// A datagram arrived on the endpoint-side socket.
+    pub fn handle_endpoint(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.now = self.now.max(now);
+        let m = match ras::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::warn!(%from, error = %e, "malformed RAS from endpoint");
+                self.events.push_back(Event::Rejected {
+                    from,
+                    reason: "malformed RAS",
+                });
+                return;
+            }
+        };
+        let Some(seq) = seq_num(&m) else {
+            self.refuse(from, "empty admissionConfirmSequence");
+            return;
+        };
+        match m {
+            RasMessage::gatekeeperRequest(_) => {
+                let v = json!({"gatekeeperConfirm": {
+                    "requestSeqNum": seq,
+                    "protocolIdentifier": PROTOCOL_ID,
+                    "gatekeeperIdentifier": self.cfg.proxy_id,
+                    "rasAddress": transport_json(self.cfg.endpoint_ras),
+                }});
+                self.answer(from, v);
+            }
+            RasMessage::registrationRequest(rrq) => self.endpoint_rrq(now, from, seq, rrq),
+            RasMessage::unregistrationRequest(u) => {
+                let Some(r) = self.regs.by_source(from).cloned() else {
+                    self.answer(from, json!({"unregistrationReject": {"requestSeqNum": seq, "rejectReason": {"notCurrentlyRegistered": null}}}));
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        let mut u = u;
+                        u.endpoint_identifier = Some(epid(&b.endpoint_id));
+                        u.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+                        u.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::unregistrationRequest(u),
+                            Forwarded::Unregister(r.endpoint_id),
+                        );
+                    }
+                    _ => {
+                        self.regs.remove(&r.endpoint_id);
+                        self.events.push_back(Event::Unregistered {
+                            endpoint_id: r.endpoint_id,
+                        });
+                        self.answer(
+                            from,
+                            json!({"unregistrationConfirm": {"requestSeqNum": seq}}),
+                        );
+                    }
+                }
+            }
+            RasMessage::admissionRequest(arq) => self.endpoint_arq(from, seq, arq),
+            RasMessage::disengageRequest(mut d) => {
+                let Some(r) = self.registered(from, &bmp_text(&d.endpoint_identifier.0)) else {
+                    self.answer(from, json!({"disengageReject": {"requestSeqNum": seq, "rejectReason": {"notRegistered": null}}}));
+                    return;
+                };
+                let call_id = d
+                    .call_identifier
+                    .as_ref()
+                    .map(|c| guid(c.guid.0.as_ref()))
+                    .unwrap_or_default();
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        d.endpoint_identifier = epid(&b.endpoint_id);
+                        d.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::disengageRequest(d),
+                            Forwarded::Disengage(call_id),
+                        );
+                    }
+                    _ => {
+                        self.calls.remove(&call_id);
+                        self.answer(from, json!({"disengageConfirm": {"requestSeqNum": seq}}));
+                    }
+                }
+            }
+            RasMessage::locationRequest(mut l) => {
+                if let Some(gk) = self.active {
+                    l.reply_address = transport(self.cfg.gatekeeper_ras);
+                    if let Some(e) = &l.endpoint_identifier {
+                        l.endpoint_identifier = self
+                            .regs
+                            .get(&bmp_text(&e.0))
+                            .and_then(|r| r.binding.as_ref())
+                            .map(|b| epid(&b.endpoint_id));
+                    }
+                    self.forward(
+                        gk,
+                        from,
+                        seq,
+                        RasMessage::locationRequest(l),
+                        Forwarded::Other,
+                    );
+                    return;
+                }
+                let found = l
+                    .destination_info
+                    .iter()
+                    .find_map(|a| self.route_local(a).map(|r| r.endpoint_id.clone()));
+                let v = match found {
+                    Some(_) => json!({"locationConfirm": {
+                        "requestSeqNum": seq,
+                        "callSignalAddress": transport_json(self.cfg.endpoint_call_signal),
+                        "rasAddress": transport_json(self.cfg.endpoint_ras),
+                    }}),
+                    None => {
+                        json!({"locationReject": {"requestSeqNum": seq, "rejectReason": {"requestDenied": null}}})
+                    }
+                };
+                self.answer(from, v);
+            }
+            RasMessage::bandwidthRequest(mut b) => {
+                let Some(r) = self.registered(from, &bmp_text(&b.endpoint_identifier.0)) else {
+                    self.refuse(from, "bandwidthRequest from an unregistered endpoint");
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(bd)) if bd.gatekeeper == gk => {
+                        b.endpoint_identifier = epid(&bd.endpoint_id);
+                        self.forward(gk, from, seq, RasMessage::bandwidthRequest(b), Forwarded::Other);
+                    }
+                    _ => self.answer(from, json!({"bandwidthConfirm": {"requestSeqNum": seq, "bandWidth": b.band_width.0}})),
+                }
+            }
+            RasMessage::infoRequestResponse(mut irr) => {
+                // A reply to a gatekeeper IRQ we forwarded?
+                if let Some((gk, their, _)) = self.ep_pending.remove(&seq) {
+                    self.to_gatekeeper_reply(gk, their, RasMessage::infoRequestResponse(irr), from);
+                    return;
+                }
+                let Some(r) = self.registered(from, &bmp_text(&irr.endpoint_identifier.0)) else {
+                    self.refuse(from, "infoRequestResponse from an unregistered endpoint");
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        irr.endpoint_identifier = epid(&b.endpoint_id);
+                        irr.ras_address = transport(self.cfg.gatekeeper_ras);
+                        irr.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::infoRequestResponse(irr),
+                            Forwarded::Other,
+                        );
+                    }
+                    _ => {
+                        if irr.need_response == Some(true) {
+                            self.answer(from, json!({"infoRequestAck": {"requestSeqNum": seq}}));
+                        }
+                    }
+                }
+            }
+            // Endpoint replies to gatekeeper-initiated requests.
+            m @ (RasMessage::unregistrationConfirm(_)
+            | RasMessage::unregistrationReject(_)
+            | RasMessage::disengageConfirm(_)
+            | RasMessage::disengageReject(_)
+            | RasMessage::bandwidthConfirm(_)
+            | RasMessage::bandwidthReject(_)) => {
+                let Some((gk, their, _)) = self.ep_pending.remove(&seq) else {
+                    self.refuse(from, "reply to no request the proxy forwarded");
+                    return;
+                };
+                if let RasMessage::unregistrationConfirm(_) = &m {
+                    if let Some(id) = self.regs.by_source(from).map(|r| r.endpoint_id.clone()) {
+                        self.regs.remove(&id);
+                        self.events
+                            .push_back(Event::Unregistered { endpoint_id: id });
+                    }
+                }
+                self.to_gatekeeper_reply(gk, their, m, from);
+            }
+            other => {
+                self.refuse(
+                    from,
+                    "RAS message an endpoint does not send to its gatekeeper",
+                );
+                let _ = other;
+                self.answer(
+                    from,
+                    json!({"unknownMessageResponse": {"requestSeqNum": seq}}),
+                );
+            }
+        }
+    }
+
+    fn to_gatekeeper_reply(&mut self, gk: usize, seq: u16, mut m: RasMessage, from: SocketAddr) {
+        let _ = set_seq_num(&mut m, seq);
+        if let RasMessage::disengageConfirm(_) = &m {
+            // The call ends; the record goes when the endpoint's own DRQ comes.
+            let _ = from;
+        }
+        match ras::encode(&m) {
+            Ok(bytes) => self.out.push_back(Transmit {
+                side: Side::Gatekeeper,
+                to: self.gks[gk].cfg.ras,
+                bytes,
+            }),
+            Err(e) => tracing::warn!(error = %e, "encoding a reply toward the gatekeeper"),
+        }
+    }
+
+    /// The registration of the endpoint at `from` claiming `endpoint_id`.
+    fn registered(&self, from: SocketAddr, endpoint_id: &str) -> Option<Registration> {
+        self.regs
+            .by_source(from)
+            .filter(|r| r.endpoint_id == endpoint_id)
+            .cloned()
+    }
+
+    fn forward(&mut self, gk: usize, from: SocketAddr, seq: u16, m: RasMessage, what: Forwarded) {
+        self.stats.forwarded += 1;
+        self.send_msg_to_gk(
+            gk,
+            m,
+            Pending::Forward {
+                gk,
+                to: from,
+                seq,
+                what,
+            },
+        );
+    }
+
+    fn endpoint_rrq(&mut self, now: Instant, from: SocketAddr, seq: u16, rrq: RegistrationRequest) {
+        if rrq.keep_alive == Some(true) {
+            let claimed = rrq.endpoint_identifier.as_ref().map(|e| bmp_text(&e.0));
+            let Some(id) = claimed.filter(|id| {
+                self.regs
+                    .by_source(from)
+                    .is_some_and(|r| &r.endpoint_id == id)
+            }) else {
+                self.stats.refused += 1;
+                self.events.push_back(Event::Rejected {
+                    from,
+                    reason: "keepalive from an unknown endpoint or address",
+                });
+                self.answer(
+                    from,
+                    json!({"registrationReject": {
+                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
+                        "rejectReason": {"fullRegistrationRequired": null},
+                        "gatekeeperIdentifier": self.cfg.proxy_id,
+                    }}),
+                );
+                return;
+            };
+            let ttl = self
+                .regs
+                .get(&id)
+                .and_then(|r| r.binding.as_ref().map(|b| b.ttl))
+                .unwrap_or(self.cfg.local_ttl);
+            if let Some(r) = self.regs.get_mut(&id) {
+                r.last_keepalive = Some(now);
+                r.keepalives += 1;
+            }
+            self.stats.keepalives_answered += 1;
+            let v = self.rcf_json(seq, &id, ttl);
+            self.send_json(from, v);
+            return;
+        }
+        let aliases = rrq.terminal_alias.clone().unwrap_or_default();
+        let reg = Registration {
+            endpoint_id: String::new(),
+            aliases,
+            source: from,
+            ras: rrq
+                .ras_address
+                .first()
+                .and_then(socket_addr)
+                .unwrap_or(from),
+            call_signal: rrq.call_signal_address.first().and_then(socket_addr),
+            rrq: rrq.clone(),
+            binding: None,
+            last_keepalive: Some(now),
+            keepalives: 0,
+        };
+        if let Some(gk) = self.active {
+            let mut m = rrq.clone();
+            m.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+            m.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
+            m.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+            m.endpoint_identifier = None;
+            m.keep_alive = Some(false);
+            self.forward(
+                gk,
+                from,
+                seq,
+                RasMessage::registrationRequest(m),
+                Forwarded::Register(Box::new(reg)),
+            );
+            return;
+        }
+        // Survivable mode: register locally.
+        let id = match self.regs.by_source(from) {
+            Some(r) => r.endpoint_id.clone(),
+            None => self.regs.allocate_id(&self.cfg.proxy_id),
+        };
+        let mut reg = reg;
+        reg.endpoint_id = id.clone();
+        self.regs.insert(reg);
+        tracing::info!(endpoint_id = %id, "registered locally (survivable mode)");
+        self.events.push_back(Event::Registered {
+            endpoint_id: id.clone(),
+            gatekeeper: None,
+        });
+        let v = self.rcf_json(seq, &id, self.cfg.local_ttl);
+        self.answer(from, v);
+    }
+
+    fn rcf_json(&self, seq: u16, id: &str, ttl: u32) -> Value {
+        let r = self.regs.get(id);
+        let aliases: Vec<Value> = r
+            .map(|r| {
+                r.aliases
+                    .iter()
+                    .map(|a| alias_json(&alias_text(a)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut body = json!({
+            "requestSeqNum": seq,
+            "protocolIdentifier": PROTOCOL_ID,
+            "callSignalAddress": [transport_json(self.cfg.endpoint_call_signal)],
+            "gatekeeperIdentifier": self.cfg.proxy_id,
+            "endpointIdentifier": id,
+            "timeToLive": ttl,
+        });
+        if !aliases.is_empty() {
+            body["terminalAlias"] = Value::Array(aliases);
+        }
+        json!({ "registrationConfirm": body })
+    }
+
+    fn endpoint_arq(&mut self, from: SocketAddr, seq: u16, mut arq: AdmissionRequest) {
+        let claimed = bmp_text(&arq.endpoint_identifier.0);
+        let Some(r) = self.registered(from, &claimed) else {
+            self.stats.refused += 1;
+            self.events.push_back(Event::Rejected {
+                from,
+                reason: "admissionRequest from an unregistered endpoint",
+            });
+            self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"callerNotRegistered": null}}}));
+            return;
+        };
+        let call = CallRecord {
+            call_id: arq
+                .call_identifier
+                .as_ref()
+                .map(|c| guid(c.guid.0.as_ref()))
+                .unwrap_or_default(),
+            conference_id: guid(arq.conference_id.0.0.as_ref()),
+            crv: arq.call_reference_value.0,
+            endpoint_id: r.endpoint_id.clone(),
+            answer_call: arq.answer_call,
+            bandwidth: arq.band_width.0,
+            destination: None,
+            dest_aliases: arq
+                .destination_info
+                .iter()
+                .flatten()
+                .map(alias_text)
+                .collect(),
+        };
+        match (self.active, r.binding.clone()) {
+            (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                arq.endpoint_identifier = epid(&b.endpoint_id);
+                arq.src_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
+                arq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                if arq.answer_call {
+                    arq.dest_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
+                }
+                self.forward(
+                    gk,
+                    from,
+                    seq,
+                    RasMessage::admissionRequest(arq),
+                    Forwarded::Admit(Box::new(call)),
+                );
+            }
+            _ => {
+                // Survivable mode: admit calls answered here and calls to
+                // the proxy's own endpoints (by alias or dial plan).
+                let local = arq.answer_call
+                    || arq
+                        .destination_info
+                        .iter()
+                        .flatten()
+                        .any(|a| self.route_local(a).is_some());
+                if !local {
+                    self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"calledPartyNotRegistered": null}}}));
+                    return;
+                }
+                let bw = call.bandwidth;
+                self.calls.insert(call.call_id, call);
+                self.answer(
+                    from,
+                    json!({"admissionConfirm": {
+                        "requestSeqNum": seq,
+                        "bandWidth": bw,
+                        "callModel": {"direct": null},
+                        "destCallSignalAddress": transport_json(self.cfg.endpoint_call_signal),
+                    }}),
+                );
+            }
+        }
+    }
+
+    /// The local endpoint an alias reaches, directly or through the dial plan.
+    pub fn route_local(&self, a: &AliasAddress) -> Option<&Registration> {
+        self.route_alias(&alias_text(a))
+    }
+
+    /// The local endpoint an alias text (`h323-ID:x`, `e164:n`, bare) reaches.
+    pub fn route_alias(&self, alias: &str) -> Option<&Registration> {
+        if let Some(r) = self.regs.by_alias(alias) {
+            return Some(r);
+        }
+        let digits = alias.strip_prefix("e164:").unwrap_or(alias);
+        if !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        self.cfg.dial_plan.iter().find_map(|rule| {
+            let rest = digits.strip_prefix(rule.prefix.as_str())?;
+            let _ = rest;
+            let n = format!("{}{}", rule.prepend, digits.get(rule.strip..)?);
+            self.regs.iter().find(|r| r.numbers().any(|x| x == n))
+        })
+    }
+}
+
+fn refresh_after(ttl: u32) -> Duration {
+    // H323Plus refreshes 5 s before expiry; stay well inside short TTLs too.
+    Duration::from_secs(u64::from(ttl.max(2))) * 2 / 3
+}
+
+fn vendor_json() -> Value {
+    json!({"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}})
+}
+
+fn guid(bytes: &[u8]) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    let n = bytes.len().min(16);
+    g[..n].copy_from_slice(&bytes[..n]);
+    g
+}
+
+fn choice(m: &RasMessage) -> usize {
+    ras::encode(m)
+        .ok()
+        .and_then(|b| b.first().copied())
+        .map(|b| proxy_common::ras_slot_of(b) as usize)
+        .filter(|&s| s < ras::CHOICE_NAMES.len())
+        .unwrap_or(0)
+}
+
+fn is_request(m: &RasMessage) -> bool {
+    matches!(
+        m,
+        RasMessage::gatekeeperRequest(_)
+            | RasMessage::registrationRequest(_)
+            | RasMessage::unregistrationRequest(_)
+            | RasMessage::admissionRequest(_)
+            | RasMessage::bandwidthRequest(_)
+            | RasMessage::disengageRequest(_)
+            | RasMessage::locationRequest(_)
+            | RasMessage::infoRequest(_)
+            | RasMessage::serviceControlIndication(_)
+    )
+}
+
+#[cfg(test)]
+#[path = "ras_relay_tests.rs"]
+mod tests;

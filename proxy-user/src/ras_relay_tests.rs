@@ -1,0 +1,434 @@
+//! The RAS relay against scripted gatekeepers, with made-up time.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::h225::value::alias_text;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn cfg() -> RelayConfig {
+    RelayConfig {
+        proxy_id: "PROXY".into(),
+        endpoint_ras: addr("198.18.1.1:1719"),
+        endpoint_call_signal: addr("198.18.1.1:1720"),
+        gatekeeper_ras: addr("198.18.2.1:1719"),
+        gatekeeper_call_signal: addr("198.18.2.1:1720"),
+        gatekeepers: vec![
+            GatekeeperConfig {
+                name: "primary".into(),
+                ras: addr("198.18.2.10:1719"),
+            },
+            GatekeeperConfig {
+                name: "backup".into(),
+                ras: addr("198.18.2.11:1719"),
+            },
+        ],
+        heartbeat: HeartbeatConfig {
+            interval: 50 * MS,
+            multiplier: 3,
+        },
+        failback_hold: Duration::from_secs(1),
+        preempt: true,
+        reregister_rate: 1000,
+        local_ttl: 60,
+        dial_plan: vec![DialRule {
+            prefix: "9".into(),
+            strip: 1,
+            prepend: String::new(),
+        }],
+    }
+}
+
+/// A scripted gatekeeper: registers anyone, admits calls to aliases it
+/// knows by sending them to the proxy, acknowledges IRRs.
+struct FakeGk {
+    addr: SocketAddr,
+    name: &'static str,
+    alive: bool,
+    next: u32,
+    /// endpointIdentifier -> aliases.
+    regs: HashMap<String, Vec<String>>,
+    /// Unsolicited IRRs received: (endpointIdentifier, number of calls).
+    irrs: Vec<(String, usize)>,
+    rrqs: usize,
+}
+
+impl FakeGk {
+    fn new(addr: &str, name: &'static str) -> Self {
+        Self {
+            addr: super::tests::addr(addr),
+            name,
+            alive: true,
+            next: 0,
+            regs: HashMap::new(),
+            irrs: vec![],
+            rrqs: 0,
+        }
+    }
+
+    fn answer(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let m = ras::decode(bytes).expect("the proxy sends valid RAS");
+        let seq = seq_num(&m).unwrap();
+        let v = match m {
+            RasMessage::registrationRequest(rrq) => {
+                self.rrqs += 1;
+                if rrq.keep_alive == Some(true) {
+                    let id = bmp_text(&rrq.endpoint_identifier.unwrap().0);
+                    if self.regs.contains_key(&id) {
+                        json!({"registrationConfirm": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "callSignalAddress": [], "gatekeeperIdentifier": self.name, "endpointIdentifier": id, "timeToLive": 30}})
+                    } else {
+                        json!({"registrationReject": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "rejectReason": {"fullRegistrationRequired": null}}})
+                    }
+                } else {
+                    // The proxy must hide endpoints' own addresses.
+                    assert_eq!(rrq.ras_address, vec![transport(addr("198.18.2.1:1719"))]);
+                    assert_eq!(
+                        rrq.call_signal_address,
+                        vec![transport(addr("198.18.2.1:1720"))]
+                    );
+                    self.next += 1;
+                    let id = format!("{}-{}", self.name, self.next);
+                    let aliases = rrq
+                        .terminal_alias
+                        .iter()
+                        .flatten()
+                        .map(alias_text)
+                        .collect();
+                    self.regs.insert(id.clone(), aliases);
+                    json!({"registrationConfirm": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "callSignalAddress": [transport_json(self.addr)], "gatekeeperIdentifier": self.name, "endpointIdentifier": id, "timeToLive": 30,
+                        "alternateGatekeeper": [{"rasAddress": transport_json(addr("198.18.2.11:1719")), "needToRegister": true, "priority": 1}]}})
+                }
+            }
+            RasMessage::admissionRequest(arq) => {
+                let id = bmp_text(&arq.endpoint_identifier.0);
+                assert!(
+                    self.regs.contains_key(&id),
+                    "ARQ with the gatekeeper's own id, got {id}"
+                );
+                json!({"admissionConfirm": {"requestSeqNum": seq, "bandWidth": 640, "callModel": {"direct": null}, "destCallSignalAddress": transport_json(addr("198.18.2.1:1720"))}})
+            }
+            RasMessage::infoRequestResponse(irr) => {
+                let n = irr.per_call_info.as_ref().map(|p| p.0.len()).unwrap_or(0);
+                self.irrs.push((bmp_text(&irr.endpoint_identifier.0), n));
+                json!({"infoRequestAck": {"requestSeqNum": seq}})
+            }
+            RasMessage::disengageRequest(_) => json!({"disengageConfirm": {"requestSeqNum": seq}}),
+            RasMessage::unregistrationRequest(_) => {
+                json!({"unregistrationConfirm": {"requestSeqNum": seq}})
+            }
+            _ => return None,
+        };
+        Some(ras::encode(&ras_from_json(&v).unwrap()).unwrap())
+    }
+}
+
+/// Run the relay to `now`, delivering its gatekeeper traffic to the live
+/// fake gatekeepers (replies arrive at the same instant). Returns what it
+/// sent to endpoints.
+fn pump(r: &mut RasRelay, now: Instant, gks: &mut [FakeGk]) -> Vec<Transmit> {
+    r.handle_timeout(now);
+    let mut to_eps = vec![];
+    for _ in 0..10_000 {
+        let Some(t) = r.poll_transmit() else { break };
+        match t.side {
+            Side::Endpoint => to_eps.push(t),
+            Side::Gatekeeper => {
+                let g = gks
+                    .iter_mut()
+                    .find(|g| g.addr == t.to)
+                    .expect("sent to a configured gatekeeper");
+                if !g.alive {
+                    continue;
+                }
+                if let Some(reply) = g.answer(&t.bytes) {
+                    let from = g.addr;
+                    r.handle_gatekeeper(now, from, &reply);
+                }
+            }
+        }
+    }
+    to_eps
+}
+
+/// Advance time in 10 ms steps for `d`.
+fn run(r: &mut RasRelay, t: &mut Instant, d: Duration, gks: &mut [FakeGk]) -> Vec<Transmit> {
+    let until = *t + d;
+    let mut v = vec![];
+    while *t < until {
+        *t += 10 * MS;
+        v.extend(pump(r, *t, gks));
+    }
+    v
+}
+
+fn two_gks() -> Vec<FakeGk> {
+    vec![
+        FakeGk::new("198.18.2.10:1719", "GK-A"),
+        FakeGk::new("198.18.2.11:1719", "GK-B"),
+    ]
+}
+
+const EP1: &str = "198.18.1.11:1719";
+const EP2: &str = "198.18.1.12:1719";
+
+fn rrq(seq: u16, alias: &str, number: &str, ep: &str) -> Vec<u8> {
+    let v = json!({"registrationRequest": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json(addr(&ep.replace("1719", "1720")))], "rasAddress": [transport_json(addr(ep))],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": alias}, {"dialledDigits": number}],
+        "endpointVendor": vendor_json(), "timeToLive": 60, "keepAlive": false}});
+    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+fn keepalive(seq: u16, id: &str, ep: &str) -> Vec<u8> {
+    let v = json!({"registrationRequest": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "discoveryComplete": false,
+        "callSignalAddress": [], "rasAddress": [transport_json(addr(ep))],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "endpointVendor": vendor_json(), "timeToLive": 60, "keepAlive": true, "endpointIdentifier": id}});
+    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+fn arq(seq: u16, id: &str, dest: &str, call: u8) -> Vec<u8> {
+    let v = json!({"admissionRequest": {"requestSeqNum": seq, "callType": {"pointToPoint": null}, "callModel": {"direct": null},
+        "endpointIdentifier": id, "destinationInfo": [{"dialledDigits": dest}], "srcInfo": [{"h323-ID": "x"}],
+        "bandWidth": 1280, "callReferenceValue": 7, "conferenceID": hex(&[call; 16]), "activeMC": false, "answerCall": false,
+        "callIdentifier": {"guid": hex(&[call; 16])}}});
+    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+fn only(v: Vec<Transmit>) -> RasMessage {
+    assert_eq!(v.len(), 1, "expected one datagram to endpoints, got {v:?}");
+    ras::decode(&v[0].bytes).unwrap()
+}
+
+/// A relay with the primary in control and EP1 registered; returns its id.
+fn registered() -> (RasRelay, Vec<FakeGk>, Instant, String) {
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    let mut r = RasRelay::new(cfg(), t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected")
+    };
+    assert_eq!(rcf.request_seq_num.0, 1);
+    assert_eq!(
+        rcf.call_signal_address,
+        vec![transport(addr("198.18.1.1:1720"))]
+    );
+    assert_eq!(
+        rcf.alternate_gatekeeper, None,
+        "endpoints never learn the gatekeepers behind the proxy"
+    );
+    let id = bmp_text(&rcf.endpoint_identifier.0);
+    (r, gks, t, id)
+}
+
+#[test]
+fn registers_through_the_primary_and_answers_keepalives_itself() {
+    let (mut r, mut gks, t, id) = registered();
+    assert_eq!(
+        id, "GK-A-2",
+        "the first registration keeps the gatekeeper's identifier (GK-A-1 is the proxy)"
+    );
+    let before = gks[0].rrqs;
+    for seq in 2..12 {
+        r.handle_endpoint(t, addr(EP1), &keepalive(seq, &id, EP1));
+        let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+            panic!()
+        };
+        assert_eq!(rcf.request_seq_num.0, seq);
+        assert_eq!(bmp_text(&rcf.endpoint_identifier.0), id);
+    }
+    assert_eq!(r.stats().keepalives_answered, 10);
+    assert_eq!(
+        gks[0].rrqs, before,
+        "endpoint keepalives are not relayed to the gatekeeper"
+    );
+}
+
+#[test]
+fn primary_silence_moves_control_to_the_backup_without_changing_endpoint_ids() {
+    let (mut r, mut gks, mut t, id) = registered();
+    r.handle_endpoint(t, addr(EP1), &arq(2, &id, "1002", 9));
+    let RasMessage::admissionConfirm(acf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    assert_eq!(
+        acf.dest_call_signal_address,
+        transport(addr("198.18.1.1:1720")),
+        "calls are set up through the proxy"
+    );
+    assert_eq!(r.calls().count(), 1);
+
+    gks[0].alive = false;
+    let killed = t;
+    let mut moved = None;
+    for _ in 0..100 {
+        t += 10 * MS;
+        pump(&mut r, t, &mut gks);
+        if r.active() == Some("backup") {
+            moved = Some(t - killed);
+            break;
+        }
+    }
+    let moved = moved.expect("control moved to the backup");
+    assert!(
+        moved <= 150 * MS + 10 * MS,
+        "detection within interval x multiplier, took {moved:?}"
+    );
+    run(&mut r, &mut t, 100 * MS, &mut gks);
+    assert_eq!(
+        gks[1].regs.len(),
+        2,
+        "the proxy and its endpoint registered at the backup"
+    );
+    assert_eq!(
+        gks[1].irrs,
+        vec![("GK-B-2".to_string(), 1)],
+        "the backup was told about the active call"
+    );
+    // The endpoint still uses its old identifier, and is still answered.
+    r.handle_endpoint(t, addr(EP1), &keepalive(40, &id, EP1));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    assert_eq!(bmp_text(&rcf.endpoint_identifier.0), id);
+    // New admissions go to the backup under its identifier for the endpoint.
+    r.handle_endpoint(t, addr(EP1), &arq(41, &id, "1002", 10));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::admissionConfirm(_)
+    ));
+    assert_eq!(r.stats().failovers, 1);
+}
+
+#[test]
+fn with_no_gatekeeper_the_proxy_serves_registration_and_admission_by_dial_plan() {
+    let (mut r, mut gks, mut t, id) = registered();
+    gks[0].alive = false;
+    gks[1].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), None, "survivable mode");
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    let bob = bmp_text(&rcf.endpoint_identifier.0);
+    assert!(bob.starts_with("PROXY-"), "{bob}");
+    // Alice calls 91002: the dial plan strips the 9 and finds bob.
+    r.handle_endpoint(t, addr(EP1), &arq(2, &id, "91002", 3));
+    let RasMessage::admissionConfirm(acf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    assert_eq!(
+        acf.dest_call_signal_address,
+        transport(addr("198.18.1.1:1720"))
+    );
+    // An unknown number is refused with a reason.
+    r.handle_endpoint(t, addr(EP1), &arq(3, &id, "5555", 4));
+    let RasMessage::admissionReject(arj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    assert!(matches!(
+        arj.reject_reason,
+        crate::h225::asn::h323_messages::AdmissionRejectReason::calledPartyNotRegistered(_)
+    ));
+    // Keepalives still answered.
+    r.handle_endpoint(t, addr(EP1), &keepalive(4, &id, EP1));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+
+    // The primary comes back: after the hold time control returns, and both
+    // endpoints are registered there with their calls reported.
+    gks[0].alive = true;
+    gks[0].regs.clear();
+    run(&mut r, &mut t, 500 * MS, &mut gks);
+    assert_eq!(r.active(), None, "not before the hold time");
+    run(&mut r, &mut t, 1_000 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(gks[0].regs.len(), 3, "proxy + alice + bob re-registered");
+    assert_eq!(gks[0].irrs.len(), 1, "alice's survivable call reported");
+}
+
+#[test]
+fn fails_back_to_the_primary_after_the_hold_time_unless_preempt_is_off() {
+    for preempt in [true, false] {
+        let mut c = cfg();
+        c.preempt = preempt;
+        let mut t = Instant::now();
+        let mut gks = two_gks();
+        let mut r = RasRelay::new(c, t);
+        run(&mut r, &mut t, 20 * MS, &mut gks);
+        gks[0].alive = false;
+        run(&mut r, &mut t, 300 * MS, &mut gks);
+        assert_eq!(r.active(), Some("backup"));
+        gks[0].alive = true;
+        run(&mut r, &mut t, 1_500 * MS, &mut gks);
+        let want = if preempt { "primary" } else { "backup" };
+        assert_eq!(r.active(), Some(want), "preempt = {preempt}");
+    }
+}
+
+#[test]
+fn malformed_spoofed_and_unknown_requests_change_nothing() {
+    let (mut r, mut gks, t, id) = registered();
+    let regs = r.registrations().len();
+    r.handle_endpoint(t, addr(EP1), &[0xff, 0x00, 0x13]);
+    assert!(pump(&mut r, t, &mut gks).is_empty());
+    // A keepalive with alice's id from another address is refused.
+    r.handle_endpoint(t, addr(EP2), &keepalive(5, &id, EP2));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationReject(_)
+    ));
+    // An ARQ from an unregistered endpoint gets ARJ callerNotRegistered.
+    r.handle_endpoint(t, addr(EP2), &arq(6, "nobody", "1001", 1));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::admissionReject(_)
+    ));
+    // Garbage from a gatekeeper address is counted and does not break it.
+    r.handle_gatekeeper(t, addr("198.18.2.10:1719"), b"\x00\x01garbage");
+    assert_eq!(r.stats().malformed, 2);
+    assert_eq!(r.stats().refused, 2);
+    assert_eq!(r.registrations().len(), regs);
+    r.handle_endpoint(t, addr(EP1), &keepalive(7, &id, EP1));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+}
+
+#[test]
+fn gatekeeper_disengage_reaches_the_endpoint_under_its_own_id() {
+    let (mut r, mut gks, t, id) = registered();
+    let drq = json!({"disengageRequest": {"requestSeqNum": 900, "endpointIdentifier": "GK-A-2", "conferenceID": hex(&[1; 16]),
+        "callReferenceValue": 7, "disengageReason": {"forcedDrop": null}, "callIdentifier": {"guid": hex(&[1; 16])}}});
+    let bytes = ras::encode(&ras_from_json(&drq).unwrap()).unwrap();
+    r.handle_gatekeeper(t, addr("198.18.2.10:1719"), &bytes);
+    let out = pump(&mut r, t, &mut gks);
+    assert_eq!(out[0].to, addr(EP1));
+    let RasMessage::disengageRequest(d) = only(out) else {
+        panic!()
+    };
+    assert_eq!(bmp_text(&d.endpoint_identifier.0), id);
+    // The endpoint's DCF goes back to the gatekeeper with its sequence number.
+    let dcf = ras::encode(
+        &ras_from_json(&json!({"disengageConfirm": {"requestSeqNum": d.request_seq_num.0}}))
+            .unwrap(),
+    )
+    .unwrap();
+    r.handle_endpoint(t, addr(EP1), &dcf);
+    let t2 = r.poll_transmit().expect("DCF relayed");
+    assert_eq!(t2.to, addr("198.18.2.10:1719"));
+    assert_eq!(seq_num(&ras::decode(&t2.bytes).unwrap()), Some(900));
+}
