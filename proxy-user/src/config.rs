@@ -1,7 +1,9 @@
 //! The proxy's TOML configuration, with the defaults documented in
 //! `proxy.example.toml` (which is also the embedded default).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -50,6 +52,120 @@ pub struct Config {
     /// Kernel fast path.
     #[serde(default)]
     pub fastpath: FastPathConfig,
+    /// The proxy's own addresses and identity.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// Gatekeeper heartbeat and failover.
+    #[serde(default)]
+    pub heartbeat: HeartbeatSection,
+    /// Survivable mode (no gatekeeper reachable).
+    #[serde(default)]
+    pub survivable: SurvivableConfig,
+    /// Gatekeepers in order of preference, primary first (`[[gatekeeper]]`).
+    #[serde(default, rename = "gatekeeper")]
+    pub gatekeepers: Vec<GatekeeperEntry>,
+}
+
+/// `[proxy]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// gatekeeperIdentifier endpoints see; the proxy's alias at gatekeepers.
+    pub id: String,
+    /// Address endpoints reach the proxy on.
+    pub endpoint_address: IpAddr,
+    /// Address the proxy uses toward gatekeepers.
+    pub gatekeeper_address: IpAddr,
+    /// RAS port on the endpoint side.
+    pub ras_port: u16,
+    /// RAS port on the gatekeeper side (0: any free port).
+    pub gatekeeper_ras_port: u16,
+    /// Call signalling port (both sides).
+    pub call_signal_port: u16,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            id: "PROXY".into(),
+            endpoint_address: IpAddr::from([127, 0, 0, 1]),
+            gatekeeper_address: IpAddr::from([127, 0, 0, 2]),
+            ras_port: 1719,
+            gatekeeper_ras_port: 0,
+            call_signal_port: 1720,
+        }
+    }
+}
+
+/// `[heartbeat]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatSection {
+    /// Milliseconds between probes of each gatekeeper.
+    pub interval_ms: u64,
+    /// Missed probes before a gatekeeper is down (detection <= interval x multiplier).
+    pub multiplier: u32,
+    /// Milliseconds a gatekeeper must stay up before control moves back to it.
+    pub failback_hold_ms: u64,
+    /// Move back to a preferred gatekeeper once it is healthy again.
+    pub preempt: bool,
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        Self {
+            interval_ms: 40,
+            multiplier: 3,
+            failback_hold_ms: 5000,
+            preempt: true,
+        }
+    }
+}
+
+/// `[survivable]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurvivableConfig {
+    /// timeToLive granted to endpoints registered locally, seconds.
+    pub time_to_live_secs: u32,
+    /// Full RRQs per second when moving registrations to a gatekeeper.
+    pub reregister_per_second: u32,
+    /// Dial plan for calls routed by the proxy itself.
+    pub dial_plan: Vec<DialPlanEntry>,
+}
+
+impl Default for SurvivableConfig {
+    fn default() -> Self {
+        Self {
+            time_to_live_secs: 60,
+            reregister_per_second: 1000,
+            dial_plan: Vec::new(),
+        }
+    }
+}
+
+/// `[[survivable.dial_plan]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DialPlanEntry {
+    /// Leading digits that select this rule.
+    pub prefix: String,
+    /// Digits removed from the front.
+    #[serde(default)]
+    pub strip: usize,
+    /// Digits put in front after stripping.
+    #[serde(default)]
+    pub prepend: String,
+}
+
+/// `[[gatekeeper]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatekeeperEntry {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// RAS address, `ip:port`.
+    pub address: SocketAddr,
 }
 
 /// `[fastpath]`.
@@ -128,7 +244,88 @@ impl Config {
                 format!("{bad:?} is not an interface name (1-15 characters)"),
             ));
         }
+        if cfg.proxy.id.is_empty() || cfg.proxy.id.len() > 64 {
+            return Err(invalid("proxy.id", "must be 1-64 characters".into()));
+        }
+        if cfg.heartbeat.interval_ms == 0 {
+            return Err(invalid(
+                "heartbeat.interval_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if cfg.heartbeat.multiplier == 0 {
+            return Err(invalid("heartbeat.multiplier", "must be at least 1".into()));
+        }
+        if cfg.survivable.reregister_per_second == 0 {
+            return Err(invalid(
+                "survivable.reregister_per_second",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(d) = cfg.survivable.dial_plan.iter().find(|d| {
+            d.prefix.is_empty()
+                || !(d.prefix.chars().chain(d.prepend.chars())).all(|c| c.is_ascii_digit())
+        }) {
+            return Err(invalid(
+                "survivable.dial_plan",
+                format!(
+                    "prefix {:?} / prepend {:?}: digits only, prefix not empty",
+                    d.prefix, d.prepend
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        if let Some(g) = cfg
+            .gatekeepers
+            .iter()
+            .find(|g| !names.insert(g.name.clone()))
+        {
+            return Err(invalid(
+                "gatekeeper.name",
+                format!("{:?} appears twice", g.name),
+            ));
+        }
         Ok(cfg)
+    }
+
+    /// The RAS relay's settings, with the gatekeeper-side RAS address the
+    /// driver actually bound.
+    pub fn relay(&self, gatekeeper_ras: SocketAddr) -> crate::ras_relay::RelayConfig {
+        use crate::ras_relay::{DialRule, GatekeeperConfig, RelayConfig};
+        let p = &self.proxy;
+        RelayConfig {
+            proxy_id: p.id.clone(),
+            endpoint_ras: SocketAddr::new(p.endpoint_address, p.ras_port),
+            endpoint_call_signal: SocketAddr::new(p.endpoint_address, p.call_signal_port),
+            gatekeeper_ras,
+            gatekeeper_call_signal: SocketAddr::new(p.gatekeeper_address, p.call_signal_port),
+            gatekeepers: self
+                .gatekeepers
+                .iter()
+                .map(|g| GatekeeperConfig {
+                    name: g.name.clone(),
+                    ras: g.address,
+                })
+                .collect(),
+            heartbeat: crate::gatekeeper::HeartbeatConfig {
+                interval: Duration::from_millis(self.heartbeat.interval_ms),
+                multiplier: self.heartbeat.multiplier,
+            },
+            failback_hold: Duration::from_millis(self.heartbeat.failback_hold_ms),
+            preempt: self.heartbeat.preempt,
+            reregister_rate: self.survivable.reregister_per_second,
+            local_ttl: self.survivable.time_to_live_secs,
+            dial_plan: self
+                .survivable
+                .dial_plan
+                .iter()
+                .map(|d| DialRule {
+                    prefix: d.prefix.clone(),
+                    strip: d.strip,
+                    prepend: d.prepend.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// Read a file, or the embedded default when `path` is `None`.
@@ -161,6 +358,26 @@ mod tests {
     fn unknown_field_is_named() {
         let err = Config::parse("[fastpath]\nenabeld = true\n", "t.toml").unwrap_err();
         assert!(err.to_string().contains("enabeld"), "{err}");
+    }
+
+    #[test]
+    fn gatekeepers_and_dial_plan_parse_and_bad_values_are_named() {
+        let cfg = Config::parse(
+            "[[gatekeeper]]\nname = \"primary\"\naddress = \"198.18.2.10:1719\"\n\
+             [[survivable.dial_plan]]\nprefix = \"9\"\nstrip = 1\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.gatekeepers[0].address.port(), 1719);
+        assert_eq!(cfg.survivable.dial_plan[0].strip, 1);
+        let err = Config::parse("[heartbeat]\ninterval_ms = 0\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("heartbeat.interval_ms"), "{err}");
+        let err = Config::parse(
+            "[[gatekeeper]]\nname = \"a\"\naddress = \"nowhere\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("address"), "{err}");
     }
 
     #[test]

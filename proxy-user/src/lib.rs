@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod driver;
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
 pub mod gatekeeper;

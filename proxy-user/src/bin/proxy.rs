@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
 use proxy_user::config::Config;
+use proxy_user::driver::{RasDriver, RasStatus};
 use proxy_user::fastpath::{Counters, FastPath};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -99,15 +100,47 @@ async fn run(cfg: Config) -> Result<()> {
         tracing::info!("fast path disabled by configuration");
     }
 
+    let ras = RasDriver::bind(&cfg)
+        .await
+        .context("starting the RAS relay")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
+    let ras_task = tokio::spawn(ras.run(stop_rx, status_tx));
+
     let interval = Duration::from_secs(cfg.fastpath.stats_interval_secs.max(1));
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     tracing::info!(instance = %cfg.instance, "proxy running");
+    let mut last_active: Option<Option<String>> = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Ok(()) = status_rx.changed() => {
+                let s = status_rx.borrow_and_update().clone();
+                if last_active.as_ref() != Some(&s.active) {
+                    tracing::info!(
+                        control = s.active.as_deref().unwrap_or("survivable"),
+                        registrations = s.registrations,
+                        "control plane state"
+                    );
+                    last_active = Some(s.active);
+                }
+            }
             _ = tick.tick(), if cfg.fastpath.stats_interval_secs > 0 => {
+                let s = status_rx.borrow().clone();
+                tracing::info!(
+                    control = s.active.as_deref().unwrap_or("survivable"),
+                    registrations = s.registrations,
+                    calls = s.calls,
+                    keepalives_answered = s.stats.keepalives_answered,
+                    forwarded = s.stats.forwarded,
+                    local_answers = s.stats.local_answers,
+                    failovers = s.stats.failovers,
+                    malformed = s.stats.malformed,
+                    refused = s.stats.refused,
+                    "RAS counters"
+                );
                 if let Some(fp) = &fast {
                     match fp.counters() {
                         Ok(c) => tracing::info!(
@@ -122,6 +155,8 @@ async fn run(cfg: Config) -> Result<()> {
         }
     }
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = ras_task.await;
     if let Some(fp) = fast {
         fp.unpin().context("removing the pinned maps")?;
         tracing::info!("XDP detached, pins removed");
