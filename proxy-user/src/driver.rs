@@ -41,7 +41,7 @@ pub struct RasStatus {
 
 /// The bound RAS sockets, ready to run.
 pub struct RasDriver {
-    relay: RasRelay,
+    relay: Arc<Mutex<RasRelay>>,
     endpoint: Arc<UdpSocket>,
     gatekeeper: Arc<UdpSocket>,
 }
@@ -68,7 +68,7 @@ impl RasDriver {
         let relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
         tracing::info!(endpoint_side = %ep_addr, gatekeeper_side = %gk_local, gatekeepers = cfg.gatekeepers.len(), "RAS relay listening");
         Ok(Self {
-            relay,
+            relay: Arc::new(Mutex::new(relay)),
             endpoint: Arc::new(endpoint),
             gatekeeper: Arc::new(gatekeeper),
         })
@@ -76,28 +76,30 @@ impl RasDriver {
 
     /// Run until `shutdown` turns true; publishes a status snapshot after
     /// every change.
-    pub async fn run(
-        mut self,
-        mut shutdown: watch::Receiver<bool>,
-        status: watch::Sender<RasStatus>,
-    ) {
+    /// The relay, shared with the call signalling driver for routing.
+    pub fn relay(&self) -> Arc<Mutex<RasRelay>> {
+        self.relay.clone()
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, status: watch::Sender<RasStatus>) {
         let mut ebuf = vec![0u8; 65_536];
         let mut gbuf = vec![0u8; 65_536];
         loop {
-            let deadline = tokio::time::Instant::from_std(self.relay.poll_timeout());
+            let deadline = tokio::time::Instant::from_std(lock(&self.relay).poll_timeout());
             tokio::select! {
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
-                    Ok((n, from)) => self.relay.handle_endpoint(Instant::now(), from, &ebuf[..n]),
+                    Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
                 },
                 r = self.gatekeeper.recv_from(&mut gbuf) => match r {
-                    Ok((n, from)) => self.relay.handle_gatekeeper(Instant::now(), from, &gbuf[..n]),
+                    Ok((n, from)) => lock(&self.relay).handle_gatekeeper(Instant::now(), from, &gbuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "gatekeeper-side RAS socket"),
                 },
-                _ = tokio::time::sleep_until(deadline) => self.relay.handle_timeout(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
                 _ = shutdown.changed() => break,
             }
-            while let Some(t) = self.relay.poll_transmit() {
+            let mut relay = lock(&self.relay);
+            while let Some(t) = relay.poll_transmit() {
                 let sock = match t.side {
                     Side::Endpoint => &self.endpoint,
                     Side::Gatekeeper => &self.gatekeeper,
@@ -109,20 +111,25 @@ impl RasDriver {
                 }
             }
             let mut changed = false;
-            while let Some(ev) = self.relay.poll_event() {
+            while let Some(ev) = relay.poll_event() {
                 changed = true;
                 log_event(&ev);
             }
-            if changed || status.borrow().stats != *self.relay.stats() {
+            if changed || status.borrow().stats != *relay.stats() {
                 let _ = status.send(RasStatus {
-                    active: self.relay.active().map(str::to_owned),
-                    registrations: self.relay.registrations().len(),
-                    calls: self.relay.calls().count(),
-                    stats: self.relay.stats().clone(),
+                    active: relay.active().map(str::to_owned),
+                    registrations: relay.registrations().len(),
+                    calls: relay.calls().count(),
+                    stats: relay.stats().clone(),
                 });
             }
         }
     }
+}
+
+/// Lock the relay; a panic in another task must not take RAS down with it.
+fn lock(m: &Mutex<RasRelay>) -> std::sync::MutexGuard<'_, RasRelay> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn log_event(ev: &Event) {
@@ -152,3 +159,333 @@ fn log_event(ev: &Event) {
 
 /// Interval for the periodic status line.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------ call signalling
+
+use std::sync::Mutex;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::call::{Action, Call, Leg, Phase};
+use crate::ras_relay::CallRoute;
+use crate::tpkt::TpktCodec;
+
+/// Call signalling counters, shared by every call task.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// SETUPs received.
+    pub setups: AtomicU64,
+    /// Calls currently connected (CONNECT seen, not released).
+    pub active: AtomicU64,
+    /// Calls whose gatekeeper-side leg dropped while the endpoint leg was
+    /// kept up.
+    pub kept_up: AtomicU64,
+    /// Messages relayed.
+    pub relayed: AtomicU64,
+    /// STATUS ENQUIRY and empty-TPKT keepalives answered by the proxy.
+    pub keepalives_answered: AtomicU64,
+    /// Links closed for a malformed first message or bad framing.
+    pub malformed: AtomicU64,
+    /// SETUPs refused for want of a route.
+    pub unroutable: AtomicU64,
+}
+
+/// Which side of the proxy a TCP leg is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LegSide {
+    Endpoint,
+    Gatekeeper,
+}
+
+struct LegIo {
+    stream: TcpStream,
+    buf: BytesMut,
+    side: LegSide,
+    open: bool,
+}
+
+impl LegIo {
+    fn new(stream: TcpStream, side: LegSide) -> Self {
+        set_keepalive(&stream);
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            side,
+            open: true,
+        }
+    }
+
+    /// Next TPKT payload; `None` at EOF. Cancel-safe: a partly read frame
+    /// stays in `buf`.
+    async fn next(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            match TpktCodec.decode(&mut self.buf) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = BytesMut::with_capacity(payload.len() + 4);
+        TpktCodec
+            .encode(payload, &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        self.stream.write_all(&out).await
+    }
+}
+
+/// Short TCP keepalive on every signalling socket: Linux's 2 h default
+/// would hide a dead peer for hours.
+fn set_keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(3))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
+    let _ = s.set_nodelay(true);
+}
+
+/// The call signalling relay: listens on TCP `call_signal_port` on both
+/// sides and relays each call between two TCP legs it terminates.
+pub struct CallDriver {
+    relay: Arc<Mutex<RasRelay>>,
+    endpoint_side: SocketAddr,
+    gatekeeper_side: SocketAddr,
+    /// Counters.
+    pub stats: Arc<CallStats>,
+}
+
+impl CallDriver {
+    /// Bind both listeners.
+    pub async fn bind(
+        cfg: &Config,
+        relay: Arc<Mutex<RasRelay>>,
+    ) -> Result<(Self, TcpListener, TcpListener), DriverError> {
+        let ep = SocketAddr::new(cfg.proxy.endpoint_address, cfg.proxy.call_signal_port);
+        let gk = SocketAddr::new(cfg.proxy.gatekeeper_address, cfg.proxy.call_signal_port);
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DriverError::Bind { what, addr, source })
+        };
+        let l_ep = bind("the endpoint-side call signalling listener", ep).await?;
+        let l_gk = bind("the gatekeeper-side call signalling listener", gk).await?;
+        tracing::info!(endpoint_side = %ep, gatekeeper_side = %gk, "call signalling relay listening");
+        Ok((
+            Self {
+                relay,
+                endpoint_side: ep,
+                gatekeeper_side: gk,
+                stats: Arc::default(),
+            },
+            l_ep,
+            l_gk,
+        ))
+    }
+
+    /// Accept calls until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        l_ep: TcpListener,
+        l_gk: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let (stream, peer, side) = tokio::select! {
+                r = l_ep.accept() => match r {
+                    Ok((s, p)) => (s, p, LegSide::Endpoint),
+                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
+                },
+                r = l_gk.accept() => match r {
+                    Ok((s, p)) => (s, p, LegSide::Gatekeeper),
+                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let me = self.clone();
+            let stop = shutdown.clone();
+            let span = tracing::info_span!(
+                "call",
+                %peer,
+                call_id = tracing::field::Empty,
+                crv = tracing::field::Empty
+            );
+            tokio::spawn(
+                async move { me.serve(LegIo::new(stream, side), peer, stop).await }
+                    .instrument(span),
+            );
+        }
+    }
+
+    async fn serve(&self, mut a: LegIo, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+        // The first message, after any keepalives, must be SETUP.
+        let setup = loop {
+            match a.next().await {
+                Ok(Some(f)) if f.is_empty() => continue,
+                Ok(Some(f)) => break f,
+                Ok(None) => return,
+                Err(e) => {
+                    self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %e, "call signalling framing");
+                    return;
+                }
+            }
+        };
+        let (mut call, info) = match Call::from_setup(&setup) {
+            Ok(v) => v,
+            Err(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "first message refused");
+                return;
+            }
+        };
+        self.stats.setups.fetch_add(1, Ordering::Relaxed);
+        let call_hex = call
+            .call_id
+            .map(|c| crate::h225::value::hex(&c))
+            .unwrap_or_default();
+        tracing::Span::current()
+            .record("call_id", call_hex.as_str())
+            .record("crv", call.crv);
+        let route = lock(&self.relay).route_call(info.call_id, &info.destinations);
+        let (target, side, local_ip) = match route {
+            Some(CallRoute::Local {
+                call_signal,
+                endpoint_id,
+            }) => {
+                tracing::info!(%endpoint_id, to = %call_signal, "SETUP routed to a local endpoint");
+                (call_signal, LegSide::Endpoint, self.endpoint_side.ip())
+            }
+            Some(CallRoute::Remote(addr)) => {
+                tracing::info!(to = %addr, "SETUP routed to the gatekeeper side");
+                (addr, LegSide::Gatekeeper, self.gatekeeper_side.ip())
+            }
+            None => {
+                self.stats.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(destinations = ?info.destinations, "no route: RELEASE COMPLETE cause 3");
+                let _ = a.send(&call.release_complete(Leg::Caller, 3)).await;
+                return;
+            }
+        };
+        let b = match connect(local_ip, target).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(to = %target, error = %e, "callee unreachable: RELEASE COMPLETE cause 27");
+                let _ = a.send(&call.release_complete(Leg::Caller, 27)).await;
+                return;
+            }
+        };
+        let mut b = LegIo::new(b, side);
+        let proxy_side = SocketAddr::new(local_ip, self.endpoint_side.port());
+        let out = match Call::rewrite_setup(&setup, proxy_side, target) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "SETUP could not be re-encoded");
+                return;
+            }
+        };
+        if b.send(&out).await.is_err() {
+            let _ = a.send(&call.release_complete(Leg::Caller, 27)).await;
+            return;
+        }
+        let mut was_active = false;
+        loop {
+            let (leg, frame) = tokio::select! {
+                f = a.next(), if a.open => (Leg::Caller, f),
+                f = b.next(), if b.open => (Leg::Callee, f),
+                _ = shutdown.changed() => break,
+            };
+            let (this, other) = match leg {
+                Leg::Caller => (&mut a, &mut b),
+                Leg::Callee => (&mut b, &mut a),
+            };
+            match frame {
+                Ok(Some(payload)) => match call.handle(leg, &payload) {
+                    Ok(Action::Relay(bytes)) => {
+                        self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                        if other.open && other.send(&bytes).await.is_err() {
+                            other.open = false;
+                        }
+                    }
+                    Ok(Action::Answer(bytes)) => {
+                        self.stats
+                            .keepalives_answered
+                            .fetch_add(1, Ordering::Relaxed);
+                        let _ = this.send(&bytes).await;
+                    }
+                    Ok(Action::Absorb) => {
+                        if payload.is_empty() {
+                            self.stats
+                                .keepalives_answered
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(?leg, error = %e, "malformed message dropped; call unchanged");
+                    }
+                },
+                Ok(None) | Err(_) => {
+                    this.open = false;
+                    if call.phase == Phase::Released {
+                        break;
+                    }
+                    if this.side == LegSide::Gatekeeper && other.side == LegSide::Endpoint {
+                        // The gatekeeper side went away: keep the endpoint's
+                        // call up; the proxy answers its keepalives.
+                        self.stats.kept_up.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(?leg, "gatekeeper-side leg lost; endpoint leg kept up");
+                        continue;
+                    }
+                    tracing::info!(?leg, "endpoint leg closed; releasing the other leg");
+                    if other.open {
+                        let _ = other.send(&call.release_complete(leg.other(), 41)).await;
+                    }
+                    break;
+                }
+            }
+            if call.phase == Phase::Active && !was_active {
+                was_active = true;
+                self.stats.active.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("call active");
+            }
+            if call.phase == Phase::Released {
+                tracing::info!("call released");
+                break;
+            }
+            if !a.open && !b.open {
+                break;
+            }
+        }
+        if was_active {
+            self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn connect(local_ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if local_ip.is_ipv4() == to.is_ipv4() && !local_ip.is_unspecified() {
+        sock.bind(SocketAddr::new(local_ip, 0))?;
+    }
+    tokio::time::timeout(Duration::from_secs(5), sock.connect(to))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}

@@ -4,6 +4,7 @@
 //! return values or bytes. Only the thin drivers (`fastpath`, the binaries)
 //! touch sockets, maps and interfaces.
 
+pub mod call;
 pub mod capture;
 pub mod config;
 pub mod driver;

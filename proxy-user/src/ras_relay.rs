@@ -161,6 +161,20 @@ pub struct RelayStats {
     pub refused: u64,
 }
 
+/// Where a call's signalling goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallRoute {
+    /// To one of the proxy's endpoints.
+    Local {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Its call signalling address.
+        call_signal: SocketAddr,
+    },
+    /// To a far end on the gatekeeper side.
+    Remote(SocketAddr),
+}
+
 /// A call the proxy admitted or saw admitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
@@ -1404,6 +1418,29 @@ impl RasRelay {
                 );
             }
         }
+    }
+
+    /// Where the call signalling of a SETUP goes: the far end the
+    /// gatekeeper named in its ACF, else the proxy's own endpoint its
+    /// destination aliases reach (directly or through the dial plan).
+    pub fn route_call(
+        &self,
+        call_id: Option<[u8; 16]>,
+        destinations: &[String],
+    ) -> Option<CallRoute> {
+        if let Some(dest) = call_id
+            .and_then(|c| self.calls.get(&c))
+            .and_then(|c| c.destination)
+        {
+            return Some(CallRoute::Remote(dest));
+        }
+        destinations.iter().find_map(|d| {
+            let r = self.route_alias(d)?;
+            Some(CallRoute::Local {
+                endpoint_id: r.endpoint_id.clone(),
+                call_signal: r.call_signal?,
+            })
+        })
     }
 
     /// The local endpoint an alias reaches, directly or through the dial plan.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
 use proxy_user::config::Config;
-use proxy_user::driver::{RasDriver, RasStatus};
+use proxy_user::driver::{CallDriver, RasDriver, RasStatus};
 use proxy_user::fastpath::{Counters, FastPath};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -105,6 +105,11 @@ async fn run(cfg: Config) -> Result<()> {
         .context("starting the RAS relay")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
+    let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.relay())
+        .await
+        .context("starting the call signalling relay")?;
+    let calls = std::sync::Arc::new(calls);
+    let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
     let ras_task = tokio::spawn(ras.run(stop_rx, status_tx));
 
     let interval = Duration::from_secs(cfg.fastpath.stats_interval_secs.max(1));
@@ -141,6 +146,18 @@ async fn run(cfg: Config) -> Result<()> {
                     refused = s.stats.refused,
                     "RAS counters"
                 );
+                let c = &calls.stats;
+                let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    setups = get(&c.setups),
+                    active = get(&c.active),
+                    kept_up = get(&c.kept_up),
+                    relayed = get(&c.relayed),
+                    keepalives_answered = get(&c.keepalives_answered),
+                    malformed = get(&c.malformed),
+                    unroutable = get(&c.unroutable),
+                    "call signalling counters"
+                );
                 if let Some(fp) = &fast {
                     match fp.counters() {
                         Ok(c) => tracing::info!(
@@ -157,6 +174,7 @@ async fn run(cfg: Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = ras_task.await;
+    let _ = call_task.await;
     if let Some(fp) = fast {
         fp.unpin().context("removing the pinned maps")?;
         tracing::info!("XDP detached, pins removed");
