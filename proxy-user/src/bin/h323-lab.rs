@@ -44,6 +44,60 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
+    /// Run a lab gatekeeper (RAS) until killed. Reads `drop <call>`,
+    /// `status`, `quit` on stdin; prints `gk ...` lines.
+    Gatekeeper {
+        /// RAS address to listen on.
+        #[arg(long)]
+        ras: std::net::SocketAddr,
+        /// gatekeeperIdentifier.
+        #[arg(long, default_value = "GK")]
+        id: String,
+        /// timeToLive granted, seconds.
+        #[arg(long, default_value_t = 30)]
+        ttl: u32,
+        /// alternateGatekeeper RAS addresses announced in GCF/RCF.
+        #[arg(long = "alternate")]
+        alternates: Vec<std::net::SocketAddr>,
+    },
+    /// Run lab endpoints that register, keep alive, call in pairs and send
+    /// RTP. Reads `call <index> <number>`, `status`, `quit` on stdin; prints
+    /// `eps ...` status lines.
+    Endpoints {
+        /// Gatekeeper (or proxy) RAS address.
+        #[arg(long)]
+        gatekeeper: std::net::SocketAddr,
+        /// Local address of the endpoints.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// Number of endpoints.
+        #[arg(long, default_value_t = 2)]
+        count: usize,
+        /// E.164 number of the first endpoint.
+        #[arg(long, default_value_t = 1001)]
+        first_number: u64,
+        /// First port; endpoint i uses base+3i (RAS), +1 (TCP), +2 (RTP).
+        #[arg(long, default_value_t = 20000)]
+        base_port: u16,
+        /// timeToLive asked for, seconds.
+        #[arg(long, default_value_t = 30)]
+        ttl: u32,
+        /// Keepalive (lightweight RRQ) interval, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        keepalive_ms: u64,
+        /// Tear calls down when keepalives go unanswered (patent claim 7).
+        #[arg(long)]
+        claim7: bool,
+        /// STATUS ENQUIRY interval on each call, milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        status_enquiry_ms: u64,
+        /// Endpoint 2k calls endpoint 2k+1 for k < pairs.
+        #[arg(long, default_value_t = 0)]
+        pairs: usize,
+        /// Status line interval, milliseconds.
+        #[arg(long, default_value_t = 500)]
+        report_ms: u64,
+    },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
     Corpus {
@@ -68,7 +122,55 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { rounds, hold } => demo(rounds, hold),
+        Cmd::Gatekeeper {
+            ras,
+            id,
+            ttl,
+            alternates,
+        } => runtime()?
+            .block_on(proxy_user::lab::gatekeeper::run(
+                proxy_user::lab::gatekeeper::GkOptions {
+                    ras,
+                    id,
+                    ttl,
+                    alternates,
+                },
+            ))
+            .context("lab gatekeeper"),
+        Cmd::Endpoints {
+            gatekeeper,
+            ip,
+            count,
+            first_number,
+            base_port,
+            ttl,
+            keepalive_ms,
+            claim7,
+            status_enquiry_ms,
+            pairs,
+            report_ms,
+        } => runtime()?
+            .block_on(proxy_user::lab::endpoint::run(
+                proxy_user::lab::endpoint::EpOptions {
+                    gatekeeper,
+                    ip,
+                    count,
+                    first_number,
+                    base_port,
+                    ttl,
+                    keepalive: Duration::from_millis(keepalive_ms),
+                    claim7,
+                    status_enquiry: Duration::from_millis(status_enquiry_ms),
+                    pairs,
+                    report: Duration::from_millis(report_ms),
+                },
+            ))
+            .context("lab endpoints"),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the tokio runtime")
 }
 
 const INSTANCE: &str = "h323demo";

@@ -1,4 +1,8 @@
-//! The namespace lab: throw-away hosts joined by veths, used by `cargo xtask
-//! run` (through the `h323-lab` binary) and by the privileged tests.
+//! The namespace lab: throw-away hosts joined by veths, and the lab's own
+//! H.323 gatekeeper and endpoints built on the project's codec. Used by
+//! `cargo xtask run` (through the `h323-lab` binary) and by the privileged
+//! tests.
 
+pub mod endpoint;
+pub mod gatekeeper;
 pub mod netns;

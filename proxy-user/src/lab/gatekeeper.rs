@@ -1,0 +1,202 @@
+//! A small H.323 gatekeeper for the lab, built on the project's codec:
+//! registers endpoints, answers lightweight RRQs, admits calls between its
+//! registered endpoints (direct-routed: the ACF names the callee's call
+//! signalling address), learns calls from unsolicited IRRs, and can drop a
+//! call with a DRQ on command. It is meant to be killed.
+//!
+//! It prints one line per change on stdout (`gk registrations=N calls=M`)
+//! and reads commands on stdin: `drop <callIdentifier hex>`, `status`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UdpSocket;
+
+use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::ras::{self, RasMessage};
+use crate::h225::value::{
+    alias_text, bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json,
+};
+
+/// Settings of the lab gatekeeper.
+#[derive(Clone, Debug)]
+pub struct GkOptions {
+    /// RAS address to listen on.
+    pub ras: SocketAddr,
+    /// gatekeeperIdentifier.
+    pub id: String,
+    /// timeToLive granted, seconds.
+    pub ttl: u32,
+    /// alternateGatekeeper RAS addresses sent in GCF/RCF.
+    pub alternates: Vec<SocketAddr>,
+}
+
+struct Reg {
+    aliases: Vec<String>,
+    ras: SocketAddr,
+    call_signal: Option<SocketAddr>,
+}
+
+struct CallInfo {
+    endpoint_id: String,
+    crv: u16,
+    conference: String,
+}
+
+/// Run the gatekeeper until stdin closes with `quit` or the process is killed.
+pub async fn run(o: GkOptions) -> std::io::Result<()> {
+    let sock = UdpSocket::bind(o.ras).await?;
+    println!("gk listening ras={} id={}", o.ras, o.id);
+    let mut regs: HashMap<String, Reg> = HashMap::new();
+    let mut calls: HashMap<String, CallInfo> = HashMap::new();
+    let mut next = 0u32;
+    let mut seq = 0u16;
+    let mut buf = vec![0u8; 65_536];
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, from) = r?;
+                let Ok(m) = ras::decode(&buf[..n]) else {
+                    println!("gk malformed from={from}");
+                    continue;
+                };
+                let Some(s) = seq_num(&m) else { continue };
+                let alternates: Vec<Value> = o.alternates.iter().enumerate().map(|(i, a)| json!({
+                    "rasAddress": transport_json(*a), "needToRegister": true, "priority": i + 1,
+                })).collect();
+                let reply = match m {
+                    RasMessage::gatekeeperRequest(_) => Some(json!({"gatekeeperConfirm": {
+                        "requestSeqNum": s, "protocolIdentifier": PROTOCOL_ID, "gatekeeperIdentifier": o.id,
+                        "rasAddress": transport_json(o.ras), "alternateGatekeeper": alternates}})),
+                    RasMessage::registrationRequest(rrq) => {
+                        if rrq.keep_alive == Some(true) {
+                            let id = rrq.endpoint_identifier.as_ref().map(|e| bmp_text(&e.0)).unwrap_or_default();
+                            if regs.contains_key(&id) {
+                                Some(json!({"registrationConfirm": {"requestSeqNum": s, "protocolIdentifier": PROTOCOL_ID,
+                                    "callSignalAddress": [], "gatekeeperIdentifier": o.id, "endpointIdentifier": id, "timeToLive": o.ttl}}))
+                            } else {
+                                Some(json!({"registrationReject": {"requestSeqNum": s, "protocolIdentifier": PROTOCOL_ID,
+                                    "rejectReason": {"fullRegistrationRequired": null}, "gatekeeperIdentifier": o.id}}))
+                            }
+                        } else {
+                            let aliases: Vec<String> = rrq.terminal_alias.iter().flatten().map(alias_text).collect();
+                            // Same call signalling address and aliases: a re-registration.
+                            let cs = rrq.call_signal_address.first().and_then(socket_addr);
+                            let existing = regs.iter().find(|(_, r)| r.aliases == aliases && r.call_signal == cs).map(|(k, _)| k.clone());
+                            let id = existing.unwrap_or_else(|| { next += 1; format!("{}-{next}", o.id) });
+                            regs.insert(id.clone(), Reg {
+                                aliases,
+                                ras: rrq.ras_address.first().and_then(socket_addr).unwrap_or(from),
+                                call_signal: cs,
+                            });
+                            Some(json!({"registrationConfirm": {"requestSeqNum": s, "protocolIdentifier": PROTOCOL_ID,
+                                "callSignalAddress": [], "gatekeeperIdentifier": o.id, "endpointIdentifier": id,
+                                "timeToLive": o.ttl, "alternateGatekeeper": alternates}}))
+                        }
+                    }
+                    RasMessage::unregistrationRequest(u) => {
+                        if let Some(e) = &u.endpoint_identifier { regs.remove(&bmp_text(&e.0)); }
+                        Some(json!({"unregistrationConfirm": {"requestSeqNum": s}}))
+                    }
+                    RasMessage::admissionRequest(arq) => {
+                        let id = bmp_text(&arq.endpoint_identifier.0);
+                        let call = arq.call_identifier.as_ref().map(|c| hex(c.guid.0.as_ref())).unwrap_or_default();
+                        let dest = if !regs.contains_key(&id) {
+                            Err("callerNotRegistered")
+                        } else if arq.answer_call {
+                            regs[&id].call_signal.ok_or("undefinedReason")
+                        } else {
+                            let wanted: Vec<String> = arq.destination_info.iter().flatten().map(alias_text).collect();
+                            regs.values().find(|r| r.aliases.iter().any(|a| wanted.contains(a)))
+                                .and_then(|r| r.call_signal).ok_or("calledPartyNotRegistered")
+                        };
+                        match dest {
+                            Ok(d) => {
+                                calls.insert(format!("{call}/{}", arq.answer_call), CallInfo {
+                                    endpoint_id: id, crv: arq.call_reference_value.0, conference: hex(arq.conference_id.0.0.as_ref()) });
+                                Some(json!({"admissionConfirm": {"requestSeqNum": s, "bandWidth": arq.band_width.0,
+                                    "callModel": {"direct": null}, "destCallSignalAddress": transport_json(d)}}))
+                            }
+                            Err(reason) => Some(json!({"admissionReject": {"requestSeqNum": s, "rejectReason": {reason: null}}})),
+                        }
+                    }
+                    RasMessage::disengageRequest(d) => {
+                        let call = d.call_identifier.as_ref().map(|c| hex(c.guid.0.as_ref())).unwrap_or_default();
+                        calls.retain(|k, _| !k.starts_with(&call));
+                        Some(json!({"disengageConfirm": {"requestSeqNum": s}}))
+                    }
+                    RasMessage::infoRequestResponse(irr) => {
+                        let id = bmp_text(&irr.endpoint_identifier.0);
+                        for c in irr.per_call_info.iter().flat_map(|p| p.0.iter()) {
+                            let call = c.call_identifier.as_ref().map(|c| hex(c.guid.0.as_ref())).unwrap_or_default();
+                            let key = format!("{call}/{}", c.originator != Some(true));
+                            if !calls.contains_key(&key) {
+                                println!("gk adopted call={call} endpoint={id}");
+                            }
+                            calls.insert(key, CallInfo { endpoint_id: id.clone(), crv: c.call_reference_value.0,
+                                conference: hex(c.conference_id.0.0.as_ref()) });
+                        }
+                        (irr.need_response == Some(true)).then(|| json!({"infoRequestAck": {"requestSeqNum": s}}))
+                    }
+                    RasMessage::locationRequest(l) => {
+                        let wanted: Vec<String> = l.destination_info.iter().map(alias_text).collect();
+                        Some(match regs.values().find(|r| r.aliases.iter().any(|a| wanted.contains(a))) {
+                            Some(r) => json!({"locationConfirm": {"requestSeqNum": s,
+                                "callSignalAddress": transport_json(r.call_signal.unwrap_or(r.ras)), "rasAddress": transport_json(r.ras)}}),
+                            None => json!({"locationReject": {"requestSeqNum": s, "rejectReason": {"requestDenied": null}}}),
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(v) = reply {
+                    send(&sock, &v, from).await;
+                }
+            }
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(l)) => {
+                    let mut w = l.split_whitespace();
+                    match (w.next(), w.next()) {
+                        (Some("drop"), Some(call)) => {
+                            let key = calls.keys().find(|k| k.starts_with(call)).cloned();
+                            match key.and_then(|k| calls.remove(&k).map(|c| (k, c))) {
+                                Some((k, c)) => {
+                                    let Some(r) = regs.get(&c.endpoint_id) else { continue };
+                                    seq = seq.wrapping_add(1).max(1);
+                                    let v = json!({"disengageRequest": {"requestSeqNum": seq, "endpointIdentifier": c.endpoint_id,
+                                        "conferenceID": c.conference, "callReferenceValue": c.crv,
+                                        "disengageReason": {"forcedDrop": null}, "callIdentifier": {"guid": &k[..32.min(k.len())]}}});
+                                    send(&sock, &v, r.ras).await;
+                                    println!("gk drq call={call} endpoint={}", c.endpoint_id);
+                                }
+                                None => println!("gk no such call {call}"),
+                            }
+                        }
+                        (Some("status"), _) => last_status.clear(),
+                        (Some("quit"), _) => return Ok(()),
+                        _ => println!("gk unknown command {l:?}"),
+                    }
+                }
+                _ => stdin_open = false,
+            },
+        }
+        let status = format!("gk registrations={} calls={}", regs.len(), calls.len());
+        if status != last_status {
+            println!("{status}");
+            last_status = status;
+        }
+    }
+}
+
+async fn send(sock: &UdpSocket, v: &Value, to: SocketAddr) {
+    match ras_from_json(v).and_then(|m| ras::encode(&m)) {
+        Ok(b) => {
+            let _ = sock.send_to(&b, to).await;
+        }
+        Err(e) => eprintln!("gk cannot build {v}: {e}"),
+    }
+}
