@@ -106,7 +106,7 @@ impl Heartbeat {
             if silent >= down_after {
                 self.health = Health::Down;
                 self.up_since = None;
-            } else if silent > self.cfg.interval {
+            } else if silent > self.cfg.interval + self.cfg.interval / 2 {
                 self.health = Health::Suspect;
                 self.up_since = None;
             }

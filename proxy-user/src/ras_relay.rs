@@ -239,7 +239,7 @@ enum Forwarded {
     Register(Box<Registration>),
     Unregister(String),
     Admit(Box<CallRecord>),
-    Disengage([u8; 16]),
+    Disengage(([u8; 16], String)),
     Other,
 }
 
@@ -262,7 +262,9 @@ pub struct RasRelay {
     /// control as soon as it answers, later ones after the hold time.
     ever_active: bool,
     regs: Registry,
-    calls: HashMap<[u8; 16], CallRecord>,
+    /// By (callIdentifier, local endpointIdentifier): both ends of a call
+    /// between two of the proxy's endpoints have a record.
+    calls: HashMap<([u8; 16], String), CallRecord>,
     pending: HashMap<u16, (Pending, Instant)>,
     /// Gatekeeper-initiated requests forwarded to endpoints: our seq → (gk, their seq).
     ep_pending: HashMap<u16, (usize, u16, Instant)>,
@@ -332,9 +334,12 @@ impl RasRelay {
         self.calls.values()
     }
 
-    /// A call by callIdentifier.
+    /// A call by callIdentifier: the caller's record when both ends are here.
     pub fn call(&self, call_id: &[u8; 16]) -> Option<&CallRecord> {
-        self.calls.get(call_id)
+        self.calls
+            .values()
+            .filter(|c| &c.call_id == call_id)
+            .min_by_key(|c| c.answer_call)
     }
 
     /// Name of the gatekeeper in control (`None`: survivable mode).
@@ -814,10 +819,11 @@ impl RasRelay {
                 call.bandwidth = acf.band_width.0;
                 acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
                 acf.alternate_endpoints = None;
-                self.calls.insert(call.call_id, *call);
+                self.calls
+                    .insert((call.call_id, call.endpoint_id.clone()), *call);
             }
-            (RasMessage::disengageConfirm(_), Forwarded::Disengage(call_id)) => {
-                self.calls.remove(&call_id);
+            (RasMessage::disengageConfirm(_), Forwarded::Disengage(key)) => {
+                self.calls.remove(&key);
             }
             _ => {}
         }
@@ -864,7 +870,7 @@ impl RasRelay {
                 let by_call = irq
                     .call_identifier
                     .as_ref()
-                    .and_then(|c| self.calls.get(&guid(c.guid.0.as_ref())))
+                    .and_then(|c| self.call(&guid(c.guid.0.as_ref())))
                     .and_then(|c| self.regs.get(&c.endpoint_id))
                     .map(|r| (r.endpoint_id.clone(), r.ras));
                 if by_call.is_some() {
@@ -1077,11 +1083,11 @@ impl RasRelay {
                             from,
                             seq,
                             RasMessage::disengageRequest(d),
-                            Forwarded::Disengage(call_id),
+                            Forwarded::Disengage((call_id, r.endpoint_id.clone())),
                         );
                     }
                     _ => {
-                        self.calls.remove(&call_id);
+                        self.calls.remove(&(call_id, r.endpoint_id.clone()));
                         self.answer(from, json!({"disengageConfirm": {"requestSeqNum": seq}}));
                     }
                 }
@@ -1406,7 +1412,8 @@ impl RasRelay {
                     return;
                 }
                 let bw = call.bandwidth;
-                self.calls.insert(call.call_id, call);
+                self.calls
+                    .insert((call.call_id, call.endpoint_id.clone()), call);
                 self.answer(
                     from,
                     json!({"admissionConfirm": {
@@ -1429,7 +1436,7 @@ impl RasRelay {
         destinations: &[String],
     ) -> Option<CallRoute> {
         if let Some(dest) = call_id
-            .and_then(|c| self.calls.get(&c))
+            .and_then(|c| self.call(&c))
             .and_then(|c| c.destination)
         {
             return Some(CallRoute::Remote(dest));

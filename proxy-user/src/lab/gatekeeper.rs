@@ -57,6 +57,7 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut last_status = String::new();
+    let (mut full_rrqs, mut keepalive_rrqs) = (0u64, 0u64);
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
@@ -75,6 +76,7 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                         "rasAddress": transport_json(o.ras), "alternateGatekeeper": alternates}})),
                     RasMessage::registrationRequest(rrq) => {
                         if rrq.keep_alive == Some(true) {
+                            keepalive_rrqs += 1;
                             let id = rrq.endpoint_identifier.as_ref().map(|e| bmp_text(&e.0)).unwrap_or_default();
                             if regs.contains_key(&id) {
                                 Some(json!({"registrationConfirm": {"requestSeqNum": s, "protocolIdentifier": PROTOCOL_ID,
@@ -84,6 +86,7 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                                     "rejectReason": {"fullRegistrationRequired": null}, "gatekeeperIdentifier": o.id}}))
                             }
                         } else {
+                            full_rrqs += 1;
                             let aliases: Vec<String> = rrq.terminal_alias.iter().flatten().map(alias_text).collect();
                             // Same call signalling address and aliases: a re-registration.
                             let cs = rrq.call_signal_address.first().and_then(socket_addr);
@@ -176,7 +179,9 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                                 None => println!("gk no such call {call}"),
                             }
                         }
-                        (Some("status"), _) => last_status.clear(),
+                        (Some("status"), _) => {
+                            println!("gk registrations={} calls={} full_rrqs={full_rrqs} keepalive_rrqs={keepalive_rrqs}", regs.len(), calls.len());
+                        }
                         (Some("quit"), _) => return Ok(()),
                         _ => println!("gk unknown command {l:?}"),
                     }
@@ -184,10 +189,11 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                 _ => stdin_open = false,
             },
         }
-        let status = format!("gk registrations={} calls={}", regs.len(), calls.len());
-        if status != last_status {
-            println!("{status}");
-            last_status = status;
+        // Printed on change of registrations/calls (RRQ counts ride along).
+        let key = format!("gk registrations={} calls={}", regs.len(), calls.len());
+        if key != last_status {
+            println!("{key} full_rrqs={full_rrqs} keepalive_rrqs={keepalive_rrqs}");
+            last_status = key;
         }
     }
 }

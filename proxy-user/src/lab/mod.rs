@@ -6,3 +6,5 @@
 pub mod endpoint;
 pub mod gatekeeper;
 pub mod netns;
+pub mod process;
+pub mod topology;

@@ -1,0 +1,116 @@
+//! The lab topology: endpoints, proxy and two gatekeepers, each in its own
+//! network namespace, joined by veths, addressed in 198.18.0.0/15:
+//!
+//! ```text
+//!  ep 198.18.1.2 --ep0/px0-- 198.18.1.1 px 198.18.2.1 --px1/gk0-- 198.18.2.10 gk1 (primary)
+//!                                        198.18.3.1 --px2/gk0-- 198.18.3.10 gk2 (backup)
+//! ```
+//!
+//! The proxy host also routes, so endpoints can reach the gatekeepers
+//! directly (the control experiment without the proxy). Cutting `px1`
+//! partitions the primary alone.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::netns::{Netns, veth};
+
+/// Endpoints' address.
+pub const EP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// Proxy, endpoint side.
+pub const PX_EP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// Proxy, gatekeeper side (also its routed address toward the backup).
+pub const PX_GK: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+/// Primary gatekeeper.
+pub const GK1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 10);
+/// Backup gatekeeper.
+pub const GK2: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 10);
+
+/// RAS address of a host.
+pub fn ras(ip: Ipv4Addr) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), 1719)
+}
+
+/// The four namespaces; dropped (deleted) together.
+pub struct Lab {
+    /// Endpoints.
+    pub ep: Netns,
+    /// Proxy.
+    pub px: Netns,
+    /// Primary gatekeeper.
+    pub gk1: Netns,
+    /// Backup gatekeeper.
+    pub gk2: Netns,
+}
+
+impl Lab {
+    /// Create the namespaces, links, addresses and routes.
+    pub fn create() -> io::Result<Lab> {
+        let lab = Lab {
+            ep: Netns::create("ep")?,
+            px: Netns::create("px")?,
+            gk1: Netns::create("g1")?,
+            gk2: Netns::create("g2")?,
+        };
+        veth(&lab.px, "px0", &lab.ep, "ep0")?;
+        veth(&lab.px, "px1", &lab.gk1, "gk0")?;
+        veth(&lab.px, "px2", &lab.gk2, "gk0")?;
+        lab.ep.ip(&["addr", "add", "198.18.1.2/24", "dev", "ep0"])?;
+        lab.px.ip(&["addr", "add", "198.18.1.1/24", "dev", "px0"])?;
+        lab.px.ip(&["addr", "add", "198.18.2.1/24", "dev", "px1"])?;
+        lab.px.ip(&["addr", "add", "198.18.3.1/24", "dev", "px2"])?;
+        lab.gk1
+            .ip(&["addr", "add", "198.18.2.10/24", "dev", "gk0"])?;
+        lab.gk2
+            .ip(&["addr", "add", "198.18.3.10/24", "dev", "gk0"])?;
+        lab.ep
+            .ip(&["route", "add", "198.18.0.0/15", "via", "198.18.1.1"])?;
+        lab.gk1
+            .ip(&["route", "add", "198.18.0.0/15", "via", "198.18.2.1"])?;
+        lab.gk2
+            .ip(&["route", "add", "198.18.0.0/15", "via", "198.18.3.1"])?;
+        let out = lab
+            .px
+            .command("sysctl")?
+            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "sysctl ip_forward in {}: {}",
+                lab.px.name(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(lab)
+    }
+}
+
+/// A proxy configuration for the lab: both gatekeepers, fast path off
+/// (this lab exercises the control plane), a short heartbeat.
+pub fn proxy_toml(instance: &str, failback_hold_ms: u64) -> String {
+    format!(
+        r#"instance = "{instance}"
+[fastpath]
+enabled = false
+stats_interval_secs = 1
+[proxy]
+id = "LAB-PROXY"
+endpoint_address = "{PX_EP}"
+gatekeeper_address = "{PX_GK}"
+[heartbeat]
+interval_ms = 40
+multiplier = 3
+failback_hold_ms = {failback_hold_ms}
+[survivable]
+[[survivable.dial_plan]]
+prefix = "9"
+strip = 1
+[[gatekeeper]]
+name = "primary"
+address = "{GK1}:1719"
+[[gatekeeper]]
+name = "backup"
+address = "{GK2}:1719"
+"#
+    )
+}

@@ -1,0 +1,325 @@
+//! Root tests of the control plane in the namespace lab: real gatekeeper,
+//! endpoint and proxy processes, killed with SIGKILL, links cut with
+//! `ip link set down`. Endpoints have the claim-7 behaviour (they tear
+//! calls down when their keepalives go unanswered).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use proxy_tests::{bin, privileged};
+use proxy_user::lab::netns::Netns;
+use proxy_user::lab::process::{LabProc, field};
+use proxy_user::lab::topology::{self, EP, GK1, GK2, Lab, PX_EP};
+
+fn gatekeeper(
+    ns: &Netns,
+    ip: std::net::Ipv4Addr,
+    id: &str,
+    alternate: Option<std::net::Ipv4Addr>,
+) -> LabProc {
+    let mut c = ns.command(bin("h323-lab")).unwrap();
+    c.args([
+        "gatekeeper",
+        "--ras",
+        &format!("{ip}:1719"),
+        "--id",
+        id,
+        "--ttl",
+        "30",
+    ]);
+    if let Some(a) = alternate {
+        c.args(["--alternate", &format!("{a}:1719")]);
+    }
+    c.stderr(Stdio::inherit());
+    let p = LabProc::spawn(id, c).unwrap();
+    assert!(
+        p.wait_for(10, "gk listening", |_| true).is_some(),
+        "{id} did not start"
+    );
+    p
+}
+
+fn endpoints(lab: &Lab, gatekeeper: std::net::Ipv4Addr, count: usize, pairs: usize) -> LabProc {
+    let mut c = lab.ep.command(bin("h323-lab")).unwrap();
+    c.args([
+        "endpoints",
+        "--gatekeeper",
+        &format!("{gatekeeper}:1719"),
+        "--ip",
+        &EP.to_string(),
+        "--count",
+        &count.to_string(),
+        "--pairs",
+        &pairs.to_string(),
+        "--keepalive-ms",
+        "200",
+        "--status-enquiry-ms",
+        "1000",
+        "--claim7",
+        "--report-ms",
+        "250",
+    ]);
+    c.stderr(Stdio::inherit());
+    LabProc::spawn("endpoints", c).unwrap()
+}
+
+struct Proxy {
+    _proc: LabProc,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    fn start(lab: &Lab, hold_ms: u64) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("proxy.toml");
+        let instance = proxy_user::lab::netns::unique_name("i");
+        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms)).unwrap();
+        let log = dir.path().join("proxy.log");
+        let mut c = lab.px.command(bin("proxy")).unwrap();
+        c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+        c.stderr(std::fs::File::create(&log).unwrap());
+        let proc = LabProc::spawn("proxy", c).unwrap();
+        let p = Proxy {
+            _proc: proc,
+            log,
+            _dir: dir,
+        };
+        assert!(
+            p.wait_log(10, |l| l.contains("control moved")
+                && l.contains("to=\"primary\"")),
+            "the proxy did not take the primary:\n{}",
+            p.log_text()
+        );
+        p
+    }
+
+    fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        strip_ansi(&raw)
+    }
+
+    fn wait_log(&self, secs: u64, pred: impl Fn(&str) -> bool) -> bool {
+        proxy_tests::wait_for(secs, || self.log_text().lines().any(&pred).then_some(())).is_some()
+    }
+
+    /// The latest value of `key=` in a log line containing `what`.
+    fn counter(&self, what: &str, key: &str) -> Option<u64> {
+        self.log_text()
+            .lines()
+            .rev()
+            .filter(|l| l.contains(what))
+            .find_map(|l| field(l, key))
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+fn status(eps: &LabProc) -> String {
+    eps.last("eps registered").unwrap_or_default()
+}
+
+fn wait_status(eps: &LabProc, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+    eps.wait_for(secs, "eps registered", pred)
+        .unwrap_or_else(|| {
+            panic!(
+                "endpoints never reached the expected state; last: {}",
+                status(eps)
+            )
+        })
+}
+
+fn get(line: &str, key: &str) -> u64 {
+    field(line, key).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy() {
+    if !privileged(
+        "control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy",
+    ) {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", None);
+    let eps = endpoints(&lab, GK1, 4, 2);
+    wait_status(&eps, 20, |l| {
+        get(l, "calls_active") == 4 && get(l, "rtp_received") > 0
+    });
+    gk1.kill9();
+    let after = wait_status(&eps, 10, |l| get(l, "calls_active") == 0);
+    assert_eq!(get(&after, "calls_dropped"), 4, "{after}");
+}
+
+#[test]
+fn with_the_proxy_twenty_calls_survive_a_primary_sigkill_and_the_backup_takes_control() {
+    if !privileged(
+        "with_the_proxy_twenty_calls_survive_a_primary_sigkill_and_the_backup_takes_control",
+    ) {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let mut gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 5000);
+    let mut eps = endpoints(&lab, PX_EP, 42, 20);
+    wait_status(&eps, 30, |l| {
+        get(l, "calls_active") == 40 && get(l, "rtp_received") > 0
+    });
+    assert!(
+        gk1.last("gk registrations")
+            .is_some_and(|l| get(&l, "calls") == 40)
+    );
+
+    gk1.kill9();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    // The backup learns every active call from the proxy's IRRs.
+    assert!(
+        proxy_tests::wait_for(10, || (gk2.count("gk adopted") == 40).then_some(())).is_some(),
+        "backup adopted {} of 40 call legs",
+        gk2.count("gk adopted")
+    );
+    std::thread::sleep(Duration::from_secs(30));
+    let s = status(&eps);
+    assert_eq!(get(&s, "calls_active"), 40, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+    assert_eq!(get(&s, "keepalives_unanswered"), 0, "{s}");
+    assert_eq!(get(&s, "enquiries_unanswered"), 0, "{s}");
+
+    // A new call goes through the backup.
+    let before = gk2
+        .last("gk registrations")
+        .map(|l| get(&l, "calls"))
+        .unwrap_or(0);
+    eps.send("call 40 1042");
+    wait_status(&eps, 10, |l| get(l, "calls_active") == 42);
+    assert!(
+        gk2.wait_for(5, "gk registrations", |l| get(l, "calls") >= before + 2)
+            .is_some()
+    );
+
+    // The backup releases an old call: DRQ through the proxy to the endpoint,
+    // RELEASE COMPLETE relayed to its peer.
+    let line = eps
+        .last("eps call-active index=0 ")
+        .expect("call of endpoint 0");
+    let call = line.rsplit("call=").next().unwrap().to_string();
+    gk2.send(&format!("drop {call}"));
+    let s = wait_status(&eps, 10, |l| get(l, "calls_released") == 2);
+    assert_eq!(get(&s, "calls_active"), 40, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+}
+
+#[test]
+fn no_gatekeeper_at_all_survivable_mode_routes_by_dial_plan_and_control_returns() {
+    if !privileged("no_gatekeeper_at_all_survivable_mode_routes_by_dial_plan_and_control_returns") {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let mut gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 2000);
+    let mut eps = endpoints(&lab, PX_EP, 8, 2);
+    wait_status(&eps, 20, |l| get(l, "calls_active") == 4);
+    gk1.kill9();
+    gk2.kill9();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"survivable\"")),
+        "no survivable mode:\n{}",
+        proxy.log_text()
+    );
+    // A local call by dial plan: 9 + 1006 reaches endpoint 5.
+    eps.send("call 4 91006");
+    wait_status(&eps, 10, |l| get(l, "calls_active") == 6);
+    // A number nobody has is refused (ARJ), the caller's call fails cleanly.
+    eps.send("call 6 5555");
+    wait_status(&eps, 10, |l| get(l, "calls_failed") == 1);
+
+    // The primary comes back: after the hold time control and registrations
+    // move to it, the active calls are reported, nothing drops.
+    let gk1b = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("from=\"survivable\"")
+            && l.contains("to=\"primary\"")),
+        "control did not return:\n{}",
+        proxy.log_text()
+    );
+    assert!(
+        gk1b.wait_for(10, "gk registrations", |l| get(l, "registrations") == 9)
+            .is_some()
+    );
+    assert!(proxy_tests::wait_for(10, || (gk1b.count("gk adopted") == 6).then_some(())).is_some());
+    let s = status(&eps);
+    assert_eq!(get(&s, "calls_active"), 6, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+}
+
+#[test]
+fn partition_and_flapping_drop_no_call_and_bound_the_rrqs() {
+    if !privileged("partition_and_flapping_drop_no_call_and_bound_the_rrqs") {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 2000);
+    let eps = endpoints(&lab, PX_EP, 4, 2);
+    wait_status(&eps, 20, |l| get(l, "calls_active") == 4);
+    // Ten flaps in a minute: primary cut for 3 s, back for 3 s.
+    for _ in 0..10 {
+        lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let s = status(&eps);
+    assert_eq!(get(&s, "calls_active"), 4, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+    assert_eq!(get(&s, "keepalives_unanswered"), 0, "{s}");
+    let moves = proxy
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("control moved"))
+        .count() as u64;
+    // Full RRQs: each control move re-registers the 4 endpoints once, the
+    // proxy registers itself once per gatekeeper restart of its own view.
+    let full = |g: &LabProc| {
+        let mut g_last = g.last("gk registrations").unwrap_or_default();
+        if g_last.is_empty() {
+            g_last = "full_rrqs=0".into();
+        }
+        get(&g_last, "full_rrqs")
+    };
+    let total = full(&gk1) + full(&gk2);
+    let bound = (moves + 1) * 4 + 2 * (10 + 1);
+    eprintln!("control moves {moves}, full RRQs {total}, bound {bound}");
+    assert!(moves >= 2, "the partitions were noticed ({moves} moves)");
+    assert!(
+        total <= bound,
+        "{total} full RRQs for {moves} control moves (bound {bound})"
+    );
+    let _ = proxy.counter("RAS counters", "failovers");
+}
