@@ -257,6 +257,31 @@ impl Call {
     }
 }
 
+/// The RELEASE COMPLETE refusing a first message the proxy cannot serve,
+/// on the caller's call reference, with a Q.850 cause (100: invalid
+/// information element contents; 101: message not compatible with the call
+/// state).
+pub fn refuse(q931: &[u8], cause: u8) -> Option<Bytes> {
+    let m = Message::decode(q931).ok()?;
+    let mut r = Message::new(
+        msg::RELEASE_COMPLETE,
+        q931::CallRef {
+            from_destination: !m.call_ref.from_destination,
+            ..m.call_ref
+        },
+    );
+    r.ies.push(q931::Ie::new(
+        ie::CAUSE,
+        q931::Cause::user(cause).encode().to_vec(),
+    ));
+    let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"releaseComplete": {
+        "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+    }}}});
+    let uu: H323UserInformation = rasn::jer::decode(&v.to_string()).ok()?;
+    r.set_user_user(&uuie::encode(&uu).ok()?);
+    Some(r.encode())
+}
+
 fn guid(bytes: &[u8]) -> [u8; 16] {
     let mut g = [0u8; 16];
     let n = bytes.len().min(16);
@@ -340,5 +365,10 @@ mod tests {
         );
         assert_eq!(call.phase, Phase::Setup);
         assert!(Call::from_setup(&corpus_q931(msg::CONNECT)).is_err());
+        let r = refuse(&corpus_q931(msg::CONNECT), 101).unwrap();
+        let m = Message::decode(&r).unwrap();
+        assert_eq!(m.message_type, msg::RELEASE_COMPLETE);
+        assert_eq!(m.cause().unwrap().unwrap().value, 101);
+        assert!(refuse(b"garbage", 100).is_none());
     }
 }

@@ -61,6 +61,9 @@ pub struct Config {
     /// Survivable mode (no gatekeeper reachable).
     #[serde(default)]
     pub survivable: SurvivableConfig,
+    /// Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Gatekeepers in order of preference, primary first (`[[gatekeeper]]`).
     #[serde(default, rename = "gatekeeper")]
     pub gatekeepers: Vec<GatekeeperEntry>,
@@ -93,6 +96,25 @@ impl Default for ProxyConfig {
             ras_port: 1719,
             gatekeeper_ras_port: 0,
             call_signal_port: 1720,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9719)),
         }
     }
 }

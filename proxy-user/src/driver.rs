@@ -37,6 +37,8 @@ pub struct RasStatus {
     pub calls: usize,
     /// Counters.
     pub stats: RelayStats,
+    /// Each gatekeeper: name, heartbeat state, last probe round trip.
+    pub gatekeepers: Vec<(String, crate::gatekeeper::Health, Option<Duration>)>,
 }
 
 /// The bound RAS sockets, ready to run.
@@ -115,12 +117,18 @@ impl RasDriver {
                 changed = true;
                 log_event(&ev);
             }
-            if changed || status.borrow().stats != *relay.stats() {
+            let gks = relay.gatekeepers();
+            let stale = {
+                let s = status.borrow();
+                changed || s.stats != *relay.stats() || s.gatekeepers != gks
+            };
+            if stale {
                 let _ = status.send(RasStatus {
                     active: relay.active().map(str::to_owned),
                     registrations: relay.registrations().len(),
                     calls: relay.calls().count(),
                     stats: relay.stats().clone(),
+                    gatekeepers: gks,
                 });
             }
         }
@@ -181,8 +189,16 @@ use crate::tpkt::TpktCodec;
 pub struct CallStats {
     /// SETUPs received.
     pub setups: AtomicU64,
+    /// Calls in setup (SETUP relayed, no answer yet).
+    pub in_setup: AtomicU64,
+    /// Calls proceeding.
+    pub proceeding: AtomicU64,
+    /// Calls alerting.
+    pub alerting: AtomicU64,
     /// Calls currently connected (CONNECT seen, not released).
     pub active: AtomicU64,
+    /// Calls releasing (a transient state while the legs close).
+    pub releasing: AtomicU64,
     /// Calls whose gatekeeper-side leg dropped while the endpoint leg was
     /// kept up.
     pub kept_up: AtomicU64,
@@ -194,6 +210,19 @@ pub struct CallStats {
     pub malformed: AtomicU64,
     /// SETUPs refused for want of a route.
     pub unroutable: AtomicU64,
+}
+
+impl CallStats {
+    /// The gauge counting calls in `p`.
+    pub fn gauge(&self, p: Phase) -> &AtomicU64 {
+        match p {
+            Phase::Setup => &self.in_setup,
+            Phase::Proceeding => &self.proceeding,
+            Phase::Alerting => &self.alerting,
+            Phase::Active => &self.active,
+            Phase::Released => &self.releasing,
+        }
+    }
 }
 
 /// Which side of the proxy a TCP leg is on.
@@ -349,6 +378,14 @@ impl CallDriver {
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, error = %e, "first message refused");
+                let cause = if matches!(e, crate::call::CallError::NotSetup(_)) {
+                    101
+                } else {
+                    100
+                };
+                if let Some(rc) = crate::call::refuse(&setup, cause) {
+                    let _ = a.send(&rc).await;
+                }
                 return;
             }
         };
@@ -401,7 +438,8 @@ impl CallDriver {
             let _ = a.send(&call.release_complete(Leg::Caller, 27)).await;
             return;
         }
-        let mut was_active = false;
+        let mut shown = Phase::Setup;
+        self.stats.gauge(shown).fetch_add(1, Ordering::Relaxed);
         loop {
             let (leg, frame) = tokio::select! {
                 f = a.next(), if a.open => (Leg::Caller, f),
@@ -457,10 +495,11 @@ impl CallDriver {
                     break;
                 }
             }
-            if call.phase == Phase::Active && !was_active {
-                was_active = true;
-                self.stats.active.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("call active");
+            if call.phase != shown {
+                self.stats.gauge(shown).fetch_sub(1, Ordering::Relaxed);
+                shown = call.phase;
+                self.stats.gauge(shown).fetch_add(1, Ordering::Relaxed);
+                tracing::info!(state = shown.name(), "call state");
             }
             if call.phase == Phase::Released {
                 tracing::info!("call released");
@@ -470,9 +509,7 @@ impl CallDriver {
                 break;
             }
         }
-        if was_active {
-            self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.stats.gauge(shown).fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -72,6 +72,15 @@ impl Heartbeat {
         hb
     }
 
+    /// Change the interval and multiplier (configuration reload); the next
+    /// probe keeps its time.
+    pub fn set_config(&mut self, cfg: HeartbeatConfig) {
+        self.cfg = HeartbeatConfig {
+            multiplier: cfg.multiplier.max(1),
+            ..cfg
+        };
+    }
+
     /// Current state (after [`Heartbeat::handle_timeout`] for `now`).
     pub fn health(&self) -> Health {
         self.health

@@ -13,6 +13,7 @@ pub mod fastpath;
 pub mod gatekeeper;
 pub mod h225;
 pub mod lab;
+pub mod metrics;
 pub mod q931;
 pub mod ras_relay;
 pub mod registration;

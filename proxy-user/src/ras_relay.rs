@@ -250,6 +250,8 @@ struct Gk {
     id: Option<String>,
     /// The proxy's own endpointIdentifier there.
     self_id: Option<String>,
+    /// Round trip of the last answered probe.
+    rtt: Option<Duration>,
     last_health: Health,
 }
 
@@ -295,6 +297,7 @@ impl RasRelay {
                 hb: Heartbeat::new_down(cfg.heartbeat, now),
                 id: None,
                 self_id: None,
+                rtt: None,
                 last_health: Health::Down,
             })
             .collect();
@@ -317,6 +320,55 @@ impl RasRelay {
             events: VecDeque::new(),
             stats: RelayStats::default(),
         }
+    }
+
+    /// Apply a reloaded configuration. Timers, failover policy and the dial
+    /// plan change at once; the names of changed fields that need a restart
+    /// (addresses, the gatekeeper list) are returned and not applied.
+    pub fn reconfigure(&mut self, new: RelayConfig) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        let c = &self.cfg;
+        if new.proxy_id != c.proxy_id {
+            restart.push("proxy.id");
+        }
+        if new.endpoint_ras != c.endpoint_ras || new.endpoint_call_signal != c.endpoint_call_signal
+        {
+            restart.push("proxy.endpoint_address");
+        }
+        if new.gatekeeper_call_signal.ip() != c.gatekeeper_call_signal.ip() {
+            restart.push("proxy.gatekeeper_address");
+        }
+        if new.gatekeepers != c.gatekeepers {
+            restart.push("gatekeeper");
+        }
+        if new.heartbeat != c.heartbeat {
+            for g in &mut self.gks {
+                g.hb.set_config(new.heartbeat);
+            }
+        }
+        let keep = (
+            c.proxy_id.clone(),
+            c.endpoint_ras,
+            c.endpoint_call_signal,
+            c.gatekeeper_ras,
+            c.gatekeeper_call_signal,
+            c.gatekeepers.clone(),
+        );
+        self.cfg = RelayConfig {
+            proxy_id: keep.0,
+            endpoint_ras: keep.1,
+            endpoint_call_signal: keep.2,
+            gatekeeper_ras: keep.3,
+            gatekeeper_call_signal: keep.4,
+            gatekeepers: keep.5,
+            ..new
+        };
+        restart
+    }
+
+    /// The gatekeeper-side RAS address the driver bound.
+    pub fn gatekeeper_ras(&self) -> SocketAddr {
+        self.cfg.gatekeeper_ras
     }
 
     /// Counters.
@@ -347,11 +399,11 @@ impl RasRelay {
         self.active.map(|i| self.gks[i].cfg.name.as_str())
     }
 
-    /// Each gatekeeper's name and heartbeat state.
-    pub fn gatekeepers(&self) -> Vec<(String, Health)> {
+    /// Each gatekeeper's name, heartbeat state and last probe round trip.
+    pub fn gatekeepers(&self) -> Vec<(String, Health, Option<Duration>)> {
         self.gks
             .iter()
-            .map(|g| (g.cfg.name.clone(), g.hb.health()))
+            .map(|g| (g.cfg.name.clone(), g.hb.health(), g.rtt))
             .collect()
     }
 
@@ -675,9 +727,12 @@ impl RasRelay {
             tracing::debug!(%from, seq, "reply to no pending request");
             return;
         }
-        let Some((p, _)) = self.pending.remove(&seq) else {
+        let Some((p, sent)) = self.pending.remove(&seq) else {
             return;
         };
+        if matches!(p, Pending::Probe { .. }) {
+            self.gks[gk].rtt = Some(now.saturating_duration_since(sent));
+        }
         self.gatekeeper_reply(gk, p, m, now);
         self.reselect(now);
     }

@@ -323,3 +323,123 @@ fn partition_and_flapping_drop_no_call_and_bound_the_rrqs() {
     );
     let _ = proxy.counter("RAS counters", "failovers");
 }
+
+/// GET /metrics from inside the proxy's namespace.
+fn scrape(lab: &Lab) -> String {
+    use std::io::{Read, Write};
+    lab.px
+        .run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9719")?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok::<_, std::io::Error>(out)
+        })
+        .unwrap()
+        .unwrap()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in\n{text}")) as u64
+}
+
+#[test]
+fn malformed_traffic_on_both_ports_is_counted_and_refused_and_disturbs_no_call() {
+    if !privileged("malformed_traffic_on_both_ports_is_counted_and_refused_and_disturbs_no_call") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let _proxy = Proxy::start(&lab, 5000);
+    let eps = endpoints(&lab, PX_EP, 4, 2);
+    wait_status(&eps, 20, |l| get(l, "calls_active") == 4);
+    let before = status(&eps);
+
+    // RAS: undecodable datagrams from a stranger's address.
+    let ras_garbage: Vec<Vec<u8>> = (0u8..50)
+        .map(|i| {
+            (0..(i as usize % 40 + 1))
+                .map(|j| i.wrapping_mul(31).wrapping_add((j as u8).wrapping_mul(7)) | 0x80)
+                .collect()
+        })
+        .collect();
+    lab.ep
+        .run(move || {
+            let s = std::net::UdpSocket::bind("198.18.1.2:0").unwrap();
+            for g in &ras_garbage {
+                s.send_to(g, "198.18.1.1:1719").unwrap();
+            }
+        })
+        .unwrap();
+    // Call signalling: a TPKT with garbage, a bad TPKT version, and a valid
+    // Q.931 CONNECT as a first message (refused with RELEASE COMPLETE).
+    let connect = proxy_user::h225::corpus::build()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name.contains("CONNECT") || e.name.contains("connect"))
+        .expect("CONNECT in the corpus")
+        .bytes;
+    let replies = lab
+        .ep
+        .run(move || {
+            let mut got = Vec::new();
+            for payload in [
+                vec![3u8, 0, 0, 9, 0xde, 0xad, 0xbe, 0xef, 0x00],
+                vec![9u8, 9, 9, 9, 9, 9],
+                {
+                    let mut v = vec![3u8, 0];
+                    v.extend_from_slice(&((connect.len() + 4) as u16).to_be_bytes());
+                    v.extend_from_slice(&connect);
+                    v
+                },
+            ] {
+                let mut s = std::net::TcpStream::connect("198.18.1.1:1720").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.write_all(&payload).unwrap();
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                got.push(buf);
+            }
+            got
+        })
+        .unwrap();
+    assert!(
+        replies[0].is_empty() && replies[1].is_empty(),
+        "undecodable links are closed"
+    );
+    let rc = proxy_user::q931::Message::decode(&replies[2][4..])
+        .expect("a Q.931 reply to CONNECT-first");
+    assert_eq!(rc.message_type, proxy_user::q931::msg::RELEASE_COMPLETE);
+    assert_eq!(rc.cause().unwrap().unwrap().value, 101);
+
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(&lab);
+    assert!(
+        metric(
+            &m,
+            "h323proxy_malformed_total{port=\"1719\",reason=\"undecodable\"}"
+        ) >= 45,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "h323proxy_malformed_total{port=\"1720\",reason=\"malformed\"}"
+        ),
+        3,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "h323proxy_calls{state=\"active\"}"), 2, "{m}");
+    assert_eq!(metric(&m, "h323proxy_registrations"), 4, "{m}");
+    let after = status(&eps);
+    assert_eq!(get(&after, "calls_active"), 4, "{after}");
+    assert_eq!(get(&after, "calls_dropped"), 0, "{after}");
+    assert_eq!(get(&after, "keepalives_unanswered"), 0, "{after}");
+    assert!(get(&after, "rtp_received") > get(&before, "rtp_received"));
+    assert_eq!(get(&after, "rtp_lost"), 0, "{after}");
+}

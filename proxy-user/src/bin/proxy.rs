@@ -70,7 +70,7 @@ fn main() -> Result<()> {
             let cfg = Config::load(config.as_deref())?;
             tokio::runtime::Runtime::new()
                 .context("starting the tokio runtime")?
-                .block_on(run(cfg))
+                .block_on(run(cfg, config))
         }
         Cmd::Stats { instance } => {
             let c = Counters::from_pins(&instance)
@@ -82,11 +82,12 @@ fn main() -> Result<()> {
     }
 }
 
-async fn run(cfg: Config) -> Result<()> {
+async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     // Signal handlers first: a supervisor (or a test) that sees the pins
     // appear may send SIGTERM at once, and must get a clean shutdown.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut fast = None;
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load(&cfg.instance).context("loading the XDP fast path")?;
@@ -110,7 +111,21 @@ async fn run(cfg: Config) -> Result<()> {
         .context("starting the call signalling relay")?;
     let calls = std::sync::Arc::new(calls);
     let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
+    let relay = ras.relay();
+    let metrics_task = if cfg.metrics.enabled {
+        let reg = proxy_user::metrics::registry(status_rx.clone(), calls.stats.clone());
+        let addr = cfg.metrics.listen;
+        let stop = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = proxy_user::metrics::serve(addr, reg, stop).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        }))
+    } else {
+        None
+    };
     let ras_task = tokio::spawn(ras.run(stop_rx, status_tx));
+    let mut cfg = cfg;
 
     let interval = Duration::from_secs(cfg.fastpath.stats_interval_secs.max(1));
     let mut tick = tokio::time::interval(interval);
@@ -121,6 +136,29 @@ async fn run(cfg: Config) -> Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => {
+                // Reload: a bad file leaves the running configuration alone.
+                match Config::load(path.as_deref()) {
+                    Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                    Ok(new) => {
+                        let restart = match relay.lock() {
+                            Ok(mut r) => {
+                                let gk_ras = r.gatekeeper_ras();
+                                r.reconfigure(new.relay(gk_ras))
+                            }
+                            Err(_) => Vec::new(),
+                        };
+                        if new.fastpath != cfg.fastpath || new.instance != cfg.instance || new.metrics != cfg.metrics {
+                            tracing::warn!("[fastpath], [metrics] and instance changes take effect at the next start");
+                        }
+                        for f in &restart {
+                            tracing::warn!(field = f, "changed field takes effect at the next start");
+                        }
+                        tracing::info!("configuration reloaded");
+                        cfg = new;
+                    }
+                }
+            }
             Ok(()) = status_rx.changed() => {
                 let s = status_rx.borrow_and_update().clone();
                 if last_active.as_ref() != Some(&s.active) {
@@ -175,6 +213,9 @@ async fn run(cfg: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = ras_task.await;
     let _ = call_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(fp) = fast {
         fp.unpin().context("removing the pinned maps")?;
         tracing::info!("XDP detached, pins removed");
