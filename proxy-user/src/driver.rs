@@ -37,8 +37,8 @@ pub struct RasStatus {
     pub calls: usize,
     /// Counters.
     pub stats: RelayStats,
-    /// Each gatekeeper: name, heartbeat state, last probe round trip.
-    pub gatekeepers: Vec<(String, crate::gatekeeper::Health, Option<Duration>)>,
+    /// Each gatekeeper.
+    pub gatekeepers: Vec<crate::ras_relay::GatekeeperStatus>,
 }
 
 /// The bound RAS sockets, ready to run.

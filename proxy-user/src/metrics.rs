@@ -70,7 +70,10 @@ impl Collector for ProxyCollector {
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let mut states = Vec::new();
         let mut rtts = Vec::new();
-        for (name, h, rtt) in &s.gatekeepers {
+        let mut bound = Vec::new();
+        for g in &s.gatekeepers {
+            let (name, h, rtt) = (g.name.as_str(), &g.health, g.rtt);
+            bound.push((l(&[("gatekeeper", name)]), g.registrations as f64));
             for (st, want) in [
                 ("up", Health::Up),
                 ("suspect", Health::Suspect),
@@ -100,10 +103,10 @@ impl Collector for ProxyCollector {
         let mut control: Vec<(Labels, f64)> = s
             .gatekeepers
             .iter()
-            .map(|(n, _, _)| {
+            .map(|g| {
                 (
-                    l(&[("gatekeeper", n)]),
-                    f64::from(u8::from(s.active.as_deref() == Some(n))),
+                    l(&[("gatekeeper", &g.name)]),
+                    f64::from(u8::from(s.active.as_deref() == Some(g.name.as_str()))),
                 )
             })
             .collect();
@@ -122,6 +125,12 @@ impl Collector for ProxyCollector {
             "h323proxy_registrations",
             "Endpoints registered through the proxy",
             &[(vec![], s.registrations as f64)],
+        )?;
+        gauge(
+            &mut e,
+            "h323proxy_gatekeeper_registrations",
+            "Endpoints the proxy has registered at each gatekeeper",
+            &bound,
         )?;
         let calls: Vec<(Labels, f64)> = [
             Phase::Setup,

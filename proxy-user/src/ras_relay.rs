@@ -161,6 +161,19 @@ pub struct RelayStats {
     pub refused: u64,
 }
 
+/// One gatekeeper as the relay sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperStatus {
+    /// Configured name.
+    pub name: String,
+    /// Heartbeat state.
+    pub health: Health,
+    /// Round trip of the last answered probe.
+    pub rtt: Option<Duration>,
+    /// Endpoints registered there through the proxy.
+    pub registrations: usize,
+}
+
 /// Where a call's signalling goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallRoute {
@@ -399,11 +412,17 @@ impl RasRelay {
         self.active.map(|i| self.gks[i].cfg.name.as_str())
     }
 
-    /// Each gatekeeper's name, heartbeat state and last probe round trip.
-    pub fn gatekeepers(&self) -> Vec<(String, Health, Option<Duration>)> {
+    /// Each gatekeeper's state.
+    pub fn gatekeepers(&self) -> Vec<GatekeeperStatus> {
         self.gks
             .iter()
-            .map(|g| (g.cfg.name.clone(), g.hb.health(), g.rtt))
+            .enumerate()
+            .map(|(i, g)| GatekeeperStatus {
+                name: g.cfg.name.clone(),
+                health: g.hb.health(),
+                rtt: g.rtt,
+                registrations: self.regs.bound_at(i),
+            })
             .collect()
     }
 

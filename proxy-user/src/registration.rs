@@ -71,6 +71,8 @@ pub struct Registry {
     by_id: HashMap<String, Registration>,
     by_source: HashMap<SocketAddr, String>,
     by_gk_id: HashMap<(usize, String), String>,
+    /// Registrations bound per gatekeeper index.
+    bound: HashMap<usize, usize>,
     next_local: u64,
 }
 
@@ -102,12 +104,14 @@ impl Registry {
             self.by_source.remove(&old.source);
             if let Some(b) = &old.binding {
                 self.by_gk_id.remove(&(b.gatekeeper, b.endpoint_id.clone()));
+                *self.bound.entry(b.gatekeeper).or_default() -= 1;
             }
         }
         self.by_source.insert(r.source, r.endpoint_id.clone());
         if let Some(b) = &r.binding {
             self.by_gk_id
                 .insert((b.gatekeeper, b.endpoint_id.clone()), r.endpoint_id.clone());
+            *self.bound.entry(b.gatekeeper).or_default() += 1;
         }
         self.by_id.insert(r.endpoint_id.clone(), r);
     }
@@ -118,6 +122,7 @@ impl Registry {
         self.by_source.remove(&r.source);
         if let Some(b) = &r.binding {
             self.by_gk_id.remove(&(b.gatekeeper, b.endpoint_id.clone()));
+            *self.bound.entry(b.gatekeeper).or_default() -= 1;
         }
         Some(r)
     }
@@ -155,12 +160,19 @@ impl Registry {
         };
         if let Some(b) = r.binding.take() {
             self.by_gk_id.remove(&(b.gatekeeper, b.endpoint_id));
+            *self.bound.entry(b.gatekeeper).or_default() -= 1;
         }
         if let Some(b) = &binding {
             self.by_gk_id
                 .insert((b.gatekeeper, b.endpoint_id.clone()), id.to_string());
+            *self.bound.entry(b.gatekeeper).or_default() += 1;
         }
         r.binding = binding;
+    }
+
+    /// Registrations bound at gatekeeper `gk`.
+    pub fn bound_at(&self, gk: usize) -> usize {
+        self.bound.get(&gk).copied().unwrap_or(0)
     }
 
     /// All local identifiers.

@@ -75,7 +75,7 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("proxy.toml");
         let instance = proxy_user::lab::netns::unique_name("i");
-        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms)).unwrap();
+        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms, None)).unwrap();
         let log = dir.path().join("proxy.log");
         let mut c = lab.px.command(bin("proxy")).unwrap();
         c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
@@ -324,26 +324,13 @@ fn partition_and_flapping_drop_no_call_and_bound_the_rrqs() {
     let _ = proxy.counter("RAS counters", "failovers");
 }
 
-/// GET /metrics from inside the proxy's namespace.
 fn scrape(lab: &Lab) -> String {
-    use std::io::{Read, Write};
-    lab.px
-        .run(|| {
-            let mut s = std::net::TcpStream::connect("127.0.0.1:9719")?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok::<_, std::io::Error>(out)
-        })
-        .unwrap()
-        .unwrap()
+    proxy_user::lab::process::scrape(&lab.px, "127.0.0.1:9719").unwrap()
 }
 
-fn metric(text: &str, name_and_labels: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {name_and_labels} in\n{text}")) as u64
+fn metric(text: &str, sample: &str) -> u64 {
+    proxy_user::lab::process::metric(text, sample)
+        .unwrap_or_else(|| panic!("no {sample} in\n{text}")) as u64
 }
 
 #[test]

@@ -1,25 +1,28 @@
 //! `h323-lab`: the namespace lab on this one host.
 //!
-//! `h323-lab demo` (what `cargo xtask run` starts) creates an endpoint host
-//! and a proxy host joined by a veth, in 198.18.0.0/15, runs the real `proxy`
-//! daemon with XDP on the proxy side, sends H.225.0 RAS traffic from the
-//! endpoint, and shows the fast-path counters as the operator would read
-//! them (`proxy stats`, `bpftool map dump pinned`). Everything is removed on
-//! exit, on Ctrl-C and on error.
+//! `h323-lab demo` (what `cargo xtask run` starts) creates four hosts in
+//! network namespaces (endpoints, proxy, primary and backup gatekeeper) in
+//! 198.18.0.0/15, runs the real `proxy` daemon between them and narrates:
+//! registration, calls with RTP, primary killed, failover, calls still up,
+//! no gatekeeper at all, a local call in survivable mode, primary back, fail
+//! back; then a table of what was kept and how long each step took.
+//! Everything is removed on exit, on Ctrl-C and on error.
+//!
+//! `h323-lab gatekeeper` and `h323-lab endpoints` are the lab's own H.323
+//! gatekeeper and endpoints, built on the project's codec.
 
-use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use proxy_common::packet_slot;
 use proxy_user::capture::write_corpus_pcap;
-use proxy_user::fastpath::Counters;
-use proxy_user::h225::corpus::{self, Kind};
-use proxy_user::lab::netns::{self, Netns, veth};
+use proxy_user::h225::corpus;
+use proxy_user::lab::netns::{self, Netns};
+use proxy_user::lab::process::{LabProc, field, metric, scrape};
+use proxy_user::lab::topology::{self, EP, GK1, GK2, Lab, PX_EP};
 
 #[derive(Parser)]
 #[command(
@@ -36,9 +39,6 @@ struct Cli {
 enum Cmd {
     /// Bring up the demo lab, narrate it, tear it down (needs root).
     Demo {
-        /// RAS corpus rounds the endpoint sends.
-        #[arg(long, default_value_t = 20)]
-        rounds: u32,
         /// Keep the lab up this many seconds at the end (inspect it with
         /// bpftool or `proxy stats --instance h323demo`).
         #[arg(long, default_value_t = 0)]
@@ -121,7 +121,7 @@ fn main() -> Result<()> {
             println!("wrote {} messages to {}", entries.len(), out.display());
             Ok(())
         }
-        Cmd::Demo { rounds, hold } => demo(rounds, hold),
+        Cmd::Demo { hold } => demo(hold),
         Cmd::Gatekeeper {
             ras,
             id,
@@ -179,7 +179,31 @@ fn step(msg: &str) {
     println!("\n==> {msg}");
 }
 
-fn demo(rounds: u32, hold: u64) -> Result<()> {
+fn stopped() -> Result<()> {
+    if STOP.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Poll `f` every 2 ms until it is true, at most `secs`; the elapsed time.
+fn until(secs: u64, mut f: impl FnMut() -> bool) -> Result<Duration> {
+    let t0 = Instant::now();
+    while !f() {
+        stopped()?;
+        if t0.elapsed() > Duration::from_secs(secs) {
+            bail!("timed out after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(t0.elapsed())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn demo(hold: u64) -> Result<()> {
     if let Some(why) = netns::unprivileged_reason() {
         bail!("the demo lab needs root: {why}");
     }
@@ -189,87 +213,200 @@ fn demo(rounds: u32, hold: u64) -> Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     netns::sweep_stale();
-    let proxy_bin = std::env::current_exe()?
+    let dir_bin = std::env::current_exe()?
         .parent()
         .context("binary directory")?
-        .join("proxy");
-
-    step("creating the lab: endpoint host 198.18.0.2 <-veth-> proxy host 198.18.0.1");
-    let px = Netns::create("px")?;
-    let ep = Netns::create("ep")?;
-    veth(&px, "px0", &ep, "ep0")?;
-    px.ip(&["addr", "add", "198.18.0.1/24", "dev", "px0"])?;
-    ep.ip(&["addr", "add", "198.18.0.2/24", "dev", "ep0"])?;
-    println!("    namespaces {} and {}", px.name(), ep.name());
-
-    step("starting `proxy run` on the proxy host with XDP on px0");
+        .to_path_buf();
+    let lab_bin = dir_bin.join("h323-lab");
+    let proxy_bin = dir_bin.join("proxy");
     let dir = std::env::temp_dir().join(format!("h323-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let cfg = dir.join("proxy.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "instance = \"{INSTANCE}\"\n[fastpath]\ninterfaces = [\"px0\"]\nstats_interval_secs = 2\n"
-        ),
-    )?;
-    let mut proxy = px
-        .command(&proxy_bin)?
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::inherit())
-        .spawn()
-        .context("starting proxy")?;
-    let result = (|| -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Counters::from_pins(INSTANCE).is_err() {
-            if let Some(st) = proxy.try_wait()? {
-                bail!("proxy exited during start-up: {st}");
-            }
-            if Instant::now() > deadline || STOP.load(Ordering::SeqCst) {
-                bail!("proxy did not pin its maps in 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        println!("    maps pinned under /sys/fs/bpf/{INSTANCE}/");
 
-        let entries = corpus::build()?;
-        let ras: Vec<_> = entries.iter().filter(|e| e.kind == Kind::Ras).collect();
-        step(&format!(
-            "endpoint sends {rounds} rounds of {} RAS messages (every RasMessage choice) to 198.18.0.1:1719",
-            ras.len()
-        ));
-        let sock = ep.run(|| UdpSocket::bind("198.18.0.2:40001"))??;
-        let mut sent = 0u64;
-        for _ in 0..rounds {
-            for e in &ras {
-                if STOP.load(Ordering::SeqCst) {
-                    bail!("interrupted");
-                }
-                sock.send_to(&e.bytes, "198.18.0.1:1719")?;
-                sent += 1;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    step("creating the lab in 198.18.0.0/15: endpoints | proxy | primary and backup gatekeepers");
+    let lab = Lab::create()?;
+    println!("    ep 198.18.1.2 -- 198.18.1.1 px 198.18.2.1 -- 198.18.2.10 gk1 (primary)");
+    println!("                                 198.18.3.1 -- 198.18.3.10 gk2 (backup)");
+    let gk = |ns: &Netns, ip: std::net::Ipv4Addr, id: &str, alt: bool| -> Result<LabProc> {
+        let mut c = ns.command(&lab_bin)?;
+        c.args(["gatekeeper", "--ras", &format!("{ip}:1719"), "--id", id]);
+        if alt {
+            c.args(["--alternate", &format!("{GK2}:1719")]);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let counters = loop {
-            let c = Counters::from_pins(INSTANCE)?;
-            if c.packets[packet_slot::RAS as usize] >= sent || Instant::now() > deadline {
-                break c;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let p = LabProc::spawn(id, c)?;
+        until(10, || p.last("gk listening").is_some())?;
+        Ok(p)
+    };
+    let mut gk1 = gk(&lab.gk1, GK1, "GK-A", true)?;
+    let mut gk2 = gk(&lab.gk2, GK2, "GK-B", false)?;
+    println!("    gatekeepers GK-A (primary) and GK-B (backup) running");
+
+    step(
+        "starting `proxy run` on the proxy host (XDP RAS classifier on px0, metrics on 127.0.0.1:9719)",
+    );
+    let cfg = dir.join("proxy.toml");
+    std::fs::write(&cfg, topology::proxy_toml(INSTANCE, 2000, Some("px0")))?;
+    let log = dir.join("proxy.log");
+    let mut pc = lab.px.command(&proxy_bin)?;
+    pc.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+    pc.stderr(std::fs::File::create(&log)?);
+    let mut proxy = LabProc::spawn("proxy", pc)?;
+    println!("    config: {} (log: {})", cfg.display(), log.display());
+
+    let result = (|| -> Result<Vec<(String, String)>> {
+        let m = |sample: &str| -> Option<f64> {
+            scrape(&lab.px, "127.0.0.1:9719")
+                .ok()
+                .and_then(|t| metric(&t, sample))
         };
+        until(20, || {
+            m("h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+        })
+        .context("the proxy did not take the primary gatekeeper")?;
+        println!("    proxy registered itself at both gatekeepers; primary in control");
+
+        step(
+            "12 endpoints register through the proxy (claim-7 endpoints: they drop calls when keepalives go unanswered)",
+        );
+        let mut ec = lab.ep.command(&lab_bin)?;
+        ec.args([
+            "endpoints",
+            "--gatekeeper",
+            &format!("{PX_EP}:1719"),
+            "--ip",
+            &EP.to_string(),
+            "--count",
+            "12",
+            "--pairs",
+            "5",
+            "--keepalive-ms",
+            "200",
+            "--status-enquiry-ms",
+            "1000",
+            "--claim7",
+            "--report-ms",
+            "200",
+        ]);
+        let mut eps = LabProc::spawn("endpoints", ec)?;
+        let st = |eps: &LabProc, k: &str| {
+            eps.last("eps registered")
+                .and_then(|l| field(&l, k))
+                .unwrap_or(0)
+        };
+        until(20, || st(&eps, "registered") == 12)?;
+        until(5, || {
+            m("h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}") == Some(12.0)
+        })?;
+        println!("    12 registered; the primary sees them at the proxy's address 198.18.2.1");
+
+        step(
+            "5 calls: endpoint 2k calls endpoint 2k+1 (ARQ via the primary, SETUP through the proxy, fastStart, RTP 50 pkt/s each way)",
+        );
+        until(20, || {
+            st(&eps, "calls_active") == 10 && st(&eps, "rtp_received") > 200
+        })?;
+        println!("    {}", eps.last("eps registered").unwrap_or_default());
+
+        step("SIGKILL the primary gatekeeper mid-call");
+        gk1.kill9();
+        let detect = until(10, || {
+            m("h323proxy_control{gatekeeper=\"backup\"}") == Some(1.0)
+        })?;
+        let rereg = until(10, || {
+            m("h323proxy_gatekeeper_registrations{gatekeeper=\"backup\"}") == Some(12.0)
+        })? + detect;
+        until(10, || gk2.count("gk adopted") == 10)?;
         println!(
-            "    sent {sent}, XDP counted {} RAS datagrams",
-            counters.packets[packet_slot::RAS as usize]
+            "    heartbeat loss detected, control moved to the backup after {}",
+            ms(detect)
+        );
+        println!(
+            "    12 endpoints re-registered at the backup after {} (same endpointIdentifiers)",
+            ms(rereg)
+        );
+        println!("    the backup adopted all 10 call legs from the proxy's unsolicited IRRs");
+        std::thread::sleep(Duration::from_secs(5));
+        stopped()?;
+        println!(
+            "    5 s later: {}",
+            eps.last("eps registered").unwrap_or_default()
         );
 
+        step("SIGKILL the backup too: no gatekeeper at all");
+        gk2.kill9();
+        let surv = until(10, || {
+            m("h323proxy_control{gatekeeper=\"survivable\"}") == Some(1.0)
+        })?;
+        println!(
+            "    survivable mode after {}: the proxy registers, admits and routes itself",
+            ms(surv)
+        );
+
+        step("a local call in survivable mode: endpoint 10 dials 91012 (dial plan: strip the 9)");
+        eps.send("call 10 91012");
+        until(10, || st(&eps, "calls_active") == 12)?;
+        println!("    {}", eps.last("eps registered").unwrap_or_default());
+
+        step("the primary gatekeeper comes back");
+        gk1 = gk(&lab.gk1, GK1, "GK-A", true)?;
+        let back = until(20, || {
+            m("h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+        })?;
+        until(10, || {
+            m("h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}") == Some(12.0)
+        })?;
+        until(10, || gk1.count("gk adopted") == 12)?;
+        println!(
+            "    control back at the primary after {} (hold time 2 s), registrations and 12 call legs moved",
+            ms(back)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+
+        let last = eps.last("eps registered").unwrap_or_default();
+        let g = |k: &str| field(&last, k).unwrap_or(0);
+        let text = scrape(&lab.px, "127.0.0.1:9719").unwrap_or_default();
+        let ka = metric(
+            &text,
+            "h323proxy_keepalives_answered_total{channel=\"ras\"}",
+        )
+        .unwrap_or(0.0);
+        let rows = vec![
+            (
+                "calls kept through both gatekeeper losses".to_string(),
+                format!("{}/{} call legs", g("calls_active") - 2, 10),
+            ),
+            ("calls dropped".into(), g("calls_dropped").to_string()),
+            (
+                "RTP packets sent / lost / out of order".into(),
+                format!(
+                    "{} / {} / {}",
+                    g("rtp_sent"),
+                    g("rtp_lost"),
+                    g("rtp_reordered")
+                ),
+            ),
+            (
+                "endpoint keepalives unanswered".into(),
+                g("keepalives_unanswered").to_string(),
+            ),
+            (
+                "keepalives answered by the proxy (RAS)".into(),
+                format!("{ka:.0}"),
+            ),
+            ("primary loss: detection + control moved".into(), ms(detect)),
+            (
+                "primary loss: 12 endpoints re-registered at backup".into(),
+                ms(rereg),
+            ),
+            ("backup loss: survivable mode".into(), ms(surv)),
+            ("primary back: control returned (hold 2 s)".into(), ms(back)),
+        ];
+
         step(&format!(
-            "`proxy stats --instance {INSTANCE}` (reads the pinned maps)"
+            "fast path: `proxy stats --instance {INSTANCE}` (XDP counted the RAS traffic on px0)"
         ));
         let _ = Command::new(&proxy_bin)
             .args(["stats", "--instance", INSTANCE])
             .status();
-
         step(&format!(
             "`bpftool map dump pinned /sys/fs/bpf/{INSTANCE}/RAS_CLASSIFY` (BTF field names), first lines"
         ));
@@ -278,38 +415,58 @@ fn demo(rounds: u32, hold: u64) -> Result<()> {
             .arg(format!("/sys/fs/bpf/{INSTANCE}/RAS_CLASSIFY"))
             .output()
         {
-            Ok(o) => {
-                for l in String::from_utf8_lossy(&o.stdout).lines().take(24) {
-                    println!("    {l}");
-                }
-            }
+            Ok(o) => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .take(12)
+                .for_each(|l| println!("    {l}")),
             Err(e) => println!("    bpftool not available: {e}"),
+        }
+        step("metrics excerpt (curl http://127.0.0.1:9719/metrics inside the proxy host)");
+        for l in text.lines().filter(|l| {
+            !l.starts_with('#')
+                && (l.starts_with("h323proxy_control")
+                    || l.starts_with("h323proxy_calls{")
+                    || l.starts_with("h323proxy_failovers")
+                    || l.starts_with("h323proxy_gatekeeper_registrations"))
+        }) {
+            println!("    {l}");
         }
         if hold > 0 {
             step(&format!("holding the lab for {hold} s (Ctrl-C to stop)"));
-            let until = Instant::now() + Duration::from_secs(hold);
-            while Instant::now() < until && !STOP.load(Ordering::SeqCst) {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(hold) && !STOP.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Ok(())
+        eps.send("quit");
+        Ok(rows)
     })();
 
     step("stopping the proxy (SIGTERM: detaches XDP, removes pins) and removing the lab");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = proxy.kill();
-            break;
+    let status = proxy.terminate(10);
+    drop((gk1, gk2, proxy));
+    drop(lab);
+    let rows = match result {
+        Ok(r) => r,
+        Err(e) => {
+            println!("    proxy log: {}", log.display());
+            return Err(e);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = proxy.wait();
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    drop((px, ep));
-    result?;
+    println!(
+        "    proxy exit: {}",
+        status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "killed".into())
+    );
+    step("summary");
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(10);
+    println!("    | {:<w$} | {:<24} |", "what", "result");
+    println!("    |{}|{}|", "-".repeat(w + 2), "-".repeat(26));
+    for (k, v) in &rows {
+        println!("    | {k:<w$} | {v:<24} |");
+    }
     println!("\nlab removed; done.");
     Ok(())
 }

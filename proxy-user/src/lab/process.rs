@@ -131,3 +131,23 @@ pub fn field(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
+
+/// `GET /metrics` from the proxy's metrics endpoint inside `ns`.
+pub fn scrape(ns: &super::netns::Netns, addr: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let addr = addr.to_string();
+    ns.run(move || {
+        let mut s = std::net::TcpStream::connect(addr.as_str())?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })?
+}
+
+/// The value of a sample (`name{labels}` exactly as exposed) in a scrape.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
+}

@@ -85,13 +85,17 @@ impl Lab {
     }
 }
 
-/// A proxy configuration for the lab: both gatekeepers, fast path off
-/// (this lab exercises the control plane), a short heartbeat.
-pub fn proxy_toml(instance: &str, failback_hold_ms: u64) -> String {
+/// A proxy configuration for the lab: both gatekeepers, a short heartbeat,
+/// the XDP fast path on `xdp_iface` (off when `None`).
+pub fn proxy_toml(instance: &str, failback_hold_ms: u64, xdp_iface: Option<&str>) -> String {
+    let fastpath = match xdp_iface {
+        Some(i) => format!("enabled = true\ninterfaces = [\"{i}\"]"),
+        None => "enabled = false".to_string(),
+    };
     format!(
         r#"instance = "{instance}"
 [fastpath]
-enabled = false
+{fastpath}
 stats_interval_secs = 1
 [proxy]
 id = "LAB-PROXY"
