@@ -60,6 +60,10 @@ impl RasDriver {
         };
         let endpoint = bind("the endpoint-side RAS socket", ep_addr).await?;
         let gatekeeper = bind("the gatekeeper-side RAS socket", gk_addr).await?;
+        // Thousands of endpoints re-registering at once must not overflow
+        // the socket buffers: a dropped probe reply is a false failover.
+        big_buffers(&endpoint);
+        big_buffers(&gatekeeper);
         let gk_local = gatekeeper
             .local_addr()
             .map_err(|source| DriverError::Bind {
@@ -88,30 +92,37 @@ impl RasDriver {
         let mut gbuf = vec![0u8; 65_536];
         loop {
             let deadline = tokio::time::Instant::from_std(lock(&self.relay).poll_timeout());
+            // Biased: gatekeeper replies and timers before endpoint traffic,
+            // so a flood of endpoint requests cannot starve the heartbeat.
             tokio::select! {
-                r = self.endpoint.recv_from(&mut ebuf) => match r {
-                    Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
-                    Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
-                },
+                biased;
+                _ = shutdown.changed() => break,
                 r = self.gatekeeper.recv_from(&mut gbuf) => match r {
                     Ok((n, from)) => lock(&self.relay).handle_gatekeeper(Instant::now(), from, &gbuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "gatekeeper-side RAS socket"),
                 },
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
-                _ = shutdown.changed() => break,
+                r = self.endpoint.recv_from(&mut ebuf) => match r {
+                    Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
+                },
             }
-            let mut relay = lock(&self.relay);
-            while let Some(t) = relay.poll_transmit() {
+            let out: Vec<_> = {
+                let mut relay = lock(&self.relay);
+                std::iter::from_fn(|| relay.poll_transmit()).collect()
+            };
+            for t in out {
                 let sock = match t.side {
                     Side::Endpoint => &self.endpoint,
                     Side::Gatekeeper => &self.gatekeeper,
                 };
-                // UDP: a full socket buffer or an unreachable peer loses this
-                // datagram only; the protocols retransmit.
-                if let Err(e) = sock.try_send_to(&t.bytes, t.to) {
+                // UDP: an unreachable peer loses this datagram only; the
+                // protocols retransmit. A full buffer waits (backpressure).
+                if let Err(e) = sock.send_to(&t.bytes, t.to).await {
                     tracing::debug!(to = %t.to, error = %e, "RAS send failed");
                 }
             }
+            let mut relay = lock(&self.relay);
             let mut changed = false;
             while let Some(ev) = relay.poll_event() {
                 changed = true;
@@ -130,6 +141,33 @@ impl RasDriver {
                     stats: relay.stats().clone(),
                     gatekeepers: gks,
                 });
+            }
+        }
+    }
+}
+
+/// 8 MiB socket buffers (SO_RCVBUFFORCE/SO_SNDBUFFORCE when privileged, so
+/// net.core.rmem_max does not cap them; the plain options otherwise).
+pub fn big_buffers(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 8 << 20;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [force, plain] {
+            // SAFETY: setsockopt on our own socket with a valid int.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
             }
         }
     }

@@ -298,6 +298,10 @@ pub struct RasRelay {
 /// How long an unanswered request is remembered.
 const PENDING_LIFETIME: Duration = Duration::from_secs(10);
 
+/// An unanswered re-registration is sent again after this long (a burst
+/// toward a busy gatekeeper may lose datagrams).
+const REREGISTER_RETRY: Duration = Duration::from_secs(2);
+
 impl RasRelay {
     /// A relay in survivable mode with every gatekeeper down; the first
     /// [`RasRelay::handle_timeout`] sends the proxy's registrations.
@@ -475,6 +479,26 @@ impl RasRelay {
         self.reselect(now);
         self.pace_reregistration(now);
         self.refresh_due(now);
+        let lost: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, (p, at))| {
+                matches!(p, Pending::Reregister { .. })
+                    && now.saturating_duration_since(*at) >= REREGISTER_RETRY
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            if let Some((Pending::Reregister { gk, endpoint_id }, _)) = self.pending.remove(&k) {
+                let unbound = self
+                    .regs
+                    .get(&endpoint_id)
+                    .is_some_and(|r| r.binding.is_none());
+                if Some(gk) == self.active && unbound {
+                    self.rereg.push_back(endpoint_id);
+                }
+            }
+        }
         self.pending
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
         self.ep_pending

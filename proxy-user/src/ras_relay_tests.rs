@@ -56,6 +56,8 @@ struct FakeGk {
     /// Unsolicited IRRs received: (endpointIdentifier, number of calls).
     irrs: Vec<(String, usize)>,
     rrqs: usize,
+    /// Full RRQs to ignore (a gatekeeper too busy to answer).
+    drop_full_rrqs: usize,
 }
 
 impl FakeGk {
@@ -68,6 +70,7 @@ impl FakeGk {
             regs: HashMap::new(),
             irrs: vec![],
             rrqs: 0,
+            drop_full_rrqs: 0,
         }
     }
 
@@ -84,6 +87,9 @@ impl FakeGk {
                     } else {
                         json!({"registrationReject": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "rejectReason": {"fullRegistrationRequired": null}}})
                     }
+                } else if self.drop_full_rrqs > 0 {
+                    self.drop_full_rrqs -= 1;
+                    return None;
                 } else {
                     // The proxy must hide endpoints' own addresses.
                     assert_eq!(rrq.ras_address, vec![transport(addr("198.18.2.1:1719"))]);
@@ -431,4 +437,23 @@ fn gatekeeper_disengage_reaches_the_endpoint_under_its_own_id() {
     let t2 = r.poll_transmit().expect("DCF relayed");
     assert_eq!(t2.to, addr("198.18.2.10:1719"));
     assert_eq!(seq_num(&ras::decode(&t2.bytes).unwrap()), Some(900));
+}
+
+#[test]
+fn lost_reregistrations_are_sent_again() {
+    let (mut r, mut gks, mut t, _) = registered();
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    pump(&mut r, t, &mut gks);
+    gks[1].drop_full_rrqs = 2;
+    gks[0].alive = false;
+    run(&mut r, &mut t, 500 * MS, &mut gks);
+    assert_eq!(r.active(), Some("backup"));
+    assert_eq!(
+        gks[1].regs.len(),
+        1,
+        "only the proxy itself: both endpoint RRQs were lost"
+    );
+    run(&mut r, &mut t, 2_500 * MS, &mut gks);
+    assert_eq!(gks[1].regs.len(), 3, "re-sent after the retry time");
+    assert_eq!(r.reregistrations_pending(), 0);
 }

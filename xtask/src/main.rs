@@ -69,6 +69,18 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         fuzz_seconds: u64,
     },
+    /// Benchmarks (release build, needs root): failover detection p50/p99
+    /// over 20 primary kills and moving 10,000 registrations to the backup,
+    /// each against a baseline measured in the same run. Prints a markdown
+    /// table (the one in README.md).
+    Bench {
+        /// Primary kills measured.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Registrations moved in the mass re-registration test.
+        #[arg(long, default_value_t = 10_000)]
+        mass: usize,
+    },
     /// Run one fuzz target for a long time and report its execution count.
     Fuzz {
         /// Target name (tpkt, q931, ras, uuie, roundtrip).
@@ -115,6 +127,24 @@ fn main() -> Result<()> {
             .context("starting the proxy")?;
             if !status.success() {
                 bail!("exited with {status}");
+            }
+        }
+        Cmd::Bench { runs, mass } => {
+            setup::all(false)?;
+            build(true)?;
+            require_root("cargo xtask bench (it creates network namespaces)")?;
+            let status = Command::new(root.join("target/release/h323-lab"))
+                .args([
+                    "bench",
+                    "--runs",
+                    &runs.to_string(),
+                    "--mass",
+                    &mass.to_string(),
+                ])
+                .status()
+                .context("starting h323-lab bench")?;
+            if !status.success() {
+                bail!("bench exited with {status}");
             }
         }
         Cmd::Test { fuzz_seconds } => {

@@ -98,6 +98,19 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         report_ms: u64,
     },
+    /// Control-plane benchmarks (needs root; `cargo xtask bench` runs it):
+    /// failover detection p50/p99 and moving registrations to the backup.
+    Bench {
+        /// Primary kills to measure.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Endpoints registered during the failover runs.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Registrations moved to the backup in the mass test.
+        #[arg(long, default_value_t = 10_000)]
+        mass: usize,
+    },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
     Corpus {
@@ -122,6 +135,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Demo { hold } => demo(hold),
+        Cmd::Bench {
+            runs,
+            endpoints,
+            mass,
+        } => bench(runs, endpoints, mass),
         Cmd::Gatekeeper {
             ras,
             id,
@@ -201,6 +219,69 @@ fn until(secs: u64, mut f: impl FnMut() -> bool) -> Result<Duration> {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
+    use proxy_user::lab::bench::{self, Bins, percentile};
+    if let Some(why) = netns::unprivileged_reason() {
+        bail!("the benchmarks need root: {why}");
+    }
+    netns::sweep_stale();
+    bench::raise_nofile();
+    let dir_bin = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let bins = Bins {
+        lab: dir_bin.join("h323-lab"),
+        proxy: dir_bin.join("proxy"),
+        dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
+    };
+    bench::scratch(&bins.dir)?;
+    println!(
+        "failover: {runs} SIGKILLs of the primary with {endpoints} endpoints registered (heartbeat 40 ms x 3)"
+    );
+    let f = bench::failover_runs(&bins, runs, endpoints)?;
+    let det: Vec<Duration> = f.iter().map(|r| r.detection).collect();
+    let fo: Vec<Duration> = f.iter().map(|r| r.failover).collect();
+    let bound = Duration::from_millis(120);
+    println!(
+        "mass re-registration: {mass} endpoints moved to the backup, paced at 1000/s (default) and 100000/s"
+    );
+    let (paced, direct1) = bench::mass_reregistration(&bins, mass, 1000)?;
+    let (fast, direct2) = bench::mass_reregistration(&bins, mass, 100_000)?;
+    let _ = std::fs::remove_dir_all(&bins.dir);
+    let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!();
+    println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| primary SIGKILL -> control at backup ({runs} runs) | {} | {} | bound interval x multiplier = {} | {:.2} |",
+        ms(percentile(&det, 50.0)),
+        ms(percentile(&det, 99.0)),
+        ms(bound),
+        r(percentile(&det, 50.0), bound)
+    );
+    println!(
+        "| primary SIGKILL -> {endpoints} endpoints registered at backup ({runs} runs) | {} | {} | bound = {} | {:.2} |",
+        ms(percentile(&fo, 50.0)),
+        ms(percentile(&fo, 99.0)),
+        ms(bound),
+        r(percentile(&fo, 50.0), bound)
+    );
+    println!(
+        "| {mass} registrations moved to backup, paced 1000/s | {} | - | {mass} endpoints registering directly at backup: {} | {:.2} |",
+        ms(paced),
+        ms(direct1),
+        r(paced, direct1)
+    );
+    println!(
+        "| {mass} registrations moved to backup, paced 100000/s | {} | - | {mass} endpoints registering directly at backup: {} | {:.2} |",
+        ms(fast),
+        ms(direct2),
+        r(fast, direct2)
+    );
+    Ok(())
 }
 
 fn demo(hold: u64) -> Result<()> {

@@ -48,8 +48,12 @@ struct CallInfo {
 /// Run the gatekeeper until stdin closes with `quit` or the process is killed.
 pub async fn run(o: GkOptions) -> std::io::Result<()> {
     let sock = UdpSocket::bind(o.ras).await?;
+    crate::driver::big_buffers(&sock);
     println!("gk listening ras={} id={}", o.ras, o.id);
     let mut regs: HashMap<String, Reg> = HashMap::new();
+    // (aliases, call signalling address) -> endpointIdentifier: a repeated
+    // full RRQ is a re-registration.
+    let mut by_key: HashMap<String, String> = HashMap::new();
     let mut calls: HashMap<String, CallInfo> = HashMap::new();
     let mut next = 0u32;
     let mut seq = 0u16;
@@ -90,8 +94,8 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                             let aliases: Vec<String> = rrq.terminal_alias.iter().flatten().map(alias_text).collect();
                             // Same call signalling address and aliases: a re-registration.
                             let cs = rrq.call_signal_address.first().and_then(socket_addr);
-                            let existing = regs.iter().find(|(_, r)| r.aliases == aliases && r.call_signal == cs).map(|(k, _)| k.clone());
-                            let id = existing.unwrap_or_else(|| { next += 1; format!("{}-{next}", o.id) });
+                            let key = format!("{aliases:?}/{cs:?}");
+                            let id = by_key.entry(key).or_insert_with(|| { next += 1; format!("{}-{next}", o.id) }).clone();
                             regs.insert(id.clone(), Reg {
                                 aliases,
                                 ras: rrq.ras_address.first().and_then(socket_addr).unwrap_or(from),

@@ -3,6 +3,7 @@
 //! `cargo xtask run` (through the `h323-lab` binary) and by the privileged
 //! tests.
 
+pub mod bench;
 pub mod endpoint;
 pub mod gatekeeper;
 pub mod netns;

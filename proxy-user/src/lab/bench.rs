@@ -1,0 +1,290 @@
+//! Control-plane benchmarks in the namespace lab (`cargo xtask bench`):
+//! gatekeeper-loss detection and failover times over many runs, and how long
+//! moving 10,000 registrations to the backup takes, against the same
+//! registrations sent directly to the backup in the same run.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::netns::Netns;
+use super::process::{LabProc, metric, scrape};
+use super::topology::{self, EP, GK1, GK2, Lab, PX_EP};
+use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::ras::{self, RasMessage};
+use crate::h225::value::{ras_from_json, transport_json};
+
+/// Errors of a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Lab plumbing failed.
+    #[error("lab: {0}")]
+    Io(#[from] std::io::Error),
+    /// A step did not happen in time.
+    #[error("{0} did not happen within {1} s")]
+    Timeout(&'static str, u64),
+}
+
+/// Paths of the binaries and a scratch directory.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    /// `h323-lab`.
+    pub lab: PathBuf,
+    /// `proxy`.
+    pub proxy: PathBuf,
+    /// Scratch directory for configs and logs.
+    pub dir: PathBuf,
+}
+
+fn until(
+    what: &'static str,
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+) -> Result<Duration, BenchError> {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > Duration::from_secs(secs) {
+            return Err(BenchError::Timeout(what, secs));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(t0.elapsed())
+}
+
+fn gk(bins: &Bins, ns: &Netns, ip: std::net::Ipv4Addr, id: &str) -> Result<LabProc, BenchError> {
+    let mut c = ns.command(&bins.lab)?;
+    c.args(["gatekeeper", "--ras", &format!("{ip}:1719"), "--id", id]);
+    c.stderr(std::process::Stdio::null());
+    let p = LabProc::spawn(id, c)?;
+    until("gatekeeper start", 10, || p.last("gk listening").is_some())?;
+    Ok(p)
+}
+
+fn proxy(
+    bins: &Bins,
+    lab: &Lab,
+    hold_ms: u64,
+    rate: u32,
+    tag: &str,
+) -> Result<LabProc, BenchError> {
+    let cfg = bins.dir.join(format!("proxy-{tag}.toml"));
+    let text = topology::proxy_toml(&super::netns::unique_name("b"), hold_ms, None)
+        .replace(
+            "[survivable]",
+            &format!("[survivable]\nreregister_per_second = {rate}"),
+        )
+        .replace("stats_interval_secs = 1", "stats_interval_secs = 60");
+    std::fs::write(&cfg, text)?;
+    let mut c = lab.px.command(&bins.proxy)?;
+    c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+    c.stderr(std::fs::File::create(
+        bins.dir.join(format!("proxy-{tag}.log")),
+    )?);
+    Ok(LabProc::spawn("proxy", c)?)
+}
+
+fn m(lab: &Lab, sample: &str) -> Option<f64> {
+    scrape(&lab.px, "127.0.0.1:9719")
+        .ok()
+        .and_then(|t| metric(&t, sample))
+}
+
+/// One failover measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct FailoverRun {
+    /// SIGKILL of the primary → control at the backup.
+    pub detection: Duration,
+    /// SIGKILL → every endpoint registered at the backup.
+    pub failover: Duration,
+}
+
+/// Kill the primary `runs` times with `endpoints` registered, measuring
+/// detection and failover; the primary is restarted and control returns
+/// (hold time 300 ms) between runs.
+pub fn failover_runs(
+    bins: &Bins,
+    runs: usize,
+    endpoints: usize,
+) -> Result<Vec<FailoverRun>, BenchError> {
+    let lab = Lab::create()?;
+    let mut gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+    let _gk2 = gk(bins, &lab.gk2, GK2, "GK-B")?;
+    let _px = proxy(bins, &lab, 300, 1000, "failover")?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let ok = register(&lab.ep, endpoints, 31000, SocketAddr::from((PX_EP, 1719)))?;
+    assert_eq!(ok.0, endpoints, "all bench endpoints registered");
+    let n = endpoints as f64;
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        until("registrations at the primary", 20, || {
+            m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+                && m(
+                    &lab,
+                    "h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}",
+                ) == Some(n)
+        })?;
+        // Let a few heartbeats pass so the kill lands at a random phase.
+        std::thread::sleep(Duration::from_millis(100 + (out.len() as u64 * 7) % 40));
+        let t0 = Instant::now();
+        gk1.kill9();
+        until("failover detection", 10, || {
+            m(&lab, "h323proxy_control{gatekeeper=\"backup\"}") == Some(1.0)
+        })?;
+        let detection = t0.elapsed();
+        until("re-registration at the backup", 10, || {
+            m(
+                &lab,
+                "h323proxy_gatekeeper_registrations{gatekeeper=\"backup\"}",
+            ) == Some(n)
+        })?;
+        let failover = t0.elapsed();
+        out.push(FailoverRun {
+            detection,
+            failover,
+        });
+        gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+    }
+    Ok(out)
+}
+
+/// Moving `n` registrations to the backup after the primary's loss, at
+/// `rate` RRQs per second, and the baseline: the same number of endpoints
+/// registering directly at the backup, as fast as it answers.
+pub fn mass_reregistration(
+    bins: &Bins,
+    n: usize,
+    rate: u32,
+) -> Result<(Duration, Duration), BenchError> {
+    let lab = Lab::create()?;
+    let mut gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+    let _gk2 = gk(bins, &lab.gk2, GK2, "GK-B")?;
+    let _px = proxy(bins, &lab, 300, rate, &format!("mass{rate}"))?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let (ok, _) = register(&lab.ep, n, 20000, SocketAddr::from((PX_EP, 1719)))?;
+    if ok != n {
+        return Err(BenchError::Timeout(
+            "initial registration of every bench endpoint",
+            120,
+        ));
+    }
+    let nf = n as f64;
+    until("registrations at the primary", 60, || {
+        m(
+            &lab,
+            "h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}",
+        ) == Some(nf)
+    })?;
+    let t0 = Instant::now();
+    gk1.kill9();
+    until(
+        "re-registration of every endpoint at the backup",
+        300,
+        || {
+            m(
+                &lab,
+                "h323proxy_gatekeeper_registrations{gatekeeper=\"backup\"}",
+            ) == Some(nf)
+        },
+    )?;
+    let moved = t0.elapsed();
+    // Baseline: the same number of new endpoints straight to the backup.
+    let (ok, direct) = register(&lab.ep, n, 40000, SocketAddr::from((GK2, 1719)))?;
+    if ok != n {
+        return Err(BenchError::Timeout(
+            "direct registration of every endpoint",
+            120,
+        ));
+    }
+    Ok((moved, direct))
+}
+
+/// Register `n` endpoints (ports base..base+n on the endpoint host) at
+/// `target`, at most 512 in flight, retrying lost datagrams. Returns how
+/// many got an RCF and the time it took.
+pub fn register(
+    ns: &Netns,
+    n: usize,
+    base: u16,
+    target: SocketAddr,
+) -> Result<(usize, Duration), BenchError> {
+    let r = ns.run(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async move {
+            let ok = Arc::new(AtomicU64::new(0));
+            let sem = Arc::new(tokio::sync::Semaphore::new(512));
+            let t0 = Instant::now();
+            let mut tasks = Vec::with_capacity(n);
+            for i in 0..n {
+                let permit = sem.clone().acquire_owned().await.expect("semaphore");
+                let ok = ok.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
+                    let port = base + i as u16;
+                    let local = SocketAddr::from((EP, port));
+                    let Ok(sock) = tokio::net::UdpSocket::bind(local).await else { return };
+                    let v = json!({"registrationRequest": {"requestSeqNum": 1, "protocolIdentifier": PROTOCOL_ID,
+                        "discoveryComplete": false, "callSignalAddress": [transport_json(SocketAddr::from((EP, port)))],
+                        "rasAddress": [transport_json(local)],
+                        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+                        "terminalAlias": [{"h323-ID": format!("bench{port}")}, {"dialledDigits": format!("7{port:05}")}],
+                        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                        "timeToLive": 600, "keepAlive": false}});
+                    let Ok(bytes) = ras_from_json(&v).and_then(|m| ras::encode(&m)) else { return };
+                    let mut buf = [0u8; 2048];
+                    for _ in 0..10 {
+                        let _ = sock.send_to(&bytes, target).await;
+                        if let Ok(Ok((len, _))) =
+                            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+                        {
+                            if matches!(ras::decode(&buf[..len]), Ok(RasMessage::registrationConfirm(_))) {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                // Keep the port bound until all are done
+                                // so no other endpoint reuses it.
+                                return;
+                            }
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            Ok::<_, std::io::Error>((ok.load(Ordering::Relaxed) as usize, t0.elapsed()))
+        })
+    })??;
+    Ok(r)
+}
+
+/// Percentile (nearest rank) of durations.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
+
+/// Raise the open-file limit for thousands of endpoint sockets.
+pub fn raise_nofile() {
+    let lim = libc::rlimit {
+        rlim_cur: 65_536,
+        rlim_max: 65_536,
+    };
+    // SAFETY: setrlimit with a valid struct; failure only leaves the limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+}
+
+/// Where the scratch files go.
+pub fn scratch(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
