@@ -161,7 +161,15 @@ fn control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_th
     });
     gk1.kill9();
     let after = wait_status(&eps, 10, |l| get(l, "calls_active") == 0);
-    assert_eq!(get(&after, "calls_dropped"), 4, "{after}");
+    // Every call was torn down by claim 7 on at least one side (the other
+    // side may see the RELEASE COMPLETE before its own keepalives fail).
+    assert!(get(&after, "calls_dropped") >= 2, "{after}");
+    assert_eq!(
+        get(&after, "calls_dropped") + get(&after, "calls_released"),
+        4,
+        "{after}"
+    );
+    assert!(get(&after, "keepalives_unanswered") > 0, "{after}");
 }
 
 #[test]
