@@ -45,7 +45,35 @@ pub struct RasStatus {
 pub struct RasDriver {
     relay: Arc<Mutex<RasRelay>>,
     endpoint: Arc<UdpSocket>,
+    /// Unconnected gatekeeper-side socket: receives from anyone, sends to
+    /// addresses that are not configured gatekeepers.
     gatekeeper: Arc<UdpSocket>,
+    /// One socket per configured gatekeeper, on the same local address and
+    /// port (SO_REUSEPORT) but connected to it, so the kernel reports its
+    /// ICMP port/host unreachable as ECONNREFUSED/EHOSTUNREACH at once: a
+    /// killed gatekeeper process is seen at the next probe, not after
+    /// interval × multiplier.
+    per_gk: Vec<(SocketAddr, Arc<UdpSocket>)>,
+}
+
+/// What the gatekeeper-side reader tasks hand to the driver loop.
+enum GkInput {
+    Datagram(SocketAddr, Vec<u8>),
+    Unreachable(SocketAddr, std::io::Error),
+}
+
+fn reuse_socket(local: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let domain = if local.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&local.into())?;
+    Ok(s)
 }
 
 impl RasDriver {
@@ -53,53 +81,88 @@ impl RasDriver {
     pub async fn bind(cfg: &Config) -> Result<Self, DriverError> {
         let ep_addr = SocketAddr::new(cfg.proxy.endpoint_address, cfg.proxy.ras_port);
         let gk_addr = SocketAddr::new(cfg.proxy.gatekeeper_address, cfg.proxy.gatekeeper_ras_port);
-        let bind = |what, addr| async move {
-            UdpSocket::bind(addr)
-                .await
-                .map_err(|source| DriverError::Bind { what, addr, source })
-        };
-        let endpoint = bind("the endpoint-side RAS socket", ep_addr).await?;
-        let gatekeeper = bind("the gatekeeper-side RAS socket", gk_addr).await?;
+        let err = |what, addr| move |source| DriverError::Bind { what, addr, source };
+        let endpoint = UdpSocket::bind(ep_addr)
+            .await
+            .map_err(err("the endpoint-side RAS socket", ep_addr))?;
+        let gk_what = "the gatekeeper-side RAS socket";
+        let main = reuse_socket(gk_addr).map_err(err(gk_what, gk_addr))?;
+        let gk_local: SocketAddr = main
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(gk_addr);
+        let gatekeeper = UdpSocket::from_std(main.into()).map_err(err(gk_what, gk_addr))?;
+        let mut per_gk = Vec::new();
+        for g in &cfg.gatekeepers {
+            let s = reuse_socket(gk_local).map_err(err(gk_what, gk_local))?;
+            s.connect(&g.address.into())
+                .map_err(err(gk_what, g.address))?;
+            let s = UdpSocket::from_std(s.into()).map_err(err(gk_what, gk_local))?;
+            big_buffers(&s);
+            per_gk.push((g.address, Arc::new(s)));
+        }
         // Thousands of endpoints re-registering at once must not overflow
         // the socket buffers: a dropped probe reply is a false failover.
         big_buffers(&endpoint);
         big_buffers(&gatekeeper);
-        let gk_local = gatekeeper
-            .local_addr()
-            .map_err(|source| DriverError::Bind {
-                what: "the gatekeeper-side RAS socket",
-                addr: gk_addr,
-                source,
-            })?;
         let relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
         tracing::info!(endpoint_side = %ep_addr, gatekeeper_side = %gk_local, gatekeepers = cfg.gatekeepers.len(), "RAS relay listening");
         Ok(Self {
             relay: Arc::new(Mutex::new(relay)),
             endpoint: Arc::new(endpoint),
             gatekeeper: Arc::new(gatekeeper),
+            per_gk,
         })
     }
 
-    /// Run until `shutdown` turns true; publishes a status snapshot after
-    /// every change.
     /// The relay, shared with the call signalling driver for routing.
     pub fn relay(&self) -> Arc<Mutex<RasRelay>> {
         self.relay.clone()
     }
 
+    /// Run until `shutdown` turns true; publishes a status snapshot after
+    /// every change.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, status: watch::Sender<RasStatus>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
+        let mut readers = Vec::new();
+        for (peer, sock) in self
+            .per_gk
+            .iter()
+            .cloned()
+            .map(|(a, s)| (Some(a), s))
+            .chain([(None, self.gatekeeper.clone())])
+        {
+            let tx = tx.clone();
+            readers.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let input = match (peer, sock.recv_from(&mut buf).await) {
+                        (_, Ok((n, from))) => GkInput::Datagram(from, buf[..n].to_vec()),
+                        (Some(p), Err(e)) => GkInput::Unreachable(p, e),
+                        (None, Err(_)) => continue,
+                    };
+                    if tx.send(input).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(tx);
         let mut ebuf = vec![0u8; 65_536];
-        let mut gbuf = vec![0u8; 65_536];
         loop {
             let deadline = tokio::time::Instant::from_std(lock(&self.relay).poll_timeout());
-            // Biased: gatekeeper replies and timers before endpoint traffic,
+            // Biased: gatekeeper input and timers before endpoint traffic,
             // so a flood of endpoint requests cannot starve the heartbeat.
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                r = self.gatekeeper.recv_from(&mut gbuf) => match r {
-                    Ok((n, from)) => lock(&self.relay).handle_gatekeeper(Instant::now(), from, &gbuf[..n]),
-                    Err(e) => tracing::debug!(error = %e, "gatekeeper-side RAS socket"),
+                Some(input) = rx.recv() => match input {
+                    GkInput::Datagram(from, bytes) => lock(&self.relay).handle_gatekeeper(Instant::now(), from, &bytes),
+                    GkInput::Unreachable(gk, e) => {
+                        tracing::warn!(gatekeeper = %gk, error = %e, "gatekeeper unreachable (ICMP)");
+                        lock(&self.relay).handle_unreachable(Instant::now(), gk);
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
@@ -112,13 +175,16 @@ impl RasDriver {
                 std::iter::from_fn(|| relay.poll_transmit()).collect()
             };
             for t in out {
-                let sock = match t.side {
-                    Side::Endpoint => &self.endpoint,
-                    Side::Gatekeeper => &self.gatekeeper,
-                };
                 // UDP: an unreachable peer loses this datagram only; the
                 // protocols retransmit. A full buffer waits (backpressure).
-                if let Err(e) = sock.send_to(&t.bytes, t.to).await {
+                let r = match t.side {
+                    Side::Endpoint => self.endpoint.send_to(&t.bytes, t.to).await,
+                    Side::Gatekeeper => match self.per_gk.iter().find(|(a, _)| *a == t.to) {
+                        Some((_, s)) => s.send(&t.bytes).await,
+                        None => self.gatekeeper.send_to(&t.bytes, t.to).await,
+                    },
+                };
+                if let Err(e) = r {
                     tracing::debug!(to = %t.to, error = %e, "RAS send failed");
                 }
             }
@@ -142,6 +208,9 @@ impl RasDriver {
                     gatekeepers: gks,
                 });
             }
+        }
+        for r in readers {
+            r.abort();
         }
     }
 }

@@ -731,6 +731,20 @@ impl RasRelay {
         self.send_msg_to_gk(gk, RasMessage::registrationRequest(rrq), p);
     }
 
+    /// The transport reported a gatekeeper unreachable (ICMP port or host
+    /// unreachable on its connected socket): down at once.
+    pub fn handle_unreachable(&mut self, now: Instant, gatekeeper: SocketAddr) {
+        self.now = self.now.max(now);
+        let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == gatekeeper) else {
+            return;
+        };
+        self.gks[gk].hb.handle_transport_error();
+        // Its registration of the proxy may be gone with the process.
+        self.gks[gk].self_id = None;
+        self.note_health(gk);
+        self.reselect(now);
+    }
+
     /// A datagram arrived on the gatekeeper-side socket.
     pub fn handle_gatekeeper(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.now = self.now.max(now);

@@ -457,3 +457,21 @@ fn lost_reregistrations_are_sent_again() {
     assert_eq!(gks[1].regs.len(), 3, "re-sent after the retry time");
     assert_eq!(r.reregistrations_pending(), 0);
 }
+
+#[test]
+fn an_icmp_unreachable_primary_is_down_at_once() {
+    let (mut r, mut gks, t, _) = registered();
+    gks[0].alive = false;
+    r.handle_unreachable(t, addr("198.18.2.10:1719"));
+    assert_eq!(
+        r.active(),
+        Some("backup"),
+        "no waiting for interval x multiplier"
+    );
+    pump(&mut r, t, &mut gks);
+    assert_eq!(
+        gks[1].regs.len(),
+        2,
+        "proxy and endpoint registered at the backup"
+    );
+}

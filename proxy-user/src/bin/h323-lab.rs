@@ -270,6 +270,20 @@ fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
         r(percentile(&fo, 50.0), bound)
     );
     println!(
+        "| primary link down -> control at backup ({runs} runs) | {} | {} | bound = {} | {:.2} |",
+        ms(percentile(&pdet, 50.0)),
+        ms(percentile(&pdet, 99.0)),
+        ms(bound),
+        r(percentile(&pdet, 50.0), bound)
+    );
+    println!(
+        "| primary link down -> {endpoints} endpoints registered at backup ({runs} runs) | {} | {} | bound = {} | {:.2} |",
+        ms(percentile(&pfo, 50.0)),
+        ms(percentile(&pfo, 99.0)),
+        ms(bound),
+        r(percentile(&pfo, 50.0), bound)
+    );
+    println!(
         "| {mass} registrations moved to backup, paced 1000/s | {} | - | {mass} endpoints registering directly at backup: {} | {:.2} |",
         ms(paced),
         ms(direct1),

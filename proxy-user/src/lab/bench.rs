@@ -132,7 +132,10 @@ pub fn failover_runs(
         // Let a few heartbeats pass so the kill lands at a random phase.
         std::thread::sleep(Duration::from_millis(100 + (out.len() as u64 * 7) % 40));
         let t0 = Instant::now();
-        gk1.kill9();
+        match loss {
+            Loss::Kill => gk1.kill9(),
+            Loss::LinkDown => lab.px.ip(&["link", "set", "px1", "down"])?,
+        }
         until("failover detection", 10, || {
             m(&lab, "h323proxy_control{gatekeeper=\"backup\"}") == Some(1.0)
         })?;
