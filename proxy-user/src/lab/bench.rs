@@ -102,13 +102,25 @@ pub struct FailoverRun {
     pub failover: Duration,
 }
 
-/// Kill the primary `runs` times with `endpoints` registered, measuring
-/// detection and failover; the primary is restarted and control returns
+/// How the primary is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// SIGKILL of the gatekeeper process: its host answers the next probe
+    /// with ICMP port unreachable.
+    Kill,
+    /// `ip link set down` on the proxy's link to it: silence, detected by
+    /// the heartbeat (interval x multiplier).
+    LinkDown,
+}
+
+/// Lose the primary `runs` times with `endpoints` registered, measuring
+/// detection and failover; the primary is restored and control returns
 /// (hold time 300 ms) between runs.
 pub fn failover_runs(
     bins: &Bins,
     runs: usize,
     endpoints: usize,
+    loss: Loss,
 ) -> Result<Vec<FailoverRun>, BenchError> {
     let lab = Lab::create()?;
     let mut gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
