@@ -241,9 +241,13 @@ fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
     println!(
         "failover: {runs} SIGKILLs of the primary with {endpoints} endpoints registered (heartbeat 40 ms x 3)"
     );
-    let f = bench::failover_runs(&bins, runs, endpoints)?;
+    let f = bench::failover_runs(&bins, runs, endpoints, bench::Loss::Kill)?;
     let det: Vec<Duration> = f.iter().map(|r| r.detection).collect();
     let fo: Vec<Duration> = f.iter().map(|r| r.failover).collect();
+    println!("failover: {runs} cuts of the primary's link (ip link set down)");
+    let f = bench::failover_runs(&bins, runs, endpoints, bench::Loss::LinkDown)?;
+    let pdet: Vec<Duration> = f.iter().map(|r| r.detection).collect();
+    let pfo: Vec<Duration> = f.iter().map(|r| r.failover).collect();
     let bound = Duration::from_millis(120);
     println!(
         "mass re-registration: {mass} endpoints moved to the backup, paced at 1000/s (default) and 100000/s"
