@@ -163,7 +163,10 @@ pub fn failover_runs(
             detection,
             failover,
         });
-        gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+        match loss {
+            Loss::Kill => gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?,
+            Loss::LinkDown => lab.px.ip(&["link", "set", "px1", "up"])?,
+        }
     }
     Ok(out)
 }
