@@ -21,7 +21,7 @@ pub const RUST_PIN: &str = "1.98.0";
 pub const NIGHTLY_PIN: &str = "nightly-2026-06-15";
 
 /// Fuzz targets under `fuzz/fuzz_targets`, run for a short bounded time by `test`.
-const FUZZ_TARGETS: &[&str] = &["tpkt", "q931", "ras", "uuie", "roundtrip"];
+const FUZZ_TARGETS: &[&str] = &["tpkt", "q931", "ras", "uuie", "roundtrip", "relay"];
 
 #[derive(Parser)]
 #[command(
@@ -83,7 +83,7 @@ enum Cmd {
     },
     /// Run one fuzz target for a long time and report its execution count.
     Fuzz {
-        /// Target name (tpkt, q931, ras, uuie, roundtrip).
+        /// Target name (tpkt, q931, ras, uuie, roundtrip, relay).
         target: String,
         /// Stop after this many seconds.
         #[arg(long, default_value_t = 600)]

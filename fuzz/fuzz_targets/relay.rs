@@ -1,0 +1,78 @@
+//! The RAS relay and the call state machine fed arbitrary datagrams from
+//! endpoints and gatekeepers, interleaved with time: never a panic, and
+//! garbage never registers anyone.
+//!
+//! Input: records of [op, len, payload(len)]. op % 5: 0/1 endpoint datagram
+//! (two endpoint addresses), 2 gatekeeper datagram (primary or backup by the
+//! op's high bit), 3 advance time by payload[0] ms, 4 a call-signalling
+//! payload (SETUP first, then messages on alternating legs).
+#![no_main]
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use proxy_user::call::{Call, Leg};
+use proxy_user::gatekeeper::HeartbeatConfig;
+use proxy_user::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn cfg() -> RelayConfig {
+    RelayConfig {
+        proxy_id: "FUZZ".into(),
+        endpoint_ras: a("198.18.1.1:1719"),
+        endpoint_call_signal: a("198.18.1.1:1720"),
+        gatekeeper_ras: a("198.18.2.1:1719"),
+        gatekeeper_call_signal: a("198.18.2.1:1720"),
+        gatekeepers: vec![
+            GatekeeperConfig { name: "primary".into(), ras: a("198.18.2.10:1719") },
+            GatekeeperConfig { name: "backup".into(), ras: a("198.18.3.10:1719") },
+        ],
+        heartbeat: HeartbeatConfig { interval: Duration::from_millis(40), multiplier: 3 },
+        failback_hold: Duration::from_millis(500),
+        preempt: true,
+        reregister_rate: 1000,
+        local_ttl: 60,
+        dial_plan: vec![DialRule { prefix: "9".into(), strip: 1, prepend: String::new() }],
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let t0 = Instant::now();
+    let mut t = t0;
+    let mut relay = RasRelay::new(cfg(), t0);
+    let mut call: Option<Call> = None;
+    let mut leg = Leg::Caller;
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let (op, len) = (rest[0], rest[1] as usize);
+        let payload = &rest[2..(2 + len).min(rest.len())];
+        rest = &rest[(2 + len).min(rest.len())..];
+        match op % 5 {
+            0 => relay.handle_endpoint(t, a("198.18.1.11:1719"), payload),
+            1 => relay.handle_endpoint(t, a("198.18.1.12:1719"), payload),
+            2 => {
+                let from = if op & 0x80 == 0 { "198.18.2.10:1719" } else { "198.18.3.10:1719" };
+                relay.handle_gatekeeper(t, a(from), payload)
+            }
+            3 => {
+                t += Duration::from_millis(u64::from(payload.first().copied().unwrap_or(1)));
+                relay.handle_timeout(t);
+            }
+            _ => match &mut call {
+                None => call = Call::from_setup(payload).ok().map(|(c, _)| c),
+                Some(c) => {
+                    let _ = c.handle(leg, &Bytes::copy_from_slice(payload));
+                    leg = leg.other();
+                }
+            },
+        }
+        while relay.poll_transmit().is_some() {}
+        while relay.poll_event().is_some() {}
+    }
+    // Only the two endpoint addresses exist; nothing else can be registered.
+    assert!(relay.registrations().len() <= 2);
+});
