@@ -257,6 +257,51 @@ impl Call {
     }
 }
 
+/// The h245Address a message signals (SETUP, CALL PROCEEDING, ALERTING,
+/// CONNECT, FACILITY, PROGRESS), when it has one.
+pub fn h245_address(q931: &[u8]) -> Option<SocketAddr> {
+    let m = Message::decode(q931).ok()?;
+    let uu = uuie::decode(m.user_user()?.ok()?).ok()?;
+    h245_field(&uu).and_then(crate::h225::value::socket_addr)
+}
+
+fn h245_field(
+    uu: &H323UserInformation,
+) -> Option<&crate::h225::asn::h323_messages::TransportAddress> {
+    use H323UUPDUH323MessageBody as B;
+    match &uu.h323_uu_pdu.h323_message_body {
+        B::setup(x) => x.h245_address.as_ref(),
+        B::callProceeding(x) => x.h245_address.as_ref(),
+        B::alerting(x) => x.h245_address.as_ref(),
+        B::connect(x) => x.h245_address.as_ref(),
+        B::facility(x) => x.h245_address.as_ref(),
+        B::progress(x) => x.h245_address.as_ref(),
+        _ => None,
+    }
+}
+
+/// The message with its h245Address replaced by `new` (the proxy's own H.245
+/// listener); every other field is kept.
+pub fn rewrite_h245(q931: &[u8], new: SocketAddr) -> Result<Bytes, CallError> {
+    use H323UUPDUH323MessageBody as B;
+    let mut m = Message::decode(q931)?;
+    let uu = m.user_user().ok_or(CallError::NoUuie)??;
+    let mut info: H323UserInformation = uuie::decode(uu)?;
+    let t = Some(transport(new));
+    match &mut info.h323_uu_pdu.h323_message_body {
+        B::setup(x) => x.h245_address = t,
+        B::callProceeding(x) => x.h245_address = t,
+        B::alerting(x) => x.h245_address = t,
+        B::connect(x) => x.h245_address = t,
+        B::facility(x) => x.h245_address = t,
+        B::progress(x) => x.h245_address = t,
+        _ => {}
+    }
+    let bytes = uuie::encode(&info)?;
+    m.set_user_user(&bytes);
+    Ok(m.encode())
+}
+
 /// The RELEASE COMPLETE refusing a first message the proxy cannot serve,
 /// on the caller's call reference, with a Q.850 cause (100: invalid
 /// information element contents; 101: message not compatible with the call
@@ -354,6 +399,22 @@ mod tests {
             Action::Absorb
         );
         assert_eq!(call.keepalives_answered, 2);
+    }
+
+    #[test]
+    fn h245_addresses_are_found_and_rewritten() {
+        let connect = corpus_q931(msg::CONNECT);
+        let orig = h245_address(&connect).expect("the corpus CONNECT signals H.245");
+        let mine: SocketAddr = "198.18.1.1:40123".parse().unwrap();
+        let out = rewrite_h245(&connect, mine).unwrap();
+        assert_eq!(h245_address(&out), Some(mine));
+        assert_ne!(orig, mine);
+        assert_eq!(
+            rewrite_h245(&out, orig).unwrap(),
+            connect,
+            "only the address changed"
+        );
+        assert_eq!(h245_address(&corpus_q931(msg::STATUS)), None);
     }
 
     #[test]

@@ -249,6 +249,9 @@ fn lock(m: &Mutex<RasRelay>) -> std::sync::MutexGuard<'_, RasRelay> {
 
 fn log_event(ev: &Event) {
     match ev {
+        Event::GatekeeperLearned { name, ras } => {
+            tracing::info!(gatekeeper = %name, %ras, "alternate gatekeeper learned")
+        }
         Event::GatekeeperHealth { name, health } => {
             tracing::info!(gatekeeper = %name, ?health, "gatekeeper heartbeat")
         }
@@ -317,6 +320,8 @@ pub struct CallStats {
     pub malformed: AtomicU64,
     /// SETUPs refused for want of a route.
     pub unroutable: AtomicU64,
+    /// Separate H.245 channels relayed.
+    pub h245_channels: AtomicU64,
 }
 
 impl CallStats {
@@ -559,8 +564,22 @@ impl CallDriver {
             };
             match frame {
                 Ok(Some(payload)) => match call.handle(leg, &payload) {
-                    Ok(Action::Relay(bytes)) => {
+                    Ok(Action::Relay(mut bytes)) => {
                         self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                        if let Some(orig) = crate::call::h245_address(&bytes) {
+                            // The receiver must reach H.245 through the proxy.
+                            match self.h245_relay(this, other, orig).await {
+                                Ok(mine) => match crate::call::rewrite_h245(&bytes, mine) {
+                                    Ok(b) => bytes = b,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "h245Address not rewritten")
+                                    }
+                                },
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "no H.245 listener; address left as is")
+                                }
+                            }
+                        }
                         if other.open && other.send(&bytes).await.is_err() {
                             other.open = false;
                         }
@@ -617,6 +636,48 @@ impl CallDriver {
             }
         }
         self.stats.gauge(shown).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl CallDriver {
+    /// Open a listener on the receiving leg's side for an H.245 channel
+    /// whose far end listens at `orig` (on the sending leg's side), and
+    /// splice the first connection to it. Returns the listener's address.
+    async fn h245_relay(
+        &self,
+        from: &LegIo,
+        to: &LegIo,
+        orig: SocketAddr,
+    ) -> std::io::Result<SocketAddr> {
+        let listen_ip = to.stream.local_addr()?.ip();
+        let connect_ip = from.stream.local_addr()?.ip();
+        let listener = TcpListener::bind(SocketAddr::new(listen_ip, 0)).await?;
+        let mine = listener.local_addr()?;
+        let stats = self.stats.clone();
+        tokio::spawn(
+            async move {
+                let Ok(Ok((mut a, _))) =
+                    tokio::time::timeout(Duration::from_secs(60), listener.accept()).await
+                else {
+                    tracing::debug!(%mine, "no H.245 connection came");
+                    return;
+                };
+                let mut b = match connect(connect_ip, orig).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(%orig, error = %e, "H.245 far end unreachable");
+                        return;
+                    }
+                };
+                set_keepalive(&a);
+                set_keepalive(&b);
+                stats.h245_channels.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%mine, %orig, "H.245 channel relayed");
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            }
+            .in_current_span(),
+        );
+        Ok(mine)
     }
 }
 

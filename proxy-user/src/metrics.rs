@@ -213,6 +213,12 @@ impl Collector for ProxyCollector {
         )?;
         counter(
             &mut e,
+            "h323proxy_h245_channels",
+            "Separate H.245 channels relayed",
+            &[(vec![], get(&c.h245_channels))],
+        )?;
+        counter(
+            &mut e,
             "h323proxy_calls_kept_up",
             "Calls whose gatekeeper-side leg dropped while the endpoint leg was kept",
             &[(vec![], get(&c.kept_up))],

@@ -106,6 +106,13 @@ pub struct Transmit {
 /// Something the driver should log or count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A gatekeeper announced in an alternateGatekeeper list was added.
+    GatekeeperLearned {
+        /// The name it gets (`alternate-<address>`).
+        name: String,
+        /// Its RAS address.
+        ras: SocketAddr,
+    },
     /// A gatekeeper's heartbeat state changed.
     GatekeeperHealth {
         /// Its name.
@@ -233,6 +240,9 @@ enum Pending {
     CallReport {
         gk: usize,
     },
+    Unregister {
+        gk: usize,
+    },
 }
 
 impl Pending {
@@ -242,7 +252,8 @@ impl Pending {
             | Pending::Forward { gk, .. }
             | Pending::Reregister { gk, .. }
             | Pending::Refresh { gk, .. }
-            | Pending::CallReport { gk } => *gk,
+            | Pending::CallReport { gk }
+            | Pending::Unregister { gk } => *gk,
         }
     }
 }
@@ -290,6 +301,8 @@ pub struct RasRelay {
     refresh: BinaryHeap<Reverse<(Instant, String)>>,
     /// The latest instant the driver passed in.
     now: Instant,
+    /// Next scan for registrations whose keepalives stopped.
+    next_expiry_scan: Instant,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: RelayStats,
@@ -297,6 +310,9 @@ pub struct RasRelay {
 
 /// How long an unanswered request is remembered.
 const PENDING_LIFETIME: Duration = Duration::from_secs(10);
+
+/// How often registrations are checked for expiry.
+const EXPIRY_SCAN: Duration = Duration::from_secs(1);
 
 /// An unanswered re-registration is sent again after this long (a burst
 /// toward a busy gatekeeper may lose datagrams).
@@ -333,6 +349,7 @@ impl RasRelay {
             rereg_last: now,
             refresh: BinaryHeap::new(),
             now,
+            next_expiry_scan: now + EXPIRY_SCAN,
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: RelayStats::default(),
@@ -460,7 +477,7 @@ impl RasRelay {
         if !self.rereg.is_empty() {
             t = t.min(self.rereg_last + Duration::from_millis(10));
         }
-        t
+        t.min(self.next_expiry_scan)
     }
 
     // ---------------------------------------------------------------- time
@@ -479,6 +496,10 @@ impl RasRelay {
         self.reselect(now);
         self.pace_reregistration(now);
         self.refresh_due(now);
+        if now >= self.next_expiry_scan {
+            self.next_expiry_scan = now + EXPIRY_SCAN;
+            self.expire(now);
+        }
         let lost: Vec<u16> = self
             .pending
             .iter()
@@ -503,6 +524,43 @@ impl RasRelay {
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
         self.ep_pending
             .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+    }
+
+    /// Drop registrations whose endpoint has sent nothing for 1.5 × the
+    /// timeToLive it was granted (H.225.0: the registration lapses), and
+    /// unregister them at the gatekeeper.
+    fn expire(&mut self, now: Instant) {
+        let lapsed: Vec<(String, Option<Binding>)> = self
+            .regs
+            .iter()
+            .filter(|r| {
+                let ttl = r
+                    .binding
+                    .as_ref()
+                    .map(|b| b.ttl)
+                    .unwrap_or(self.cfg.local_ttl);
+                let last = r.last_keepalive.unwrap_or(now);
+                now.saturating_duration_since(last)
+                    > Duration::from_secs(u64::from(ttl.max(1))) * 3 / 2
+            })
+            .map(|r| (r.endpoint_id.clone(), r.binding.clone()))
+            .collect();
+        for (id, binding) in lapsed {
+            tracing::info!(endpoint_id = %id, "registration expired (no keepalive within 1.5 x timeToLive)");
+            if let Some(b) = binding.filter(|b| Some(b.gatekeeper) == self.active) {
+                let v = json!({"unregistrationRequest": {
+                    "requestSeqNum": 1,
+                    "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+                    "endpointIdentifier": b.endpoint_id,
+                    "reason": {"ttlExpired": null},
+                }});
+                self.send_to_gk(b.gatekeeper, &v, Pending::Unregister { gk: b.gatekeeper });
+            }
+            self.regs.remove(&id);
+            self.calls.retain(|(_, e), _| *e != id);
+            self.events
+                .push_back(Event::Unregistered { endpoint_id: id });
+        }
     }
 
     fn note_health(&mut self, i: usize) {
@@ -731,6 +789,33 @@ impl RasRelay {
         self.send_msg_to_gk(gk, RasMessage::registrationRequest(rrq), p);
     }
 
+    /// Add a gatekeeper named in an alternateGatekeeper list, after the
+    /// configured ones (bounded, so a hostile list cannot grow the state).
+    fn learn_gatekeeper(&mut self, ras: SocketAddr, now: Instant) {
+        const MAX_LEARNED: usize = 8;
+        if self.gks.iter().any(|g| g.cfg.ras == ras)
+            || self.gks.len() >= self.cfg.gatekeepers.len() + MAX_LEARNED
+            || ras == self.cfg.gatekeeper_ras
+            || ras.ip().is_unspecified()
+        {
+            return;
+        }
+        let name = format!("alternate-{ras}");
+        tracing::info!(gatekeeper = %name, "alternate gatekeeper learned from an RCF");
+        self.events.push_back(Event::GatekeeperLearned {
+            name: name.clone(),
+            ras,
+        });
+        self.gks.push(Gk {
+            cfg: GatekeeperConfig { name, ras },
+            hb: Heartbeat::new_down(self.cfg.heartbeat, now),
+            id: None,
+            self_id: None,
+            rtt: None,
+            last_health: Health::Down,
+        });
+    }
+
     /// The transport reported a gatekeeper unreachable (ICMP port or host
     /// unreachable on its connected socket): down at once.
     pub fn handle_unreachable(&mut self, now: Instant, gatekeeper: SocketAddr) {
@@ -802,6 +887,16 @@ impl RasRelay {
                     if let Some(id) = &rcf.gatekeeper_identifier {
                         self.gks[gk].id = Some(bmp_text(&id.0));
                     }
+                    let mut alts: Vec<(u8, SocketAddr)> = rcf
+                        .alternate_gatekeeper
+                        .iter()
+                        .flatten()
+                        .filter_map(|a| Some((a.priority, socket_addr(&a.ras_address)?)))
+                        .collect();
+                    alts.sort();
+                    for (_, ras) in alts {
+                        self.learn_gatekeeper(ras, now);
+                    }
                 }
                 RasMessage::registrationReject(_) => self.gks[gk].self_id = None,
                 _ => {}
@@ -861,7 +956,7 @@ impl RasRelay {
                     );
                 }
             },
-            Pending::CallReport { .. } => {}
+            Pending::CallReport { .. } | Pending::Unregister { .. } => {}
             Pending::Forward { to, seq, what, .. } => {
                 self.forwarded_reply(gk, to, seq, what, m, now)
             }

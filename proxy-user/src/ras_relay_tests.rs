@@ -475,3 +475,47 @@ fn an_icmp_unreachable_primary_is_down_at_once() {
         "proxy and endpoint registered at the backup"
     );
 }
+
+#[test]
+fn alternate_gatekeepers_announced_in_rcf_become_backups() {
+    let mut c = cfg();
+    c.gatekeepers.truncate(1);
+    let mut t = Instant::now();
+    // The fake primary announces 198.18.2.11:1719, which is the fake backup.
+    let mut gks = two_gks();
+    let mut r = RasRelay::new(c, t);
+    run(&mut r, &mut t, 100 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    pump(&mut r, t, &mut gks);
+    assert_eq!(r.gatekeepers().len(), 2, "the alternate was learned");
+    gks[0].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), Some("alternate-198.18.2.11:1719"));
+    assert_eq!(
+        gks[1].regs.len(),
+        2,
+        "proxy and alice registered at the alternate"
+    );
+}
+
+#[test]
+fn a_silent_endpoint_expires_after_one_and_a_half_time_to_live() {
+    let (mut r, mut gks, mut t, id) = registered();
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    pump(&mut r, t, &mut gks);
+    assert_eq!(r.registrations().len(), 2);
+    // The fake gatekeeper grants 30 s; alice keeps alive, bob goes silent.
+    for i in 0..50u16 {
+        run(&mut r, &mut t, Duration::from_secs(1), &mut gks);
+        r.handle_endpoint(t, addr(EP1), &keepalive(100 + i, &id, EP1));
+        pump(&mut r, t, &mut gks);
+    }
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(
+        r.registrations().len(),
+        1,
+        "bob expired after 45 s of silence"
+    );
+    assert!(r.registrations().get(&id).is_some(), "alice kept");
+}

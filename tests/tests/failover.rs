@@ -41,6 +41,16 @@ fn gatekeeper(
 }
 
 fn endpoints(lab: &Lab, gatekeeper: std::net::Ipv4Addr, count: usize, pairs: usize) -> LabProc {
+    endpoints_with(lab, gatekeeper, count, pairs, &[])
+}
+
+fn endpoints_with(
+    lab: &Lab,
+    gatekeeper: std::net::Ipv4Addr,
+    count: usize,
+    pairs: usize,
+    extra: &[&str],
+) -> LabProc {
     let mut c = lab.ep.command(bin("h323-lab")).unwrap();
     c.args([
         "endpoints",
@@ -60,6 +70,7 @@ fn endpoints(lab: &Lab, gatekeeper: std::net::Ipv4Addr, count: usize, pairs: usi
         "--report-ms",
         "250",
     ]);
+    c.args(extra);
     c.stderr(Stdio::inherit());
     LabProc::spawn("endpoints", c).unwrap()
 }
@@ -437,4 +448,19 @@ fn malformed_traffic_on_both_ports_is_counted_and_refused_and_disturbs_no_call()
     assert_eq!(get(&after, "keepalives_unanswered"), 0, "{after}");
     assert!(get(&after, "rtp_received") > get(&before, "rtp_received"));
     assert_eq!(get(&after, "rtp_lost"), 0, "{after}");
+}
+
+#[test]
+fn a_separate_h245_channel_is_relayed_through_the_proxy() {
+    if !privileged("a_separate_h245_channel_is_relayed_through_the_proxy") {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", None);
+    let _proxy = Proxy::start(&lab, 5000);
+    let eps = endpoints_with(&lab, PX_EP, 2, 1, &["--h245"]);
+    let s = wait_status(&eps, 20, |l| get(l, "h245_ok") == 1);
+    assert_eq!(get(&s, "calls_active"), 2, "{s}");
+    let m = scrape(&lab);
+    assert_eq!(metric(&m, "h323proxy_h245_channels_total"), 1, "{m}");
 }

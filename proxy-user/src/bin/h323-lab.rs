@@ -97,6 +97,10 @@ enum Cmd {
         /// Status line interval, milliseconds.
         #[arg(long, default_value_t = 500)]
         report_ms: u64,
+        /// Open a separate H.245 channel on each call (h245Address in
+        /// CONNECT, echoed; counted as h245_ok).
+        #[arg(long)]
+        h245: bool,
     },
     /// Control-plane benchmarks (needs root; `cargo xtask bench` runs it):
     /// failover detection p50/p99 and moving registrations to the backup.
@@ -167,6 +171,7 @@ fn main() -> Result<()> {
             status_enquiry_ms,
             pairs,
             report_ms,
+            h245,
         } => runtime()?
             .block_on(proxy_user::lab::endpoint::run(
                 proxy_user::lab::endpoint::EpOptions {
@@ -181,6 +186,7 @@ fn main() -> Result<()> {
                     status_enquiry: Duration::from_millis(status_enquiry_ms),
                     pairs,
                     report: Duration::from_millis(report_ms),
+                    h245,
                 },
             ))
             .context("lab endpoints"),

@@ -61,6 +61,10 @@ pub struct EpOptions {
     pub pairs: usize,
     /// Interval of status lines.
     pub report: Duration,
+    /// Open a separate H.245 channel on each call: the callee signals an
+    /// h245Address in CONNECT and echoes what arrives there; the caller
+    /// connects, sends a TPKT and counts the echo (`h245_ok`).
+    pub h245: bool,
 }
 
 #[derive(Default)]
@@ -74,6 +78,7 @@ struct Stats {
     keepalives_sent: AtomicU64,
     keepalives_unanswered: AtomicU64,
     enquiries_unanswered: AtomicU64,
+    h245_ok: AtomicU64,
     rtp: Mutex<Vec<Arc<Mutex<RtpRx>>>>,
 }
 
@@ -134,7 +139,7 @@ impl Stats {
         format!(
             "eps registered={} calls_active={} calls_dropped={} calls_released={} calls_failed={} \
              rtp_sent={} rtp_received={recv} rtp_lost={lost} rtp_reordered={reord} keepalives_sent={} \
-             keepalives_unanswered={} enquiries_unanswered={}",
+             keepalives_unanswered={} enquiries_unanswered={} h245_ok={}",
             g(&self.registered),
             g(&self.calls_active),
             g(&self.calls_dropped),
@@ -144,6 +149,7 @@ impl Stats {
             g(&self.keepalives_sent),
             g(&self.keepalives_unanswered),
             g(&self.enquiries_unanswered),
+            g(&self.h245_ok),
         )
     }
 }
@@ -367,7 +373,17 @@ impl Ep {
                 Ok(Ok(Some(p))) if !p.is_empty() => {
                     let Ok(m) = Message::decode(&p) else { continue };
                     match m.message_type {
-                        msg::CONNECT => break fast_start_rtp(&m),
+                        msg::CONNECT => {
+                            if let Some(h) = crate::call::h245_address(&p) {
+                                let (ip, stats) = (self.cs_addr.ip(), self.stats.clone());
+                                tokio::spawn(async move {
+                                    if h245_echo(ip, h).await.unwrap_or(false) {
+                                        stats.h245_ok.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                });
+                            }
+                            break fast_start_rtp(&m);
+                        }
                         msg::RELEASE_COMPLETE => break None,
                         _ => continue,
                     }
@@ -437,7 +453,12 @@ impl Ep {
         let _ = link
             .send(&simple(msg::ALERTING, crv, true, "alerting", &call_id))
             .await;
-        let connect = connect_message(crv, &call_id, self.rtp_addr);
+        let h245 = if self.opts.h245 {
+            h245_echo_server(self.cs_addr.ip()).await
+        } else {
+            None
+        };
+        let connect = connect_message(crv, &call_id, self.rtp_addr, h245);
         if link.send(&connect).await.is_err() {
             self.busy.store(false, Ordering::SeqCst);
             return;
@@ -683,12 +704,45 @@ fn setup_message(
     m.encode()
 }
 
-fn connect_message(crv: u16, call: &[u8; 16], rtp: SocketAddr) -> Bytes {
+/// Listen for one H.245 connection and echo what arrives; its address.
+async fn h245_echo_server(ip: IpAddr) -> Option<SocketAddr> {
+    let l = TcpListener::bind(SocketAddr::new(ip, 0)).await.ok()?;
+    let addr = l.local_addr().ok()?;
+    tokio::spawn(async move {
+        if let Ok(Ok((mut s, _))) = tokio::time::timeout(Duration::from_secs(30), l.accept()).await
+        {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Some(addr)
+}
+
+/// Connect to an H.245 address, send one TPKT, expect it echoed.
+async fn h245_echo(ip: IpAddr, to: SocketAddr) -> std::io::Result<bool> {
+    let mut s = connect(ip, to).await?;
+    let msg = [3u8, 0, 0, 8, 0x20, 0x45, 0x23, 0x45];
+    s.write_all(&msg).await?;
+    let mut back = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo"))??;
+    Ok(back == msg)
+}
+
+fn connect_message(crv: u16, call: &[u8; 16], rtp: SocketAddr, h245: Option<SocketAddr>) -> Bytes {
     let mut m = Message::new(msg::CONNECT, CallRef::new(crv, true));
-    let body = json!({"connect": {"protocolIdentifier": PROTOCOL_ID,
+    let mut body = json!({"connect": {"protocolIdentifier": PROTOCOL_ID,
         "destinationInfo": {"terminal": {}, "mc": false, "undefinedNode": false}, "conferenceID": hex(call),
         "callIdentifier": {"guid": hex(call)}, "fastStart": [hex(&fast_start_element(rtp))],
         "multipleCalls": false, "maintainConnection": true}});
+    if let Some(h) = h245 {
+        body["connect"]["h245Address"] = transport_json(h);
+    }
     m.set_user_user(&uuie_bytes(body));
     m.encode()
 }
@@ -820,7 +874,7 @@ mod tests {
         let call = [7u8; 16];
         let setup = setup_message(5, "1001", "1002", &call, rtp, rtp, rtp);
         assert_eq!(fast_start_rtp(&Message::decode(&setup).unwrap()), Some(rtp));
-        let c = connect_message(5, &call, rtp);
+        let c = connect_message(5, &call, rtp, None);
         assert_eq!(fast_start_rtp(&Message::decode(&c).unwrap()), Some(rtp));
     }
 
