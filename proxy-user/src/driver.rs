@@ -509,7 +509,11 @@ impl CallDriver {
         tracing::Span::current()
             .record("call_id", call_hex.as_str())
             .record("crv", call.crv);
-        let route = lock(&self.relay).route_call(info.call_id, &info.destinations);
+        let route = lock(&self.relay).route_call(
+            info.call_id,
+            &info.destinations,
+            a.side == LegSide::Gatekeeper,
+        );
         let (target, side, local_ip) = match route {
             Some(CallRoute::Local {
                 call_signal,

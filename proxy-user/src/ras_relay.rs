@@ -1637,14 +1637,20 @@ impl RasRelay {
     /// Where the call signalling of a SETUP goes: the far end the
     /// gatekeeper named in its ACF, else the proxy's own endpoint its
     /// destination aliases reach (directly or through the dial plan).
+    ///
+    /// A SETUP that arrived from the gatekeeper side (`from_gatekeeper`) is
+    /// for one of the proxy's endpoints: only aliases count, or a
+    /// gatekeeper-routed call would loop back to the gatekeeper.
     pub fn route_call(
         &self,
         call_id: Option<[u8; 16]>,
         destinations: &[String],
+        from_gatekeeper: bool,
     ) -> Option<CallRoute> {
         if let Some(dest) = call_id
             .and_then(|c| self.call(&c))
             .and_then(|c| c.destination)
+            .filter(|_| !from_gatekeeper)
         {
             return Some(CallRoute::Remote(dest));
         }

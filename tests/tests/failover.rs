@@ -18,6 +18,16 @@ fn gatekeeper(
     id: &str,
     alternate: Option<std::net::Ipv4Addr>,
 ) -> LabProc {
+    gatekeeper_with(ns, ip, id, alternate, &[])
+}
+
+fn gatekeeper_with(
+    ns: &Netns,
+    ip: std::net::Ipv4Addr,
+    id: &str,
+    alternate: Option<std::net::Ipv4Addr>,
+    extra: &[&str],
+) -> LabProc {
     let mut c = ns.command(bin("h323-lab")).unwrap();
     c.args([
         "gatekeeper",
@@ -31,6 +41,7 @@ fn gatekeeper(
     if let Some(a) = alternate {
         c.args(["--alternate", &format!("{a}:1719")]);
     }
+    c.args(extra);
     c.stderr(Stdio::inherit());
     let p = LabProc::spawn(id, c).unwrap();
     assert!(
@@ -463,4 +474,48 @@ fn a_separate_h245_channel_is_relayed_through_the_proxy() {
     assert_eq!(get(&s, "calls_active"), 2, "{s}");
     let m = scrape(&lab);
     assert_eq!(metric(&m, "h323proxy_h245_channels_total"), 1, "{m}");
+}
+
+#[test]
+fn gatekeeper_routed_calls_stay_up_when_the_gatekeeper_in_the_signalling_path_dies() {
+    if !privileged(
+        "gatekeeper_routed_calls_stay_up_when_the_gatekeeper_in_the_signalling_path_dies",
+    ) {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let routed = format!("{GK1}:1720");
+    let mut gk1 = gatekeeper_with(&lab.gk1, GK1, "GK-A", Some(GK2), &["--routed", &routed]);
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 5000);
+    let eps = endpoints(&lab, PX_EP, 4, 2);
+    wait_status(&eps, 20, |l| {
+        get(l, "calls_active") == 4 && get(l, "rtp_received") > 0
+    });
+    assert_eq!(
+        gk1.count("gk routed call"),
+        2,
+        "both calls went through the gatekeeper"
+    );
+    // Each call is two proxy calls: endpoint -> gatekeeper and gatekeeper -> endpoint.
+    assert_eq!(
+        metric(&scrape(&lab), "h323proxy_calls{state=\"active\"}"),
+        4
+    );
+
+    gk1.kill9();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let s = status(&eps);
+    assert_eq!(get(&s, "calls_active"), 4, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+    assert_eq!(get(&s, "enquiries_unanswered"), 0, "{s}");
+    let m = scrape(&lab);
+    assert_eq!(metric(&m, "h323proxy_calls_kept_up_total"), 4, "{m}");
 }

@@ -59,6 +59,11 @@ enum Cmd {
         /// alternateGatekeeper RAS addresses announced in GCF/RCF.
         #[arg(long = "alternate")]
         alternates: Vec<std::net::SocketAddr>,
+        /// Gatekeeper-routed model: accept call signalling here (e.g. the
+        /// RAS address's IP, port 1720) and relay calls; without it ACFs
+        /// are direct-routed.
+        #[arg(long)]
+        routed: Option<std::net::SocketAddr>,
     },
     /// Run lab endpoints that register, keep alive, call in pairs and send
     /// RTP. Reads `call <index> <number>`, `status`, `quit` on stdin; prints
@@ -149,6 +154,7 @@ fn main() -> Result<()> {
             id,
             ttl,
             alternates,
+            routed,
         } => runtime()?
             .block_on(proxy_user::lab::gatekeeper::run(
                 proxy_user::lab::gatekeeper::GkOptions {
@@ -156,6 +162,7 @@ fn main() -> Result<()> {
                     id,
                     ttl,
                     alternates,
+                    routed,
                 },
             ))
             .context("lab gatekeeper"),

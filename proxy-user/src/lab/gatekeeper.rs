@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -31,6 +32,11 @@ pub struct GkOptions {
     pub ttl: u32,
     /// alternateGatekeeper RAS addresses sent in GCF/RCF.
     pub alternates: Vec<SocketAddr>,
+    /// Gatekeeper-routed call model: ACFs name this call signalling
+    /// address, where the gatekeeper accepts SETUPs, routes them by alias
+    /// to the callee and relays the call signalling both ways. `None`:
+    /// direct-routed (the ACF names the callee).
+    pub routed: Option<SocketAddr>,
 }
 
 struct Reg {
@@ -49,6 +55,17 @@ struct CallInfo {
 pub async fn run(o: GkOptions) -> std::io::Result<()> {
     let sock = UdpSocket::bind(o.ras).await?;
     crate::driver::big_buffers(&sock);
+    // Alias -> call signalling address, shared with the routed-call listener.
+    let directory: Arc<Mutex<HashMap<String, SocketAddr>>> = Arc::default();
+    if let Some(cs) = o.routed {
+        let l = tokio::net::TcpListener::bind(cs).await?;
+        let dir = directory.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(route_call(s, dir.clone()));
+            }
+        });
+    }
     println!("gk listening ras={} id={}", o.ras, o.id);
     let mut regs: HashMap<String, Reg> = HashMap::new();
     // (aliases, call signalling address) -> endpointIdentifier: a repeated
@@ -96,6 +113,12 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                             let cs = rrq.call_signal_address.first().and_then(socket_addr);
                             let key = format!("{aliases:?}/{cs:?}");
                             let id = by_key.entry(key).or_insert_with(|| { next += 1; format!("{}-{next}", o.id) }).clone();
+                            if let Some(cs) = cs {
+                                let mut d = directory.lock().unwrap();
+                                for a in &aliases {
+                                    d.insert(a.clone(), cs);
+                                }
+                            }
                             regs.insert(id.clone(), Reg {
                                 aliases,
                                 ras: rrq.ras_address.first().and_then(socket_addr).unwrap_or(from),
@@ -126,8 +149,12 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                             Ok(d) => {
                                 calls.insert(format!("{call}/{}", arq.answer_call), CallInfo {
                                     endpoint_id: id, crv: arq.call_reference_value.0, conference: hex(arq.conference_id.0.0.as_ref()) });
+                                let (dest, model) = match o.routed {
+                                    Some(cs) if !arq.answer_call => (cs, json!({"gatekeeperRouted": null})),
+                                    _ => (d, json!({"direct": null})),
+                                };
                                 Some(json!({"admissionConfirm": {"requestSeqNum": s, "bandWidth": arq.band_width.0,
-                                    "callModel": {"direct": null}, "destCallSignalAddress": transport_json(d)}}))
+                                    "callModel": model, "destCallSignalAddress": transport_json(dest)}}))
                             }
                             Err(reason) => Some(json!({"admissionReject": {"requestSeqNum": s, "rejectReason": {reason: null}}})),
                         }
@@ -200,6 +227,54 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
             last_status = key;
         }
     }
+}
+
+/// A gatekeeper-routed call: read the SETUP, find the callee by its
+/// destination aliases, forward the SETUP and splice both TCP connections.
+async fn route_call(mut a: tokio::net::TcpStream, dir: Arc<Mutex<HashMap<String, SocketAddr>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Decoder;
+    let mut buf = bytes::BytesMut::new();
+    let setup = loop {
+        match crate::tpkt::TpktCodec.decode(&mut buf) {
+            Ok(Some(f)) if f.is_empty() => continue,
+            Ok(Some(f)) => break f,
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        match a.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    };
+    let Ok((_, info)) = crate::call::Call::from_setup(&setup) else {
+        return;
+    };
+    let to = {
+        let d = dir.lock().unwrap();
+        info.destinations.iter().find_map(|x| {
+            d.get(x)
+                .or_else(|| d.get(&format!("e164:{}", x.trim_start_matches("e164:"))))
+                .copied()
+        })
+    };
+    let Some(to) = to else {
+        println!("gk routed call: no route for {:?}", info.destinations);
+        return;
+    };
+    let Ok(mut b) = tokio::net::TcpStream::connect(to).await else {
+        return;
+    };
+    let mut out = Vec::with_capacity(setup.len() + 4);
+    out.extend_from_slice(&[3, 0]);
+    out.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
+    out.extend_from_slice(&setup);
+    out.extend_from_slice(&buf);
+    if b.write_all(&out).await.is_err() {
+        return;
+    }
+    println!("gk routed call to {to}");
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
 }
 
 async fn send(sock: &UdpSocket, v: &Value, to: SocketAddr) {
