@@ -302,6 +302,32 @@ pub fn rewrite_h245(q931: &[u8], new: SocketAddr) -> Result<Bytes, CallError> {
     Ok(m.encode())
 }
 
+/// The alternativeAddress of a FACILITY (call forwarding / redirection).
+pub fn alternative_address(q931: &[u8]) -> Option<SocketAddr> {
+    let m = Message::decode(q931).ok()?;
+    let uu = uuie::decode(m.user_user()?.ok()?).ok()?;
+    match &uu.h323_uu_pdu.h323_message_body {
+        H323UUPDUH323MessageBody::facility(f) => f
+            .alternative_address
+            .as_ref()
+            .and_then(crate::h225::value::socket_addr),
+        _ => None,
+    }
+}
+
+/// The FACILITY with its alternativeAddress replaced by `new`.
+pub fn rewrite_alternative(q931: &[u8], new: SocketAddr) -> Result<Bytes, CallError> {
+    let mut m = Message::decode(q931)?;
+    let uu = m.user_user().ok_or(CallError::NoUuie)??;
+    let mut info: H323UserInformation = uuie::decode(uu)?;
+    if let H323UUPDUH323MessageBody::facility(f) = &mut info.h323_uu_pdu.h323_message_body {
+        f.alternative_address = Some(transport(new));
+    }
+    let bytes = uuie::encode(&info)?;
+    m.set_user_user(&bytes);
+    Ok(m.encode())
+}
+
 /// The RELEASE COMPLETE refusing a first message the proxy cannot serve,
 /// on the caller's call reference, with a Q.850 cause (100: invalid
 /// information element contents; 101: message not compatible with the call
@@ -415,6 +441,33 @@ mod tests {
             "only the address changed"
         );
         assert_eq!(h245_address(&corpus_q931(msg::STATUS)), None);
+    }
+
+    #[test]
+    fn facility_alternative_addresses_are_found_and_rewritten() {
+        let call = hex_call();
+        let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"facility": {
+            "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+            "alternativeAddress": crate::h225::value::transport_json("198.18.2.20:1720".parse().unwrap()),
+            "reason": {"callForwarded": null}, "callIdentifier": {"guid": call}}}}});
+        let uu: H323UserInformation = rasn::jer::decode(&v.to_string()).unwrap();
+        let mut m = Message::new(msg::FACILITY, q931::CallRef::new(9, true));
+        m.set_user_user(&uuie::encode(&uu).unwrap());
+        let f = m.encode();
+        assert_eq!(
+            alternative_address(&f),
+            Some("198.18.2.20:1720".parse().unwrap())
+        );
+        let mine: SocketAddr = "198.18.1.1:41000".parse().unwrap();
+        assert_eq!(
+            alternative_address(&rewrite_alternative(&f, mine).unwrap()),
+            Some(mine)
+        );
+        assert_eq!(alternative_address(&corpus_q931(msg::FACILITY)), None);
+    }
+
+    fn hex_call() -> String {
+        crate::h225::value::hex(&[5u8; 16])
     }
 
     #[test]

@@ -611,14 +611,26 @@ impl CallDriver {
                     if call.phase == Phase::Released {
                         break;
                     }
-                    if this.side == LegSide::Gatekeeper && other.side == LegSide::Endpoint {
-                        // The gatekeeper side went away: keep the endpoint's
-                        // call up; the proxy answers its keepalives.
+                    // A gatekeeper in the signalling path (routed model)
+                    // went away mid-call: keep the endpoint's call up; the
+                    // proxy answers its keepalives, and the TCP FIN/RST is a
+                    // liveness hint for the heartbeat. Any other far end
+                    // (an endpoint, or a call not yet connected) ends the
+                    // call: keeping it would leave a zombie.
+                    let peer = this.stream.peer_addr().ok().map(|p| p.ip());
+                    let from_gk = this.side == LegSide::Gatekeeper
+                        && other.side == LegSide::Endpoint
+                        && call.phase == Phase::Active
+                        && peer.is_some_and(|ip| lock(&self.relay).is_gatekeeper_ip(ip));
+                    if from_gk {
+                        if let Some(ip) = peer {
+                            lock(&self.relay).handle_transport_loss(Instant::now(), ip);
+                        }
                         self.stats.kept_up.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(?leg, "gatekeeper-side leg lost; endpoint leg kept up");
+                        tracing::warn!(?leg, "gatekeeper leg lost; endpoint leg kept up");
                         continue;
                     }
-                    tracing::info!(?leg, "endpoint leg closed; releasing the other leg");
+                    tracing::info!(?leg, "leg closed; releasing the other leg");
                     if other.open {
                         let _ = other.send(&call.release_complete(leg.other(), 41)).await;
                     }

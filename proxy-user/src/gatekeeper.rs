@@ -106,6 +106,19 @@ impl Heartbeat {
         self.up_since = None;
     }
 
+    /// A hint that the gatekeeper may be gone (its TCP connection closed
+    /// mid-call): probe at once and call it down if that probe goes
+    /// unanswered for one interval, instead of interval × multiplier.
+    pub fn expedite(&mut self, now: Instant) {
+        let back = self.cfg.interval * self.cfg.multiplier.saturating_sub(1);
+        self.last_heard = self.last_heard.min(now.checked_sub(back).unwrap_or(now));
+        self.next_probe = now;
+        if self.health == Health::Up {
+            self.health = Health::Suspect;
+            self.up_since = None;
+        }
+    }
+
     /// Advance to `now`: update the state from elapsed silence and return
     /// `true` when a probe is due (the driver sends it).
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
@@ -206,6 +219,23 @@ mod tests {
         hb.handle_reply(t0 + 20 * MS);
         assert_eq!(hb.health(), Health::Up);
         assert_eq!(hb.up_for(t0 + 120 * MS), Some(100 * MS));
+    }
+
+    #[test]
+    fn an_expedited_check_is_down_after_one_unanswered_interval() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(cfg(), t0);
+        hb.expedite(t0 + 10 * MS);
+        assert_eq!(hb.health(), Health::Suspect);
+        assert!(hb.handle_timeout(t0 + 10 * MS), "probe at once");
+        hb.handle_timeout(t0 + 61 * MS);
+        assert_eq!(hb.health(), Health::Down);
+        // A reply in time would have kept it: check on a fresh detector.
+        let mut hb = Heartbeat::new(cfg(), t0);
+        hb.expedite(t0 + 10 * MS);
+        hb.handle_reply(t0 + 12 * MS);
+        hb.handle_timeout(t0 + 61 * MS);
+        assert_eq!(hb.health(), Health::Up);
     }
 
     #[test]

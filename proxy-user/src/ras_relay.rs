@@ -293,7 +293,9 @@ pub struct RasRelay {
     calls: HashMap<([u8; 16], String), CallRecord>,
     pending: HashMap<u16, (Pending, Instant)>,
     /// Gatekeeper-initiated requests forwarded to endpoints: our seq → (gk, their seq).
-    ep_pending: HashMap<u16, (usize, u16, Instant)>,
+    /// Gatekeeper requests forwarded to endpoints: our seq → (gatekeeper,
+    /// its seq, the endpoint asked, when).
+    ep_pending: HashMap<u16, (usize, u16, String, Instant)>,
     next_seq: u16,
     rereg: VecDeque<String>,
     rereg_tokens: f64,
@@ -523,7 +525,7 @@ impl RasRelay {
         self.pending
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
         self.ep_pending
-            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+            .retain(|_, (_, _, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
     }
 
     /// Drop registrations whose endpoint has sent nothing for 1.5 × the
@@ -534,11 +536,7 @@ impl RasRelay {
             .regs
             .iter()
             .filter(|r| {
-                let ttl = r
-                    .binding
-                    .as_ref()
-                    .map(|b| b.ttl)
-                    .unwrap_or(self.cfg.local_ttl);
+                let ttl = r.granted_ttl;
                 let last = r.last_keepalive.unwrap_or(now);
                 now.saturating_duration_since(last)
                     > Duration::from_secs(u64::from(ttl.max(1))) * 3 / 2
@@ -830,6 +828,26 @@ impl RasRelay {
         self.reselect(now);
     }
 
+    /// Whether `ip` is the address of a known gatekeeper.
+    pub fn is_gatekeeper_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.gks.iter().any(|g| g.cfg.ras.ip() == ip)
+    }
+
+    /// A gatekeeper's call signalling connection closed or was reset in the
+    /// middle of a call (gatekeeper-routed model): probe the gatekeeper at
+    /// that IP address at once and call it down if one interval passes
+    /// without an answer.
+    pub fn handle_transport_loss(&mut self, now: Instant, peer: std::net::IpAddr) {
+        self.now = self.now.max(now);
+        for gk in 0..self.gks.len() {
+            if self.gks[gk].cfg.ras.ip() == peer {
+                tracing::warn!(gatekeeper = %self.gks[gk].cfg.name, "gatekeeper dropped a call signalling connection; probing at once");
+                self.gks[gk].hb.expedite(now);
+                self.note_health(gk);
+            }
+        }
+    }
+
     /// A datagram arrived on the gatekeeper-side socket.
     pub fn handle_gatekeeper(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.now = self.now.max(now);
@@ -840,9 +858,6 @@ impl RasRelay {
             );
             return;
         };
-        // Anything from the gatekeeper shows it is alive.
-        self.gks[gk].hb.handle_reply(now);
-        self.note_health(gk);
         let m = match ras::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -855,6 +870,9 @@ impl RasRelay {
                 return;
             }
         };
+        // A decodable message from the gatekeeper shows it is alive.
+        self.gks[gk].hb.handle_reply(now);
+        self.note_health(gk);
         let Some(seq) = seq_num(&m) else { return };
         if is_request(&m) {
             self.gatekeeper_request(gk, seq, m, now);
@@ -901,6 +919,8 @@ impl RasRelay {
                 RasMessage::registrationReject(_) => self.gks[gk].self_id = None,
                 _ => {}
             },
+            // A late answer from a gatekeeper no longer in control.
+            Pending::Refresh { .. } if Some(gk) != self.active => {}
             Pending::Refresh { endpoint_id, .. } => {
                 if let RasMessage::registrationReject(_) = m {
                     // The gatekeeper forgot it: register again in full.
@@ -924,6 +944,17 @@ impl RasRelay {
                         self.refresh
                             .push(Reverse((now + refresh_after(ttl), endpoint_id)));
                     }
+                }
+            }
+            Pending::Reregister { endpoint_id, .. } if Some(gk) != self.active => {
+                // A late answer from a gatekeeper no longer in control.
+                if self.active.is_some()
+                    && self
+                        .regs
+                        .get(&endpoint_id)
+                        .is_some_and(|r| r.binding.is_none())
+                {
+                    self.rereg.push_back(endpoint_id);
                 }
             }
             Pending::Reregister { endpoint_id, .. } => match m {
@@ -981,26 +1012,37 @@ impl RasRelay {
                     .as_ref()
                     .map(|t| t.0)
                     .unwrap_or(self.cfg.local_ttl);
-                // Keep the identifier the endpoint already has, if any.
-                let local = self
-                    .regs
-                    .by_source(reg.source)
-                    .map(|r| r.endpoint_id.clone())
-                    .unwrap_or_else(|| gk_id.clone());
+                // Keep the identifier the endpoint already has; else take the
+                // gatekeeper's unless another endpoint here already uses it
+                // (gatekeepers number independently).
+                let local = match self.regs.by_source(reg.source) {
+                    Some(r) => r.endpoint_id.clone(),
+                    None if self.regs.get(&gk_id).is_some() => {
+                        self.regs.allocate_id(&self.cfg.proxy_id)
+                    }
+                    None => gk_id.clone(),
+                };
                 reg.endpoint_id = local.clone();
                 reg.binding = None;
+                reg.granted_ttl = ttl;
                 self.regs.insert(*reg);
-                self.regs.bind(
-                    &local,
-                    Some(Binding {
-                        gatekeeper: gk,
-                        endpoint_id: gk_id,
-                        ttl,
-                        since: now,
-                    }),
-                );
-                self.refresh
-                    .push(Reverse((now + refresh_after(ttl), local.clone())));
+                if Some(gk) == self.active {
+                    self.regs.bind(
+                        &local,
+                        Some(Binding {
+                            gatekeeper: gk,
+                            endpoint_id: gk_id,
+                            ttl,
+                            since: now,
+                        }),
+                    );
+                    self.refresh
+                        .push(Reverse((now + refresh_after(ttl), local.clone())));
+                } else if self.active.is_some() {
+                    // Control moved while this RRQ was out: register it
+                    // where control is now.
+                    self.rereg.push_back(local.clone());
+                }
                 rcf.endpoint_identifier = epid(&local);
                 rcf.call_signal_address = vec![transport(self.cfg.endpoint_call_signal)];
                 rcf.gatekeeper_identifier = Some(gkid(&self.cfg.proxy_id));
@@ -1090,7 +1132,7 @@ impl RasRelay {
         match target {
             Some((id, ras_addr)) => {
                 let our = self.alloc_seq();
-                self.ep_pending.insert(our, (gk, seq, now));
+                self.ep_pending.insert(our, (gk, seq, id.clone(), now));
                 let _ = set_seq_num(&mut m, our);
                 tracing::debug!(endpoint_id = %id, request = ras::CHOICE_NAMES[choice(&m)], "gatekeeper request forwarded to endpoint");
                 self.send_to_endpoint(ras_addr, &m);
@@ -1212,6 +1254,14 @@ impl RasRelay {
     /// A datagram arrived on the endpoint-side socket.
     pub fn handle_endpoint(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.now = self.now.max(now);
+        // Every log line about this datagram carries the endpoint.
+        let id = self.regs.by_source(from).map(|r| r.endpoint_id.clone());
+        let span = tracing::info_span!(
+            "endpoint",
+            %from,
+            endpoint_id = id.as_deref().unwrap_or("-")
+        );
+        let _in_span = span.enter();
         let m = match ras::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1348,8 +1398,15 @@ impl RasRelay {
                 }
             }
             RasMessage::infoRequestResponse(mut irr) => {
-                // A reply to a gatekeeper IRQ we forwarded?
-                if let Some((gk, their, _)) = self.ep_pending.remove(&seq) {
+                // A reply to a gatekeeper IRQ we forwarded, from the
+                // endpoint that was asked? Then it goes back rewritten like
+                // any IRR: the gatekeeper's identifier, the proxy's addresses.
+                if let Some((gk, their, target)) = self.take_ep_pending(seq, from) {
+                    if let Some(b) = self.regs.get(&target).and_then(|r| r.binding.clone()) {
+                        irr.endpoint_identifier = epid(&b.endpoint_id);
+                    }
+                    irr.ras_address = transport(self.cfg.gatekeeper_ras);
+                    irr.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
                     self.to_gatekeeper_reply(gk, their, RasMessage::infoRequestResponse(irr), from);
                     return;
                 }
@@ -1384,16 +1441,19 @@ impl RasRelay {
             | RasMessage::disengageReject(_)
             | RasMessage::bandwidthConfirm(_)
             | RasMessage::bandwidthReject(_)) => {
-                let Some((gk, their, _)) = self.ep_pending.remove(&seq) else {
-                    self.refuse(from, "reply to no request the proxy forwarded");
+                let Some((gk, their, target)) = self.take_ep_pending(seq, from) else {
+                    self.refuse(
+                        from,
+                        "reply to no request the proxy forwarded to this endpoint",
+                    );
                     return;
                 };
                 if let RasMessage::unregistrationConfirm(_) = &m {
-                    if let Some(id) = self.regs.by_source(from).map(|r| r.endpoint_id.clone()) {
-                        self.regs.remove(&id);
-                        self.events
-                            .push_back(Event::Unregistered { endpoint_id: id });
-                    }
+                    self.regs.remove(&target);
+                    self.calls.retain(|(_, e), _| *e != target);
+                    self.events.push_back(Event::Unregistered {
+                        endpoint_id: target,
+                    });
                 }
                 self.to_gatekeeper_reply(gk, their, m, from);
             }
@@ -1425,6 +1485,17 @@ impl RasRelay {
             }),
             Err(e) => tracing::warn!(error = %e, "encoding a reply toward the gatekeeper"),
         }
+    }
+
+    /// The forwarded gatekeeper request `seq`, if `from` is the endpoint it
+    /// went to (another endpoint guessing the number changes nothing).
+    fn take_ep_pending(&mut self, seq: u16, from: SocketAddr) -> Option<(usize, u16, String)> {
+        let (_, _, target, _) = self.ep_pending.get(&seq)?;
+        if self.regs.by_source(from).map(|r| &r.endpoint_id) != Some(target) {
+            return None;
+        }
+        let (gk, their, target, _) = self.ep_pending.remove(&seq)?;
+        Some((gk, their, target))
     }
 
     /// The registration of the endpoint at `from` claiming `endpoint_id`.
@@ -1472,10 +1543,12 @@ impl RasRelay {
                 );
                 return;
             };
+            // Answer with the timeToLive the endpoint was granted: its
+            // registration lapses on that clock, whoever is in control.
             let ttl = self
                 .regs
                 .get(&id)
-                .and_then(|r| r.binding.as_ref().map(|b| b.ttl))
+                .map(|r| r.granted_ttl)
                 .unwrap_or(self.cfg.local_ttl);
             if let Some(r) = self.regs.get_mut(&id) {
                 r.last_keepalive = Some(now);
@@ -1499,6 +1572,7 @@ impl RasRelay {
             call_signal: rrq.call_signal_address.first().and_then(socket_addr),
             rrq: rrq.clone(),
             binding: None,
+            granted_ttl: self.cfg.local_ttl,
             last_keepalive: Some(now),
             keepalives: 0,
         };

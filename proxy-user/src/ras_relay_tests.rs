@@ -519,3 +519,56 @@ fn a_silent_endpoint_expires_after_one_and_a_half_time_to_live() {
     );
     assert!(r.registrations().get(&id).is_some(), "alice kept");
 }
+
+#[test]
+fn a_spoofed_reply_to_a_gatekeeper_request_changes_nothing() {
+    let (mut r, mut gks, t, id) = registered();
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    pump(&mut r, t, &mut gks);
+    let urq = json!({"unregistrationRequest": {"requestSeqNum": 77, "callSignalAddress": [],
+        "endpointIdentifier": "GK-A-2"}});
+    r.handle_gatekeeper(
+        t,
+        addr("198.18.2.10:1719"),
+        &ras::encode(&ras_from_json(&urq).unwrap()).unwrap(),
+    );
+    let RasMessage::unregistrationRequest(u) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    let ucf = ras::encode(
+        &ras_from_json(&json!({"unregistrationConfirm": {"requestSeqNum": u.request_seq_num.0}}))
+            .unwrap(),
+    )
+    .unwrap();
+    // Bob answers alice's URQ: refused, nobody unregistered.
+    r.handle_endpoint(t, addr(EP2), &ucf);
+    assert_eq!(r.registrations().len(), 2);
+    assert!(
+        r.poll_transmit().is_none(),
+        "nothing relayed to the gatekeeper"
+    );
+    // Alice answers: she, and only she, is gone.
+    r.handle_endpoint(t, addr(EP1), &ucf);
+    assert_eq!(r.registrations().len(), 1);
+    assert!(r.registrations().get(&id).is_none());
+}
+
+#[test]
+fn gatekeeper_identifiers_that_collide_locally_get_a_proxy_identifier() {
+    let (mut r, mut gks, mut t, alice) = registered();
+    // Fail over: the backup numbers its endpoints from 1 again ("GK-B-..").
+    gks[0].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), Some("backup"));
+    // Make the backup hand out alice's identifier to a new endpoint.
+    gks[1].name = "GK-A";
+    gks[1].next = 1;
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!()
+    };
+    let bob = bmp_text(&rcf.endpoint_identifier.0);
+    assert_ne!(bob, alice, "two endpoints never share an identifier");
+    assert_eq!(r.registrations().len(), 2);
+    assert!(r.registrations().get(&alice).is_some());
+}

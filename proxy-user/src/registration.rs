@@ -42,6 +42,10 @@ pub struct Registration {
     /// The gatekeeper-side registration, `None` while unbound (survivable
     /// mode, or not yet re-registered after a failover).
     pub binding: Option<Binding>,
+    /// timeToLive granted to the endpoint (by its gatekeeper, or by the
+    /// proxy in survivable mode), seconds: the registration lapses after
+    /// 1.5 × this with no keepalive.
+    pub granted_ttl: u32,
     /// Last keepalive (lightweight RRQ) answered.
     pub last_keepalive: Option<Instant>,
     /// Keepalives answered.
