@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::h225::asn::h323_messages::H323UUPDUH323MessageBody;
 use crate::h225::uuie::{self, H323UserInformation};
-use crate::h225::value::{alias_text, transport};
+use crate::h225::value::{alias_text, guid, transport};
 use crate::q931::{self, Message, call_state, ie, msg};
 
 /// Errors of the call state machine. None of them changes the call.
@@ -351,13 +351,6 @@ pub fn refuse(q931: &[u8], cause: u8) -> Option<Bytes> {
     let uu: H323UserInformation = rasn::jer::decode(&v.to_string()).ok()?;
     r.set_user_user(&uuie::encode(&uu).ok()?);
     Some(r.encode())
-}
-
-fn guid(bytes: &[u8]) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    let n = bytes.len().min(16);
-    g[..n].copy_from_slice(&bytes[..n]);
-    g
 }
 
 #[cfg(test)]

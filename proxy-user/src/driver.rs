@@ -275,9 +275,6 @@ fn log_event(ev: &Event) {
     }
 }
 
-/// Interval for the periodic status line.
-pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
-
 // ------------------------------------------------------------ call signalling
 
 use std::sync::Mutex;

@@ -25,7 +25,7 @@ use crate::h225::asn::h323_messages::{AdmissionRequest, AliasAddress, Registrati
 use crate::h225::corpus::PROTOCOL_ID;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::value::{
-    alias_json, alias_text, bmp_text, epid, gkid, hex, ras_from_json, seq_num, set_seq_num,
+    alias_json, alias_text, bmp_text, epid, gkid, guid, hex, ras_from_json, seq_num, set_seq_num,
     socket_addr, transport, transport_json,
 };
 use crate::registration::{Binding, Registration, Registry};
@@ -1767,13 +1767,6 @@ fn refresh_after(ttl: u32) -> Duration {
 
 fn vendor_json() -> Value {
     json!({"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}})
-}
-
-fn guid(bytes: &[u8]) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    let n = bytes.len().min(16);
-    g[..n].copy_from_slice(&bytes[..n]);
-    g
 }
 
 fn choice(m: &RasMessage) -> usize {

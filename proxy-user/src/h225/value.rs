@@ -77,6 +77,15 @@ pub fn transport_json(addr: SocketAddr) -> Value {
     }
 }
 
+/// A 16-octet GUID (callIdentifier, conferenceID) from its octets; short
+/// input is zero-padded, long input truncated.
+pub fn guid(bytes: &[u8]) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    let n = bytes.len().min(16);
+    g[..n].copy_from_slice(&bytes[..n]);
+    g
+}
+
 /// Upper-case hex, as JER writes OCTET STRINGs.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()

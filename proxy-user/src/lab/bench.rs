@@ -4,7 +4,7 @@
 //! registrations sent directly to the backup in the same run.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -300,9 +300,4 @@ pub fn raise_nofile() {
     };
     // SAFETY: setrlimit with a valid struct; failure only leaves the limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-}
-
-/// Where the scratch files go.
-pub fn scratch(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
