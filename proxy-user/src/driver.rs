@@ -242,8 +242,11 @@ pub fn big_buffers(s: &UdpSocket) {
     }
 }
 
+/// How long a new call-signalling link may stay without a SETUP.
+const SETUP_WAIT: Duration = Duration::from_secs(30);
+
 /// Lock the relay; a panic in another task must not take RAS down with it.
-fn lock(m: &Mutex<RasRelay>) -> std::sync::MutexGuard<'_, RasRelay> {
+pub fn lock(m: &Mutex<RasRelay>) -> std::sync::MutexGuard<'_, RasRelay> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -469,17 +472,30 @@ impl CallDriver {
     }
 
     async fn serve(&self, mut a: LegIo, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
-        // The first message, after any keepalives, must be SETUP.
-        let setup = loop {
-            match a.next().await {
-                Ok(Some(f)) if f.is_empty() => continue,
-                Ok(Some(f)) => break f,
-                Ok(None) => return,
-                Err(e) => {
-                    self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, error = %e, "call signalling framing");
-                    return;
+        // The first message, after any keepalives, must be SETUP, and soon:
+        // an idle link that never starts a call would hold a task forever.
+        let first = tokio::time::timeout(SETUP_WAIT, async {
+            loop {
+                match a.next().await {
+                    Ok(Some(f)) if f.is_empty() => continue,
+                    Ok(Some(f)) => return Ok(Some(f)),
+                    other => return other,
                 }
+            }
+        })
+        .await;
+        let setup = match first {
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "call signalling framing");
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, "no SETUP within {SETUP_WAIT:?}; closing the link");
+                return;
             }
         };
         let (mut call, info) = match Call::from_setup(&setup) {

@@ -178,6 +178,10 @@ impl Collector for ProxyCollector {
                     s.stats.refused,
                 ),
                 (
+                    l(&[("port", "1719"), ("reason", "overload")]),
+                    s.stats.dropped_overload,
+                ),
+                (
                     l(&[("port", "1720"), ("reason", "malformed")]),
                     get(&c.malformed),
                 ),

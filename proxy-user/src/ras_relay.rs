@@ -166,6 +166,8 @@ pub struct RelayStats {
     /// Datagrams that decoded but were refused (unknown endpoint, spoofed
     /// source, unexpected message).
     pub refused: u64,
+    /// Requests dropped because too many were outstanding at gatekeepers.
+    pub dropped_overload: u64,
 }
 
 /// One gatekeeper as the relay sees it.
@@ -312,6 +314,10 @@ pub struct RasRelay {
 
 /// How long an unanswered request is remembered.
 const PENDING_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Most requests outstanding at gatekeepers at once (of 65,535 sequence
+/// numbers), with room left for the proxy's own probes.
+const MAX_PENDING: usize = 60_000;
 
 /// How often registrations are checked for expiry.
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
@@ -757,6 +763,17 @@ impl RasRelay {
     }
 
     fn send_msg_to_gk(&mut self, gk: usize, mut m: RasMessage, p: Pending) {
+        // Sequence numbers are 16 bits: past this many outstanding requests
+        // a new one would have to reuse a live number, so it waits for the
+        // endpoint's retry instead.
+        if self.pending.len() + self.ep_pending.len() >= MAX_PENDING {
+            self.stats.dropped_overload += 1;
+            tracing::warn!(
+                gatekeeper = %self.gks[gk].cfg.name,
+                "{MAX_PENDING} requests outstanding; dropping one"
+            );
+            return;
+        }
         let seq = self.alloc_seq();
         let _ = set_seq_num(&mut m, seq);
         if matches!(m, RasMessage::registrationRequest(_)) {
@@ -885,6 +902,26 @@ impl RasRelay {
             .is_none_or(|(p, _)| p.gatekeeper() != gk)
         {
             tracing::debug!(%from, seq, "reply to no pending request");
+            return;
+        }
+        if let RasMessage::requestInProgress(rip) = &m {
+            // H.225.0 7.18: the real answer follows. Keep waiting (from now)
+            // and tell the endpoint, under its own sequence number, so its
+            // retry timer stretches too.
+            let delay = rip.delay;
+            if let Some((p, at)) = self.pending.get_mut(&seq) {
+                *at = now;
+                if let Pending::Forward {
+                    to, seq: theirs, ..
+                } = p
+                {
+                    let (to, theirs) = (*to, *theirs);
+                    let mut m = m;
+                    let _ = set_seq_num(&mut m, theirs);
+                    tracing::debug!(%to, delay, "gatekeeper asks for patience");
+                    self.send_to_endpoint(to, &m);
+                }
+            }
             return;
         }
         let Some((p, sent)) = self.pending.remove(&seq) else {
@@ -1047,6 +1084,9 @@ impl RasRelay {
                 rcf.call_signal_address = vec![transport(self.cfg.endpoint_call_signal)];
                 rcf.gatekeeper_identifier = Some(gkid(&self.cfg.proxy_id));
                 rcf.alternate_gatekeeper = None;
+                // Pre-granted admission would let calls start without an
+                // ARQ, and the proxy would not know them to keep them up.
+                rcf.pre_granted_arq = None;
                 tracing::info!(endpoint_id = %local, gatekeeper = %self.gks[gk].cfg.name, "registered");
                 self.events.push_back(Event::Registered {
                     endpoint_id: local,
@@ -1073,6 +1113,19 @@ impl RasRelay {
             }
             (RasMessage::disengageConfirm(_), Forwarded::Disengage(key)) => {
                 self.calls.remove(&key);
+            }
+            // Endpoints must only ever know the proxy: no alternate
+            // gatekeepers in rejects, and a located endpoint is reached
+            // through the proxy's own addresses.
+            (RasMessage::admissionReject(r), _) => r.alt_gkinfo = None,
+            (RasMessage::unregistrationReject(r), _) => r.alt_gkinfo = None,
+            (RasMessage::locationReject(r), _) => r.alt_gkinfo = None,
+            (RasMessage::bandwidthReject(r), _) => r.alt_gkinfo = None,
+            (RasMessage::locationConfirm(lcf), _) => {
+                lcf.call_signal_address = transport(self.cfg.endpoint_call_signal);
+                lcf.ras_address = transport(self.cfg.endpoint_ras);
+                lcf.alternate_endpoints = None;
+                lcf.alternate_transport_addresses = None;
             }
             _ => {}
         }
@@ -1131,6 +1184,10 @@ impl RasRelay {
         };
         match target {
             Some((id, ras_addr)) => {
+                if self.pending.len() + self.ep_pending.len() >= MAX_PENDING {
+                    self.stats.dropped_overload += 1;
+                    return;
+                }
                 let our = self.alloc_seq();
                 self.ep_pending.insert(our, (gk, seq, id.clone(), now));
                 let _ = set_seq_num(&mut m, our);

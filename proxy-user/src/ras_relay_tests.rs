@@ -572,3 +572,60 @@ fn gatekeeper_identifiers_that_collide_locally_get_a_proxy_identifier() {
     assert_eq!(r.registrations().len(), 2);
     assert!(r.registrations().get(&alice).is_some());
 }
+
+#[test]
+fn request_in_progress_is_passed_on_and_keeps_the_request_alive() {
+    let (mut r, mut gks, mut t, id) = registered();
+    r.handle_endpoint(t, addr(EP1), &arq(40, &id, "1002", 9));
+    // Hold the ARQ back from the fake gatekeeper: this one is slow.
+    let out = r.poll_transmit().expect("ARQ toward the gatekeeper");
+    assert_eq!(out.side, Side::Gatekeeper);
+    let ours = seq_num(&ras::decode(&out.bytes).unwrap()).unwrap();
+    assert!(run(&mut r, &mut t, Duration::from_secs(8), &mut gks).is_empty());
+    let rip = json!({"requestInProgress": {"requestSeqNum": ours, "delay": 9000}});
+    r.handle_gatekeeper(
+        t,
+        gks[0].addr,
+        &ras::encode(&ras_from_json(&rip).unwrap()).unwrap(),
+    );
+    let RasMessage::requestInProgress(seen) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RIP passed to the endpoint")
+    };
+    assert_eq!(
+        seen.request_seq_num.0, 40,
+        "under the endpoint's own number"
+    );
+    // Past the usual pending lifetime counted from the ARQ, but not from the RIP.
+    assert!(run(&mut r, &mut t, Duration::from_secs(7), &mut gks).is_empty());
+    let acf = json!({"admissionConfirm": {"requestSeqNum": ours, "bandWidth": 640, "callModel": {"direct": null},
+        "destCallSignalAddress": transport_json(addr("198.18.2.1:1720"))}});
+    r.handle_gatekeeper(
+        t,
+        gks[0].addr,
+        &ras::encode(&ras_from_json(&acf).unwrap()).unwrap(),
+    );
+    let RasMessage::admissionConfirm(acf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("the late ACF still reaches the endpoint")
+    };
+    assert_eq!(acf.request_seq_num.0, 40);
+}
+
+#[test]
+fn rejects_and_location_answers_never_reveal_the_gatekeepers() {
+    let (mut r, mut gks, t, id) = registered();
+    r.handle_endpoint(t, addr(EP1), &arq(41, &id, "1002", 10));
+    let out = r.poll_transmit().unwrap();
+    let ours = seq_num(&ras::decode(&out.bytes).unwrap()).unwrap();
+    let arj = json!({"admissionReject": {"requestSeqNum": ours, "rejectReason": {"resourceUnavailable": null},
+        "altGKInfo": {"alternateGatekeeper": [{"rasAddress": transport_json(addr("198.18.2.11:1719")), "needToRegister": true, "priority": 1}], "altGKisPermanent": true}}});
+    r.handle_gatekeeper(
+        t,
+        gks[0].addr,
+        &ras::encode(&ras_from_json(&arj).unwrap()).unwrap(),
+    );
+    let RasMessage::admissionReject(arj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("ARJ expected")
+    };
+    assert_eq!(arj.request_seq_num.0, 41);
+    assert_eq!(arj.alt_gkinfo, None);
+}

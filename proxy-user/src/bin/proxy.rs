@@ -141,12 +141,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                 match Config::load(path.as_deref()) {
                     Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
                     Ok(new) => {
-                        let restart = match relay.lock() {
-                            Ok(mut r) => {
-                                let gk_ras = r.gatekeeper_ras();
-                                r.reconfigure(new.relay(gk_ras))
-                            }
-                            Err(_) => Vec::new(),
+                        let restart = {
+                            let mut r = proxy_user::driver::lock(&relay);
+                            let gk_ras = r.gatekeeper_ras();
+                            r.reconfigure(new.relay(gk_ras))
                         };
                         if new.fastpath != cfg.fastpath || new.instance != cfg.instance || new.metrics != cfg.metrics {
                             tracing::warn!("[fastpath], [metrics] and instance changes take effect at the next start");
