@@ -95,6 +95,250 @@ pub struct PacketCounter {
 // SAFETY: repr(C), a single u64, every bit pattern valid.
 unsafe impl aya::Pod for PacketCounter {}
 
+/// Key of the offloaded-endpoint map (`KEEPALIVE`): the source a keepalive
+/// must come from. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`)
+/// so one map serves both families.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    /// Source address, network byte order, IPv4-mapped for IPv4.
+    pub addr: [u8; 16],
+    /// Source UDP port, host byte order.
+    pub port: u16,
+    /// Always zero (explicit padding so keys hash the same on both sides).
+    pub pad: u16,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding field, every bit pattern valid.
+unsafe impl aya::Pod for EndpointKey {}
+
+/// Longest keepalive request and RCF answer the kernel handles; longer ones
+/// stay with userspace. Lightweight RRQ/RCF pairs are 40-100 bytes.
+pub const KA_MAX: usize = 112;
+/// Shortest request the kernel handles (the hash reads 8-byte words).
+pub const KA_MIN: usize = 16;
+/// Offset of `requestSeqNum` in an aligned-PER RRQ or RCF: the CHOICE index
+/// and the SEQUENCE preamble (extension bit, three optional-field bits)
+/// take the first ten bits, and the 16-bit number is octet-aligned.
+pub const KA_SEQ_OFF: usize = 2;
+
+/// One endpoint whose keepalives the kernel answers (value of `KEEPALIVE`).
+///
+/// Userspace fills it after it has answered a keepalive of a confirmed
+/// registration itself: the request's hash (everything but requestSeqNum),
+/// where its endpointIdentifier lies, and the RCF it sent, as a template.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepaliveEntry {
+    /// [`ka_hash`] of the learned request, requestSeqNum masked.
+    pub req_hash: u64,
+    /// [`ka_hash`] of the endpointIdentifier bytes in the request.
+    pub eid_hash: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last kernel answer.
+    pub last_ns: u64,
+    /// Keepalives the kernel answered for this endpoint.
+    pub answered: u64,
+    /// Rate bound: theoretical arrival time of the next answer (GCRA), ns.
+    pub tat_ns: u64,
+    /// Length of the learned request.
+    pub req_len: u16,
+    /// Offset and length of the endpointIdentifier BMPString contents in it.
+    pub eid_off: u16,
+    /// Length in bytes (two per character).
+    pub eid_len: u16,
+    /// Length of the RCF in `rcf`.
+    pub rcf_len: u16,
+    /// One's-complement sum of `rcf` with requestSeqNum zero, folded to 16
+    /// bits, so the kernel finishes the UDP checksum without a loop.
+    pub rcf_csum: u16,
+    /// Reserved, zero.
+    pub pad: [u16; 3],
+    /// The RCF, zero-padded, requestSeqNum zero.
+    pub rcf: [u8; KA_MAX],
+}
+
+impl Default for KeepaliveEntry {
+    fn default() -> Self {
+        Self {
+            req_hash: 0,
+            eid_hash: 0,
+            last_ns: 0,
+            answered: 0,
+            tat_ns: 0,
+            req_len: 0,
+            eid_off: 0,
+            eid_len: 0,
+            rcf_len: 0,
+            rcf_csum: 0,
+            pad: [0; 3],
+            rcf: [0; KA_MAX],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) with u64 fields first, u16 fields filling 16 bytes and a
+// byte array of a multiple of 8: no implicit padding; any bits are valid.
+unsafe impl aya::Pod for KeepaliveEntry {}
+
+/// Fast-path settings (single slot of the `FP_CONFIG` array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastpathSettings {
+    /// Non-zero: answer learned keepalives in the kernel.
+    pub answer: u32,
+    /// UDP port of the proxy's endpoint-side RAS socket (0: 1719).
+    pub ras_port: u16,
+    /// Reserved, zero.
+    pub pad: u16,
+    /// Minimum spacing of kernel answers per endpoint, ns (0: no bound).
+    pub rate_interval_ns: u64,
+    /// How far ahead of that spacing answers may run (burst × spacing), ns.
+    pub rate_slack_ns: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no implicit padding, every bit pattern valid.
+unsafe impl aya::Pod for FastpathSettings {}
+
+/// A local address of the proxy (key of `LOCAL_ADDRS`): the kernel answers
+/// only keepalives sent to one of them. Same encoding as [`EndpointKey::addr`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LocalAddr {
+    /// Address, IPv4-mapped for IPv4.
+    pub addr: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), a byte array.
+unsafe impl aya::Pod for LocalAddr {}
+
+/// Why the keepalive fast path did not answer a RAS datagram to the proxy
+/// (slots of the per-CPU `KA_REASONS` array), or that it did.
+pub mod ka_slot {
+    /// Answered with XDP_TX.
+    pub const ANSWERED: u32 = 0;
+    /// Answering is switched off (`FP_CONFIG.answer == 0`).
+    pub const OFF: u32 = 1;
+    /// Not a registrationRequest with the extension bit (so no keepAlive).
+    pub const NOT_KEEPALIVE: u32 = 2;
+    /// Source address and port not learned (spoofed, or another port).
+    pub const UNKNOWN_SOURCE: u32 = 3;
+    /// Not sent to one of the proxy's own addresses.
+    pub const NOT_FOR_PROXY: u32 = 4;
+    /// Length differs from the learned keepalive (truncated, padded, changed).
+    pub const LENGTH_MISMATCH: u32 = 5;
+    /// endpointIdentifier differs from the learned one.
+    pub const IDENTIFIER_MISMATCH: u32 = 6;
+    /// Other bytes differ (a changed or malformed keepalive).
+    pub const CONTENT_MISMATCH: u32 = 7;
+    /// Over the per-endpoint answer rate: dropped.
+    pub const RATE_LIMITED: u32 = 8;
+    /// IPv4 options, or headers the answer cannot be built in.
+    pub const UNSUPPORTED_HEADERS: u32 = 9;
+    /// Resizing or rewriting the frame failed.
+    pub const REWRITE_FAILED: u32 = 10;
+    /// Total number of slots.
+    pub const COUNT: u32 = 11;
+    /// Slot names, in slot order, for status output.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "answered",
+        "off",
+        "not_keepalive",
+        "unknown_source",
+        "not_for_proxy",
+        "length_mismatch",
+        "identifier_mismatch",
+        "content_mismatch",
+        "rate_limited",
+        "unsupported_headers",
+        "rewrite_failed",
+    ];
+}
+
+/// Mix one little-endian 8-byte word into a keepalive hash.
+#[inline(always)]
+pub fn ka_mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// Seed of [`ka_hash`].
+pub const KA_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Offset of the `i`-th 8-byte word the hash reads in a region of `len`
+/// bytes (`len >= 8`): words at 0, 8, 16 ..., the last one pulled back to
+/// end at `len` (it may overlap its predecessor). `None` past the end.
+#[inline(always)]
+pub fn ka_word_at(i: usize, len: usize) -> Option<usize> {
+    let off = i * 8;
+    if off >= len || len < 8 {
+        None
+    } else if off + 8 > len {
+        Some(len - 8)
+    } else {
+        Some(off)
+    }
+}
+
+/// Mask applied to the word read at offset `at` of a request: zeroes the
+/// requestSeqNum bytes when the word covers them.
+#[inline(always)]
+pub fn ka_seq_mask(at: usize) -> u64 {
+    if at <= KA_SEQ_OFF && KA_SEQ_OFF + 2 <= at + 8 {
+        !(0xffffu64 << ((KA_SEQ_OFF - at) * 8))
+    } else {
+        !0
+    }
+}
+
+/// The hash the kernel computes over a request (`mask_seq`) or over its
+/// endpointIdentifier, by reading the same words with [`ka_word_at`].
+/// Words past [`KA_MAX`] are ignored, as in the kernel.
+pub fn ka_hash(bytes: &[u8], mask_seq: bool) -> u64 {
+    let mut h = KA_SEED;
+    let mut i = 0;
+    while i < KA_MAX / 8 {
+        let Some(at) = ka_word_at(i, bytes.len()) else {
+            break;
+        };
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        let mut w = u64::from_le_bytes(w);
+        if mask_seq {
+            w &= ka_seq_mask(at);
+        }
+        h = ka_mix(h, w);
+        i += 1;
+    }
+    h
+}
+
+/// One's-complement 16-bit sum of `bytes` (big-endian words, odd length
+/// padded with zero), folded. The partial sum the UDP checksum is built on.
+pub fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        s += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
+        i += 2;
+    }
+    if i < bytes.len() {
+        s += (bytes[i] as u32) << 8;
+    }
+    fold(s)
+}
+
+/// Fold a 32-bit one's-complement accumulator to 16 bits.
+#[inline(always)]
+pub fn fold(mut s: u32) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
 /// Decode the `RasMessage` choice index from the first byte of an aligned-PER
 /// RAS message, the same way the XDP classifier does.
 ///

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod parse;
+mod keepalive;
 mod ras_classify;
 
 #[cfg(not(test))]

@@ -61,6 +61,16 @@ pub enum Outcome {
 
 /// Where the UDP payload of a packet to or from `port` starts.
 pub struct Udp {
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// IPv4 header length (40 for IPv6).
+    pub ip_hlen: usize,
+    /// Offset of the UDP header.
+    pub l4: usize,
+    /// UDP destination port.
+    pub dport: u16,
     /// Offset of the UDP payload from the start of the frame.
     pub payload: usize,
     /// UDP payload length according to the UDP header.
@@ -83,6 +93,8 @@ pub fn udp_for_port(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
             off += 4;
         }
     }
+    let l3 = off;
+    let v6 = proto == ETH_P_IPV6;
     let l4 = match proto {
         ETH_P_IP => {
             let vihl = u8_at(ctx, off).ok_or(Outcome::Truncated)?;
@@ -123,6 +135,11 @@ pub fn udp_for_port(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
         return Err(Outcome::Truncated);
     }
     Ok(Udp {
+        l3,
+        v6,
+        ip_hlen: l4 - l3,
+        l4,
+        dport,
         payload: l4 + UDP_HLEN,
         payload_len: ulen - UDP_HLEN,
     })

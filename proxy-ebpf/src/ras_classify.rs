@@ -21,7 +21,7 @@ static RAS_CLASSIFY: PerCpuArray<RasCounter, { ras_slot::COUNT as usize }> = Per
 static PACKETS: PerCpuArray<PacketCounter, { packet_slot::COUNT as usize }> = PerCpuArray::new();
 
 #[inline(always)]
-fn count_packet(outcome: Outcome) {
+pub fn count_packet(outcome: Outcome) {
     if let Some(c) = PACKETS.get_ptr_mut(outcome as u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { (*c).packets += 1 };
@@ -37,11 +37,18 @@ pub fn ras_classify(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
+    count_ras(&ctx, &udp);
+    xdp_action::XDP_PASS
+}
+
+/// Count a RAS datagram in `PACKETS` and by choice in `RAS_CLASSIFY`.
+#[inline(always)]
+pub fn count_ras(ctx: &XdpContext, udp: &crate::parse::Udp) {
     count_packet(Outcome::Ras);
     let slot = if udp.payload_len == 0 {
         ras_slot::EMPTY
     } else {
-        match u8_at(&ctx, udp.payload) {
+        match u8_at(ctx, udp.payload) {
             Some(first) => ras_slot_of(first),
             None => ras_slot::MALFORMED,
         }
@@ -53,5 +60,4 @@ pub fn ras_classify(ctx: XdpContext) -> u32 {
             (*c).bytes += udp.payload_len as u64;
         }
     }
-    xdp_action::XDP_PASS
 }

@@ -14,6 +14,7 @@ pub mod gatekeeper;
 pub mod h225;
 pub mod lab;
 pub mod metrics;
+pub mod offload;
 pub mod q931;
 pub mod ras_relay;
 pub mod registration;
