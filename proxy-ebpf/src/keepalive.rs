@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use proxy_common::{
-    EndpointKey, FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KA_SEED, KeepaliveEntry, LocalAddr,
+    EndpointKey, FastpathSettings, KA_MAX, KA_MIN, KA_SEED, KA_SEQ_OFF, KeepaliveEntry, LocalAddr,
     PacketCounter, RAS_PORT, fold, ka_mix, ka_seq_mask, ka_slot, ka_word_at,
 };
 
@@ -31,8 +31,7 @@ const BPF_F_NO_PREALLOC: usize = 1;
 /// Learned endpoints, by source address and port. The size is a default;
 /// the daemon sets it from `[fastpath] max_endpoints` at load.
 #[btf_map(pin_by_name)]
-static KEEPALIVE: HashMap<EndpointKey, KeepaliveEntry, 262_144, BPF_F_NO_PREALLOC> =
-    HashMap::new();
+static KEEPALIVE: HashMap<EndpointKey, KeepaliveEntry, 262_144, BPF_F_NO_PREALLOC> = HashMap::new();
 
 /// The proxy's own addresses: only keepalives sent to them are answered.
 #[btf_map(pin_by_name)]
@@ -217,7 +216,13 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
         return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
     }
     let rcf_len = e.rcf_len as usize;
-    if !(8..=KA_MAX).contains(&rcf_len) {
+    // Two plain comparisons, not a range test: LLVM turns `contains` into a
+    // subtract-and-compare on a copy, and the verifier then cannot bound
+    // `rcf_len` itself for the copy loop below.
+    if rcf_len > KA_MAX {
+        return Err(Pass(ka_slot::REWRITE_FAILED));
+    }
+    if rcf_len < 8 {
         return Err(Pass(ka_slot::REWRITE_FAILED));
     }
 
@@ -234,7 +239,11 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
     }
 
     let seq = load::<2>(ctx, udp.payload + KA_SEQ_OFF).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    let delta = rcf_len as i32 - len as i32;
+    // The frame gets the template in whole 8-byte words (Ethernet padding
+    // after the IP datagram is legal and trimmed by the receiver); the IP
+    // and UDP lengths below carry the exact RCF length.
+    let words = rcf_len.div_ceil(8);
+    let delta = (words * 8) as i32 - len as i32;
     if delta != 0 {
         // SAFETY: the helper checks the new size against the frame.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
@@ -309,10 +318,11 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
 
     // Payload: the template, word by word, then the sequence number.
     for i in 0..KA_MAX / 8 {
-        let Some(at) = ka_word_at(i, rcf_len) else { break };
-        if at > KA_MAX - 8 {
+        if i >= words {
             break;
         }
+        // Offsets from the loop counter only: the verifier bounds them.
+        let at = i * 8;
         let mut w = [0u8; 8];
         w.copy_from_slice(&e.rcf[at..at + 8]);
         store(ctx, udp.payload + at, &w)?;

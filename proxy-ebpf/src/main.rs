@@ -4,8 +4,8 @@
 #![no_std]
 #![no_main]
 
-mod parse;
 mod keepalive;
+mod parse;
 mod ras_classify;
 
 #[cfg(not(test))]

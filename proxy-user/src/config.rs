@@ -203,6 +203,23 @@ pub struct FastPathConfig {
     /// Seconds between counter log lines (0: never).
     #[serde(default = "default_stats_interval")]
     pub stats_interval_secs: u64,
+    /// Answer learned endpoint keepalives in the kernel (XDP_TX). Off: the
+    /// programs only count, and userspace answers everything.
+    #[serde(default = "yes")]
+    pub answer_keepalives: bool,
+    /// Room in the kernel's learned-endpoint map.
+    #[serde(default = "default_max_endpoints")]
+    pub max_endpoints: u32,
+    /// Kernel answers per endpoint per second, at most (0: no bound).
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Answers an endpoint may get in a burst above that rate.
+    #[serde(default = "default_burst")]
+    pub rate_burst: u32,
+    /// On SIGTERM, leave the programs attached and the maps pinned so
+    /// keepalives are still answered until the next start adopts them.
+    #[serde(default)]
+    pub keep_running_on_exit: bool,
 }
 
 impl Default for FastPathConfig {
@@ -211,6 +228,41 @@ impl Default for FastPathConfig {
             enabled: true,
             interfaces: Vec::new(),
             stats_interval_secs: default_stats_interval(),
+            answer_keepalives: true,
+            max_endpoints: default_max_endpoints(),
+            rate_per_second: default_rate(),
+            rate_burst: default_burst(),
+            keep_running_on_exit: false,
+        }
+    }
+}
+
+fn default_max_endpoints() -> u32 {
+    262_144
+}
+
+fn default_rate() -> u32 {
+    10
+}
+
+fn default_burst() -> u32 {
+    20
+}
+
+impl FastPathConfig {
+    /// The settings the kernel reads, for a RAS socket on `ras_port`.
+    pub fn settings(&self, ras_port: u16) -> proxy_common::FastpathSettings {
+        let interval = if self.rate_per_second == 0 {
+            0
+        } else {
+            1_000_000_000 / self.rate_per_second as u64
+        };
+        proxy_common::FastpathSettings {
+            answer: self.answer_keepalives as u32,
+            ras_port,
+            pad: 0,
+            rate_interval_ns: interval,
+            rate_slack_ns: interval * self.rate_burst as u64,
         }
     }
 }

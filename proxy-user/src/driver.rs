@@ -54,7 +54,13 @@ pub struct RasDriver {
     /// killed gatekeeper process is seen at the next probe, not after
     /// interval × multiplier.
     per_gk: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// The kernel's learned-endpoint map, when the fast path runs.
+    offload: Option<crate::fastpath::KeepaliveTable>,
 }
+
+/// How often the kernel's keepalive times are read back into the
+/// registration table (so offloaded endpoints do not lapse).
+const OFFLOAD_SYNC: Duration = Duration::from_secs(1);
 
 /// What the gatekeeper-side reader tasks hand to the driver loop.
 enum GkInput {
@@ -113,7 +119,42 @@ impl RasDriver {
             endpoint: Arc::new(endpoint),
             gatekeeper: Arc::new(gatekeeper),
             per_gk,
+            offload: None,
         })
+    }
+
+    /// Let the kernel answer keepalives the relay has learned, through
+    /// this map.
+    pub fn with_offload(mut self, table: crate::fastpath::KeepaliveTable) -> Self {
+        self.offload = Some(table);
+        self
+    }
+
+    /// Read the kernel's per-endpoint answer times into the relay.
+    fn sync_offload(&self) {
+        let Some(t) = &self.offload else { return };
+        let entries = t.entries();
+        if entries.is_empty() {
+            return;
+        }
+        // bpf_ktime_get_ns is CLOCK_MONOTONIC, like Instant on Linux.
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let now = Instant::now();
+        let mut relay = lock(&self.relay);
+        for (source, e) in entries {
+            if e.answered == 0 {
+                continue;
+            }
+            let ago = Duration::from_nanos(now_ns.saturating_sub(e.last_ns));
+            let at = now.checked_sub(ago).unwrap_or(now);
+            relay.note_offloaded_keepalives(source, at, e.answered);
+        }
     }
 
     /// The relay, shared with the call signalling driver for routing.
@@ -123,7 +164,13 @@ impl RasDriver {
 
     /// Run until `shutdown` turns true; publishes a status snapshot after
     /// every change.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, status: watch::Sender<RasStatus>) {
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        status: watch::Sender<RasStatus>,
+    ) {
+        let mut sync = tokio::time::interval(OFFLOAD_SYNC);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
         let mut readers = Vec::new();
         for (peer, sock) in self
@@ -165,6 +212,7 @@ impl RasDriver {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
+                _ = sync.tick(), if self.offload.is_some() => self.sync_offload(),
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
                     Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
@@ -193,6 +241,15 @@ impl RasDriver {
             while let Some(ev) = relay.poll_event() {
                 changed = true;
                 log_event(&ev);
+                match (&mut self.offload, ev) {
+                    (Some(t), Event::Offload { source, entry }) => {
+                        if let Err(e) = t.learn(source, &entry) {
+                            tracing::warn!(%source, error = %e, "offloading keepalives");
+                        }
+                    }
+                    (Some(t), Event::OffloadWithdrawn { source }) => t.forget(source),
+                    _ => {}
+                }
             }
             let gks = relay.gatekeepers();
             let stale = {
@@ -275,6 +332,12 @@ fn log_event(ev: &Event) {
             tracing::info!(%endpoint_id, "endpoint unregistered")
         }
         Event::Rejected { from, reason } => tracing::debug!(%from, reason, "rejected"),
+        Event::Offload { source, .. } => {
+            tracing::debug!(%source, "keepalives offloaded to the kernel")
+        }
+        Event::OffloadWithdrawn { source } => {
+            tracing::debug!(%source, "keepalive offload withdrawn")
+        }
     }
 }
 

@@ -6,10 +6,15 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use proxy_common::{PacketCounter, RasCounter, packet_slot, ras_slot};
+use proxy_common::{
+    EndpointKey, FastpathSettings, KeepaliveEntry, PacketCounter, RasCounter, ka_slot, packet_slot,
+    ras_slot,
+};
 
 /// The eBPF object, compiled by build.rs for bpfel-unknown-none.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
@@ -23,6 +28,32 @@ pub const RAS_CLASSIFY_PROG: &str = "ras_classify";
 pub const RAS_CLASSIFY_MAP: &str = "RAS_CLASSIFY";
 /// Packet outcome counters.
 pub const PACKETS_MAP: &str = "PACKETS";
+/// The XDP program that answers keepalives (and classifies, as above).
+pub const FASTPATH_PROG: &str = "ras_fastpath";
+/// The pass-only baseline program for benchmarks.
+pub const PASS_PROG: &str = "xdp_pass";
+/// Learned endpoints.
+pub const KEEPALIVE_MAP: &str = "KEEPALIVE";
+/// The proxy's own addresses.
+pub const LOCAL_ADDRS_MAP: &str = "LOCAL_ADDRS";
+/// Fast-path settings.
+pub const FP_CONFIG_MAP: &str = "FP_CONFIG";
+/// Keepalive outcomes by reason.
+pub const KA_REASONS_MAP: &str = "KA_REASONS";
+/// Every map the object pins, for clean-up.
+pub const ALL_MAPS: [&str; 6] = [
+    RAS_CLASSIFY_MAP,
+    PACKETS_MAP,
+    KEEPALIVE_MAP,
+    LOCAL_ADDRS_MAP,
+    FP_CONFIG_MAP,
+    KA_REASONS_MAP,
+];
+
+/// Pin file of the XDP link on `iface`.
+fn link_pin(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("link_{iface}"))
+}
 
 /// Errors of the fast-path driver.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +89,14 @@ pub enum FastPathError {
         /// The cause.
         source: aya::programs::ProgramError,
     },
+    /// Pinning or adopting a link failed.
+    #[error("XDP link on {iface}: {why}")]
+    Link {
+        /// Interface.
+        iface: String,
+        /// The cause.
+        why: String,
+    },
     /// Reading a map failed.
     #[error("map {name}: {source}")]
     Map {
@@ -77,14 +116,107 @@ pub enum AttachMode {
     Native,
     /// Generic (skb) mode, after native was refused.
     Generic,
+    /// A link pinned by an earlier run, now running this run's program.
+    Adopted,
+}
+
+/// Every address configured on this host (network namespace): the kernel
+/// answers only keepalives sent to one of them.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut ifa: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free below.
+    if unsafe { libc::getifaddrs(&mut ifa) } != 0 {
+        return out;
+    }
+    let mut p = ifa;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getifaddrs returned.
+        let a = unsafe { (*p).ifa_addr };
+        if !a.is_null() {
+            // SAFETY: the family says which sockaddr type `a` points to.
+            unsafe {
+                match (*a).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(
+                            std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into(),
+                        );
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // SAFETY: as above.
+        p = unsafe { (*p).ifa_next };
+    }
+    // SAFETY: the list came from getifaddrs.
+    unsafe { libc::freeifaddrs(ifa) };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The learned-endpoint map, held by the RAS driver.
+pub struct KeepaliveTable {
+    map: BpfHashMap<MapData, EndpointKey, KeepaliveEntry>,
+}
+
+impl KeepaliveTable {
+    /// Open the table of a running instance from its pin (tests, tools).
+    pub fn from_pin(instance: &str) -> Result<Self> {
+        let data = MapData::from_pin(pin_dir(instance)?.join(KEEPALIVE_MAP))
+            .map_err(map_err(KEEPALIVE_MAP))?;
+        let map = Map::from_map_data(data).map_err(map_err(KEEPALIVE_MAP))?;
+        Ok(Self {
+            map: BpfHashMap::try_from(map).map_err(map_err(KEEPALIVE_MAP))?,
+        })
+    }
+
+    /// Let the kernel answer keepalives from `source` with `entry`.
+    pub fn learn(&mut self, source: std::net::SocketAddr, entry: &KeepaliveEntry) -> Result<()> {
+        self.map
+            .insert(&crate::offload::key(source), entry, 0)
+            .map_err(map_err(KEEPALIVE_MAP))
+    }
+
+    /// Stop answering for `source`.
+    pub fn forget(&mut self, source: std::net::SocketAddr) {
+        let _ = self.map.remove(&crate::offload::key(source));
+    }
+
+    /// Every learned endpoint with its entry.
+    pub fn entries(&self) -> Vec<(std::net::SocketAddr, KeepaliveEntry)> {
+        self.map
+            .iter()
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| (crate::offload::source(&k), v))
+            .collect()
+    }
+
+    /// Number of learned endpoints.
+    pub fn len(&self) -> usize {
+        self.map.keys().filter(|k| k.is_ok()).count()
+    }
+
+    /// No endpoint learned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The fast path of one proxy instance: loaded object, attached programs and
-/// pinned maps. Dropping it detaches the programs; the pins stay until
-/// [`FastPath::unpin`].
+/// pinned maps and links. The links are pinned, so the programs stay attached
+/// and keep answering if the daemon dies; [`FastPath::unpin`] detaches.
 pub struct FastPath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
+    /// Interfaces with a pinned link.
+    links: Vec<String>,
 }
 
 /// Pin directory of an instance, after checking the name.
@@ -111,6 +243,12 @@ impl FastPath {
     /// Load the object with its maps pinned under `/sys/fs/bpf/<instance>/`.
     /// Maps already pinned there are reused, so counters survive a restart.
     pub fn load(instance: &str) -> Result<Self> {
+        Self::load_sized(instance, 262_144)
+    }
+
+    /// As [`FastPath::load`], with room for `max_endpoints` learned
+    /// endpoints (a pinned map from an earlier run keeps its own size).
+    pub fn load_sized(instance: &str, max_endpoints: u32) -> Result<Self> {
         let pin_dir = pin_dir(instance)?;
         if !bpffs_mounted() {
             return Err(FastPathError::NoBpffs);
@@ -121,8 +259,13 @@ impl FastPath {
         })?;
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pin_dir)
+            .map_max_entries(KEEPALIVE_MAP, max_endpoints.max(1))
             .load(BPF_OBJECT)?;
-        Ok(Self { ebpf, pin_dir })
+        Ok(Self {
+            ebpf,
+            pin_dir,
+            links: Vec::new(),
+        })
     }
 
     /// The directory the maps are pinned in.
@@ -132,14 +275,19 @@ impl FastPath {
 
     /// The RAS classifier, loaded into the kernel (verified) on first use.
     fn ras_classifier(&mut self, iface: &str) -> Result<&mut Xdp> {
+        self.program(RAS_CLASSIFY_PROG, iface)
+    }
+
+    /// A program of the object, loaded (verified) on first use.
+    fn program(&mut self, name: &'static str, iface: &str) -> Result<&mut Xdp> {
         let perr = |source| FastPathError::Program {
             iface: iface.to_owned(),
             source,
         };
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(RAS_CLASSIFY_PROG)
-            .ok_or(FastPathError::Missing(RAS_CLASSIFY_PROG))?
+            .program_mut(name)
+            .ok_or(FastPathError::Missing(name))?
             .try_into()
             .map_err(perr)?;
         if prog.fd().is_err() {
@@ -157,10 +305,25 @@ impl FastPath {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration)> {
+        self.test_run(RAS_CLASSIFY_PROG, frame, repeat, None)
+            .map(|(a, d, _)| (a, d))
+    }
+
+    /// Run program `name` on one frame with BPF_PROG_TEST_RUN; returns its
+    /// action, the mean time per run and the frame as the program left it
+    /// (when `out` gives room for it).
+    pub fn test_run(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+        out: Option<&mut [u8]>,
+    ) -> Result<(u32, std::time::Duration, usize)> {
         use aya::programs::TestRun as _;
-        let prog = self.ras_classifier("(test run)")?;
+        let prog = self.program(name, "(test run)")?;
         let opts = aya::programs::TestRunOptions {
             data_in: Some(frame),
+            data_out: out,
             repeat,
             ..Default::default()
         };
@@ -170,7 +333,7 @@ impl FastPath {
                 iface: "(test run)".into(),
                 source,
             })?;
-        Ok((r.return_value, r.duration))
+        Ok((r.return_value, r.duration, r.data_size_out as usize))
     }
 
     /// Attach the RAS classifier to `iface`: native mode first, generic mode
@@ -193,6 +356,107 @@ impl FastPath {
         }
     }
 
+    /// Attach the keepalive fast path to `iface` and pin the link, so it
+    /// outlives the daemon. A link pinned by an earlier run is adopted: the
+    /// new program replaces the old one atomically, with the same pinned
+    /// maps, so answering never stops. Native mode first, generic mode when
+    /// the driver refuses.
+    pub fn attach_fastpath(&mut self, iface: &str) -> Result<AttachMode> {
+        let perr = |source| FastPathError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
+        let lerr = |why: String| FastPathError::Link {
+            iface: iface.to_owned(),
+            why,
+        };
+        let pin = link_pin(&self.pin_dir, iface);
+        let prog = self.program(FASTPATH_PROG, iface)?;
+        let (id, mode) = if pin.exists() {
+            let old = PinnedLink::from_pin(&pin).map_err(|e| lerr(e.to_string()))?;
+            // Holding the fd keeps it attached while the pin is replaced.
+            let fd = old.unpin().map_err(|e| lerr(e.to_string()))?;
+            let link = XdpLink::try_from(fd).map_err(|e| lerr(e.to_string()))?;
+            let id = prog.attach_to_link(link).map_err(perr)?;
+            tracing::info!(%iface, "adopted the XDP link left by an earlier run");
+            (id, AttachMode::Adopted)
+        } else {
+            let name =
+                CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
+            match prog.attach(&name, XdpMode::Driver) {
+                Ok(id) => (id, AttachMode::Native),
+                Err(native) => {
+                    tracing::warn!(%iface, error = %native, "native XDP refused, falling back to generic mode");
+                    (
+                        prog.attach(&name, XdpMode::Skb).map_err(perr)?,
+                        AttachMode::Generic,
+                    )
+                }
+            }
+        };
+        let link = prog.take_link(id).map_err(perr)?;
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                fd.pin(&pin).map_err(|e| lerr(e.to_string()))?;
+                self.links.push(iface.to_owned());
+            }
+            Err(e) => {
+                // Netlink attach (kernel without XDP bpf_link): it lives as
+                // long as this process.
+                tracing::warn!(%iface, error = %e, "XDP link cannot be pinned; the fast path stops with the daemon");
+            }
+        }
+        Ok(mode)
+    }
+
+    /// Write the fast-path settings.
+    pub fn configure(&mut self, settings: FastpathSettings) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(FP_CONFIG_MAP)
+            .ok_or(FastPathError::Missing(FP_CONFIG_MAP))?;
+        let mut a: Array<_, FastpathSettings> =
+            Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
+        a.set(0, &settings, 0).map_err(map_err(FP_CONFIG_MAP))
+    }
+
+    /// Replace the set of addresses the kernel answers for.
+    pub fn set_local_addrs(&mut self, addrs: &[std::net::IpAddr]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(LOCAL_ADDRS_MAP)
+            .ok_or(FastPathError::Missing(LOCAL_ADDRS_MAP))?;
+        let mut h: BpfHashMap<_, proxy_common::LocalAddr, u32> =
+            BpfHashMap::try_from(map).map_err(map_err(LOCAL_ADDRS_MAP))?;
+        let want: Vec<_> = addrs
+            .iter()
+            .map(|a| crate::offload::local_addr(*a))
+            .collect();
+        let stale: Vec<_> = h
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !want.contains(k))
+            .collect();
+        for k in stale {
+            let _ = h.remove(&k);
+        }
+        for k in want {
+            h.insert(&k, &1, 0).map_err(map_err(LOCAL_ADDRS_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Hand the learned-endpoint map to the control plane.
+    pub fn take_keepalive_table(&mut self) -> Result<KeepaliveTable> {
+        let map = self
+            .ebpf
+            .take_map(KEEPALIVE_MAP)
+            .ok_or(FastPathError::Missing(KEEPALIVE_MAP))?;
+        Ok(KeepaliveTable {
+            map: BpfHashMap::try_from(map).map_err(map_err(KEEPALIVE_MAP))?,
+        })
+    }
+
     /// Counters from this instance's own map handles.
     pub fn counters(&self) -> Result<Counters> {
         let ras = self
@@ -203,17 +467,34 @@ impl FastPath {
             .ebpf
             .map(PACKETS_MAP)
             .ok_or(FastPathError::Missing(PACKETS_MAP))?;
+        let ka = self
+            .ebpf
+            .map(KA_REASONS_MAP)
+            .ok_or(FastPathError::Missing(KA_REASONS_MAP))?;
         Counters::read(
             &PerCpuArray::try_from(ras).map_err(map_err(RAS_CLASSIFY_MAP))?,
             &PerCpuArray::try_from(pk).map_err(map_err(PACKETS_MAP))?,
+            &PerCpuArray::try_from(ka).map_err(map_err(KA_REASONS_MAP))?,
         )
     }
 
-    /// Detach (by dropping the programs' links) and remove the pins.
+    /// Leave the programs attached and the maps pinned for the next run
+    /// (`[fastpath] keep_running_on_exit`).
+    pub fn leave_running(self) {
+        drop(self);
+    }
+
+    /// Detach (remove the link pins and drop the links) and remove the pins.
     pub fn unpin(self) -> std::io::Result<()> {
         let dir = self.pin_dir.clone();
+        for iface in &self.links {
+            match std::fs::remove_file(link_pin(&dir, iface)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         drop(self);
-        for name in [RAS_CLASSIFY_MAP, PACKETS_MAP] {
+        for name in ALL_MAPS {
             match std::fs::remove_file(dir.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -237,18 +518,28 @@ pub struct Counters {
     pub ras: Vec<RasCounter>,
     /// Per `packet_slot`.
     pub packets: Vec<u64>,
+    /// Per `ka_slot`: keepalives answered in the kernel, and why others
+    /// were left to userspace.
+    pub keepalive: Vec<u64>,
+    /// Endpoints in the learned-endpoint map.
+    pub endpoints: usize,
 }
 
 impl Counters {
     fn read<R, P>(
         ras: &PerCpuArray<R, RasCounter>,
         pk: &PerCpuArray<P, PacketCounter>,
+        ka: &PerCpuArray<P, PacketCounter>,
     ) -> Result<Self>
     where
         R: std::borrow::Borrow<MapData>,
         P: std::borrow::Borrow<MapData>,
     {
         let mut out = Counters::default();
+        for i in 0..ka_slot::COUNT {
+            let per_cpu = ka.get(&i, 0).map_err(map_err(KA_REASONS_MAP))?;
+            out.keepalive.push(per_cpu.iter().map(|c| c.packets).sum());
+        }
         for i in 0..ras_slot::COUNT {
             let per_cpu = ras.get(&i, 0).map_err(map_err(RAS_CLASSIFY_MAP))?;
             out.ras.push(
@@ -276,9 +567,18 @@ impl Counters {
         };
         let ras = open(RAS_CLASSIFY_MAP)?;
         let pk = open(PACKETS_MAP)?;
-        Self::read(
+        let ka = open(KA_REASONS_MAP)?;
+        let mut c = Self::read(
             &PerCpuArray::try_from(&ras).map_err(map_err(RAS_CLASSIFY_MAP))?,
             &PerCpuArray::try_from(&pk).map_err(map_err(PACKETS_MAP))?,
-        )
+            &PerCpuArray::try_from(&ka).map_err(map_err(KA_REASONS_MAP))?,
+        )?;
+        c.endpoints = KeepaliveTable::from_pin(instance)?.len();
+        Ok(c)
+    }
+
+    /// Keepalives answered in the kernel.
+    pub fn answered(&self) -> u64 {
+        self.keepalive[ka_slot::ANSWERED as usize]
     }
 }

@@ -85,7 +85,10 @@ impl RcfTemplate {
             .filter(|(_, (x, y))| x != y)
             .map(|(i, _)| i)
             .collect();
-        if a.len() != b.len() || differs.iter().any(|&i| i != KA_SEQ_OFF && i != KA_SEQ_OFF + 1)
+        if a.len() != b.len()
+            || differs
+                .iter()
+                .any(|&i| i != KA_SEQ_OFF && i != KA_SEQ_OFF + 1)
         {
             return Err(OffloadError::SeqOffset("registrationConfirm"));
         }

@@ -139,6 +139,19 @@ pub enum Event {
         /// Its endpointIdentifier.
         endpoint_id: String,
     },
+    /// Userspace answered a keepalive of a confirmed registration: the
+    /// kernel fast path may answer the next ones from this entry.
+    Offload {
+        /// Where the keepalives come from.
+        source: SocketAddr,
+        /// What the kernel needs to answer them.
+        entry: Box<proxy_common::KeepaliveEntry>,
+    },
+    /// The registration behind `source` is gone or replaced.
+    OffloadWithdrawn {
+        /// Its keepalive source.
+        source: SocketAddr,
+    },
     /// A datagram was rejected without changing state.
     Rejected {
         /// Sender.
@@ -468,7 +481,24 @@ impl RasRelay {
 
     /// Next event.
     pub fn poll_event(&mut self) -> Option<Event> {
+        for source in self.regs.take_withdrawn() {
+            self.events.push_back(Event::OffloadWithdrawn { source });
+        }
         self.events.pop_front()
+    }
+
+    /// Keepalives the kernel answered for the endpoint at `source`, the
+    /// last at `at`: they count as heard, so the registration does not lapse.
+    pub fn note_offloaded_keepalives(&mut self, source: SocketAddr, at: Instant, answered: u64) {
+        let Some(id) = self.regs.by_source(source).map(|r| r.endpoint_id.clone()) else {
+            return;
+        };
+        if let Some(r) = self.regs.get_mut(&id) {
+            if r.last_keepalive.is_none_or(|l| l < at) {
+                r.last_keepalive = Some(at);
+            }
+            r.offloaded_answers = answered;
+        }
     }
 
     /// When [`RasRelay::handle_timeout`] must next be called.
@@ -1345,7 +1375,7 @@ impl RasRelay {
                 }});
                 self.answer(from, v);
             }
-            RasMessage::registrationRequest(rrq) => self.endpoint_rrq(now, from, seq, rrq),
+            RasMessage::registrationRequest(rrq) => self.endpoint_rrq(now, from, seq, rrq, bytes),
             RasMessage::unregistrationRequest(u) => {
                 let Some(r) = self.regs.by_source(from).cloned() else {
                     self.answer(from, json!({"unregistrationReject": {"requestSeqNum": seq, "rejectReason": {"notCurrentlyRegistered": null}}}));
@@ -1577,7 +1607,14 @@ impl RasRelay {
         );
     }
 
-    fn endpoint_rrq(&mut self, now: Instant, from: SocketAddr, seq: u16, rrq: RegistrationRequest) {
+    fn endpoint_rrq(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u16,
+        rrq: RegistrationRequest,
+        bytes: &[u8],
+    ) {
         if rrq.keep_alive == Some(true) {
             let claimed = rrq.endpoint_identifier.as_ref().map(|e| bmp_text(&e.0));
             let Some(id) = claimed.filter(|id| {
@@ -1612,8 +1649,7 @@ impl RasRelay {
                 r.keepalives += 1;
             }
             self.stats.keepalives_answered += 1;
-            let v = self.rcf_json(seq, &id, ttl);
-            self.send_json(from, v);
+            self.answer_keepalive(from, seq, &id, ttl, bytes);
             return;
         }
         let aliases = rrq.terminal_alias.clone().unwrap_or_default();
@@ -1632,6 +1668,9 @@ impl RasRelay {
             granted_ttl: self.cfg.local_ttl,
             last_keepalive: Some(now),
             keepalives: 0,
+            rcf_template: None,
+            offloaded: None,
+            offloaded_answers: 0,
         };
         if let Some(gk) = self.active {
             let mut m = rrq.clone();
@@ -1664,6 +1703,52 @@ impl RasRelay {
         });
         let v = self.rcf_json(seq, &id, self.cfg.local_ttl);
         self.answer(from, v);
+    }
+
+    /// Answer a keepalive from the registration's RCF template (built once),
+    /// and offer the pair to the kernel fast path.
+    fn answer_keepalive(&mut self, from: SocketAddr, seq: u16, id: &str, ttl: u32, request: &[u8]) {
+        if self.regs.get(id).is_some_and(|r| r.rcf_template.is_none()) {
+            let tpl = self.rcf_template(id, ttl);
+            if let Some(r) = self.regs.get_mut(id) {
+                r.rcf_template = tpl;
+            }
+        }
+        let Some(tpl) = self.regs.get(id).and_then(|r| r.rcf_template.clone()) else {
+            let v = self.rcf_json(seq, id, ttl);
+            self.send_json(from, v);
+            return;
+        };
+        self.out.push_back(Transmit {
+            side: Side::Endpoint,
+            to: from,
+            bytes: tpl.answer(seq),
+        });
+        match crate::offload::entry(request, seq, id, &tpl) {
+            Ok(entry) => {
+                let r = self.regs.get_mut(id).expect("checked above");
+                if r.offloaded != Some(entry.req_hash) {
+                    r.offloaded = Some(entry.req_hash);
+                    self.events.push_back(Event::Offload {
+                        source: from,
+                        entry: Box::new(entry),
+                    });
+                }
+            }
+            Err(e) => tracing::debug!(endpoint_id = id, error = %e, "keepalive stays in userspace"),
+        }
+    }
+
+    fn rcf_template(&self, id: &str, ttl: u32) -> Option<crate::offload::RcfTemplate> {
+        let enc = |seq| {
+            ras_from_json(&self.rcf_json(seq, id, ttl))
+                .ok()
+                .and_then(|m| ras::encode(&m).ok())
+        };
+        let (a, b) = (enc(1)?, enc(0xfffe)?);
+        crate::offload::RcfTemplate::from_encodings(&a, &b)
+            .map_err(|e| tracing::warn!(endpoint_id = id, error = %e, "no RCF template"))
+            .ok()
     }
 
     fn rcf_json(&self, seq: u16, id: &str, ttl: u32) -> Value {

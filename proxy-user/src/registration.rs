@@ -50,6 +50,12 @@ pub struct Registration {
     pub last_keepalive: Option<Instant>,
     /// Keepalives answered.
     pub keepalives: u64,
+    /// The RCF keepalives are answered with, built on first use.
+    pub rcf_template: Option<crate::offload::RcfTemplate>,
+    /// Request hash of the keepalive handed to the kernel fast path.
+    pub offloaded: Option<u64>,
+    /// Keepalives the kernel answered for it (as last read from the map).
+    pub offloaded_answers: u64,
 }
 
 impl Registration {
@@ -77,6 +83,8 @@ pub struct Registry {
     by_gk_id: HashMap<(usize, String), String>,
     /// Registrations bound per gatekeeper index.
     bound: HashMap<usize, usize>,
+    /// Sources whose keepalives the kernel must stop answering.
+    withdrawn: Vec<SocketAddr>,
     next_local: u64,
 }
 
@@ -106,6 +114,9 @@ impl Registry {
     pub fn insert(&mut self, r: Registration) {
         if let Some(old) = self.by_id.get(&r.endpoint_id) {
             self.by_source.remove(&old.source);
+            if old.offloaded.is_some() {
+                self.withdrawn.push(old.source);
+            }
             if let Some(b) = &old.binding {
                 self.by_gk_id.remove(&(b.gatekeeper, b.endpoint_id.clone()));
                 *self.bound.entry(b.gatekeeper).or_default() -= 1;
@@ -124,11 +135,20 @@ impl Registry {
     pub fn remove(&mut self, id: &str) -> Option<Registration> {
         let r = self.by_id.remove(id)?;
         self.by_source.remove(&r.source);
+        if r.offloaded.is_some() {
+            self.withdrawn.push(r.source);
+        }
         if let Some(b) = &r.binding {
             self.by_gk_id.remove(&(b.gatekeeper, b.endpoint_id.clone()));
             *self.bound.entry(b.gatekeeper).or_default() -= 1;
         }
         Some(r)
+    }
+
+    /// Sources of offloaded registrations that were removed or replaced
+    /// since the last call: the fast path must forget them.
+    pub fn take_withdrawn(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.withdrawn)
     }
 
     /// By local identifier.

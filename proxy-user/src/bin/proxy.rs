@@ -90,20 +90,32 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut fast = None;
     if cfg.fastpath.enabled {
-        let mut fp = FastPath::load(&cfg.instance).context("loading the XDP fast path")?;
+        let mut fp = FastPath::load_sized(&cfg.instance, cfg.fastpath.max_endpoints)
+            .context("loading the XDP fast path")?;
+        fp.configure(cfg.fastpath.settings(cfg.proxy.ras_port))?;
+        let local = proxy_user::fastpath::local_addresses();
+        fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
-            let mode = fp.attach_ras_classifier(iface)?;
+            let mode = fp.attach_fastpath(iface)?;
             tracing::info!(%iface, ?mode, "XDP attached");
         }
-        tracing::info!(pins = %fp.pin_dir().display(), "fast-path maps pinned");
+        tracing::info!(
+            pins = %fp.pin_dir().display(),
+            answer_keepalives = cfg.fastpath.answer_keepalives,
+            local_addresses = local.len(),
+            "fast path ready"
+        );
         fast = Some(fp);
     } else {
         tracing::info!("fast path disabled by configuration");
     }
 
-    let ras = RasDriver::bind(&cfg)
+    let mut ras = RasDriver::bind(&cfg)
         .await
         .context("starting the RAS relay")?;
+    if let Some(fp) = fast.as_mut() {
+        ras = ras.with_offload(fp.take_keepalive_table()?);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
     let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.relay())
@@ -199,6 +211,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                         Ok(c) => tracing::info!(
                             ras = c.packets[packet_slot::RAS as usize],
                             other = c.packets.iter().sum::<u64>() - c.packets[packet_slot::RAS as usize],
+                            keepalives_answered = c.answered(),
+                            left_to_userspace = c.keepalive.iter().sum::<u64>() - c.answered(),
                             "fast-path counters"
                         ),
                         Err(e) => tracing::warn!(error = %e, "reading fast-path counters"),
@@ -215,8 +229,13 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         let _ = t.await;
     }
     if let Some(fp) = fast {
-        fp.unpin().context("removing the pinned maps")?;
-        tracing::info!("XDP detached, pins removed");
+        if cfg.fastpath.keep_running_on_exit {
+            tracing::info!(pins = %fp.pin_dir().display(), "XDP left running (keep_running_on_exit)");
+            fp.leave_running();
+        } else {
+            fp.unpin().context("removing the pinned maps")?;
+            tracing::info!("XDP detached, pins removed");
+        }
     }
     Ok(())
 }
