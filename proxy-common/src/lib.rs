@@ -240,8 +240,10 @@ pub mod ka_slot {
     pub const UNSUPPORTED_HEADERS: u32 = 9;
     /// Resizing or rewriting the frame failed.
     pub const REWRITE_FAILED: u32 = 10;
+    /// The frame could not be resized to the answer (no headroom).
+    pub const NO_HEADROOM: u32 = 11;
     /// Total number of slots.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
     /// Slot names, in slot order, for status output.
     pub const NAMES: [&str; COUNT as usize] = [
         "answered",
@@ -255,6 +257,7 @@ pub mod ka_slot {
         "rate_limited",
         "unsupported_headers",
         "rewrite_failed",
+        "no_headroom",
     ];
 }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, HashMap, PerCpuArray},
     cty::c_void,
-    helpers::generated::{bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    helpers::generated::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_store_bytes},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -238,69 +238,61 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
         e.tat_ns = tat + cfg.rate_interval_ns;
     }
 
+    // Read everything the answer keeps before the frame moves.
     let seq = load::<2>(ctx, udp.payload + KA_SEQ_OFF).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    // The frame gets the template in whole 8-byte words (Ethernet padding
-    // after the IP datagram is legal and trimmed by the receiver); the IP
-    // and UDP lengths below carry the exact RCF length.
-    let words = rcf_len.div_ceil(8);
-    let delta = (words * 8) as i32 - len as i32;
-    if delta != 0 {
-        // SAFETY: the helper checks the new size against the frame.
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-            return Err(Pass(ka_slot::REWRITE_FAILED));
-        }
-    }
-
-    // Ethernet: back where it came from.
     let macs = load::<12>(ctx, 0).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    store(ctx, 0, &swapped)?;
-
+    // VLAN tags and the EtherType between the MACs and the IP header: one
+    // of three fixed sizes, so each is a constant-size copy.
+    let mut l2 = [0u8; 10];
+    let l2_len = udp.l3 - 12;
+    match l2_len {
+        2 => l2[..2].copy_from_slice(&load::<2>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?),
+        6 => l2[..6].copy_from_slice(&load::<6>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?),
+        10 => l2 = load::<10>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?,
+        _ => return Err(Pass(ka_slot::UNSUPPORTED_HEADERS)),
+    }
+    let ports = load::<4>(ctx, udp.l4).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
     let udp_len = (UDP_HLEN + rcf_len) as u16;
     // One's-complement sum of the pseudo-header addresses (order does not
     // matter to the sum, so swapping them changes nothing).
     let mut sum: u32 = 0;
+    let mut v6hdr = [0u8; IPV6_HLEN];
+    let mut v4hdr = [0u8; 20];
     if udp.v6 {
-        let mut hdr = load::<IPV6_HLEN>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        hdr[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        hdr[7] = 64;
+        v6hdr = load::<IPV6_HLEN>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        v6hdr[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        v6hdr[7] = 64;
         let mut tmp = [0u8; 16];
-        tmp.copy_from_slice(&hdr[8..24]);
-        let (a, b) = hdr[8..40].split_at_mut(16);
+        tmp.copy_from_slice(&v6hdr[8..24]);
+        let (a, b) = v6hdr[8..40].split_at_mut(16);
         a.copy_from_slice(b);
         b.copy_from_slice(&tmp);
         for i in 0..16 {
-            sum += u16::from_be_bytes([hdr[8 + 2 * i], hdr[9 + 2 * i]]) as u32;
+            sum += u16::from_be_bytes([v6hdr[8 + 2 * i], v6hdr[9 + 2 * i]]) as u32;
         }
-        store(ctx, udp.l3, &hdr)?;
     } else {
-        let mut hdr = load::<20>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        hdr[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-        hdr[8] = 64;
-        hdr[10] = 0;
-        hdr[11] = 0;
+        v4hdr = load::<20>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        v4hdr[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        v4hdr[8] = 64;
+        v4hdr[10] = 0;
+        v4hdr[11] = 0;
         let mut tmp = [0u8; 4];
-        tmp.copy_from_slice(&hdr[12..16]);
-        let (a, b) = hdr[12..20].split_at_mut(4);
+        tmp.copy_from_slice(&v4hdr[12..16]);
+        let (a, b) = v4hdr[12..20].split_at_mut(4);
         a.copy_from_slice(b);
         b.copy_from_slice(&tmp);
         let mut ipsum: u32 = 0;
         for i in 0..10 {
-            ipsum += u16::from_be_bytes([hdr[2 * i], hdr[2 * i + 1]]) as u32;
+            ipsum += u16::from_be_bytes([v4hdr[2 * i], v4hdr[2 * i + 1]]) as u32;
         }
         let c = !fold(ipsum);
-        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        v4hdr[10..12].copy_from_slice(&c.to_be_bytes());
         for i in 0..4 {
-            sum += u16::from_be_bytes([hdr[12 + 2 * i], hdr[13 + 2 * i]]) as u32;
+            sum += u16::from_be_bytes([v4hdr[12 + 2 * i], v4hdr[13 + 2 * i]]) as u32;
         }
-        store(ctx, udp.l3, &hdr)?;
     }
-
     // UDP: ports swapped, new length, checksum over pseudo-header, header and
     // the template (its sum precomputed by userspace) plus the sequence number.
-    let ports = load::<4>(ctx, udp.l4).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
     let sport = u16::from_be_bytes([ports[0], ports[1]]);
     let dport = u16::from_be_bytes([ports[2], ports[3]]);
     sum += 17 + 2 * udp_len as u32 + sport as u32 + dport as u32;
@@ -314,6 +306,35 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
     uh[2..4].copy_from_slice(&sport.to_be_bytes());
     uh[4..6].copy_from_slice(&udp_len.to_be_bytes());
     uh[6..8].copy_from_slice(&c.to_be_bytes());
+
+    // Resize at the head: drivers guarantee XDP headroom, but not tailroom
+    // (a veth hands over skb data sized to the request). Every header is
+    // written anew below at the same offsets from the new start. The frame
+    // gets the template in whole 8-byte words (Ethernet padding after the
+    // IP datagram is legal and trimmed by the receiver); the IP and UDP
+    // lengths carry the exact RCF length.
+    let words = rcf_len.div_ceil(8);
+    let delta = (words * 8) as i32 - len as i32;
+    if delta != 0 {
+        // SAFETY: the helper checks the new start against the headroom.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -delta) } != 0 {
+            return Err(Pass(ka_slot::NO_HEADROOM));
+        }
+    }
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    store(ctx, 0, &swapped)?;
+    match l2_len {
+        2 => store(ctx, 12, &l2[..2])?,
+        6 => store(ctx, 12, &l2[..6])?,
+        _ => store(ctx, 12, &l2)?,
+    }
+    if udp.v6 {
+        store(ctx, udp.l3, &v6hdr)?;
+    } else {
+        store(ctx, udp.l3, &v4hdr)?;
+    }
     store(ctx, udp.l4, &uh)?;
 
     // Payload: the template, word by word, then the sequence number.

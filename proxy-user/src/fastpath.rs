@@ -161,6 +161,52 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
     out
 }
 
+/// Switch kernel answering of a running (or crashed) instance on or off
+/// through its pinned settings map (`proxy offload on|off`). Returns the
+/// previous state.
+pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
+    let data = MapData::from_pin(pin_dir(instance)?.join(FP_CONFIG_MAP))
+        .map_err(map_err(FP_CONFIG_MAP))?;
+    let map = Map::from_map_data(data).map_err(map_err(FP_CONFIG_MAP))?;
+    let mut a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
+    let mut s = a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))?;
+    let was = s.answer != 0;
+    s.answer = on as u32;
+    a.set(0, &s, 0).map_err(map_err(FP_CONFIG_MAP))?;
+    Ok(was)
+}
+
+/// The pass-only program attached to the far end of a veth (see
+/// `lab::netns::xdp_peer_pass`); detached on drop.
+pub struct PeerPass {
+    _fp: FastPath,
+}
+
+impl PeerPass {
+    /// Load a private copy of the object and attach `xdp_pass` to `iface`
+    /// (in the calling thread's network namespace), driver mode.
+    pub fn attach(iface: &str) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let instance = format!("peerpass-{}-{n}", std::process::id());
+        let mut fp = FastPath::load_sized(&instance, 1)?;
+        // Its maps are never used: drop the pins, the fds keep them alive.
+        for name in ALL_MAPS {
+            let _ = std::fs::remove_file(fp.pin_dir.join(name));
+        }
+        let _ = std::fs::remove_dir(&fp.pin_dir);
+        let perr = |source| FastPathError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
+        let prog = fp.program(PASS_PROG, iface)?;
+        let name =
+            CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
+        prog.attach(&name, XdpMode::Driver).map_err(perr)?;
+        Ok(Self { _fp: fp })
+    }
+}
+
 /// The learned-endpoint map, held by the RAS driver.
 pub struct KeepaliveTable {
     map: BpfHashMap<MapData, EndpointKey, KeepaliveEntry>,

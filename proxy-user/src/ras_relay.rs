@@ -508,7 +508,10 @@ impl RasRelay {
             .iter()
             .map(|g| g.hb.poll_timeout())
             .min()
-            .unwrap_or_else(|| self.rereg_last + Duration::from_secs(1));
+            // No gatekeeper configured: only the expiry scan is due (it
+            // advances itself; `rereg_last` would stay in the past and spin
+            // the driver).
+            .unwrap_or(self.next_expiry_scan);
         if let Some(Reverse((at, _))) = self.refresh.peek() {
             t = t.min(*at);
         }

@@ -629,3 +629,19 @@ fn rejects_and_location_answers_never_reveal_the_gatekeepers() {
     assert_eq!(arj.request_seq_num.0, 41);
     assert_eq!(arj.alt_gkinfo, None);
 }
+
+#[test]
+fn without_gatekeepers_the_next_timeout_moves_forward() {
+    let mut c = cfg();
+    c.gatekeepers.clear();
+    let mut t = Instant::now();
+    let mut r = RasRelay::new(c, t);
+    for _ in 0..5 {
+        t += Duration::from_secs(3);
+        r.handle_timeout(t);
+        assert!(
+            r.poll_timeout() > t,
+            "a timeout in the past would spin the driver"
+        );
+    }
+}

@@ -248,6 +248,16 @@ fn render_counters(c: &Counters) -> String {
     for (i, name) in packet_slot::NAMES.iter().enumerate() {
         let _ = writeln!(s, "{:<28} {:>12}", name, c.packets[i]);
     }
+    let _ = writeln!(s, "\n{:<28} {:>12}", "keepalive fast path", "packets");
+    for (i, name) in proxy_common::ka_slot::NAMES.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12}",
+            name,
+            c.keepalive.get(i).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(s, "{:<28} {:>12}", "endpoints offloaded", c.endpoints);
     let _ = writeln!(
         s,
         "\n{:<28} {:>12} {:>12}",

@@ -137,6 +137,17 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
     b.ip(&["link", "set", b_if, "up"])
 }
 
+/// Attach a pass-only XDP program to `dev` in `ns`, for as long as the
+/// returned guard lives. A veth delivers XDP_TX frames to its peer only when
+/// the peer runs NAPI, which an XDP program there turns on (GRO should too,
+/// but on the kernels tried here it did not); without it the proxy's kernel
+/// answers are counted as sent and silently dropped. Real NICs need nothing.
+pub fn xdp_peer_pass(ns: &Netns, dev: &str) -> io::Result<crate::fastpath::PeerPass> {
+    let dev = dev.to_owned();
+    ns.run(move || crate::fastpath::PeerPass::attach(&dev))?
+        .map_err(io::Error::other)
+}
+
 /// The creating pid of a project-made name, when that process is gone.
 fn dead_owner(name: &str) -> bool {
     let Some(rest) = name.strip_prefix(PREFIX) else {
