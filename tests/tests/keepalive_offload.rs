@@ -711,3 +711,108 @@ fn test_run_turns_a_learned_keepalive_into_an_rcf_frame() {
     assert_eq!(&ip[28..20 + udp_len], &tpl.answer(77)[..]);
     fp.unpin().unwrap();
 }
+
+/// The daemon is SIGKILLed while 1,000 endpoints send keepalives: the
+/// pinned XDP link and maps keep answering while it is down, and the
+/// restarted daemon adopts them without a gap.
+#[test]
+fn keepalives_stay_answered_through_a_daemon_sigkill_and_restart() {
+    use proxy_user::lab::process::{LabProc, field};
+    if !privileged("keepalives_stay_answered_through_a_daemon_sigkill_and_restart") {
+        return;
+    }
+    const N: usize = 1000;
+    let px = Netns::create("px").unwrap();
+    let ep = Netns::create("ep").unwrap();
+    veth(&px, "px0", &ep, "ep0").unwrap();
+    let _peer = xdp_peer_pass(&ep, "ep0").unwrap();
+    px.ip(&["addr", "add", "198.18.0.1/24", "dev", "px0"])
+        .unwrap();
+    ep.ip(&["addr", "add", "198.18.0.2/24", "dev", "ep0"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = unique_name("kill");
+    let proxy = start_proxy(&px, &instance, "198.18.0.1", dir.path());
+
+    let mut c = ep.command(bin("h323-lab")).unwrap();
+    c.args([
+        "endpoints",
+        "--gatekeeper",
+        "198.18.0.1:1719",
+        "--ip",
+        "198.18.0.2",
+        "--count",
+        &N.to_string(),
+        "--keepalive-ms",
+        "500",
+        "--status-enquiry-ms",
+        "60000",
+        "--report-ms",
+        "250",
+    ]);
+    c.stderr(Stdio::inherit());
+    let eps = LabProc::spawn("endpoints", c).unwrap();
+    let status = || eps.last("eps ").unwrap_or_default();
+    let v = |key: &str| field(&status(), key).unwrap_or(0);
+    assert!(
+        eps.wait_for(60, "eps ", |l| field(l, "registered") == Some(N as u64))
+            .is_some(),
+        "{N} endpoints did not register: {}",
+        status()
+    );
+    let learned = wait_for(30, || {
+        let c = Counters::from_pins(&instance).ok()?;
+        (c.endpoints == N).then_some(())
+    });
+    assert!(learned.is_some(), "not every endpoint was offloaded");
+    // From here on every keepalive must be answered.
+    std::thread::sleep(Duration::from_secs(1));
+    let unanswered0 = v("keepalives_unanswered");
+    let sent0 = v("keepalives_sent");
+    let k0 = Counters::from_pins(&instance).unwrap().answered();
+
+    let mut proxy = proxy;
+    proxy.0.kill().unwrap();
+    proxy.0.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let k1 = Counters::from_pins(&instance).unwrap().answered();
+    let (sent1, unanswered1) = (v("keepalives_sent"), v("keepalives_unanswered"));
+    assert!(
+        sent1 >= sent0 + 4 * N as u64,
+        "endpoints kept sending ({sent0} -> {sent1})"
+    );
+    assert_eq!(
+        unanswered1, unanswered0,
+        "unanswered while the daemon was down"
+    );
+    assert!(
+        k1 - k0 >= sent1 - sent0 - N as u64,
+        "the kernel answered them: {k0} -> {k1}"
+    );
+    eprintln!(
+        "daemon down 5 s: {} keepalives sent, {} answered by XDP, {} unanswered",
+        sent1 - sent0,
+        k1 - k0,
+        unanswered1 - unanswered0
+    );
+
+    let restarted = start_proxy(&px, &instance, "198.18.0.1", dir.path());
+    std::thread::sleep(Duration::from_secs(5));
+    let c = Counters::from_pins(&instance).unwrap();
+    let (sent2, unanswered2) = (v("keepalives_sent"), v("keepalives_unanswered"));
+    assert_eq!(unanswered2, unanswered0, "unanswered after the restart");
+    assert_eq!(
+        c.endpoints, N,
+        "the restarted daemon kept the learned table"
+    );
+    assert!(c.answered() - k1 >= sent2 - sent1 - N as u64);
+    eprintln!(
+        "after restart 5 s: {} keepalives sent, {} answered by XDP, {} unanswered",
+        sent2 - sent1,
+        c.answered() - k1,
+        unanswered2 - unanswered0
+    );
+    let mut restarted = restarted;
+    assert!(restarted.terminate(10).is_some_and(|s| s.success()));
+    drop(eps);
+}
