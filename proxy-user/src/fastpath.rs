@@ -176,6 +176,15 @@ pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
     Ok(was)
 }
 
+/// The settings a running (or crashed) instance left in its pinned map.
+pub fn settings_from_pins(instance: &str) -> Result<FastpathSettings> {
+    let data = MapData::from_pin(pin_dir(instance)?.join(FP_CONFIG_MAP))
+        .map_err(map_err(FP_CONFIG_MAP))?;
+    let map = Map::from_map_data(data).map_err(map_err(FP_CONFIG_MAP))?;
+    let a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
+    a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))
+}
+
 /// The pass-only program attached to the far end of a veth (see
 /// `lab::netns::xdp_peer_pass`); detached on drop.
 pub struct PeerPass {

@@ -36,11 +36,19 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print the fast-path counters of an instance from its pinned maps.
+    /// Print the fast-path counters of an instance from its pinned maps
+    /// (same as `proxy offload status`).
     Stats {
         /// Instance name (the directory under /sys/fs/bpf).
         #[arg(long, default_value = "h323proxy")]
         instance: String,
+    },
+    /// Inspect or switch the kernel keepalive fast path of an instance,
+    /// through its pinned maps (works while the daemon runs, and after it
+    /// died with the programs left attached).
+    Offload {
+        #[command(subcommand)]
+        action: OffloadCmd,
     },
     /// Decode the H.225.0 messages (RAS on UDP 1719, call signalling on TCP
     /// 1720 and any --port) of a pcap or pcapng capture, one line each.
@@ -53,6 +61,30 @@ enum Cmd {
         /// Print the full decoded tree as JSON, one object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffloadCmd {
+    /// Counters by outcome and reason, the learned-endpoint table size, the
+    /// settings and the attached interfaces.
+    Status {
+        /// Instance name (the directory under /sys/fs/bpf).
+        #[arg(long, default_value = "h323proxy")]
+        instance: String,
+    },
+    /// Let the kernel answer learned keepalives again.
+    On {
+        /// Instance name.
+        #[arg(long, default_value = "h323proxy")]
+        instance: String,
+    },
+    /// Leave every keepalive to userspace (XDP keeps counting), e.g. to
+    /// compare the two paths; learned entries are kept.
+    Off {
+        /// Instance name.
+        #[arg(long, default_value = "h323proxy")]
+        instance: String,
     },
 }
 
@@ -78,6 +110,53 @@ fn main() -> Result<()> {
             print!("{}", render_counters(&c));
             Ok(())
         }
+        Cmd::Offload { action } => match action {
+            OffloadCmd::Status { instance } => {
+                let c = Counters::from_pins(&instance)
+                    .with_context(|| format!("reading the pinned maps of instance {instance:?}"))?;
+                let dir = proxy_user::fastpath::pin_dir(&instance)?;
+                let s = proxy_user::fastpath::settings_from_pins(&instance)?;
+                let links: Vec<String> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_prefix("link_")
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                println!("instance {instance}: pins in {}", dir.display());
+                println!(
+                    "kernel answering: {}; RAS port {}; per-endpoint bound: {}",
+                    if s.answer != 0 { "on" } else { "off" },
+                    s.ras_port,
+                    if s.rate_interval_ns == 0 {
+                        "none".to_string()
+                    } else {
+                        format!(
+                            "{:.0}/s, burst {}",
+                            1e9 / s.rate_interval_ns as f64,
+                            s.rate_slack_ns / s.rate_interval_ns
+                        )
+                    }
+                );
+                println!(
+                    "XDP attached (pinned links): {}",
+                    if links.is_empty() {
+                        "none".to_string()
+                    } else {
+                        links.join(", ")
+                    }
+                );
+                println!("learned endpoints: {}\n", c.endpoints);
+                print!("{}", render_counters(&c));
+                Ok(())
+            }
+            OffloadCmd::On { instance } => switch(&instance, true),
+            OffloadCmd::Off { instance } => switch(&instance, false),
+        },
         Cmd::Decode { file, ports, json } => proxy_user::capture::decode_file(&file, &ports, json),
     }
 }
@@ -237,6 +316,14 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             tracing::info!("XDP detached, pins removed");
         }
     }
+    Ok(())
+}
+
+fn switch(instance: &str, on: bool) -> Result<()> {
+    let was = proxy_user::fastpath::set_answering(instance, on)
+        .with_context(|| format!("switching the fast path of instance {instance:?}"))?;
+    let word = |b: bool| if b { "on" } else { "off" };
+    println!("kernel keepalive answering: {} -> {}", word(was), word(on));
     Ok(())
 }
 
