@@ -119,6 +119,10 @@ enum Cmd {
         /// Registrations moved to the backup in the mass test.
         #[arg(long, default_value_t = 10_000)]
         mass: usize,
+        /// Only the fast-path benchmarks (XDP test runs, veth throughput,
+        /// memory per endpoint).
+        #[arg(long)]
+        fastpath_only: bool,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -148,7 +152,13 @@ fn main() -> Result<()> {
             runs,
             endpoints,
             mass,
-        } => bench(runs, endpoints, mass),
+            fastpath_only,
+        } => {
+            if !fastpath_only {
+                bench(runs, endpoints, mass)?;
+            }
+            fastpath_bench()
+        }
         Cmd::Gatekeeper {
             ras,
             id,
@@ -232,6 +242,68 @@ fn until(secs: u64, mut f: impl FnMut() -> bool) -> Result<Duration> {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn fastpath_bench() -> Result<()> {
+    use proxy_user::lab::fastbench;
+    if let Some(why) = netns::unprivileged_reason() {
+        bail!("the benchmarks need root: {why}");
+    }
+    netns::sweep_stale();
+    bench_nofile();
+    const REPEAT: u32 = 100_000;
+    println!("fast path: BPF_PROG_TEST_RUN, {REPEAT} runs per figure");
+    let runs: Vec<_> = [1_000u32, 100_000, 1_000_000]
+        .into_iter()
+        .map(|n| fastbench::test_run(n, REPEAT))
+        .collect::<Result<_, _>>()?;
+    let dir = std::env::temp_dir().join(format!("h323-fastbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let proxy = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .join("proxy");
+    println!(
+        "fast path: veth lab, one endpoint flooding keepalives, daemon on CPU 0, 3 s each way"
+    );
+    let tp = fastbench::throughput(&proxy, &dir, 3)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("fast path: control-plane memory with 100,000 registrations");
+    let daemon = fastbench::daemon_bytes_per_endpoint(100_000);
+    println!();
+    println!("| measurement | value | baseline | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for r in &runs {
+        println!(
+            "| BPF_PROG_TEST_RUN keepalive -> RCF (XDP_TX), {} endpoints learned | {:.0} ns | pass-only XDP program: {:.0} ns | {:.2} | <= 100 ns |",
+            r.endpoints,
+            r.fastpath_ns,
+            r.pass_ns,
+            r.fastpath_ns / r.pass_ns.max(1.0)
+        );
+    }
+    println!(
+        "| keepalive answers/s, veth lab, offload on | {:.0} | offload off (tokio path): {:.0} | {:.1}x | >= 10x |",
+        tp.offload_per_sec,
+        tp.userspace_per_sec,
+        tp.offload_per_sec / tp.userspace_per_sec.max(1.0)
+    );
+    for r in runs.iter().filter(|r| r.endpoints >= 100_000) {
+        println!(
+            "| kernel bytes per learned endpoint (map memlock), {} endpoints | {:.0} | empty map: {} bytes | - | <= 256 |",
+            r.endpoints,
+            (r.map_bytes - r.empty_map_bytes) as f64 / r.endpoints as f64,
+            r.empty_map_bytes
+        );
+    }
+    println!(
+        "| daemon heap per registered endpoint, 100,000 endpoints | {daemon:.0} bytes | - | - | - |"
+    );
+    Ok(())
+}
+
+fn bench_nofile() {
+    proxy_user::lab::bench::raise_nofile();
 }
 
 fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {

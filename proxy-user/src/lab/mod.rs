@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod endpoint;
+pub mod fastbench;
 pub mod gatekeeper;
 pub mod netns;
 pub mod process;
