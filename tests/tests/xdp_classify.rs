@@ -46,9 +46,15 @@ fn xdp_counts_ras_messages_by_choice_on_a_veth() {
         if let Ok(Some(status)) = proxy.0.try_wait() {
             panic!("proxy exited during start-up: {status}");
         }
-        Counters::from_pins(&instance).ok()
+        // Maps are pinned at load, the link once XDP is attached.
+        let link = proxy_user::fastpath::pin_dir(&instance)
+            .ok()?
+            .join("link_px0");
+        Counters::from_pins(&instance)
+            .ok()
+            .filter(|_| link.exists())
     });
-    assert!(ready.is_some(), "proxy did not pin its maps within 20 s");
+    assert!(ready.is_some(), "proxy did not attach XDP within 20 s");
 
     let sock = ep
         .run(|| UdpSocket::bind("198.18.0.2:40001"))
