@@ -261,6 +261,61 @@ pub mod ka_slot {
     ];
 }
 
+/// Gatekeeper health as the control plane decided it, written into
+/// [`GatekeeperLiveness::state`] for operators and the fast path.
+pub mod gk_state {
+    /// Not heard from yet.
+    pub const UNKNOWN: u32 = 0;
+    /// Answering.
+    pub const UP: u32 = 1;
+    /// Replies missing, not yet down.
+    pub const SUSPECT: u32 = 2;
+    /// Down.
+    pub const DOWN: u32 = 3;
+}
+
+/// Key of the gatekeeper liveness map (`GK_LIVENESS`): a gatekeeper's IP
+/// address, IPv4-mapped for IPv4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerAddr {
+    /// Address bytes.
+    pub addr: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), a byte array.
+unsafe impl aya::Pod for PeerAddr {}
+
+/// One gatekeeper in `GK_LIVENESS`. The TC program on the gatekeeper-facing
+/// interfaces writes the first three fields on every RAS datagram from the
+/// gatekeeper's RAS port and every TCP segment from its call-signalling
+/// port; the control plane fills the ports and writes its decision.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatekeeperLiveness {
+    /// `bpf_ktime_get_ns` of the last RAS datagram or signalling segment.
+    pub last_ns: u64,
+    /// RAS datagrams seen from it.
+    pub ras_packets: u64,
+    /// Call-signalling TCP segments seen from it.
+    pub signalling_packets: u64,
+    /// Its RAS port (set by the control plane).
+    pub ras_port: u16,
+    /// Its call-signalling port (set by the control plane).
+    pub signalling_port: u16,
+    /// [`gk_state`] as the control plane decided it.
+    pub state: u32,
+    /// 1 when this gatekeeper is in control.
+    pub active: u32,
+    /// Reserved, zero.
+    pub pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), u64s then u16/u32 fields filling 16 bytes; no padding.
+unsafe impl aya::Pod for GatekeeperLiveness {}
+
 /// Mix one little-endian 8-byte word into a keepalive hash.
 #[inline(always)]
 pub fn ka_mix(h: u64, w: u64) -> u64 {

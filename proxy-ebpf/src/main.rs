@@ -5,6 +5,7 @@
 #![no_main]
 
 mod keepalive;
+mod liveness;
 mod parse;
 mod ras_classify;
 

@@ -200,6 +200,11 @@ pub struct FastPathConfig {
     /// Endpoint-facing interfaces to attach XDP to.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Gatekeeper-facing interfaces to attach the TC liveness program to
+    /// (ingress): the failure detector then also counts every RAS datagram
+    /// and call-signalling segment the kernel sees from a gatekeeper.
+    #[serde(default)]
+    pub gatekeeper_interfaces: Vec<String>,
     /// Seconds between counter log lines (0: never).
     #[serde(default = "default_stats_interval")]
     pub stats_interval_secs: u64,
@@ -227,6 +232,7 @@ impl Default for FastPathConfig {
         Self {
             enabled: true,
             interfaces: Vec::new(),
+            gatekeeper_interfaces: Vec::new(),
             stats_interval_secs: default_stats_interval(),
             answer_keepalives: true,
             max_endpoints: default_max_endpoints(),

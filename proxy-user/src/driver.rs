@@ -56,6 +56,11 @@ pub struct RasDriver {
     per_gk: Vec<(SocketAddr, Arc<UdpSocket>)>,
     /// The kernel's learned-endpoint map, when the fast path runs.
     offload: Option<crate::fastpath::KeepaliveTable>,
+    /// The kernel's gatekeeper liveness map and the gatekeepers'
+    /// call-signalling port, when the TC program runs.
+    liveness: Option<(crate::fastpath::LivenessTable, u16)>,
+    /// How often the liveness map is read (the heartbeat interval).
+    liveness_every: Duration,
 }
 
 /// How often the kernel's keepalive times are read back into the
@@ -120,7 +125,44 @@ impl RasDriver {
             gatekeeper: Arc::new(gatekeeper),
             per_gk,
             offload: None,
+            liveness: None,
+            liveness_every: Duration::from_millis(cfg.heartbeat.interval_ms.max(1)),
         })
+    }
+
+    /// Feed the failure detector from the kernel's gatekeeper liveness map
+    /// and write its decisions back there.
+    pub fn with_liveness(
+        mut self,
+        table: crate::fastpath::LivenessTable,
+        signalling_port: u16,
+    ) -> Self {
+        self.liveness = Some((table, signalling_port));
+        self
+    }
+
+    /// One round of the liveness exchange with the kernel.
+    fn sync_liveness(&mut self) {
+        let Some((table, sig_port)) = self.liveness.as_mut() else {
+            return;
+        };
+        let mut relay = lock(&self.relay);
+        for (ip, g) in table.entries() {
+            if g.last_ns != 0 {
+                relay.note_gatekeeper_seen(ip, crate::fastpath::instant_of(g.last_ns));
+            }
+        }
+        for g in relay.gatekeepers() {
+            if let Err(e) = table.track(g.ras, *sig_port) {
+                tracing::warn!(gatekeeper = %g.name, error = %e, "liveness map");
+            }
+            let state = match g.health {
+                crate::gatekeeper::Health::Up => proxy_common::gk_state::UP,
+                crate::gatekeeper::Health::Suspect => proxy_common::gk_state::SUSPECT,
+                crate::gatekeeper::Health::Down => proxy_common::gk_state::DOWN,
+            };
+            let _ = table.set_state(g.ras.ip(), state, g.active);
+        }
     }
 
     /// Let the kernel answer keepalives the relay has learned, through
@@ -137,22 +179,12 @@ impl RasDriver {
         if entries.is_empty() {
             return;
         }
-        // bpf_ktime_get_ns is CLOCK_MONOTONIC, like Instant on Linux.
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        let now = Instant::now();
         let mut relay = lock(&self.relay);
         for (source, e) in entries {
             if e.answered == 0 {
                 continue;
             }
-            let ago = Duration::from_nanos(now_ns.saturating_sub(e.last_ns));
-            let at = now.checked_sub(ago).unwrap_or(now);
+            let at = crate::fastpath::instant_of(e.last_ns);
             relay.note_offloaded_keepalives(source, at, e.answered);
         }
     }
@@ -171,6 +203,8 @@ impl RasDriver {
     ) {
         let mut sync = tokio::time::interval(OFFLOAD_SYNC);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut live = tokio::time::interval(self.liveness_every);
+        live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
         let mut readers = Vec::new();
         for (peer, sock) in self
@@ -213,6 +247,7 @@ impl RasDriver {
                 },
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
                 _ = sync.tick(), if self.offload.is_some() => self.sync_offload(),
+                _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
                     Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),

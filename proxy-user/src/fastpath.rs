@@ -40,15 +40,25 @@ pub const LOCAL_ADDRS_MAP: &str = "LOCAL_ADDRS";
 pub const FP_CONFIG_MAP: &str = "FP_CONFIG";
 /// Keepalive outcomes by reason.
 pub const KA_REASONS_MAP: &str = "KA_REASONS";
+/// Gatekeeper liveness, written by TC and by the control plane.
+pub const GK_LIVENESS_MAP: &str = "GK_LIVENESS";
+/// The TC program that fills it.
+pub const LIVENESS_PROG: &str = "gk_liveness";
 /// Every map the object pins, for clean-up.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 7] = [
     RAS_CLASSIFY_MAP,
     PACKETS_MAP,
     KEEPALIVE_MAP,
     LOCAL_ADDRS_MAP,
     FP_CONFIG_MAP,
     KA_REASONS_MAP,
+    GK_LIVENESS_MAP,
 ];
+
+/// Pin file of the TC link on `iface`.
+fn tc_link_pin(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("tclink_{iface}"))
+}
 
 /// Pin file of the XDP link on `iface`.
 fn link_pin(dir: &Path, iface: &str) -> PathBuf {
@@ -185,6 +195,95 @@ pub fn settings_from_pins(instance: &str) -> Result<FastpathSettings> {
     a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))
 }
 
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The Instant of a `bpf_ktime_get_ns` reading (both are CLOCK_MONOTONIC
+/// on Linux).
+pub fn instant_of(ns: u64) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    let ago = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(ns));
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+/// The gatekeeper liveness map, held by the RAS driver.
+pub struct LivenessTable {
+    map: BpfHashMap<MapData, proxy_common::PeerAddr, proxy_common::GatekeeperLiveness>,
+}
+
+impl LivenessTable {
+    /// Open the table of a running instance from its pin (tests, tools).
+    pub fn from_pin(instance: &str) -> Result<Self> {
+        let data = MapData::from_pin(pin_dir(instance)?.join(GK_LIVENESS_MAP))
+            .map_err(map_err(GK_LIVENESS_MAP))?;
+        let map = Map::from_map_data(data).map_err(map_err(GK_LIVENESS_MAP))?;
+        Ok(Self {
+            map: BpfHashMap::try_from(map).map_err(map_err(GK_LIVENESS_MAP))?,
+        })
+    }
+
+    /// Track a gatekeeper (RAS address, call-signalling port); an entry
+    /// already there keeps what the kernel recorded.
+    pub fn track(&mut self, ras: std::net::SocketAddr, signalling_port: u16) -> Result<()> {
+        let key = proxy_common::PeerAddr {
+            addr: crate::offload::local_addr(ras.ip()).addr,
+        };
+        let mut v = self.map.get(&key, 0).unwrap_or_default();
+        if v.ras_port == ras.port() && v.signalling_port == signalling_port {
+            return Ok(());
+        }
+        v.ras_port = ras.port();
+        v.signalling_port = signalling_port;
+        self.map
+            .insert(&key, &v, 0)
+            .map_err(map_err(GK_LIVENESS_MAP))
+    }
+
+    /// Record the control plane's decision for the gatekeeper at `ip`.
+    pub fn set_state(&mut self, ip: std::net::IpAddr, state: u32, active: bool) -> Result<()> {
+        let key = proxy_common::PeerAddr {
+            addr: crate::offload::local_addr(ip).addr,
+        };
+        let Ok(mut v) = self.map.get(&key, 0) else {
+            return Ok(());
+        };
+        if v.state == state && v.active == active as u32 {
+            return Ok(());
+        }
+        v.state = state;
+        v.active = active as u32;
+        // The kernel may have written last_ns meanwhile; losing one update
+        // of it delays nothing (the next packet writes it again).
+        self.map
+            .insert(&key, &v, 0)
+            .map_err(map_err(GK_LIVENESS_MAP))
+    }
+
+    /// Every tracked gatekeeper host.
+    pub fn entries(&self) -> Vec<(std::net::IpAddr, proxy_common::GatekeeperLiveness)> {
+        self.map
+            .iter()
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| {
+                let key = EndpointKey {
+                    addr: k.addr,
+                    port: 0,
+                    pad: 0,
+                };
+                (crate::offload::source(&key).ip(), v)
+            })
+            .collect()
+    }
+}
+
 /// The pass-only program attached to the far end of a veth (see
 /// `lab::netns::xdp_peer_pass`); detached on drop.
 pub struct PeerPass {
@@ -270,8 +369,10 @@ impl KeepaliveTable {
 pub struct FastPath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    /// Interfaces with a pinned link.
+    /// Interfaces with a pinned XDP link.
     links: Vec<String>,
+    /// Interfaces with a pinned TC link.
+    tc_links: Vec<String>,
 }
 
 /// Pin directory of an instance, after checking the name.
@@ -320,6 +421,7 @@ impl FastPath {
             ebpf,
             pin_dir,
             links: Vec::new(),
+            tc_links: Vec::new(),
         })
     }
 
@@ -464,6 +566,64 @@ impl FastPath {
         Ok(mode)
     }
 
+    /// Attach the gatekeeper liveness program to `iface` (TCX ingress) and
+    /// pin the link; a link left by an earlier run is adopted.
+    pub fn attach_liveness(&mut self, iface: &str) -> Result<()> {
+        use aya::programs::tc::{SchedClassifierLink, TcAttach, TcAttachType};
+        use aya::programs::{LinkOrder, SchedClassifier};
+        let perr = |source| FastPathError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
+        let lerr = |why: String| FastPathError::Link {
+            iface: iface.to_owned(),
+            why,
+        };
+        let pin = tc_link_pin(&self.pin_dir, iface);
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(LIVENESS_PROG)
+            .ok_or(FastPathError::Missing(LIVENESS_PROG))?
+            .try_into()
+            .map_err(perr)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(perr)?;
+        }
+        let id = if pin.exists() {
+            let old = PinnedLink::from_pin(&pin).map_err(|e| lerr(e.to_string()))?;
+            let fd = old.unpin().map_err(|e| lerr(e.to_string()))?;
+            let link = SchedClassifierLink::try_from(fd).map_err(|e| lerr(e.to_string()))?;
+            prog.attach_to_link(link).map_err(perr)?
+        } else {
+            let name =
+                CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
+            prog.attach(
+                name.as_c_str(),
+                TcAttach::Tcx {
+                    attach_type: TcAttachType::Ingress,
+                    order: LinkOrder::default(),
+                },
+            )
+            .map_err(perr)?
+        };
+        let link = prog.take_link(id).map_err(perr)?;
+        let fd = FdLink::try_from(link).map_err(|e| lerr(e.to_string()))?;
+        fd.pin(&pin).map_err(|e| lerr(e.to_string()))?;
+        self.tc_links.push(iface.to_owned());
+        Ok(())
+    }
+
+    /// Hand the gatekeeper liveness map to the control plane.
+    pub fn take_liveness_table(&mut self) -> Result<LivenessTable> {
+        let map = self
+            .ebpf
+            .take_map(GK_LIVENESS_MAP)
+            .ok_or(FastPathError::Missing(GK_LIVENESS_MAP))?;
+        Ok(LivenessTable {
+            map: BpfHashMap::try_from(map).map_err(map_err(GK_LIVENESS_MAP))?,
+        })
+    }
+
     /// Write the fast-path settings.
     pub fn configure(&mut self, settings: FastpathSettings) -> Result<()> {
         let map = self
@@ -542,8 +702,13 @@ impl FastPath {
     /// Detach (remove the link pins and drop the links) and remove the pins.
     pub fn unpin(self) -> std::io::Result<()> {
         let dir = self.pin_dir.clone();
-        for iface in &self.links {
-            match std::fs::remove_file(link_pin(&dir, iface)) {
+        let pins = self
+            .links
+            .iter()
+            .map(|i| link_pin(&dir, i))
+            .chain(self.tc_links.iter().map(|i| tc_link_pin(&dir, i)));
+        for pin in pins {
+            match std::fs::remove_file(pin) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

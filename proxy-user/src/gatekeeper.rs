@@ -100,6 +100,15 @@ impl Heartbeat {
         self.health = Health::Up;
     }
 
+    /// Traffic from the gatekeeper was seen at `at` (by the kernel's
+    /// liveness map). Keeps an up or suspect gatekeeper alive; a down one
+    /// stays down until it answers a probe.
+    pub fn handle_seen(&mut self, at: Instant) {
+        if self.health != Health::Down && at > self.last_heard {
+            self.handle_reply(at);
+        }
+    }
+
     /// The transport reported the gatekeeper unreachable: down at once.
     pub fn handle_transport_error(&mut self) {
         self.health = Health::Down;

@@ -194,6 +194,10 @@ pub struct GatekeeperStatus {
     pub rtt: Option<Duration>,
     /// Endpoints registered there through the proxy.
     pub registrations: usize,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+    /// In control now.
+    pub active: bool,
 }
 
 /// Where a call's signalling goes.
@@ -464,8 +468,24 @@ impl RasRelay {
                 health: g.hb.health(),
                 rtt: g.rtt,
                 registrations: self.regs.bound_at(i),
+                ras: g.cfg.ras,
+                active: self.active == Some(i),
             })
             .collect()
+    }
+
+    /// The kernel saw RAS or call-signalling traffic from gatekeeper host
+    /// `ip` at `at` (the liveness map): that counts as hearing from it, so
+    /// the failure detector runs on what the kernel sees, not only on the
+    /// probes userspace gets answered. A gatekeeper already down needs a
+    /// real RAS answer to come back.
+    pub fn note_gatekeeper_seen(&mut self, ip: std::net::IpAddr, at: Instant) {
+        for i in 0..self.gks.len() {
+            if self.gks[i].cfg.ras.ip() == ip {
+                self.gks[i].hb.handle_seen(at);
+                self.note_health(i);
+            }
+        }
     }
 
     /// Registrations still waiting to be re-registered at the gatekeeper in

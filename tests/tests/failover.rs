@@ -90,14 +90,25 @@ struct Proxy {
     _proc: LabProc,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    instance: String,
 }
 
 impl Proxy {
     fn start(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_with(lab, hold_ms, None)
+    }
+
+    /// With the kernel fast path: XDP on the endpoint side, TC liveness on
+    /// the gatekeeper side.
+    fn start_fast(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_with(lab, hold_ms, Some("px0"))
+    }
+
+    fn start_with(lab: &Lab, hold_ms: u64, xdp: Option<&str>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("proxy.toml");
         let instance = proxy_user::lab::netns::unique_name("i");
-        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms, None)).unwrap();
+        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms, xdp)).unwrap();
         let log = dir.path().join("proxy.log");
         let mut c = lab.px.command(bin("proxy")).unwrap();
         c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
@@ -107,6 +118,7 @@ impl Proxy {
             _proc: proc,
             log,
             _dir: dir,
+            instance,
         };
         assert!(
             p.wait_log(10, |l| l.contains("control moved")
@@ -518,4 +530,78 @@ fn gatekeeper_routed_calls_stay_up_when_the_gatekeeper_in_the_signalling_path_di
     assert_eq!(get(&s, "enquiries_unanswered"), 0, "{s}");
     let m = scrape(&lab);
     assert_eq!(metric(&m, "h323proxy_calls_kept_up_total"), 4, "{m}");
+}
+
+#[test]
+fn with_the_fast_path_kernel_liveness_drives_failover_and_calls_stay_up() {
+    use proxy_common::gk_state;
+    use proxy_user::fastpath::{Counters, LivenessTable, monotonic_ns};
+    if !privileged("with_the_fast_path_kernel_liveness_drives_failover_and_calls_stay_up") {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start_fast(&lab, 5000);
+    let eps = endpoints(&lab, PX_EP, 10, 4);
+    wait_status(&eps, 30, |l| {
+        get(l, "calls_active") == 8 && get(l, "rtp_received") > 0
+    });
+    // Keepalives (every 200 ms) are answered by XDP once learned.
+    let answered = proxy_tests::wait_for(10, || {
+        let c = Counters::from_pins(&proxy.instance).ok()?;
+        (c.answered() >= 50 && c.endpoints == 10).then_some(c.answered())
+    });
+    assert!(
+        answered.is_some(),
+        "XDP did not answer the endpoints' keepalives"
+    );
+    let entry = |ip: std::net::Ipv4Addr| {
+        LivenessTable::from_pin(&proxy.instance)
+            .unwrap()
+            .entries()
+            .into_iter()
+            .find(|(a, _)| *a == std::net::IpAddr::V4(ip))
+            .map(|(_, g)| g)
+            .unwrap_or_else(|| panic!("{ip} not in the liveness map"))
+    };
+    let g = entry(GK1);
+    assert_eq!((g.state, g.active), (gk_state::UP, 1), "{g:?}");
+    assert!(g.ras_packets > 0, "TC saw the primary's RAS replies: {g:?}");
+
+    // Partition the primary: no RST, no ICMP, just silence.
+    lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    // The daemon writes its decision into the map at its next liveness
+    // round (one heartbeat interval).
+    let g = proxy_tests::wait_for(2, || {
+        let g = entry(GK1);
+        (g.state == gk_state::DOWN).then_some(g)
+    })
+    .unwrap_or_else(|| panic!("primary not marked down in the map: {:?}", entry(GK1)));
+    let silent_ms = (monotonic_ns() - g.last_ns) / 1_000_000;
+    assert_eq!(g.active, 0, "{g:?}");
+    assert!(
+        silent_ms >= 120,
+        "stale in the map: last seen {silent_ms} ms ago"
+    );
+    let b = entry(GK2);
+    assert_eq!((b.state, b.active), (gk_state::UP, 1), "{b:?}");
+    eprintln!(
+        "liveness map: primary down, last RAS seen {silent_ms} ms ago after {} RAS packets; backup in control",
+        g.ras_packets
+    );
+
+    std::thread::sleep(Duration::from_secs(10));
+    let s = status(&eps);
+    assert_eq!(get(&s, "calls_active"), 8, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+    assert_eq!(get(&s, "keepalives_unanswered"), 0, "{s}");
+    lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
 }

@@ -150,7 +150,28 @@ fn main() -> Result<()> {
                         links.join(", ")
                     }
                 );
-                println!("learned endpoints: {}\n", c.endpoints);
+                println!("learned endpoints: {}", c.endpoints);
+                if let Ok(t) = proxy_user::fastpath::LivenessTable::from_pin(&instance) {
+                    let now = proxy_user::fastpath::monotonic_ns();
+                    for (ip, g) in t.entries() {
+                        let state = ["unknown", "up", "suspect", "down"]
+                            .get(g.state as usize)
+                            .copied()
+                            .unwrap_or("?");
+                        let seen = if g.last_ns == 0 {
+                            "never".to_string()
+                        } else {
+                            format!("{} ms ago", now.saturating_sub(g.last_ns) / 1_000_000)
+                        };
+                        println!(
+                            "gatekeeper {ip}: {state}{}, last RAS/signalling seen {seen} ({} RAS, {} signalling packets)",
+                            if g.active != 0 { ", in control" } else { "" },
+                            g.ras_packets,
+                            g.signalling_packets
+                        );
+                    }
+                }
+                println!();
                 print!("{}", render_counters(&c));
                 Ok(())
             }
@@ -178,6 +199,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
             let mode = fp.attach_fastpath(iface)?;
             tracing::info!(%iface, ?mode, "XDP attached");
         }
+        for iface in &cfg.fastpath.gatekeeper_interfaces {
+            fp.attach_liveness(iface)?;
+            tracing::info!(%iface, "TC gatekeeper liveness attached (ingress)");
+        }
         tracing::info!(
             pins = %fp.pin_dir().display(),
             answer_keepalives = cfg.fastpath.answer_keepalives,
@@ -194,6 +219,9 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         .context("starting the RAS relay")?;
     if let Some(fp) = fast.as_mut() {
         ras = ras.with_offload(fp.take_keepalive_table()?);
+        if !cfg.fastpath.gatekeeper_interfaces.is_empty() {
+            ras = ras.with_liveness(fp.take_liveness_table()?, cfg.proxy.call_signal_port);
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());

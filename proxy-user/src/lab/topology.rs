@@ -41,18 +41,26 @@ pub struct Lab {
     pub gk1: Netns,
     /// Backup gatekeeper.
     pub gk2: Netns,
+    /// Pass-only XDP on the endpoints' end of their veth, so the proxy's
+    /// XDP_TX answers get through (see `netns::xdp_peer_pass`).
+    _ep_xdp: crate::fastpath::PeerPass,
 }
 
 impl Lab {
     /// Create the namespaces, links, addresses and routes.
     pub fn create() -> io::Result<Lab> {
+        let ep = Netns::create("ep")?;
+        let px = Netns::create("px")?;
+        let gk1 = Netns::create("g1")?;
+        let gk2 = Netns::create("g2")?;
+        veth(&px, "px0", &ep, "ep0")?;
         let lab = Lab {
-            ep: Netns::create("ep")?,
-            px: Netns::create("px")?,
-            gk1: Netns::create("g1")?,
-            gk2: Netns::create("g2")?,
+            _ep_xdp: super::netns::xdp_peer_pass(&ep, "ep0")?,
+            ep,
+            px,
+            gk1,
+            gk2,
         };
-        veth(&lab.px, "px0", &lab.ep, "ep0")?;
         veth(&lab.px, "px1", &lab.gk1, "gk0")?;
         veth(&lab.px, "px2", &lab.gk2, "gk0")?;
         lab.ep.ip(&["addr", "add", "198.18.1.2/24", "dev", "ep0"])?;
@@ -89,7 +97,9 @@ impl Lab {
 /// the XDP fast path on `xdp_iface` (off when `None`).
 pub fn proxy_toml(instance: &str, failback_hold_ms: u64, xdp_iface: Option<&str>) -> String {
     let fastpath = match xdp_iface {
-        Some(i) => format!("enabled = true\ninterfaces = [\"{i}\"]"),
+        Some(i) => format!(
+            "enabled = true\ninterfaces = [\"{i}\"]\ngatekeeper_interfaces = [\"px1\", \"px2\"]"
+        ),
         None => "enabled = false".to_string(),
     };
     format!(

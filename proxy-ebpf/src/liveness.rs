@@ -1,0 +1,82 @@
+//! `gk_liveness`: a TC ingress program on the gatekeeper-facing interfaces
+//! that records, per gatekeeper address, when a RAS datagram (from its RAS
+//! port) or a call-signalling segment (from its signalling port) last
+//! arrived. The control plane's failure detector reads `GK_LIVENESS` and
+//! writes back the state it decided. Every packet continues (TC_ACT_OK).
+
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    btf_maps::HashMap,
+    helpers::generated::bpf_ktime_get_ns,
+    macros::{btf_map, classifier},
+    programs::TcContext,
+};
+use proxy_common::{GatekeeperLiveness, PeerAddr};
+
+use crate::parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP};
+
+const IPPROTO_TCP: u8 = 6;
+
+/// Gatekeepers by address (filled by the control plane).
+#[btf_map(pin_by_name)]
+static GK_LIVENESS: HashMap<PeerAddr, GatekeeperLiveness, 64> = HashMap::new();
+
+#[classifier]
+pub fn gk_liveness(ctx: TcContext) -> i32 {
+    let _ = track(&ctx);
+    TC_ACT_OK as i32
+}
+
+#[inline(always)]
+fn be16(ctx: &TcContext, off: usize) -> Option<u16> {
+    ctx.load::<[u8; 2]>(off).ok().map(u16::from_be_bytes)
+}
+
+#[inline(always)]
+fn track(ctx: &TcContext) -> Option<()> {
+    let mut off = 14;
+    let mut proto = be16(ctx, 12)?;
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = be16(ctx, off + 2)?;
+        off += 4;
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            proto = be16(ctx, off + 2)?;
+            off += 4;
+        }
+    }
+    let mut addr = [0u8; 16];
+    let (l4proto, l4) = match proto {
+        ETH_P_IP => {
+            let vihl = ctx.load::<u8>(off).ok()?;
+            let ihl = ((vihl & 0x0f) as usize) * 4;
+            // Ports are only in the first fragment; ignore the others.
+            if be16(ctx, off + 6)? & 0x1fff != 0 || ihl < 20 {
+                return None;
+            }
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            addr[12..].copy_from_slice(&ctx.load::<[u8; 4]>(off + 12).ok()?);
+            (ctx.load::<u8>(off + 9).ok()?, off + ihl)
+        }
+        ETH_P_IPV6 => {
+            addr = ctx.load::<[u8; 16]>(off + 8).ok()?;
+            (ctx.load::<u8>(off + 6).ok()?, off + 40)
+        }
+        _ => return None,
+    };
+    let v = GK_LIVENESS.get_ptr_mut(&PeerAddr { addr })?;
+    // SAFETY: a map value stays valid for this run; racing updates of
+    // counters from other CPUs only lose increments.
+    let v = unsafe { &mut *v };
+    let sport = be16(ctx, l4)?;
+    if l4proto == IPPROTO_UDP && sport == v.ras_port {
+        v.ras_packets += 1;
+    } else if l4proto == IPPROTO_TCP && sport == v.signalling_port {
+        v.signalling_packets += 1;
+    } else {
+        return None;
+    }
+    // SAFETY: helper without arguments.
+    v.last_ns = unsafe { bpf_ktime_get_ns() };
+    Some(())
+}
