@@ -55,12 +55,39 @@ pub struct RasDriver {
     /// interval × multiplier.
     per_gk: Vec<(SocketAddr, Arc<UdpSocket>)>,
     /// The kernel's learned-endpoint map, when the fast path runs.
-    offload: Option<crate::fastpath::KeepaliveTable>,
+    offload: Option<Box<dyn OffloadTable>>,
     /// The kernel's gatekeeper liveness map and the gatekeepers'
     /// call-signalling port, when the TC program runs.
-    liveness: Option<(crate::fastpath::LivenessTable, u16)>,
+    liveness: Option<(Box<dyn LivenessMap>, u16)>,
     /// How often the liveness map is read (the heartbeat interval).
     liveness_every: Duration,
+}
+
+/// The kernel's learned-endpoint map as the RAS driver uses it
+/// (implemented by `fastpath::KeepaliveTable`; a trait so the control plane
+/// builds without aya, e.g. for fuzzing).
+pub trait OffloadTable: Send {
+    /// Let the kernel answer keepalives from `source` with `entry`.
+    fn learn(
+        &mut self,
+        source: SocketAddr,
+        entry: &proxy_common::KeepaliveEntry,
+    ) -> Result<(), String>;
+    /// Stop answering for `source`.
+    fn forget(&mut self, source: SocketAddr);
+    /// Every learned endpoint with its entry.
+    fn entries(&self) -> Vec<(SocketAddr, proxy_common::KeepaliveEntry)>;
+}
+
+/// The kernel's gatekeeper liveness map as the RAS driver uses it
+/// (implemented by `fastpath::LivenessTable`).
+pub trait LivenessMap: Send {
+    /// Track a gatekeeper (RAS address, call-signalling port).
+    fn track(&mut self, ras: SocketAddr, signalling_port: u16) -> Result<(), String>;
+    /// Record the control plane's decision for the gatekeeper at `ip`.
+    fn set_state(&mut self, ip: std::net::IpAddr, state: u32, active: bool) -> Result<(), String>;
+    /// Every tracked gatekeeper host.
+    fn entries(&self) -> Vec<(std::net::IpAddr, proxy_common::GatekeeperLiveness)>;
 }
 
 /// How often the kernel's keepalive times are read back into the
@@ -134,10 +161,10 @@ impl RasDriver {
     /// and write its decisions back there.
     pub fn with_liveness(
         mut self,
-        table: crate::fastpath::LivenessTable,
+        table: impl LivenessMap + 'static,
         signalling_port: u16,
     ) -> Self {
-        self.liveness = Some((table, signalling_port));
+        self.liveness = Some((Box::new(table), signalling_port));
         self
     }
 
@@ -149,7 +176,7 @@ impl RasDriver {
         let mut relay = lock(&self.relay);
         for (ip, g) in table.entries() {
             if g.last_ns != 0 {
-                relay.note_gatekeeper_seen(ip, crate::fastpath::instant_of(g.last_ns));
+                relay.note_gatekeeper_seen(ip, crate::offload::instant_of(g.last_ns));
             }
         }
         for g in relay.gatekeepers() {
@@ -167,8 +194,8 @@ impl RasDriver {
 
     /// Let the kernel answer keepalives the relay has learned, through
     /// this map.
-    pub fn with_offload(mut self, table: crate::fastpath::KeepaliveTable) -> Self {
-        self.offload = Some(table);
+    pub fn with_offload(mut self, table: impl OffloadTable + 'static) -> Self {
+        self.offload = Some(Box::new(table));
         self
     }
 
@@ -184,7 +211,7 @@ impl RasDriver {
             if e.answered == 0 {
                 continue;
             }
-            let at = crate::fastpath::instant_of(e.last_ns);
+            let at = crate::offload::instant_of(e.last_ns);
             relay.note_offloaded_keepalives(source, at, e.answered);
         }
     }

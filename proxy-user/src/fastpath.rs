@@ -195,24 +195,7 @@ pub fn settings_from_pins(instance: &str) -> Result<FastpathSettings> {
     a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// The Instant of a `bpf_ktime_get_ns` reading (both are CLOCK_MONOTONIC
-/// on Linux).
-pub fn instant_of(ns: u64) -> std::time::Instant {
-    let now = std::time::Instant::now();
-    let ago = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(ns));
-    now.checked_sub(ago).unwrap_or(now)
-}
+pub use crate::offload::{instant_of, monotonic_ns};
 
 /// The gatekeeper liveness map, held by the RAS driver.
 pub struct LivenessTable {
@@ -800,5 +783,42 @@ impl Counters {
     /// Keepalives answered in the kernel.
     pub fn answered(&self) -> u64 {
         self.keepalive[ka_slot::ANSWERED as usize]
+    }
+}
+
+impl crate::driver::OffloadTable for KeepaliveTable {
+    fn learn(
+        &mut self,
+        source: std::net::SocketAddr,
+        entry: &KeepaliveEntry,
+    ) -> std::result::Result<(), String> {
+        KeepaliveTable::learn(self, source, entry).map_err(|e| e.to_string())
+    }
+    fn forget(&mut self, source: std::net::SocketAddr) {
+        KeepaliveTable::forget(self, source)
+    }
+    fn entries(&self) -> Vec<(std::net::SocketAddr, KeepaliveEntry)> {
+        KeepaliveTable::entries(self)
+    }
+}
+
+impl crate::driver::LivenessMap for LivenessTable {
+    fn track(
+        &mut self,
+        ras: std::net::SocketAddr,
+        signalling_port: u16,
+    ) -> std::result::Result<(), String> {
+        LivenessTable::track(self, ras, signalling_port).map_err(|e| e.to_string())
+    }
+    fn set_state(
+        &mut self,
+        ip: std::net::IpAddr,
+        state: u32,
+        active: bool,
+    ) -> std::result::Result<(), String> {
+        LivenessTable::set_state(self, ip, state, active).map_err(|e| e.to_string())
+    }
+    fn entries(&self) -> Vec<(std::net::IpAddr, proxy_common::GatekeeperLiveness)> {
+        LivenessTable::entries(self)
     }
 }

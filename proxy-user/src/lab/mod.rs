@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod endpoint;
+#[cfg(feature = "fastpath")]
 pub mod fastbench;
 pub mod gatekeeper;
 pub mod netns;

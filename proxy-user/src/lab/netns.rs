@@ -142,6 +142,7 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
 /// the peer runs NAPI, which an XDP program there turns on (GRO should too,
 /// but on the kernels tried here it did not); without it the proxy's kernel
 /// answers are counted as sent and silently dropped. Real NICs need nothing.
+#[cfg(feature = "fastpath")]
 pub fn xdp_peer_pass(ns: &Netns, dev: &str) -> io::Result<crate::fastpath::PeerPass> {
     let dev = dev.to_owned();
     ns.run(move || crate::fastpath::PeerPass::attach(&dev))?

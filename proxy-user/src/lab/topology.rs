@@ -43,6 +43,7 @@ pub struct Lab {
     pub gk2: Netns,
     /// Pass-only XDP on the endpoints' end of their veth, so the proxy's
     /// XDP_TX answers get through (see `netns::xdp_peer_pass`).
+    #[cfg(feature = "fastpath")]
     _ep_xdp: crate::fastpath::PeerPass,
 }
 
@@ -55,6 +56,7 @@ impl Lab {
         let gk2 = Netns::create("g2")?;
         veth(&px, "px0", &ep, "ep0")?;
         let lab = Lab {
+            #[cfg(feature = "fastpath")]
             _ep_xdp: super::netns::xdp_peer_pass(&ep, "ep0")?,
             ep,
             px,
