@@ -85,6 +85,9 @@ pub struct ProxyConfig {
     pub gatekeeper_ras_port: u16,
     /// Call signalling port (both sides).
     pub call_signal_port: u16,
+    /// Directory of the registration table saved across restarts
+    /// (`<instance>.json`); empty: not saved.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -96,6 +99,7 @@ impl Default for ProxyConfig {
             ras_port: 1719,
             gatekeeper_ras_port: 0,
             call_signal_port: 1720,
+            state_dir: "/run/h323proxy".into(),
         }
     }
 }

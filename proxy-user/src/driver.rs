@@ -61,6 +61,8 @@ pub struct RasDriver {
     liveness: Option<(Box<dyn LivenessMap>, u16)>,
     /// How often the liveness map is read (the heartbeat interval).
     liveness_every: Duration,
+    /// Where the registration table is saved, and whether it changed.
+    state: Option<std::path::PathBuf>,
 }
 
 /// The kernel's learned-endpoint map as the RAS driver uses it
@@ -144,7 +146,26 @@ impl RasDriver {
         // the socket buffers: a dropped probe reply is a false failover.
         big_buffers(&endpoint);
         big_buffers(&gatekeeper);
-        let relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
+        let mut relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
+        let state = (!cfg.proxy.state_dir.as_os_str().is_empty())
+            .then(|| cfg.proxy.state_dir.join(format!("{}.json", cfg.instance)));
+        if let Some(path) = &state {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(saved) => {
+                        let n = relay.restore(saved, Instant::now());
+                        tracing::info!(path = %path.display(), registrations = n, "registration table restored");
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "saved registration table unreadable; starting empty")
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "reading the saved registration table")
+                }
+            }
+        }
         tracing::info!(endpoint_side = %ep_addr, gatekeeper_side = %gk_local, gatekeepers = cfg.gatekeepers.len(), "RAS relay listening");
         Ok(Self {
             relay: Arc::new(Mutex::new(relay)),
@@ -154,7 +175,25 @@ impl RasDriver {
             offload: None,
             liveness: None,
             liveness_every: Duration::from_millis(cfg.heartbeat.interval_ms.max(1)),
+            state,
         })
+    }
+
+    /// Write the registration table (atomically: a temporary file renamed).
+    fn save_state(&self) {
+        let Some(path) = &self.state else { return };
+        let snapshot = lock(&self.relay).snapshot();
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&snapshot)?)?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "saving the registration table");
+        }
     }
 
     /// Feed the failure detector from the kernel's gatekeeper liveness map
@@ -232,6 +271,14 @@ impl RasDriver {
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut live = tokio::time::interval(self.liveness_every);
         live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut save = tokio::time::interval(Duration::from_secs(1));
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dirty = false;
+        if let Some(t) = &self.offload {
+            let held: std::collections::HashSet<SocketAddr> =
+                t.entries().into_iter().map(|(s, _)| s).collect();
+            lock(&self.relay).retain_offloaded(&held);
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
         let mut readers = Vec::new();
         for (peer, sock) in self
@@ -275,6 +322,10 @@ impl RasDriver {
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
                 _ = sync.tick(), if self.offload.is_some() => self.sync_offload(),
                 _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
+                _ = save.tick(), if dirty && self.state.is_some() => {
+                    self.save_state();
+                    dirty = false;
+                }
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
                     Ok((n, from)) => lock(&self.relay).handle_endpoint(Instant::now(), from, &ebuf[..n]),
                     Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
@@ -303,6 +354,13 @@ impl RasDriver {
             while let Some(ev) = relay.poll_event() {
                 changed = true;
                 log_event(&ev);
+                dirty |= matches!(
+                    ev,
+                    Event::Registered { .. }
+                        | Event::Unregistered { .. }
+                        | Event::Offload { .. }
+                        | Event::OffloadWithdrawn { .. }
+                );
                 match (&mut self.offload, ev) {
                     (Some(t), Event::Offload { source, entry }) => {
                         if let Err(e) = t.learn(source, &entry) {
@@ -327,6 +385,9 @@ impl RasDriver {
                     gatekeepers: gks,
                 });
             }
+        }
+        if dirty {
+            self.save_state();
         }
         for r in readers {
             r.abort();

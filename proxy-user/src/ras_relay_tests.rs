@@ -645,3 +645,46 @@ fn without_gatekeepers_the_next_timeout_moves_forward() {
         );
     }
 }
+
+#[test]
+fn a_restored_table_keeps_identities_and_gatekeeper_bindings() {
+    let (r, mut gks, mut t, id) = registered();
+    let saved = r.snapshot();
+    assert_eq!(saved.len(), 1);
+    let json = serde_json::to_string(&saved).unwrap();
+    let full_before = gks[0].rrqs;
+    // A new daemon: same configuration, the table read back.
+    let mut r2 = RasRelay::new(cfg(), t);
+    assert_eq!(r2.restore(serde_json::from_str(&json).unwrap(), t), 1);
+    run(&mut r2, &mut t, 50 * MS, &mut gks);
+    // The endpoint's keepalive is answered under the same identifier...
+    r2.handle_endpoint(t, addr(EP1), &keepalive(50, &id, EP1));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r2, t, &mut gks)) else {
+        panic!("RCF expected")
+    };
+    assert_eq!(bmp_text(&rcf.endpoint_identifier.0), id);
+    // ...and the gatekeeper binding is refreshed with a lightweight RRQ
+    // (the fake gatekeeper answers those only for identifiers it issued),
+    // not registered again in full.
+    run(&mut r2, &mut t, Duration::from_secs(1), &mut gks);
+    assert!(
+        gks[0].rrqs > full_before,
+        "binding refreshed at the gatekeeper"
+    );
+    // The new daemon registers itself once more (it does not save its own
+    // registration), but the endpoint is not registered again.
+    let alice = gks[0]
+        .regs
+        .values()
+        .filter(|a| a.iter().any(|x| x.contains("alice")))
+        .count();
+    assert_eq!(
+        alice, 1,
+        "EP1 registered once at the gatekeeper: {:?}",
+        gks[0].regs
+    );
+    r2.handle_endpoint(t, addr(EP1), &arq(51, &id, "1002", 3));
+    let RasMessage::admissionConfirm(_) = only(pump(&mut r2, t, &mut gks)) else {
+        panic!("ACF through the restored binding")
+    };
+}

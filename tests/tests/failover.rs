@@ -87,9 +87,9 @@ fn endpoints_with(
 }
 
 struct Proxy {
-    _proc: LabProc,
+    proc: LabProc,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     instance: String,
 }
 
@@ -108,16 +108,21 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("proxy.toml");
         let instance = proxy_user::lab::netns::unique_name("i");
-        std::fs::write(&cfg, topology::proxy_toml(&instance, hold_ms, xdp)).unwrap();
+        // The registration table is saved in the test's own directory.
+        let text = topology::proxy_toml(&instance, hold_ms, xdp).replace(
+            "state_dir = \"\"",
+            &format!("state_dir = \"{}\"", dir.path().display()),
+        );
+        std::fs::write(&cfg, text).unwrap();
         let log = dir.path().join("proxy.log");
         let mut c = lab.px.command(bin("proxy")).unwrap();
         c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
         c.stderr(std::fs::File::create(&log).unwrap());
         let proc = LabProc::spawn("proxy", c).unwrap();
         let p = Proxy {
-            _proc: proc,
+            proc,
             log,
-            _dir: dir,
+            dir,
             instance,
         };
         assert!(
@@ -127,6 +132,19 @@ impl Proxy {
             p.log_text()
         );
         p
+    }
+
+    /// SIGKILL the daemon and start it again on the same configuration
+    /// (same instance: pinned maps and links, saved registrations).
+    fn kill_and_restart(&mut self, lab: &Lab, down: Duration) {
+        self.proc.kill9();
+        std::thread::sleep(down);
+        let mut c = lab.px.command(bin("proxy")).unwrap();
+        c.args(["run", "--config"])
+            .arg(self.dir.path().join("proxy.toml"))
+            .env("NO_COLOR", "1");
+        c.stderr(std::fs::File::create(&self.log).unwrap());
+        self.proc = LabProc::spawn("proxy", c).unwrap();
     }
 
     fn log_text(&self) -> String {
@@ -604,4 +622,65 @@ fn with_the_fast_path_kernel_liveness_drives_failover_and_calls_stay_up() {
     assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
     assert_eq!(get(&s, "keepalives_unanswered"), 0, "{s}");
     lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
+}
+
+#[test]
+fn a_sigkilled_daemon_restarts_without_anything_registering_again() {
+    use proxy_user::fastpath::Counters;
+    if !privileged("a_sigkilled_daemon_restarts_without_anything_registering_again") {
+        return;
+    }
+    let lab = Lab::create().unwrap();
+    let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", None);
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let mut proxy = Proxy::start_fast(&lab, 5000);
+    // 10 endpoints, no calls yet; keepalives every 200 ms.
+    let mut eps = endpoints(&lab, PX_EP, 10, 0);
+    wait_status(&eps, 30, |l| get(l, "registered") == 10);
+    let learned = proxy_tests::wait_for(10, || {
+        let c = Counters::from_pins(&proxy.instance).ok()?;
+        (c.endpoints == 10).then_some(())
+    });
+    assert!(learned.is_some(), "keepalives not offloaded");
+    // Give the 1 s save tick time to write the table.
+    std::thread::sleep(Duration::from_millis(1500));
+    let full_before = gk1
+        .last("gk registrations")
+        .map(|l| get(&l, "full_rrqs"))
+        .unwrap();
+    let unanswered = get(&status(&eps), "keepalives_unanswered");
+
+    proxy.kill_and_restart(&lab, Duration::from_secs(3));
+    assert!(
+        proxy.wait_log(10, |l| l.contains("registration table restored")
+            && l.contains("registrations=10")),
+        "table not restored:\n{}",
+        proxy.log_text()
+    );
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"primary\"")),
+        "restarted proxy did not take the primary:\n{}",
+        proxy.log_text()
+    );
+    // A call between two endpoints: ARQs reach the gatekeeper under the
+    // restored bindings.
+    eps.send("call 0 1002");
+    wait_status(&eps, 10, |l| get(l, "calls_active") == 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let s = status(&eps);
+    assert_eq!(get(&s, "keepalives_unanswered"), unanswered, "{s}");
+    let full_after = gk1
+        .last("gk registrations")
+        .map(|l| get(&l, "full_rrqs"))
+        .unwrap();
+    // The restarted daemon registers itself (one full RRQ); no endpoint does.
+    assert!(
+        full_after <= full_before + 1,
+        "endpoints registered again: full RRQs {full_before} -> {full_after}"
+    );
+    eprintln!(
+        "restart: full RRQs at the gatekeeper {full_before} -> {full_after}, keepalives unanswered {unanswered} -> {}",
+        get(&s, "keepalives_unanswered")
+    );
 }

@@ -91,6 +91,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+/// Bytes of a hex string as [`hex`] writes it; `None` when it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Build a RAS message from its JER (X.697) form.
 pub fn ras_from_json(v: &Value) -> Result<RasMessage, PerError> {
     rasn::jer::decode(&v.to_string()).map_err(|e| PerError::Decode {

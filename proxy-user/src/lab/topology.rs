@@ -113,6 +113,7 @@ stats_interval_secs = 1
 id = "LAB-PROXY"
 endpoint_address = "{PX_EP}"
 gatekeeper_address = "{PX_GK}"
+state_dir = ""
 [heartbeat]
 interval_ms = 40
 multiplier = 3
