@@ -282,6 +282,14 @@ fn fastpath_bench() -> Result<()> {
             r.fastpath_ns / r.pass_ns.max(1.0)
         );
     }
+    if let Some(r) = runs.first() {
+        println!(
+            "| BPF_PROG_TEST_RUN header walk and RAS classification only (ras_classify) | {:.0} ns | pass-only XDP program: {:.0} ns | {:.2} | - |",
+            r.classify_ns,
+            r.pass_ns,
+            r.classify_ns / r.pass_ns.max(1.0)
+        );
+    }
     println!(
         "| keepalive answers/s, veth lab, offload on | {:.0} | offload off (tokio path): {:.0} | {:.1}x | >= 10x |",
         tp.offload_per_sec,
@@ -573,8 +581,13 @@ fn demo(hold: u64) -> Result<()> {
                 g("keepalives_unanswered").to_string(),
             ),
             (
-                "keepalives answered by the proxy (RAS)".into(),
-                format!("{ka:.0}"),
+                "keepalives answered: in the kernel (XDP) / userspace".into(),
+                format!(
+                    "{} / {ka:.0}",
+                    proxy_user::fastpath::Counters::from_pins(INSTANCE)
+                        .map(|c| c.answered())
+                        .unwrap_or(0)
+                ),
             ),
             ("primary loss: detection + control moved".into(), ms(detect)),
             (
@@ -586,10 +599,10 @@ fn demo(hold: u64) -> Result<()> {
         ];
 
         step(&format!(
-            "fast path: `proxy stats --instance {INSTANCE}` (XDP counted the RAS traffic on px0)"
+            "fast path: `proxy offload status --instance {INSTANCE}` (XDP answered keepalives on px0, TC watched the gatekeepers on px1/px2)"
         ));
         let _ = Command::new(&proxy_bin)
-            .args(["stats", "--instance", INSTANCE])
+            .args(["offload", "status", "--instance", INSTANCE])
             .status();
         step(&format!(
             "`bpftool map dump pinned /sys/fs/bpf/{INSTANCE}/RAS_CLASSIFY` (BTF field names), first lines"

@@ -110,6 +110,8 @@ pub struct TestRunTime {
     pub fastpath_ns: f64,
     /// Mean ns per run of the pass-only program on the same frame.
     pub pass_ns: f64,
+    /// Mean ns per run of the classifier alone (header walk + one counter).
+    pub classify_ns: f64,
     /// Kernel memory of the learned-endpoint map, bytes (fdinfo memlock).
     pub map_bytes: u64,
     /// The same for an empty map of the same size.
@@ -167,7 +169,7 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
         // each call around the program alone; the pass-only baseline pays
         // the same timer overhead.
         let mut out = vec![0u8; 512];
-        let (mut d, mut p) = (0u128, 0u128);
+        let (mut d, mut p, mut c) = (0u128, 0u128, 0u128);
         for _ in 0..repeat {
             let (action, t, _) = fp.test_run(FASTPATH_PROG, &frame, 1, Some(&mut out))?;
             if action != 3 {
@@ -178,11 +180,14 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
             d += t.as_nanos();
             let (_, t, _) = fp.test_run(PASS_PROG, &frame, 1, None)?;
             p += t.as_nanos();
+            let (_, t, _) = fp.test_run(crate::fastpath::RAS_CLASSIFY_PROG, &frame, 1, None)?;
+            c += t.as_nanos();
         }
         Ok(TestRunTime {
             endpoints: n,
             fastpath_ns: d as f64 / repeat as f64,
             pass_ns: p as f64 / repeat as f64,
+            classify_ns: c as f64 / repeat as f64,
             map_bytes,
             empty_map_bytes,
         })
