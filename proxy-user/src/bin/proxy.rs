@@ -142,13 +142,28 @@ fn main() -> Result<()> {
                         )
                     }
                 );
-                println!(
-                    "XDP attached (pinned links): {}",
-                    if links.is_empty() {
+                let tc: Vec<String> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_prefix("tclink_")
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                let list = |v: &[String]| {
+                    if v.is_empty() {
                         "none".to_string()
                     } else {
-                        links.join(", ")
+                        v.join(", ")
                     }
+                };
+                println!("XDP attached (pinned links): {}", list(&links));
+                println!(
+                    "TC gatekeeper liveness attached (pinned links): {}",
+                    list(&tc)
                 );
                 println!("learned endpoints: {}", c.endpoints);
                 if let Ok(t) = proxy_user::fastpath::LivenessTable::from_pin(&instance) {
