@@ -24,8 +24,8 @@ use proxy_common::{
     PacketCounter, RAS_PORT, fold, ka_mix, ka_seq_mask, ka_slot, ka_word_at,
 };
 
-use crate::parse::{IPV6_HLEN, UDP_HLEN, Udp, be16_at, load, u8_at, udp_for_port};
-use crate::ras_classify::{count_packet, count_ras};
+use crate::parse::{FRAME_BUF, Outcome, UDP_HLEN, Udp, udp_in};
+use crate::ras_classify::{count_packet, count_ras_first};
 
 /// No preallocation: memory is taken per learned endpoint, not up front.
 const BPF_F_NO_PREALLOC: usize = 1;
@@ -43,9 +43,10 @@ static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
 #[btf_map(pin_by_name)]
 static FP_CONFIG: Array<FastpathSettings, 1> = Array::new();
 
-/// Per-CPU scratch space for the request (the BPF stack is 512 bytes).
+/// Per-CPU copy of the frame's head, parsed and rewritten in place (the
+/// BPF stack is 512 bytes).
 #[btf_map]
-static SCRATCH: PerCpuArray<[u8; 128], 1> = PerCpuArray::new();
+static FRAME: PerCpuArray<[u8; FRAME_BUF], 1> = PerCpuArray::new();
 
 /// What became of each RAS datagram to the proxy (see `ka_slot`).
 #[btf_map(pin_by_name)]
@@ -73,14 +74,44 @@ pub fn ras_fastpath(ctx: XdpContext) -> u32 {
     } else {
         settings.ras_port
     };
-    let udp = match udp_for_port(&ctx, port) {
+    let Some(buf) = FRAME.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: per-CPU slot, this program run is its only user.
+    let buf = unsafe { &mut *buf };
+    // One copy of the frame's head (up to 256 bytes: any keepalive with its
+    // headers); everything below reads and rewrites it in memory.
+    let total = ctx.data_end() - ctx.data();
+    if total == 0 {
+        count_packet(Outcome::Truncated);
+        return xdp_action::XDP_PASS;
+    }
+    let n = if total > FRAME_BUF { FRAME_BUF } else { total };
+    // The same value, in a form whose range (1..=256) the verifier sees.
+    let n = ((n - 1) & (FRAME_BUF - 1)) + 1;
+    // SAFETY: the helper writes `n` bytes into the 256-byte buffer.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, n as u32) };
+    if rc != 0 {
+        count_packet(Outcome::Truncated);
+        return xdp_action::XDP_PASS;
+    }
+    let udp = match udp_in(buf, n, port) {
         Ok(u) => u,
         Err(outcome) => {
             count_packet(outcome);
             return xdp_action::XDP_PASS;
         }
     };
-    count_ras(&ctx, &udp);
+    let first = if udp.payload_len == 0 {
+        None
+    } else {
+        Some(if udp.payload < n {
+            buf.get(udp.payload).copied()
+        } else {
+            None
+        })
+    };
+    count_ras_first(&udp, first);
     if udp.dport != port {
         // From the RAS port (a gatekeeper's answer to the proxy): not ours.
         return xdp_action::XDP_PASS;
@@ -89,7 +120,7 @@ pub fn ras_fastpath(ctx: XdpContext) -> u32 {
         count(ka_slot::OFF);
         return xdp_action::XDP_PASS;
     }
-    match answer(&ctx, &udp, &settings) {
+    match answer(&ctx, buf, n, &udp, &settings) {
         Ok(action) => {
             count(ka_slot::ANSWERED);
             action
@@ -114,36 +145,32 @@ enum Refusal {
 
 use Refusal::Pass;
 
-/// Read the source and destination addresses as IPv4-mapped or IPv6.
+type Buf = [u8; FRAME_BUF];
+
+/// `N` bytes of the buffer at `off`.
 #[inline(always)]
-fn addresses(ctx: &XdpContext, udp: &Udp) -> Option<([u8; 16], [u8; 16])> {
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    if udp.v6 {
-        src = load::<16>(ctx, udp.l3 + 8)?;
-        dst = load::<16>(ctx, udp.l3 + 24)?;
-    } else {
-        let s = load::<4>(ctx, udp.l3 + 12)?;
-        let d = load::<4>(ctx, udp.l3 + 16)?;
-        src[10] = 0xff;
-        src[11] = 0xff;
-        dst[10] = 0xff;
-        dst[11] = 0xff;
-        src[12..].copy_from_slice(&s);
-        dst[12..].copy_from_slice(&d);
-    }
-    Some((src, dst))
+fn get<const N: usize>(buf: &Buf, off: usize) -> Option<[u8; N]> {
+    let s = buf.get(off..off + N)?;
+    let mut out = [0u8; N];
+    out.copy_from_slice(s);
+    Some(out)
+}
+
+/// Write `bytes` at `off`.
+#[inline(always)]
+fn put(buf: &mut Buf, off: usize, bytes: &[u8]) -> Option<()> {
+    buf.get_mut(off..off + bytes.len())?.copy_from_slice(bytes);
+    Some(())
 }
 
 /// Hash `len` bytes of `buf` from `base` the way `proxy_common::ka_hash`
 /// does.
 #[inline(always)]
-fn hash(buf: &[u8; 128], base: usize, len: usize, mask_seq: bool) -> Option<u64> {
+fn hash(buf: &Buf, base: usize, len: usize, mask_seq: bool) -> Option<u64> {
     let mut h = KA_SEED;
     for i in 0..KA_MAX / 8 {
         let Some(at) = ka_word_at(i, len) else { break };
-        let w = buf.get(base + at..base + at + 8)?;
-        let mut w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let mut w = u64::from_le_bytes(get::<8>(buf, base + at)?);
         if mask_seq {
             w &= ka_seq_mask(at);
         }
@@ -153,47 +180,58 @@ fn hash(buf: &[u8; 128], base: usize, len: usize, mask_seq: bool) -> Option<u64>
 }
 
 #[inline(always)]
-fn store(ctx: &XdpContext, off: usize, bytes: &[u8]) -> Result<(), Refusal> {
-    // SAFETY: the helper reads `bytes.len()` bytes from `bytes` and checks
-    // the packet bounds itself.
-    let rc = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            off as u32,
-            bytes.as_ptr() as *mut c_void,
-            bytes.len() as u32,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Pass(ka_slot::REWRITE_FAILED))
-    }
-}
-
-#[inline(always)]
-fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Refusal> {
+fn answer(
+    ctx: &XdpContext,
+    buf: &mut Buf,
+    n: usize,
+    udp: &Udp,
+    cfg: &FastpathSettings,
+) -> Result<u32, Refusal> {
+    let rewrite = Pass(ka_slot::REWRITE_FAILED);
     // registrationRequest (root index 3) with the RRQ extension bit set:
     // keepAlive is an extension addition, so a lightweight RRQ has it.
-    let first = u8_at(ctx, udp.payload).ok_or(Pass(ka_slot::NOT_KEEPALIVE))?;
+    let first = get::<1>(buf, udp.payload).ok_or(Pass(ka_slot::NOT_KEEPALIVE))?[0];
     if first & 0xfe != 0x0e {
         return Err(Pass(ka_slot::NOT_KEEPALIVE));
     }
     let len = udp.payload_len;
-    // Two comparisons on `len` itself, so the verifier can bound the
-    // variable-length copy below.
     if len > KA_MAX {
         return Err(Pass(ka_slot::LENGTH_MISMATCH));
     }
     if len < KA_MIN {
         return Err(Pass(ka_slot::LENGTH_MISMATCH));
     }
-    let (src, dst) = addresses(ctx, udp).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+    if udp.payload + len > n {
+        // The UDP length claims more than the frame holds.
+        return Err(Pass(ka_slot::LENGTH_MISMATCH));
+    }
+    if !udp.v6 && udp.ip_hlen != 20 {
+        return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if udp.v6 {
+        src = get::<16>(buf, udp.l3 + 8).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+        dst = get::<16>(buf, udp.l3 + 24).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+    } else {
+        src[10] = 0xff;
+        src[11] = 0xff;
+        dst[10] = 0xff;
+        dst[11] = 0xff;
+        src[12..].copy_from_slice(
+            &get::<4>(buf, udp.l3 + 12).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?,
+        );
+        dst[12..].copy_from_slice(
+            &get::<4>(buf, udp.l3 + 16).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?,
+        );
+    }
     // SAFETY: read-only lookup of a plain-data value.
     if unsafe { LOCAL_ADDRS.get(&LocalAddr { addr: dst }) }.is_none() {
         return Err(Pass(ka_slot::NOT_FOR_PROXY));
     }
-    let sport = be16_at(ctx, udp.l4).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+    let ports = get::<4>(buf, udp.l4).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+    let sport = u16::from_be_bytes([ports[0], ports[1]]);
+    let dport = u16::from_be_bytes([ports[2], ports[3]]);
     let key = EndpointKey {
         addr: src,
         port: sport,
@@ -209,52 +247,26 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
     if e.req_len as usize != len {
         return Err(Pass(ka_slot::LENGTH_MISMATCH));
     }
-    // The whole request in one copy; both hashes read it from the stack.
-    let req = SCRATCH
-        .get_ptr_mut(0)
-        .ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    // SAFETY: per-CPU slot, this program run is its only user.
-    let req = unsafe { &mut *req };
-    // `len` is 16..=112 here, but LLVM merges the two checks into one on a
-    // copy the verifier cannot connect to `len`; this form is the same
-    // value with a range the verifier sees directly (1..=128).
-    let n = ((len - 1) & 0x7f) + 1;
-    // SAFETY: the helper writes `n` bytes into the 128-byte `req`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            udp.payload as u32,
-            req.as_mut_ptr() as *mut c_void,
-            n as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(Pass(ka_slot::LENGTH_MISMATCH));
-    }
     let eid_len = e.eid_len as usize;
     if eid_len >= 8 {
         let eid_off = e.eid_off as usize;
         if eid_off + eid_len > len {
             return Err(Pass(ka_slot::IDENTIFIER_MISMATCH));
         }
-        let h = hash(req, eid_off, eid_len, false).ok_or(Pass(ka_slot::IDENTIFIER_MISMATCH))?;
+        let h = hash(buf, udp.payload + eid_off, eid_len, false)
+            .ok_or(Pass(ka_slot::IDENTIFIER_MISMATCH))?;
         if h != e.eid_hash {
             return Err(Pass(ka_slot::IDENTIFIER_MISMATCH));
         }
     }
-    let h = hash(req, 0, len, true).ok_or(Pass(ka_slot::CONTENT_MISMATCH))?;
+    let h = hash(buf, udp.payload, len, true).ok_or(Pass(ka_slot::CONTENT_MISMATCH))?;
     if h != e.req_hash {
         return Err(Pass(ka_slot::CONTENT_MISMATCH));
     }
-    if !udp.v6 && udp.ip_hlen != 20 {
-        return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
-    }
     let rcf_len = e.rcf_len as usize;
-    // Two plain comparisons, not a range test: LLVM turns `contains` into a
-    // subtract-and-compare on a copy, and the verifier then cannot bound
-    // `rcf_len` itself for the copy loop below.
+    // Plain comparisons on `rcf_len` itself (see `len` above).
     if rcf_len > KA_MAX {
-        return Err(Pass(ka_slot::REWRITE_FAILED));
+        return Err(rewrite);
     }
     if rcf_len < 8 {
         return Err(Pass(ka_slot::REWRITE_FAILED));
@@ -272,63 +284,44 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
         e.tat_ns = tat + cfg.rate_interval_ns;
     }
 
-    // Read everything the answer keeps before the frame moves.
-    let seq = [req[KA_SEQ_OFF], req[KA_SEQ_OFF + 1]];
-    let macs = load::<12>(ctx, 0).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    // VLAN tags and the EtherType between the MACs and the IP header: one
-    // of three fixed sizes, so each is a constant-size copy.
-    let mut l2 = [0u8; 10];
-    let l2_len = udp.l3 - 12;
-    match l2_len {
-        2 => l2[..2].copy_from_slice(&load::<2>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?),
-        6 => l2[..6].copy_from_slice(&load::<6>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?),
-        10 => l2 = load::<10>(ctx, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?,
-        _ => return Err(Pass(ka_slot::UNSUPPORTED_HEADERS)),
-    }
-    let ports = load::<4>(ctx, udp.l4).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // Build the answer in the buffer.
+    let seq = get::<2>(buf, udp.payload + KA_SEQ_OFF).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let macs = get::<12>(buf, 0).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    put(buf, 0, &swapped).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
     let udp_len = (UDP_HLEN + rcf_len) as u16;
-    // One's-complement sum of the pseudo-header addresses (order does not
-    // matter to the sum, so swapping them changes nothing).
     let mut sum: u32 = 0;
-    let mut v6hdr = [0u8; IPV6_HLEN];
-    let mut v4hdr = [0u8; 20];
+    for i in 0..8 {
+        sum += u16::from_be_bytes([src[2 * i], src[2 * i + 1]]) as u32;
+        sum += u16::from_be_bytes([dst[2 * i], dst[2 * i + 1]]) as u32;
+    }
     if udp.v6 {
-        v6hdr = load::<IPV6_HLEN>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        v6hdr[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        v6hdr[7] = 64;
-        let mut tmp = [0u8; 16];
-        tmp.copy_from_slice(&v6hdr[8..24]);
-        let (a, b) = v6hdr[8..40].split_at_mut(16);
-        a.copy_from_slice(b);
-        b.copy_from_slice(&tmp);
-        for i in 0..16 {
-            sum += u16::from_be_bytes([v6hdr[8 + 2 * i], v6hdr[9 + 2 * i]]) as u32;
-        }
+        put(buf, udp.l3 + 4, &udp_len.to_be_bytes()).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        put(buf, udp.l3 + 7, &[64]).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        put(buf, udp.l3 + 8, &dst).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        put(buf, udp.l3 + 24, &src).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
     } else {
-        v4hdr = load::<20>(ctx, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        v4hdr[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-        v4hdr[8] = 64;
-        v4hdr[10] = 0;
-        v4hdr[11] = 0;
-        let mut tmp = [0u8; 4];
-        tmp.copy_from_slice(&v4hdr[12..16]);
-        let (a, b) = v4hdr[12..20].split_at_mut(4);
-        a.copy_from_slice(b);
-        b.copy_from_slice(&tmp);
+        // The mapped prefix (::ffff) is in the sums above twice; take it out.
+        sum -= 2 * 0xffff;
+        let mut hdr = get::<20>(buf, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        hdr[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        hdr[8] = 64;
+        hdr[10] = 0;
+        hdr[11] = 0;
+        hdr[12..16].copy_from_slice(&dst[12..]);
+        hdr[16..20].copy_from_slice(&src[12..]);
         let mut ipsum: u32 = 0;
         for i in 0..10 {
-            ipsum += u16::from_be_bytes([v4hdr[2 * i], v4hdr[2 * i + 1]]) as u32;
+            ipsum += u16::from_be_bytes([hdr[2 * i], hdr[2 * i + 1]]) as u32;
         }
         let c = !fold(ipsum);
-        v4hdr[10..12].copy_from_slice(&c.to_be_bytes());
-        for i in 0..4 {
-            sum += u16::from_be_bytes([v4hdr[12 + 2 * i], v4hdr[13 + 2 * i]]) as u32;
-        }
+        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        put(buf, udp.l3, &hdr).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
     }
     // UDP: ports swapped, new length, checksum over pseudo-header, header and
     // the template (its sum precomputed by userspace) plus the sequence number.
-    let sport = u16::from_be_bytes([ports[0], ports[1]]);
-    let dport = u16::from_be_bytes([ports[2], ports[3]]);
     sum += 17 + 2 * udp_len as u32 + sport as u32 + dport as u32;
     sum += e.rcf_csum as u32 + u16::from_be_bytes(seq) as u32;
     let mut c = !fold(sum);
@@ -340,10 +333,26 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
     uh[2..4].copy_from_slice(&sport.to_be_bytes());
     uh[4..6].copy_from_slice(&udp_len.to_be_bytes());
     uh[6..8].copy_from_slice(&c.to_be_bytes());
+    put(buf, udp.l4, &uh).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // Payload: the template word by word, the request's sequence number
+    // kept in place (the template has zeros there).
+    for i in 0..KA_MAX / 8 {
+        let at = i * 8;
+        if at >= rcf_len {
+            break;
+        }
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&e.rcf[at..at + 8]);
+        if i == 0 {
+            w[KA_SEQ_OFF] = seq[0];
+            w[KA_SEQ_OFF + 1] = seq[1];
+        }
+        put(buf, udp.payload + at, &w).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    }
 
     // Resize at the head: drivers guarantee XDP headroom, but not tailroom
-    // (a veth hands over skb data sized to the request). Every header is
-    // written anew below at the same offsets from the new start.
+    // (a veth hands over skb data sized to the request). The buffer holds
+    // the whole answer from offset 0, written back in one copy.
     let delta = rcf_len as i32 - len as i32;
     if delta != 0 {
         // SAFETY: the helper checks the new start against the headroom.
@@ -351,26 +360,15 @@ fn answer(ctx: &XdpContext, udp: &Udp, cfg: &FastpathSettings) -> Result<u32, Re
             return Err(Pass(ka_slot::NO_HEADROOM));
         }
     }
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    store(ctx, 0, &swapped)?;
-    match l2_len {
-        2 => store(ctx, 12, &l2[..2])?,
-        6 => store(ctx, 12, &l2[..6])?,
-        _ => store(ctx, 12, &l2)?,
+    let out = udp.payload + rcf_len;
+    let out = ((out - 1) & (FRAME_BUF - 1)) + 1;
+    // SAFETY: the helper reads `out` (1..=256) bytes of the buffer and
+    // checks the packet bounds itself.
+    let rc =
+        unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, out as u32) };
+    if rc != 0 {
+        return Err(Pass(ka_slot::REWRITE_FAILED));
     }
-    if udp.v6 {
-        store(ctx, udp.l3, &v6hdr)?;
-    } else {
-        store(ctx, udp.l3, &v4hdr)?;
-    }
-    store(ctx, udp.l4, &uh)?;
-
-    // Payload: the template in one copy, then the sequence number.
-    let tpl = e.rcf.get(..rcf_len).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    store(ctx, udp.payload, tpl)?;
-    store(ctx, udp.payload + KA_SEQ_OFF, &seq)?;
 
     e.last_ns = now;
     e.answered += 1;

@@ -144,3 +144,85 @@ pub fn udp_for_port(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
         payload_len: ulen - UDP_HLEN,
     })
 }
+
+/// Size of the per-CPU frame buffer the fast path parses and rewrites in.
+pub const FRAME_BUF: usize = 256;
+
+/// A byte of the frame buffer (`None` past the bytes loaded).
+#[inline(always)]
+fn b(buf: &[u8; FRAME_BUF], n: usize, off: usize) -> Option<u8> {
+    if off >= n {
+        return None;
+    }
+    buf.get(off).copied()
+}
+
+#[inline(always)]
+fn b16(buf: &[u8; FRAME_BUF], n: usize, off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([b(buf, n, off)?, b(buf, n, off + 1)?]))
+}
+
+/// [`udp_for_port`] on the first `n` bytes of the frame, copied into `buf`
+/// with one helper call: plain memory reads instead of one
+/// `bpf_xdp_load_bytes` per field.
+#[inline(always)]
+pub fn udp_in(buf: &[u8; FRAME_BUF], n: usize, port: u16) -> Result<Udp, Outcome> {
+    let mut off = ETH_HLEN;
+    let mut proto = b16(buf, n, 12).ok_or(Outcome::Truncated)?;
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = b16(buf, n, off + 2).ok_or(Outcome::Truncated)?;
+        off += 4;
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            proto = b16(buf, n, off + 2).ok_or(Outcome::Truncated)?;
+            off += 4;
+        }
+    }
+    let l3 = off;
+    let v6 = proto == ETH_P_IPV6;
+    let l4 = match proto {
+        ETH_P_IP => {
+            let vihl = b(buf, n, off).ok_or(Outcome::Truncated)?;
+            let ihl = ((vihl & 0x0f) as usize) * 4;
+            if vihl >> 4 != 4 || ihl < 20 {
+                return Err(Outcome::NotIp);
+            }
+            let frag = b16(buf, n, off + 6).ok_or(Outcome::Truncated)?;
+            if frag & 0x3fff != 0 {
+                return Err(Outcome::Fragment);
+            }
+            if b(buf, n, off + 9).ok_or(Outcome::Truncated)? != IPPROTO_UDP {
+                return Err(Outcome::NotUdp);
+            }
+            off + ihl
+        }
+        ETH_P_IPV6 => {
+            let next = b(buf, n, off + 6).ok_or(Outcome::Truncated)?;
+            if next != IPPROTO_UDP {
+                return Err(match next {
+                    0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Outcome::Ipv6ExtensionHeader,
+                    _ => Outcome::NotUdp,
+                });
+            }
+            off + IPV6_HLEN
+        }
+        _ => return Err(Outcome::NotIp),
+    };
+    let sport = b16(buf, n, l4).ok_or(Outcome::Truncated)?;
+    let dport = b16(buf, n, l4 + 2).ok_or(Outcome::Truncated)?;
+    if sport != port && dport != port {
+        return Err(Outcome::NotRasPort);
+    }
+    let ulen = b16(buf, n, l4 + 4).ok_or(Outcome::Truncated)? as usize;
+    if ulen < UDP_HLEN {
+        return Err(Outcome::Truncated);
+    }
+    Ok(Udp {
+        l3,
+        v6,
+        ip_hlen: l4 - l3,
+        l4,
+        dport,
+        payload: l4 + UDP_HLEN,
+        payload_len: ulen - UDP_HLEN,
+    })
+}

@@ -44,14 +44,23 @@ pub fn ras_classify(ctx: XdpContext) -> u32 {
 /// Count a RAS datagram in `PACKETS` and by choice in `RAS_CLASSIFY`.
 #[inline(always)]
 pub fn count_ras(ctx: &XdpContext, udp: &crate::parse::Udp) {
-    count_packet(Outcome::Ras);
-    let slot = if udp.payload_len == 0 {
-        ras_slot::EMPTY
+    let first = if udp.payload_len == 0 {
+        None
     } else {
-        match u8_at(ctx, udp.payload) {
-            Some(first) => ras_slot_of(first),
-            None => ras_slot::MALFORMED,
-        }
+        Some(u8_at(ctx, udp.payload))
+    };
+    count_ras_first(udp, first);
+}
+
+/// As [`count_ras`], with the payload's first byte already read (`None`:
+/// empty datagram; `Some(None)`: unreadable).
+#[inline(always)]
+pub fn count_ras_first(udp: &crate::parse::Udp, first: Option<Option<u8>>) {
+    count_packet(Outcome::Ras);
+    let slot = match first {
+        None => ras_slot::EMPTY,
+        Some(Some(first)) => ras_slot_of(first),
+        Some(None) => ras_slot::MALFORMED,
     };
     if let Some(c) = RAS_CLASSIFY.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
