@@ -13,9 +13,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, HashMap, PerCpuArray},
     cty::c_void,
-    helpers::generated::{
-        bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
-    },
+    helpers::generated::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_store_bytes},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -24,8 +22,8 @@ use proxy_common::{
     PacketCounter, RAS_PORT, fold, ka_mix, ka_seq_mask, ka_slot, ka_word_at,
 };
 
-use crate::parse::{FRAME_BUF, Outcome, UDP_HLEN, Udp, udp_in};
-use crate::ras_classify::{count_packet, count_ras_first};
+use crate::parse::{Buf, FRAME_BUF, UDP_HLEN, Udp, load_frame, udp_in};
+use crate::ras_classify::{count_packet, count_ras, first_byte};
 
 /// No preallocation: memory is taken per learned endpoint, not up front.
 const BPF_F_NO_PREALLOC: usize = 1;
@@ -42,11 +40,6 @@ static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
 /// Fast-path settings, slot 0.
 #[btf_map(pin_by_name)]
 static FP_CONFIG: Array<FastpathSettings, 1> = Array::new();
-
-/// Per-CPU copy of the frame's head, parsed and rewritten in place (the
-/// BPF stack is 512 bytes).
-#[btf_map]
-static FRAME: PerCpuArray<[u8; FRAME_BUF], 1> = PerCpuArray::new();
 
 /// What became of each RAS datagram to the proxy (see `ka_slot`).
 #[btf_map(pin_by_name)]
@@ -74,27 +67,15 @@ pub fn ras_fastpath(ctx: XdpContext) -> u32 {
     } else {
         settings.ras_port
     };
-    let Some(buf) = FRAME.get_ptr_mut(0) else {
-        return xdp_action::XDP_PASS;
+    // One copy of the frame's head; everything below reads and rewrites it
+    // in memory.
+    let (buf, n) = match load_frame(&ctx) {
+        Ok(v) => v,
+        Err(outcome) => {
+            count_packet(outcome);
+            return xdp_action::XDP_PASS;
+        }
     };
-    // SAFETY: per-CPU slot, this program run is its only user.
-    let buf = unsafe { &mut *buf };
-    // One copy of the frame's head (up to 256 bytes: any keepalive with its
-    // headers); everything below reads and rewrites it in memory.
-    let total = ctx.data_end() - ctx.data();
-    if total == 0 {
-        count_packet(Outcome::Truncated);
-        return xdp_action::XDP_PASS;
-    }
-    let n = if total > FRAME_BUF { FRAME_BUF } else { total };
-    // The same value, in a form whose range (1..=256) the verifier sees.
-    let n = ((n - 1) & (FRAME_BUF - 1)) + 1;
-    // SAFETY: the helper writes `n` bytes into the 256-byte buffer.
-    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, n as u32) };
-    if rc != 0 {
-        count_packet(Outcome::Truncated);
-        return xdp_action::XDP_PASS;
-    }
     let udp = match udp_in(buf, n, port) {
         Ok(u) => u,
         Err(outcome) => {
@@ -102,16 +83,7 @@ pub fn ras_fastpath(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
-    let first = if udp.payload_len == 0 {
-        None
-    } else {
-        Some(if udp.payload < n {
-            buf.get(udp.payload).copied()
-        } else {
-            None
-        })
-    };
-    count_ras_first(&udp, first);
+    count_ras(&udp, first_byte(buf, n, &udp));
     if udp.dport != port {
         // From the RAS port (a gatekeeper's answer to the proxy): not ours.
         return xdp_action::XDP_PASS;
@@ -144,8 +116,6 @@ enum Refusal {
 }
 
 use Refusal::Pass;
-
-type Buf = [u8; FRAME_BUF];
 
 /// `N` bytes of the buffer at `off`.
 #[inline(always)]

@@ -1,41 +1,17 @@
 //! Bounded header parsing shared by the XDP programs.
+//!
+//! The frame's head is copied once (`bpf_xdp_load_bytes`) into a per-CPU
+//! buffer and parsed there with checked indexing. Reading the packet
+//! directly needs a `data + off + n <= data_end` check per access, and LLVM
+//! folds those checks at variable offsets (VLAN tags, IPv4 options) into a
+//! form the verifier cannot use; one helper call per field worked but cost
+//! about 30 ns each.
 
+use aya_ebpf::btf_maps::PerCpuArray;
 use aya_ebpf::cty::c_void;
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
+use aya_ebpf::macros::btf_map;
 use aya_ebpf::programs::XdpContext;
-
-/// Copy `N` bytes at `offset` out of the packet.
-///
-/// Offsets here depend on VLAN tags and the IPv4 header length, so they are
-/// not constants; LLVM folds the usual `data + off + 1 > data_end` check
-/// into a form the verifier cannot use for one-byte reads (`pkt_end > pkt`
-/// with offset 0 gives no range). `bpf_xdp_load_bytes` does its own bounds
-/// check and returns an error past the end, which is what we want.
-#[inline(always)]
-pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
-    // SAFETY: the helper writes at most N bytes into buf.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            offset as u32,
-            buf.as_mut_ptr() as *mut c_void,
-            N as u32,
-        )
-    };
-    (rc == 0).then_some(buf)
-}
-
-#[inline(always)]
-pub fn u8_at(ctx: &XdpContext, offset: usize) -> Option<u8> {
-    load::<1>(ctx, offset).map(|b| b[0])
-}
-
-/// Big-endian u16 at `offset`.
-#[inline(always)]
-pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    load::<2>(ctx, offset).map(u16::from_be_bytes)
-}
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -77,80 +53,42 @@ pub struct Udp {
     pub payload_len: usize,
 }
 
-/// Walk Ethernet, up to two VLAN tags, IPv4 or IPv6 and UDP; return the UDP
-/// payload when either port is `port`.
+/// Size of the per-CPU frame buffer the programs parse (and the fast path
+/// rewrites) in: any keepalive with its headers fits.
+pub const FRAME_BUF: usize = 256;
+
+/// The frame buffer.
+pub type Buf = [u8; FRAME_BUF];
+
+/// Per-CPU copy of the frame's head (the BPF stack is 512 bytes).
+#[btf_map]
+static FRAME: PerCpuArray<Buf, 1> = PerCpuArray::new();
+
+/// Copy the first (up to 256) bytes of the frame into this CPU's buffer;
+/// returns the buffer and how many bytes are valid.
 #[inline(always)]
-pub fn udp_for_port(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
-    let mut off = ETH_HLEN;
-    let mut proto = be16_at(ctx, 12).ok_or(Outcome::Truncated)?;
-    // Two tags at most (802.1ad outer + 802.1Q inner); unrolled so the
-    // verifier sees a bounded walk.
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        proto = be16_at(ctx, off + 2).ok_or(Outcome::Truncated)?;
-        off += 4;
-        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-            proto = be16_at(ctx, off + 2).ok_or(Outcome::Truncated)?;
-            off += 4;
-        }
-    }
-    let l3 = off;
-    let v6 = proto == ETH_P_IPV6;
-    let l4 = match proto {
-        ETH_P_IP => {
-            let vihl = u8_at(ctx, off).ok_or(Outcome::Truncated)?;
-            let ihl = ((vihl & 0x0f) as usize) * 4;
-            if vihl >> 4 != 4 || ihl < 20 {
-                return Err(Outcome::NotIp);
-            }
-            // More-fragments flag or a fragment offset: only whole datagrams.
-            let frag = be16_at(ctx, off + 6).ok_or(Outcome::Truncated)?;
-            if frag & 0x3fff != 0 {
-                return Err(Outcome::Fragment);
-            }
-            if u8_at(ctx, off + 9).ok_or(Outcome::Truncated)? != IPPROTO_UDP {
-                return Err(Outcome::NotUdp);
-            }
-            off + ihl
-        }
-        ETH_P_IPV6 => {
-            let next = u8_at(ctx, off + 6).ok_or(Outcome::Truncated)?;
-            if next != IPPROTO_UDP {
-                // Extension headers (including fragments) are left to userspace.
-                return Err(match next {
-                    0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Outcome::Ipv6ExtensionHeader,
-                    _ => Outcome::NotUdp,
-                });
-            }
-            off + IPV6_HLEN
-        }
-        _ => return Err(Outcome::NotIp),
-    };
-    let sport = be16_at(ctx, l4).ok_or(Outcome::Truncated)?;
-    let dport = be16_at(ctx, l4 + 2).ok_or(Outcome::Truncated)?;
-    if sport != port && dport != port {
-        return Err(Outcome::NotRasPort);
-    }
-    let ulen = be16_at(ctx, l4 + 4).ok_or(Outcome::Truncated)? as usize;
-    if ulen < UDP_HLEN {
+pub fn load_frame(ctx: &XdpContext) -> Result<(&'static mut Buf, usize), Outcome> {
+    let buf = FRAME.get_ptr_mut(0).ok_or(Outcome::Truncated)?;
+    // SAFETY: per-CPU slot; one program run at a time uses it on this CPU.
+    let buf = unsafe { &mut *buf };
+    let total = ctx.data_end() - ctx.data();
+    if total == 0 {
         return Err(Outcome::Truncated);
     }
-    Ok(Udp {
-        l3,
-        v6,
-        ip_hlen: l4 - l3,
-        l4,
-        dport,
-        payload: l4 + UDP_HLEN,
-        payload_len: ulen - UDP_HLEN,
-    })
+    let n = if total > FRAME_BUF { FRAME_BUF } else { total };
+    // The same value, in a form whose range (1..=256) the verifier sees.
+    let n = ((n - 1) & (FRAME_BUF - 1)) + 1;
+    // SAFETY: the helper writes `n` bytes into the 256-byte buffer.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, n as u32) };
+    if rc != 0 {
+        return Err(Outcome::Truncated);
+    }
+    Ok((buf, n))
 }
-
-/// Size of the per-CPU frame buffer the fast path parses and rewrites in.
-pub const FRAME_BUF: usize = 256;
 
 /// A byte of the frame buffer (`None` past the bytes loaded).
 #[inline(always)]
-fn b(buf: &[u8; FRAME_BUF], n: usize, off: usize) -> Option<u8> {
+fn b(buf: &Buf, n: usize, off: usize) -> Option<u8> {
     if off >= n {
         return None;
     }
@@ -158,15 +96,15 @@ fn b(buf: &[u8; FRAME_BUF], n: usize, off: usize) -> Option<u8> {
 }
 
 #[inline(always)]
-fn b16(buf: &[u8; FRAME_BUF], n: usize, off: usize) -> Option<u16> {
+fn b16(buf: &Buf, n: usize, off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([b(buf, n, off)?, b(buf, n, off + 1)?]))
 }
 
-/// [`udp_for_port`] on the first `n` bytes of the frame, copied into `buf`
-/// with one helper call: plain memory reads instead of one
-/// `bpf_xdp_load_bytes` per field.
+/// Walk Ethernet, up to two VLAN tags, IPv4 or IPv6 and UDP in the first
+/// `n` bytes of the frame; return the UDP payload when either port is
+/// `port`.
 #[inline(always)]
-pub fn udp_in(buf: &[u8; FRAME_BUF], n: usize, port: u16) -> Result<Udp, Outcome> {
+pub fn udp_in(buf: &Buf, n: usize, port: u16) -> Result<Udp, Outcome> {
     let mut off = ETH_HLEN;
     let mut proto = b16(buf, n, 12).ok_or(Outcome::Truncated)?;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {

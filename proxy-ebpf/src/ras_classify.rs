@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use proxy_common::{PacketCounter, RAS_PORT, RasCounter, packet_slot, ras_slot, ras_slot_of};
 
-use crate::parse::{Outcome, u8_at, udp_for_port};
+use crate::parse::{Buf, Outcome, Udp, load_frame, udp_in};
 
 /// Per `RasMessage` choice index (see `proxy_common::ras_slot`).
 #[btf_map(pin_by_name)]
@@ -30,32 +30,35 @@ pub fn count_packet(outcome: Outcome) {
 
 #[xdp]
 pub fn ras_classify(ctx: XdpContext) -> u32 {
-    let udp = match udp_for_port(&ctx, RAS_PORT) {
-        Ok(u) => u,
-        Err(outcome) => {
-            count_packet(outcome);
-            return xdp_action::XDP_PASS;
-        }
-    };
-    count_ras(&ctx, &udp);
+    let udp = load_frame(&ctx).and_then(|(buf, n)| {
+        let udp = udp_in(buf, n, RAS_PORT)?;
+        let first = first_byte(buf, n, &udp);
+        Ok((udp, first))
+    });
+    match udp {
+        Ok((udp, first)) => count_ras(&udp, first),
+        Err(outcome) => count_packet(outcome),
+    }
     xdp_action::XDP_PASS
 }
 
-/// Count a RAS datagram in `PACKETS` and by choice in `RAS_CLASSIFY`.
+/// The payload's first byte: `None` for an empty datagram, `Some(None)` when
+/// it lies past the bytes copied.
 #[inline(always)]
-pub fn count_ras(ctx: &XdpContext, udp: &crate::parse::Udp) {
-    let first = if udp.payload_len == 0 {
+pub fn first_byte(buf: &Buf, n: usize, udp: &Udp) -> Option<Option<u8>> {
+    if udp.payload_len == 0 {
         None
+    } else if udp.payload < n {
+        Some(buf.get(udp.payload).copied())
     } else {
-        Some(u8_at(ctx, udp.payload))
-    };
-    count_ras_first(udp, first);
+        Some(None)
+    }
 }
 
-/// As [`count_ras`], with the payload's first byte already read (`None`:
-/// empty datagram; `Some(None)`: unreadable).
+/// Count a RAS datagram in `PACKETS` and by choice in `RAS_CLASSIFY`, from
+/// its first byte (`None`: empty datagram; `Some(None)`: unreadable).
 #[inline(always)]
-pub fn count_ras_first(udp: &crate::parse::Udp, first: Option<Option<u8>>) {
+pub fn count_ras(udp: &Udp, first: Option<Option<u8>>) {
     count_packet(Outcome::Ras);
     let slot = match first {
         None => ras_slot::EMPTY,

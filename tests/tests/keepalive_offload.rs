@@ -22,25 +22,10 @@ use serde_json::json;
 
 const PROTOCOL_ID: &str = "0.0.8.2250.0.4";
 
-fn rrq(seq: u16, ras_addr: SocketAddr, alias: &str) -> Vec<u8> {
-    let v = json!({"registrationRequest": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
-        "discoveryComplete": false, "callSignalAddress": [transport_json(SocketAddr::new(ras_addr.ip(), 1720))],
-        "rasAddress": [transport_json(ras_addr)],
-        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-        "terminalAlias": [{"h323-ID": alias}],
-        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
-        "timeToLive": 60, "keepAlive": false}});
-    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
-}
+use proxy_user::lab::fastbench::rrq;
 
 fn keepalive(seq: u16, ras_addr: SocketAddr, id: &str) -> Vec<u8> {
-    let v = json!({"registrationRequest": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
-        "discoveryComplete": false, "callSignalAddress": [], "rasAddress": [transport_json(ras_addr)],
-        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-        "gatekeeperIdentifier": "OFFLOAD-PX",
-        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
-        "timeToLive": 60, "keepAlive": true, "endpointIdentifier": id}});
-    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+    proxy_user::lab::fastbench::keepalive(seq, ras_addr, id, "OFFLOAD-PX")
 }
 
 /// Send and wait for one answer (None after 1 s).

@@ -116,17 +116,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("reading the pinned maps of instance {instance:?}"))?;
                 let dir = proxy_user::fastpath::pin_dir(&instance)?;
                 let s = proxy_user::fastpath::settings_from_pins(&instance)?;
-                let links: Vec<String> = std::fs::read_dir(&dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .strip_prefix("link_")
-                            .map(str::to_owned)
-                    })
-                    .collect();
+                let links = pinned_links(&dir, "link_");
                 println!("instance {instance}: pins in {}", dir.display());
                 println!(
                     "kernel answering: {}; RAS port {}; per-endpoint bound: {}",
@@ -142,17 +132,7 @@ fn main() -> Result<()> {
                         )
                     }
                 );
-                let tc: Vec<String> = std::fs::read_dir(&dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .strip_prefix("tclink_")
-                            .map(str::to_owned)
-                    })
-                    .collect();
+                let tc = pinned_links(&dir, "tclink_");
                 let list = |v: &[String]| {
                     if v.is_empty() {
                         "none".to_string()
@@ -360,6 +340,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Interfaces with a pinned link whose file name starts with `prefix`.
+fn pinned_links(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix(prefix)
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 fn switch(instance: &str, on: bool) -> Result<()> {
