@@ -1868,7 +1868,14 @@ impl RasRelay {
                 r.rcf_template = tpl;
             }
         }
-        let Some(tpl) = self.regs.get(id).and_then(|r| r.rcf_template.clone()) else {
+        let Some((answer, offer)) = self.regs.get(id).and_then(|r| {
+            let tpl = r.rcf_template.as_ref()?;
+            // Build an entry for the kernel only when this keepalive is not
+            // the one it already holds (the common case costs one hash).
+            let known = r.offloaded == Some(proxy_common::ka_hash(request, true));
+            let offer = (!known).then(|| crate::offload::entry(request, seq, id, tpl));
+            Some((tpl.answer(seq), offer))
+        }) else {
             let v = self.rcf_json(seq, id, ttl);
             self.send_json(from, v);
             return;
@@ -1876,20 +1883,22 @@ impl RasRelay {
         self.out.push_back(Transmit {
             side: Side::Endpoint,
             to: from,
-            bytes: tpl.answer(seq),
+            bytes: answer,
         });
-        match crate::offload::entry(request, seq, id, &tpl) {
-            Ok(entry) => {
-                let r = self.regs.get_mut(id).expect("checked above");
-                if r.offloaded != Some(entry.req_hash) {
+        match offer {
+            Some(Ok(entry)) => {
+                if let Some(r) = self.regs.get_mut(id) {
                     r.offloaded = Some(entry.req_hash);
-                    self.events.push_back(Event::Offload {
-                        source: from,
-                        entry: Box::new(entry),
-                    });
                 }
+                self.events.push_back(Event::Offload {
+                    source: from,
+                    entry: Box::new(entry),
+                });
             }
-            Err(e) => tracing::debug!(endpoint_id = id, error = %e, "keepalive stays in userspace"),
+            Some(Err(e)) => {
+                tracing::debug!(endpoint_id = id, error = %e, "keepalive stays in userspace")
+            }
+            None => {}
         }
     }
 
