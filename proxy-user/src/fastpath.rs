@@ -175,9 +175,7 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
 /// through its pinned settings map (`proxy offload on|off`). Returns the
 /// previous state.
 pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
-    let data = MapData::from_pin(pin_dir(instance)?.join(FP_CONFIG_MAP))
-        .map_err(map_err(FP_CONFIG_MAP))?;
-    let map = Map::from_map_data(data).map_err(map_err(FP_CONFIG_MAP))?;
+    let map = open_pinned(instance, FP_CONFIG_MAP)?;
     let mut a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
     let mut s = a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))?;
     let was = s.answer != 0;
@@ -186,11 +184,15 @@ pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
     Ok(was)
 }
 
+/// Open map `name` of a running (or crashed) instance from its pin.
+fn open_pinned(instance: &str, name: &'static str) -> Result<Map> {
+    let data = MapData::from_pin(pin_dir(instance)?.join(name)).map_err(map_err(name))?;
+    Map::from_map_data(data).map_err(map_err(name))
+}
+
 /// The settings a running (or crashed) instance left in its pinned map.
 pub fn settings_from_pins(instance: &str) -> Result<FastpathSettings> {
-    let data = MapData::from_pin(pin_dir(instance)?.join(FP_CONFIG_MAP))
-        .map_err(map_err(FP_CONFIG_MAP))?;
-    let map = Map::from_map_data(data).map_err(map_err(FP_CONFIG_MAP))?;
+    let map = open_pinned(instance, FP_CONFIG_MAP)?;
     let a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
     a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))
 }
@@ -205,9 +207,7 @@ pub struct LivenessTable {
 impl LivenessTable {
     /// Open the table of a running instance from its pin (tests, tools).
     pub fn from_pin(instance: &str) -> Result<Self> {
-        let data = MapData::from_pin(pin_dir(instance)?.join(GK_LIVENESS_MAP))
-            .map_err(map_err(GK_LIVENESS_MAP))?;
-        let map = Map::from_map_data(data).map_err(map_err(GK_LIVENESS_MAP))?;
+        let map = open_pinned(instance, GK_LIVENESS_MAP)?;
         Ok(Self {
             map: BpfHashMap::try_from(map).map_err(map_err(GK_LIVENESS_MAP))?,
         })
@@ -306,9 +306,7 @@ pub struct KeepaliveTable {
 impl KeepaliveTable {
     /// Open the table of a running instance from its pin (tests, tools).
     pub fn from_pin(instance: &str) -> Result<Self> {
-        let data = MapData::from_pin(pin_dir(instance)?.join(KEEPALIVE_MAP))
-            .map_err(map_err(KEEPALIVE_MAP))?;
-        let map = Map::from_map_data(data).map_err(map_err(KEEPALIVE_MAP))?;
+        let map = open_pinned(instance, KEEPALIVE_MAP)?;
         Ok(Self {
             map: BpfHashMap::try_from(map).map_err(map_err(KEEPALIVE_MAP))?,
         })
@@ -763,14 +761,9 @@ impl Counters {
 
     /// Read the counters of a running (or crashed) instance from its pins.
     pub fn from_pins(instance: &str) -> Result<Self> {
-        let dir = pin_dir(instance)?;
-        let open = |name: &'static str| -> Result<Map> {
-            let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
-            Map::from_map_data(data).map_err(map_err(name))
-        };
-        let ras = open(RAS_CLASSIFY_MAP)?;
-        let pk = open(PACKETS_MAP)?;
-        let ka = open(KA_REASONS_MAP)?;
+        let ras = open_pinned(instance, RAS_CLASSIFY_MAP)?;
+        let pk = open_pinned(instance, PACKETS_MAP)?;
+        let ka = open_pinned(instance, KA_REASONS_MAP)?;
         let mut c = Self::read(
             &PerCpuArray::try_from(&ras).map_err(map_err(RAS_CLASSIFY_MAP))?,
             &PerCpuArray::try_from(&pk).map_err(map_err(PACKETS_MAP))?,
