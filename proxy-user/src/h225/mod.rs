@@ -12,6 +12,9 @@ pub mod summary;
 pub mod uuie;
 pub mod value;
 
+#[cfg(test)]
+mod unknown_extensions_tests;
+
 /// Errors of the PER codec, with the message kind that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PerError {

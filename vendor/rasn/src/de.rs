@@ -525,6 +525,15 @@ pub trait Decoder<const RCL: usize = 0, const ECL: usize = 0>: Sized {
     >(
         &mut self,
     ) -> Result<Option<D>, Self::Error>;
+
+    /// PATCH(h323-proxy): decode the extension additions of the current
+    /// SEQUENCE that its type does not know, after all known ones. Only PER
+    /// keeps them; other codecs skip them as before.
+    fn decode_unknown_extension_additions(
+        &mut self,
+    ) -> Result<crate::types::UnknownExtensions, Self::Error> {
+        Ok(crate::types::UnknownExtensions::default())
+    }
 }
 
 /// A generic error that can occur while decoding ASN.1.

@@ -526,6 +526,31 @@ pub trait Encoder<'encoder, const RCL: usize = 0, const ECL: usize = 0> {
     ) -> Result<Self::Ok, Self::Error>
     where
         E: Encode + crate::types::Constructed<RC, EC>;
+
+    /// PATCH(h323-proxy): write the extension additions of the current
+    /// SEQUENCE that its type does not know (see
+    /// [`crate::types::UnknownExtensions`]). Only PER writes them; other
+    /// codecs leave them out.
+    fn encode_unknown_extension_additions(
+        &mut self,
+        _additions: &crate::types::UnknownExtensions,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// PATCH(h323-proxy): write an extension alternative of a CHOICE that
+    /// its type does not know. Only PER can; other codecs fail.
+    fn encode_unknown_choice_extension(
+        &mut self,
+        _constraints: &Constraints,
+        _value: &crate::types::UnknownChoiceExtension,
+        _identifier: Identifier,
+    ) -> Result<(), Self::Error> {
+        Err(<Self::Error as Error>::custom(
+            "an unknown CHOICE extension alternative can only be re-encoded in PER",
+            self.codec(),
+        ))
+    }
 }
 
 /// A generic error that occurred while trying to encode ASN.1.

@@ -106,6 +106,38 @@ pub trait Choice: Sized {
 pub trait DecodeChoice: Choice + crate::Decode {
     /// Decode the choice value based on the provided `tag`.
     fn from_tag<D: crate::Decoder>(decoder: &mut D, tag: Tag) -> Result<Self, D::Error>;
+
+    /// PATCH(h323-proxy): the value for an extension alternative this type
+    /// does not know, when the type keeps such alternatives (a variant marked
+    /// `#[rasn(unknown_extension)]`); `None` makes decoding fail as before.
+    fn from_unknown_extension(_extension: UnknownChoiceExtension) -> Option<Self> {
+        None
+    }
+}
+
+/// PATCH(h323-proxy): the extension additions of an extensible SEQUENCE that
+/// the type does not know (a newer peer's), kept as their PER open-type
+/// contents so that decode then encode gives the same bytes. Only the PER
+/// codecs fill and write it; the others ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnknownExtensions {
+    /// Length of the received extension bitmap when it differs from the
+    /// number of additions the type knows (an older peer sends fewer, a newer
+    /// one more) and something was present; `None` means the type's own count.
+    pub bitmap_len: Option<usize>,
+    /// (position in the extension bitmap, open-type contents), in increasing
+    /// position order; every position is at least the known count.
+    pub additions: alloc::vec::Vec<(usize, alloc::vec::Vec<u8>)>,
+}
+
+/// PATCH(h323-proxy): an extension alternative of an extensible CHOICE that
+/// the type does not know, kept as its PER open-type contents.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnknownChoiceExtension {
+    /// Index among the extension alternatives, as sent.
+    pub index: usize,
+    /// The open-type contents.
+    pub data: alloc::vec::Vec<u8>,
 }
 
 /// A `ENUMERATED` value.

@@ -117,9 +117,14 @@ pub struct Decoder<'input, const RFC: usize = 0, const EFC: usize = 0> {
     /// `Some(Some((cursor, data)))` = header parsed.
     #[allow(clippy::type_complexity)]
     extensions_present: Option<Option<(usize, [Option<(Field, bool)>; EFC])>>,
-    /// Number of extension additions present in the encoding that are not
-    /// in `extension_fields`, known once the header is parsed.
-    unknown_extensions: usize,
+    /// PATCH(h323-proxy): bitmap positions of the extension additions
+    /// present in the encoding that are not in `extension_fields` (a newer
+    /// peer's), known once the header is parsed. Kept so that
+    /// `decode_unknown_extension_additions` can return them.
+    unknown_extension_indices: Vec<usize>,
+    /// PATCH(h323-proxy): number of bits in the received extension bitmap;
+    /// 0 until the header is parsed.
+    extension_bitmap_len: usize,
 }
 
 impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
@@ -148,7 +153,8 @@ impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
             fields: (0, [None; RFC]),
             extension_fields: None,
             extensions_present: None,
-            unknown_extensions: 0,
+            unknown_extension_indices: Vec::new(),
+            extension_bitmap_len: 0,
         }
     }
 
@@ -542,16 +548,16 @@ impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
         let fields = self.extension_fields;
         let mut data = [None; EFC];
         let mut index = 0;
-        let mut unknown = 0;
+        let mut unknown = Vec::new();
         // Consume each bitmap fragment before reading its next determinant.
-        // Keep only the known fields and the count of present unknown additions.
+        // Keep the known fields and the positions of present unknown additions.
         let mut read_bitmap = |mut input, length| {
             let bitmap = take(&mut input, length, codec)?;
             for present in bitmap.bits().iter().map(|bit| *bit) {
                 if let Some(field) = fields.as_ref().and_then(|fields| fields.get(index)) {
                     data[index] = Some((*field, present));
                 } else if present {
-                    unknown += 1;
+                    unknown.push(index);
                 }
                 index += 1;
             }
@@ -569,7 +575,8 @@ impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
                 codec,
             ));
         }
-        self.unknown_extensions = unknown;
+        self.unknown_extension_indices = unknown;
+        self.extension_bitmap_len = index;
 
         for entry in &data {
             if let Some((field, is_present)) = entry
@@ -605,7 +612,7 @@ impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
             _ => 0,
         };
         let codec = self.codec();
-        for _ in 0..unread + self.unknown_extensions {
+        for _ in 0..unread + self.unknown_extension_indices.len() {
             // Discard directly from the input instead of gathering fragments.
             self.input = self.decode_unknown_length(self.input, &mut |mut input, length| {
                 take(&mut input, length * 8, codec)?;
@@ -1228,13 +1235,26 @@ impl<'input, const RFC: usize, const EFC: usize> crate::Decoder for Decoder<'inp
             0
         };
 
-        let tag = TagTree::leaf_at(variants, index).ok_or_else(|| {
-            DecodeError::choice_index_not_found(
-                index,
-                crate::types::variants::Variants::from_static(variants),
-                self.codec(),
-            )
-        })?;
+        let Some(tag) = TagTree::leaf_at(variants, index) else {
+            let codec = self.codec();
+            let not_found = || {
+                DecodeError::choice_index_not_found(
+                    index,
+                    crate::types::variants::Variants::from_static(variants),
+                    codec,
+                )
+            };
+            if !is_extensible {
+                return Err(not_found());
+            }
+            // PATCH(h323-proxy): an extension alternative is an open type
+            // (X.691 §23.8), so one this type does not know can be kept as
+            // bytes and re-encoded unchanged, when the type has a place for it.
+            let open = self.decode_open_type()?;
+            let data = open.octets().into_owned();
+            return D::from_unknown_extension(types::UnknownChoiceExtension { index, data })
+                .ok_or_else(not_found);
+        };
 
         if is_extensible {
             let open = self.decode_open_type()?;
@@ -1321,6 +1341,54 @@ impl<'input, const RFC: usize, const EFC: usize> crate::Decoder for Decoder<'inp
         let value = D::decode_with_constraints(&mut decoder, &constraints)?;
         decoder.finish_complete_encoding(open.bits().len())?;
         Ok(Some(value))
+    }
+
+    // PATCH(h323-proxy): keep the extension additions this type does not
+    // know. Called by the derive after every known addition was decoded.
+    fn decode_unknown_extension_additions(
+        &mut self,
+    ) -> Result<types::UnknownExtensions, Self::Error> {
+        if !self.parse_extension_header()? {
+            return Ok(types::UnknownExtensions::default());
+        }
+        // Known additions the caller did not read precede the unknown ones.
+        let (unread, any_known) = match &mut self.extensions_present {
+            Some(Some((cursor, data))) => {
+                let unread = data[*cursor..]
+                    .iter()
+                    .flatten()
+                    .filter(|(_, is_present)| *is_present)
+                    .count();
+                let any_known = data.iter().flatten().any(|(_, is_present)| *is_present);
+                *cursor = data.len();
+                (unread, any_known)
+            }
+            _ => (0, false),
+        };
+        let codec = self.codec();
+        for _ in 0..unread {
+            self.input = self.decode_unknown_length(self.input, &mut |mut input, length| {
+                take(&mut input, length * 8, codec)?;
+                Ok(input)
+            })?;
+        }
+        // Taken, so that `skip_extension_additions` has nothing left to skip.
+        let indices = core::mem::take(&mut self.unknown_extension_indices);
+        let mut additions = Vec::with_capacity(indices.len());
+        for index in indices {
+            let open = self.decode_open_type()?;
+            additions.push((index, open.octets().into_owned()));
+        }
+        // A bitmap length other than the type's own is recorded only when
+        // something is present: an extension bit of 1 with an all-zero
+        // bitmap re-encodes as extension bit 0.
+        let bitmap_len = (self.extension_bitmap_len != EFC
+            && (any_known || !additions.is_empty()))
+        .then_some(self.extension_bitmap_len);
+        Ok(types::UnknownExtensions {
+            bitmap_len,
+            additions,
+        })
     }
 }
 

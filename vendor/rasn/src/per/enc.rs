@@ -89,6 +89,12 @@ pub struct Encoder<const RCL: usize = 0, const ECL: usize = 0> {
     /// Octets of encoded extension additions, shared down the encoder chain:
     /// a child appends above its parent's ranges and truncates back when done.
     extension_scratch: Vec<u8>,
+    /// PATCH(h323-proxy): extension additions the type does not know, as
+    /// (bitmap position, range of `extension_scratch`), positions increasing.
+    unknown_extension_fields: Vec<(usize, core::ops::Range<usize>)>,
+    /// PATCH(h323-proxy): the received extension bitmap length to reproduce,
+    /// when it differs from `ECL`.
+    extension_bitmap_len: Option<usize>,
     is_extension_sequence: bool,
     parent_output_length: Option<usize>,
 }
@@ -109,6 +115,8 @@ impl<const RCL: usize, const ECL: usize> Encoder<RCL, ECL> {
             is_extension_sequence: <_>::default(),
             extension_fields: [(); ECL].map(|_| None),
             extension_scratch: Vec::new(),
+            unknown_extension_fields: Vec::new(),
+            extension_bitmap_len: None,
             parent_output_length: <_>::default(),
         }
     }
@@ -131,6 +139,8 @@ impl<const RCL: usize, const ECL: usize> Encoder<RCL, ECL> {
             is_extension_sequence: <_>::default(),
             extension_fields: [(); ECL].map(|_| None),
             extension_scratch: Vec::new(),
+            unknown_extension_fields: Vec::new(),
+            extension_bitmap_len: None,
             parent_output_length: <_>::default(),
         }
     }
@@ -372,8 +382,9 @@ impl<const RCL: usize, const ECL: usize> Encoder<RCL, ECL> {
         tag: Tag,
         mut encoder: Encoder<RL, EL>,
     ) -> Result<()> {
-        let extensions_present =
-            C::IS_EXTENSIBLE && encoder.extension_fields.iter().any(Option::is_some);
+        let extensions_present = C::IS_EXTENSIBLE
+            && (encoder.extension_fields.iter().any(Option::is_some)
+                || !encoder.unknown_extension_fields.is_empty());
         let (needed, option_bitfield) = if encoder.options.set_encoding {
             // In set encoding, tags must be unique so we sort them to canonical order for preamble
             encoder.root_bitfield.1.sort_by_key(|(_, tag1)| *tag1);
@@ -424,53 +435,67 @@ impl<const RCL: usize, const ECL: usize> Encoder<RCL, ECL> {
             self.extend(tag, &buffer);
             return Ok(());
         }
-        self.encode_extension_bitmap(&encoder.extension_fields, &mut buffer)?;
-
-        for range in encoder.extension_fields.iter().flatten() {
-            let field = &encoder.extension_scratch[range.clone()];
-            self.encode_length(
-                &mut buffer,
-                field.len(),
-                <_>::default(),
-                Items::Octets,
-                |buf, range| {
-                    buf.extend_from_bytes(&field[range]);
-                    Ok(())
-                },
-            )?;
-        }
+        self.encode_extensions(
+            &encoder.extension_fields,
+            &encoder.unknown_extension_fields,
+            encoder.extension_bitmap_len,
+            &encoder.extension_scratch,
+            &mut buffer,
+        )?;
         self.extend(tag, &buffer);
 
         Ok(())
     }
 
-    /// X.691 §11.9.3.4: lengths up to 64 use six bits for n-1;
-    /// larger bitmaps interleave unconstrained lengths and bitmap fragments.
-    fn encode_extension_bitmap(
+    /// X.691 §11.9.3.4 and §19.8: the extension bitmap (lengths up to 64
+    /// use six bits for n-1; larger bitmaps interleave unconstrained lengths
+    /// and bitmap fragments), then each present addition as an open type.
+    ///
+    /// PATCH(h323-proxy): the bitmap also covers the additions the type does
+    /// not know, and keeps a received length other than the type's own, so a
+    /// decoded message re-encodes to the same bytes.
+    fn encode_extensions(
         &mut self,
-        fields: &[Option<core::ops::Range<usize>>],
+        known: &[Option<core::ops::Range<usize>>],
+        unknown: &[(usize, core::ops::Range<usize>)],
+        bitmap_len: Option<usize>,
+        scratch: &[u8],
         buffer: &mut BitBuffer,
     ) -> Result<()> {
-        debug_assert!(!fields.is_empty());
-        buffer.push(fields.len() > 64);
-        if fields.len() <= 64 {
-            self.encode_integer_into_buffer::<usize>(
-                &SMALL_UNSIGNED_CONSTRAINT,
-                &(fields.len() - 1),
-                buffer,
-            )?;
-            for field in fields {
-                buffer.push(field.is_some());
+        let last_known = known.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let last_unknown = unknown.last().map_or(0, |(i, _)| i + 1);
+        let n = bitmap_len
+            .unwrap_or(known.len())
+            .max(last_known)
+            .max(last_unknown);
+        debug_assert!(n > 0);
+        let present = |i: usize| {
+            known.get(i).is_some_and(Option::is_some)
+                || unknown.binary_search_by_key(&i, |(j, _)| *j).is_ok()
+        };
+        buffer.push(n > 64);
+        if n <= 64 {
+            self.encode_integer_into_buffer::<usize>(&SMALL_UNSIGNED_CONSTRAINT, &(n - 1), buffer)?;
+            for i in 0..n {
+                buffer.push(present(i));
             }
-            Ok(())
         } else {
-            self.encode_length(buffer, fields.len(), None, Items::Bits, |buffer, range| {
-                for field in &fields[range] {
-                    buffer.push(field.is_some());
+            self.encode_length(buffer, n, None, Items::Bits, |buffer, range| {
+                for i in range {
+                    buffer.push(present(i));
                 }
                 Ok(())
-            })
+            })?;
         }
+        // Known positions are all below the unknown ones: this is bitmap order.
+        for range in known.iter().flatten().chain(unknown.iter().map(|(_, r)| r)) {
+            let field = &scratch[range.clone()];
+            self.encode_length(buffer, field.len(), <_>::default(), Items::Octets, |buf, range| {
+                buf.extend_from_bytes(&field[range]);
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     fn encode_normally_small_integer(
@@ -1106,6 +1131,8 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
                         is_extension_sequence: false,
                         extension_fields: [],
                         extension_scratch: core::mem::take(&mut element_scratch),
+                        unknown_extension_fields: Vec::new(),
+                        extension_bitmap_len: None,
                         parent_output_length: Some(origin),
                     };
                     for value in &values[range] {
@@ -1227,6 +1254,8 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
             is_extension_sequence: false,
             extension_fields: [(); EL].map(|_| None),
             extension_scratch: core::mem::take(&mut self.extension_scratch),
+            unknown_extension_fields: Vec::new(),
+            extension_bitmap_len: None,
             parent_output_length: self.parent_output_length,
         };
         let result = (encoder_scope)(&mut child);
@@ -1243,27 +1272,26 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
             }
         }
 
-        if C::IS_EXTENSIBLE && child.extension_fields.iter().any(Option::is_some) {
+        if C::IS_EXTENSIBLE
+            && (child.extension_fields.iter().any(Option::is_some)
+                || !child.unknown_extension_fields.is_empty())
+        {
             self.output.set(preamble_start, true);
             // ITU-T X.691 (02/2021) §19.8: the number of extension additions as a
             // normally small length, one presence bit per addition, then each
             // present addition as an open type.
             let mut work = core::mem::take(&mut self.work);
             work.clear();
-            self.encode_extension_bitmap(&child.extension_fields, &mut work)?;
-            for range in child.extension_fields.iter().flatten() {
-                let field = &self.extension_scratch[range.clone()];
-                self.encode_length(
-                    &mut work,
-                    field.len(),
-                    <_>::default(),
-                    Items::Octets,
-                    |buf, range| {
-                        buf.extend_from_bytes(&field[range]);
-                        Ok(())
-                    },
-                )?;
-            }
+            let scratch = core::mem::take(&mut self.extension_scratch);
+            let result = self.encode_extensions(
+                &child.extension_fields,
+                &child.unknown_extension_fields,
+                child.extension_bitmap_len,
+                &scratch,
+                &mut work,
+            );
+            self.extension_scratch = scratch;
+            result?;
             self.output.extend_from_buffer(&work);
             self.work = work;
         }
@@ -1345,6 +1373,8 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
                 is_extension_sequence: false,
                 extension_fields: [(); EFC].map(|_| None),
                 extension_scratch: core::mem::take(&mut this.extension_scratch),
+                unknown_extension_fields: Vec::new(),
+                extension_bitmap_len: None,
                 parent_output_length: Some(origin),
             };
             let result = (encode_fn)(&mut alternative);
@@ -1381,6 +1411,8 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
                 is_extension_sequence: false,
                 extension_fields: [],
                 extension_scratch: core::mem::take(&mut self.extension_scratch),
+                unknown_extension_fields: Vec::new(),
+                extension_bitmap_len: None,
                 parent_output_length: None,
             };
             let result = E::encode_with_tag_and_constraints(
@@ -1406,6 +1438,46 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
             self.set_extension_presence(false);
         }
         Ok(())
+    }
+
+    // PATCH(h323-proxy): see `types::UnknownExtensions`.
+    fn encode_unknown_extension_additions(
+        &mut self,
+        value: &types::UnknownExtensions,
+    ) -> Result<(), Self::Error> {
+        let mut last = None;
+        for (index, data) in &value.additions {
+            if *index < EFC || last.is_some_and(|l| *index <= l) {
+                return Err(<Error as crate::enc::Error>::custom(
+                    "unknown extension addition position clashes with a known one or is out of order",
+                    self.codec(),
+                ));
+            }
+            last = Some(*index);
+            let start = self.extension_scratch.len();
+            self.extension_scratch.extend_from_slice(data);
+            self.unknown_extension_fields
+                .push((*index, start..self.extension_scratch.len()));
+        }
+        self.extension_bitmap_len = value.bitmap_len;
+        Ok(())
+    }
+
+    // PATCH(h323-proxy): see `types::UnknownChoiceExtension`.
+    fn encode_unknown_choice_extension(
+        &mut self,
+        constraints: &Constraints,
+        value: &types::UnknownChoiceExtension,
+        _: Identifier,
+    ) -> Result<(), Self::Error> {
+        if !constraints.extensible() {
+            return Err(Error::variant_not_in_choice(self.codec()));
+        }
+        self.encode_field(Tag::EOC, |this, buffer, _| {
+            this.encode_extensible_bit(constraints, buffer, || false);
+            this.encode_normally_small_integer(value.index, buffer)?;
+            this.encode_octet_string_into_buffer(&Constraints::default(), &value.data, buffer)
+        })
     }
 
     fn encode_extension_addition_group<const RL: usize, const EL: usize, E>(
@@ -1440,6 +1512,8 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
             is_extension_sequence: false,
             extension_fields: [(); EL].map(|_| None),
             extension_scratch: core::mem::take(&mut self.extension_scratch),
+            unknown_extension_fields: Vec::new(),
+            extension_bitmap_len: None,
             parent_output_length: None,
         };
         let result = value.encode(&mut encoder);
