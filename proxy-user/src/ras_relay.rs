@@ -1516,7 +1516,12 @@ impl RasRelay {
             }
         };
         let Some(seq) = seq_num(&m) else {
-            self.refuse(from, "empty admissionConfirmSequence");
+            let reason = if matches!(m, RasMessage::UnknownExtension(_)) {
+                "RAS message type of a later H.225.0 version"
+            } else {
+                "empty admissionConfirmSequence"
+            };
+            self.refuse(from, reason);
             return;
         };
         match m {

@@ -688,3 +688,59 @@ fn a_restored_table_keeps_identities_and_gatekeeper_bindings() {
         panic!("ACF through the restored binding")
     };
 }
+
+#[test]
+fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    let mut r = RasRelay::new(cfg(), t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    // An RRQ with an extension addition this proxy does not know (as a
+    // later H.225.0 version would send): relayed to the gatekeeper with it.
+    let RasMessage::registrationRequest(mut m) = ras::decode(&rrq(1, "carol", "1003", EP1)).unwrap()
+    else {
+        unreachable!()
+    };
+    let unknown = rasn::types::UnknownExtensions {
+        bitmap_len: None,
+        additions: vec![(40, vec![0x01, 0x80]), (43, vec![0x00])],
+    };
+    m._unknown_extensions = unknown.clone();
+    let bytes = ras::encode(&RasMessage::registrationRequest(m)).unwrap();
+    assert_eq!(
+        ras::encode(&ras::decode(&bytes).unwrap()).unwrap(),
+        bytes,
+        "decode then encode keeps the unknown additions"
+    );
+    r.handle_endpoint(t, addr(EP1), &bytes);
+    r.handle_timeout(t);
+    let mut to_gk = vec![];
+    while let Some(x) = r.poll_transmit() {
+        if x.side == Side::Gatekeeper {
+            to_gk.push(ras::decode(&x.bytes).unwrap());
+        }
+    }
+    let forwarded = to_gk
+        .iter()
+        .find_map(|m| match m {
+            RasMessage::registrationRequest(m) if m.keep_alive != Some(true) => Some(m),
+            _ => None,
+        })
+        .expect("the RRQ went to the gatekeeper");
+    assert_eq!(forwarded._unknown_extensions.additions, unknown.additions);
+    assert_eq!(forwarded._unknown_extensions.bitmap_len, Some(44));
+    // A RAS message type this proxy does not know is refused, not answered.
+    let (refused, malformed) = (r.stats().refused, r.stats().malformed);
+    // Extension bit, then extension alternative 20 (RasMessage knows 8),
+    // then a two-octet open type.
+    let unknown_type = [0x80 | 20, 0x02, 0x00, 0x00];
+    assert!(matches!(
+        ras::decode(&unknown_type).unwrap(),
+        RasMessage::UnknownExtension(_)
+    ));
+    assert_eq!(ras::encode(&ras::decode(&unknown_type).unwrap()).unwrap(), unknown_type);
+    r.handle_endpoint(t, addr(EP2), &unknown_type);
+    assert!(pump(&mut r, t, &mut gks).is_empty());
+    assert_eq!(r.stats().refused, refused + 1);
+    assert_eq!(r.stats().malformed, malformed);
+}

@@ -27,6 +27,9 @@ pub mod h235_security_messages {
     pub enum AuthenticationBES {
         default(()),
         radius(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -43,6 +46,9 @@ pub mod h235_security_messages {
         authenticationBES(AuthenticationBES),
         #[rasn(extension_addition)]
         keyExch(ObjectIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate, size("8..=128"))]
@@ -72,6 +78,9 @@ pub mod h235_security_messages {
         pub h235_key: Option<H235Key>,
         #[rasn(extension_addition, identifier = "profileInfo")]
         pub profile_info: Option<SequenceOf<ProfileElement>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ClearToken {
         pub fn new(
@@ -103,6 +112,7 @@ pub mod h235_security_messages {
                 senders_id,
                 h235_key,
                 profile_info,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -120,6 +130,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoTokenCryptoEncryptedTokenTokenParamS {
         pub fn new(
@@ -135,6 +148,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -192,6 +206,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoTokenCryptoSignedTokenTokenParamS {
         pub fn new(
@@ -207,6 +224,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -264,6 +282,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoTokenCryptoHashedTokenTokenParamS {
         pub fn new(
@@ -279,6 +300,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -342,6 +364,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoTokenCryptoPwdEncrParamS {
         pub fn new(
@@ -357,6 +382,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -392,6 +418,9 @@ pub mod h235_security_messages {
         cryptoSignedToken(CryptoTokenCryptoSignedToken),
         cryptoHashedToken(CryptoTokenCryptoHashedToken),
         cryptoPwdEncr(CryptoTokenCryptoPwdEncr),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -403,6 +432,9 @@ pub mod h235_security_messages {
         pub mod_size: BitString,
         #[rasn(size("0..=2048"))]
         pub generator: BitString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DHset {
         pub fn new(halfkey: BitString, mod_size: BitString, generator: BitString) -> Self {
@@ -410,6 +442,7 @@ pub mod h235_security_messages {
                 halfkey,
                 mod_size,
                 generator,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -494,6 +527,9 @@ pub mod h235_security_messages {
     pub enum ECKASDH {
         eckasdhp(ECKASDHEckasdhp),
         eckasdh2(ECKASDHEckasdh2),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -503,10 +539,17 @@ pub mod h235_security_messages {
         pub x: Option<BitString>,
         #[rasn(size("0..=511"))]
         pub y: Option<BitString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ECpoint {
         pub fn new(x: Option<BitString>, y: Option<BitString>) -> Self {
-            Self { x, y }
+            Self {
+                x,
+                y,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -518,6 +561,9 @@ pub mod h235_security_messages {
         bits(BitString),
         name(BmpString),
         flag(bool),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate)]
@@ -548,6 +594,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235CertificateSignatureSignatureParamS {
         pub fn new(
@@ -563,6 +612,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -603,6 +653,9 @@ pub mod h235_security_messages {
         #[rasn(identifier = "requesterRandom")]
         pub requester_random: Option<RandomVal>,
         pub signature: H235CertificateSignatureSignature,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235CertificateSignature {
         pub fn new(
@@ -616,6 +669,7 @@ pub mod h235_security_messages {
                 response_random,
                 requester_random,
                 signature,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -633,6 +687,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235KeySharedSecretParamS {
         pub fn new(
@@ -648,6 +705,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -689,6 +747,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235KeyCertProtectedKeyParamS {
         pub fn new(
@@ -704,6 +765,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -743,6 +805,9 @@ pub mod h235_security_messages {
         certProtectedKey(H235KeyCertProtectedKey),
         #[rasn(extension_addition)]
         secureSharedSecret(V3KeySyncMaterial),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -785,6 +850,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl KeySignedMaterialEncrptvalParamS {
         pub fn new(
@@ -800,6 +868,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -863,12 +932,16 @@ pub mod h235_security_messages {
         pub general_id: Identifier,
         #[rasn(identifier = "keyMaterial")]
         pub key_material: KeyMaterial,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl KeySyncMaterial {
         pub fn new(general_id: Identifier, key_material: KeyMaterial) -> Self {
             Self {
                 general_id,
                 key_material,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -885,6 +958,9 @@ pub mod h235_security_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl Params {
         pub fn new(
@@ -900,6 +976,7 @@ pub mod h235_security_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -915,6 +992,9 @@ pub mod h235_security_messages {
         #[rasn(identifier = "paramS")]
         pub param_s: Option<Params>,
         pub element: Option<Element>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ProfileElement {
         pub fn new(element_id: u8, param_s: Option<Params>, element: Option<Element>) -> Self {
@@ -922,6 +1002,7 @@ pub mod h235_security_messages {
                 element_id,
                 param_s,
                 element,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -967,12 +1048,16 @@ pub mod h235_security_messages {
         #[rasn(identifier = "type")]
         pub r_type: ObjectIdentifier,
         pub certificate: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TypedCertificate {
         pub fn new(r_type: ObjectIdentifier, certificate: OctetString) -> Self {
             Self {
                 r_type,
                 certificate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -998,6 +1083,9 @@ pub mod h235_security_messages {
         pub key_derivation_oid: Option<ObjectIdentifier>,
         #[rasn(extension_addition, identifier = "genericKeyMaterial")]
         pub generic_key_material: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V3KeySyncMaterial {
         pub fn new(
@@ -1021,6 +1109,7 @@ pub mod h235_security_messages {
                 param_ssalt,
                 key_derivation_oid,
                 generic_key_material,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1048,6 +1137,9 @@ pub mod h323_messages {
         sid(TBCDSTRING),
         #[rasn(size("1..=4"))]
         mid(TBCDSTRING),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags, identifier = "ANSI-41-UIM")]
@@ -1077,6 +1169,9 @@ pub mod h323_messages {
         pub sesn: Option<TBCDSTRING>,
         #[rasn(size("3..=16"))]
         pub soc: Option<TBCDSTRING>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ANSI41UIM {
         pub fn new(
@@ -1106,6 +1201,7 @@ pub mod h323_messages {
                 qualification_information_code,
                 sesn,
                 soc,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1132,6 +1228,9 @@ pub mod h323_messages {
     pub enum AddressPattern {
         wildcard(AliasAddress),
         range(AddressPatternRange),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Anonymous SEQUENCE OF member "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -1203,6 +1302,9 @@ pub mod h323_messages {
         pub modified_src_info: Option<SequenceOf<AliasAddress>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AdmissionConfirm {
         pub fn new(
@@ -1266,6 +1368,7 @@ pub mod h323_messages {
                 generic_data,
                 modified_src_info,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1297,6 +1400,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AdmissionReject {
         pub fn new(
@@ -1326,6 +1432,7 @@ pub mod h323_messages {
                 feature_set,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1371,6 +1478,9 @@ pub mod h323_messages {
         unallocatedNumber(()),
         #[rasn(extension_addition)]
         registerWithAssignedGK(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -1446,6 +1556,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "canMapSrcAlias")]
         pub can_map_src_alias: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AdmissionRequest {
         pub fn new(
@@ -1521,6 +1634,7 @@ pub mod h323_messages {
                 feature_set,
                 generic_data,
                 can_map_src_alias,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1564,6 +1678,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(extension_addition, identifier = "displayName")]
         pub display_name: Option<SequenceOf<DisplayName>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AlertingUUIE {
         pub fn new(
@@ -1605,6 +1722,7 @@ pub mod h323_messages {
                 capacity,
                 feature_set,
                 display_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1634,6 +1752,9 @@ pub mod h323_messages {
         mobileUIM(MobileUIM),
         #[rasn(extension_addition)]
         isupNumber(IsupNumber),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -1643,6 +1764,9 @@ pub mod h323_messages {
         pub alternate_gatekeeper: SequenceOf<AlternateGK>,
         #[rasn(identifier = "altGKisPermanent")]
         pub alt_gkis_permanent: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AltGKInfo {
         pub fn new(
@@ -1652,6 +1776,7 @@ pub mod h323_messages {
             Self {
                 alternate_gatekeeper,
                 alt_gkis_permanent,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1667,6 +1792,9 @@ pub mod h323_messages {
         pub need_to_register: bool,
         #[rasn(value("0..=127"))]
         pub priority: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AlternateGK {
         pub fn new(
@@ -1680,6 +1808,7 @@ pub mod h323_messages {
                 gatekeeper_identifier,
                 need_to_register,
                 priority,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1691,13 +1820,20 @@ pub mod h323_messages {
         pub annex_e: Option<SequenceOf<TransportAddress>>,
         #[rasn(extension_addition)]
         pub sctp: Option<SequenceOf<TransportAddress>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AlternateTransportAddresses {
         pub fn new(
             annex_e: Option<SequenceOf<TransportAddress>>,
             sctp: Option<SequenceOf<TransportAddress>>,
         ) -> Self {
-            Self { annex_e, sctp }
+            Self {
+                annex_e,
+                sctp,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -1714,6 +1850,9 @@ pub mod h323_messages {
         securityDenial(()),
         #[rasn(extension_addition)]
         securityError(SecurityErrors2),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate, value("0..=4294967295"))]
@@ -1740,6 +1879,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "transportQOS")]
         pub transport_qos: Option<TransportQOS>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl BandwidthConfirm {
         pub fn new(
@@ -1763,6 +1905,7 @@ pub mod h323_messages {
                 capacity,
                 generic_data,
                 transport_qos,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1775,6 +1918,9 @@ pub mod h323_messages {
         pub bandwidth: BandWidth,
         #[rasn(identifier = "rtcpAddresses")]
         pub rtcp_addresses: TransportChannelInfo,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl BandwidthDetails {
         pub fn new(
@@ -1788,6 +1934,7 @@ pub mod h323_messages {
                 multicast,
                 bandwidth,
                 rtcp_addresses,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1813,6 +1960,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl BandwidthReject {
         pub fn new(
@@ -1836,6 +1986,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1881,6 +2032,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "transportQOS")]
         pub transport_qos: Option<TransportQOS>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl BandwidthRequest {
         pub fn new(
@@ -1924,6 +2078,7 @@ pub mod h323_messages {
                 bandwidth_details,
                 generic_data,
                 transport_qos,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1935,6 +2090,9 @@ pub mod h323_messages {
         pub maximum_call_capacity: Option<CallCapacityInfo>,
         #[rasn(identifier = "currentCallCapacity")]
         pub current_call_capacity: Option<CallCapacityInfo>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallCapacity {
         pub fn new(
@@ -1944,6 +2102,7 @@ pub mod h323_messages {
             Self {
                 maximum_call_capacity,
                 current_call_capacity,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -1975,6 +2134,9 @@ pub mod h323_messages {
         pub mcu_calls_available: Option<SequenceOf<CallsAvailable>>,
         #[rasn(extension_addition, identifier = "sipGwCallsAvailable")]
         pub sip_gw_calls_available: Option<SequenceOf<CallsAvailable>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallCapacityInfo {
         pub fn new(
@@ -2004,6 +2166,7 @@ pub mod h323_messages {
                 terminal_calls_available,
                 mcu_calls_available,
                 sip_gw_calls_available,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2015,6 +2178,9 @@ pub mod h323_messages {
         pub can_display_amount_string: Option<bool>,
         #[rasn(identifier = "canEnforceDurationLimit")]
         pub can_enforce_duration_limit: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallCreditCapability {
         pub fn new(
@@ -2024,6 +2190,7 @@ pub mod h323_messages {
             Self {
                 can_display_amount_string,
                 can_enforce_duration_limit,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2034,6 +2201,9 @@ pub mod h323_messages {
     pub enum CallCreditServiceControlBillingMode {
         credit(()),
         debit(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -2042,6 +2212,9 @@ pub mod h323_messages {
     pub enum CallCreditServiceControlCallStartingPoint {
         alerting(()),
         connect(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -2057,6 +2230,9 @@ pub mod h323_messages {
         pub enforce_call_duration_limit: Option<bool>,
         #[rasn(identifier = "callStartingPoint")]
         pub call_starting_point: Option<CallCreditServiceControlCallStartingPoint>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallCreditServiceControl {
         pub fn new(
@@ -2072,6 +2248,7 @@ pub mod h323_messages {
                 call_duration_limit,
                 enforce_call_duration_limit,
                 call_starting_point,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2080,10 +2257,16 @@ pub mod h323_messages {
     #[non_exhaustive]
     pub struct CallIdentifier {
         pub guid: GloballyUniqueID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallIdentifier {
         pub fn new(guid: GloballyUniqueID) -> Self {
-            Self { guid }
+            Self {
+                guid,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -2094,6 +2277,9 @@ pub mod h323_messages {
         pub global_call_id: Option<GloballyUniqueID>,
         #[rasn(identifier = "threadId")]
         pub thread_id: Option<GloballyUniqueID>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallLinkage {
         pub fn new(
@@ -2103,6 +2289,7 @@ pub mod h323_messages {
             Self {
                 global_call_id,
                 thread_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2112,6 +2299,9 @@ pub mod h323_messages {
     pub enum CallModel {
         direct(()),
         gatekeeperRouted(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags, identifier = "CallProceeding-UUIE")]
@@ -2141,6 +2331,9 @@ pub mod h323_messages {
         pub fast_connect_refused: Option<()>,
         #[rasn(extension_addition, identifier = "featureSet")]
         pub feature_set: Option<FeatureSet>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallProceedingUUIE {
         pub fn new(
@@ -2170,6 +2363,7 @@ pub mod h323_messages {
                 maintain_connection,
                 fast_connect_refused,
                 feature_set,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2183,6 +2377,9 @@ pub mod h323_messages {
         releaseCompleteReason(ReleaseCompleteReason),
         #[rasn(size("2..=32"))]
         releaseCompleteCauseIE(OctetString),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -2192,6 +2389,9 @@ pub mod h323_messages {
         oneToN(()),
         nToOne(()),
         nToN(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -2203,6 +2403,9 @@ pub mod h323_messages {
         pub group: Option<Ia5String>,
         #[rasn(extension_addition)]
         pub carrier: Option<CarrierInfo>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CallsAvailable {
         pub fn new(calls: u32, group: Option<Ia5String>, carrier: Option<CarrierInfo>) -> Self {
@@ -2210,6 +2413,7 @@ pub mod h323_messages {
                 calls,
                 group,
                 carrier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2219,11 +2423,15 @@ pub mod h323_messages {
     pub struct CapacityReportingCapability {
         #[rasn(identifier = "canReportCallCapacity")]
         pub can_report_call_capacity: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CapacityReportingCapability {
         pub fn new(can_report_call_capacity: bool) -> Self {
             Self {
                 can_report_call_capacity,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2236,12 +2444,16 @@ pub mod h323_messages {
         pub call_start: Option<()>,
         #[rasn(identifier = "callEnd")]
         pub call_end: Option<()>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CapacityReportingSpecificationWhen {
         pub fn new(call_start: Option<()>, call_end: Option<()>) -> Self {
             Self {
                 call_start,
                 call_end,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2250,10 +2462,16 @@ pub mod h323_messages {
     #[non_exhaustive]
     pub struct CapacityReportingSpecification {
         pub when: CapacityReportingSpecificationWhen,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CapacityReportingSpecification {
         pub fn new(when: CapacityReportingSpecificationWhen) -> Self {
-            Self { when }
+            Self {
+                when,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -2264,6 +2482,9 @@ pub mod h323_messages {
         pub carrier_identification_code: Option<OctetString>,
         #[rasn(size("1..=128"), identifier = "carrierName")]
         pub carrier_name: Option<Ia5String>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CarrierInfo {
         pub fn new(
@@ -2273,6 +2494,7 @@ pub mod h323_messages {
             Self {
                 carrier_identification_code,
                 carrier_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2291,10 +2513,17 @@ pub mod h323_messages {
         pub cic: CicInfoCic,
         #[rasn(size("2..=5"), identifier = "pointCode")]
         pub point_code: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CicInfo {
         pub fn new(cic: CicInfoCic, point_code: OctetString) -> Self {
-            Self { cic, point_code }
+            Self {
+                cic,
+                point_code,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -2305,6 +2534,9 @@ pub mod h323_messages {
         pub group: Option<GroupID>,
         #[rasn(extension_addition)]
         pub carrier: Option<CarrierInfo>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CircuitIdentifier {
         pub fn new(
@@ -2316,6 +2548,7 @@ pub mod h323_messages {
                 cic,
                 group,
                 carrier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2329,6 +2562,9 @@ pub mod h323_messages {
         pub destination_circuit_id: Option<CircuitIdentifier>,
         #[rasn(identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CircuitInfo {
         pub fn new(
@@ -2340,6 +2576,7 @@ pub mod h323_messages {
                 source_circuit_id,
                 destination_circuit_id,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2356,6 +2593,9 @@ pub mod h323_messages {
         pub conference_alias: Option<AliasAddress>,
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceList {
         pub fn new(
@@ -2367,6 +2607,7 @@ pub mod h323_messages {
                 conference_id,
                 conference_alias,
                 non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2422,6 +2663,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(extension_addition, identifier = "displayName")]
         pub display_name: Option<SequenceOf<DisplayName>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConnectUUIE {
         pub fn new(
@@ -2467,6 +2711,7 @@ pub mod h323_messages {
                 capacity,
                 feature_set,
                 display_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2491,6 +2736,9 @@ pub mod h323_messages {
         compound(SequenceOf<EnumeratedParameter>),
         #[rasn(size("1..=16"))]
         nested(SequenceOf<GenericData>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -2506,6 +2754,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoEPPwdHashTokenParamS {
         pub fn new(
@@ -2521,6 +2772,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2583,6 +2835,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoGKPwdHashTokenParamS {
         pub fn new(
@@ -2598,6 +2853,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2661,6 +2917,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoEPPwdEncrParamS {
         pub fn new(
@@ -2676,6 +2935,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2717,6 +2977,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoGKPwdEncrParamS {
         pub fn new(
@@ -2732,6 +2995,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2773,6 +3037,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoEPCertParamS {
         pub fn new(
@@ -2788,6 +3055,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2832,6 +3100,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoGKCertParamS {
         pub fn new(
@@ -2847,6 +3118,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2891,6 +3163,9 @@ pub mod h323_messages {
         pub iv: Option<OctetString>,
         #[rasn(extension_addition, identifier = "clearSalt")]
         pub clear_salt: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CryptoH323TokenCryptoFastStartParamS {
         pub fn new(
@@ -2906,6 +3181,7 @@ pub mod h323_messages {
                 iv16,
                 iv,
                 clear_salt,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2948,6 +3224,9 @@ pub mod h323_messages {
         cryptoGKCert(CryptoH323TokenCryptoGKCert),
         cryptoFastStart(CryptoH323TokenCryptoFastStart),
         nestedcryptoToken(CryptoToken),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -2959,6 +3238,9 @@ pub mod h323_messages {
         pub channel_rate: BandWidth,
         #[rasn(value("1..=256"), identifier = "channelMultiplier")]
         pub channel_multiplier: Option<u16>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DataRate {
         pub fn new(
@@ -2970,6 +3252,7 @@ pub mod h323_messages {
                 non_standard_data,
                 channel_rate,
                 channel_multiplier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -2997,6 +3280,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DisengageConfirm {
         pub fn new(
@@ -3022,6 +3308,7 @@ pub mod h323_messages {
                 usage_information,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3032,6 +3319,9 @@ pub mod h323_messages {
         forcedDrop(()),
         normalDrop(()),
         undefinedReason(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -3053,6 +3343,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DisengageReject {
         pub fn new(
@@ -3074,6 +3367,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3087,6 +3381,9 @@ pub mod h323_messages {
         securityDenial(()),
         #[rasn(extension_addition)]
         securityError(SecurityErrors2),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -3130,6 +3427,9 @@ pub mod h323_messages {
         pub service_control: Option<SequenceOf<ServiceControlSession>>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DisengageRequest {
         pub fn new(
@@ -3173,6 +3473,7 @@ pub mod h323_messages {
                 termination_cause,
                 service_control,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3197,6 +3498,9 @@ pub mod h323_messages {
     pub enum EncryptIntAlg {
         nonStandard(NonStandardParameter),
         isoAlgorithm(ObjectIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -3227,6 +3531,9 @@ pub mod h323_messages {
         pub circuit_info: Option<CircuitInfo>,
         #[rasn(extension_addition, identifier = "featureSet")]
         pub feature_set: Option<FeatureSet>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl Endpoint {
         pub fn new(
@@ -3258,6 +3565,7 @@ pub mod h323_messages {
                 alternate_transport_addresses,
                 circuit_info,
                 feature_set,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3282,6 +3590,9 @@ pub mod h323_messages {
         pub set: Option<BitString>,
         #[rasn(extension_addition, identifier = "supportedTunnelledProtocols")]
         pub supported_tunnelled_protocols: Option<SequenceOf<TunnelledProtocol>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EndpointType {
         pub fn new(
@@ -3307,6 +3618,7 @@ pub mod h323_messages {
                 undefined_node,
                 set,
                 supported_tunnelled_protocols,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3316,10 +3628,17 @@ pub mod h323_messages {
     pub struct EnumeratedParameter {
         pub id: GenericIdentifier,
         pub content: Option<Content>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EnumeratedParameter {
         pub fn new(id: GenericIdentifier, content: Option<Content>) -> Self {
-            Self { id, content }
+            Self {
+                id,
+                content,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -3331,6 +3650,9 @@ pub mod h323_messages {
         pub presentation_indicator: Option<PresentationIndicator>,
         #[rasn(identifier = "screeningIndicator")]
         pub screening_indicator: Option<ScreeningIndicator>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ExtendedAliasAddress {
         pub fn new(
@@ -3342,6 +3664,7 @@ pub mod h323_messages {
                 address,
                 presentation_indicator,
                 screening_indicator,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3390,6 +3713,9 @@ pub mod h323_messages {
         pub destination_info: Option<EndpointType>,
         #[rasn(extension_addition, identifier = "h245SecurityMode")]
         pub h245_security_mode: Option<H245Security>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FacilityUUIE {
         pub fn new(
@@ -3437,6 +3763,7 @@ pub mod h323_messages {
                 feature_set,
                 destination_info,
                 h245_security_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3462,6 +3789,9 @@ pub mod h323_messages {
         forwardedElements(()),
         #[rasn(extension_addition)]
         transportedInformation(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate)]
@@ -3481,6 +3811,9 @@ pub mod h323_messages {
         pub desired_features: Option<SequenceOf<FeatureDescriptor>>,
         #[rasn(identifier = "supportedFeatures")]
         pub supported_features: Option<SequenceOf<FeatureDescriptor>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FeatureSet {
         pub fn new(
@@ -3494,6 +3827,7 @@ pub mod h323_messages {
                 needed_features,
                 desired_features,
                 supported_features,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3513,6 +3847,9 @@ pub mod h323_messages {
         pub hplmn: Option<TBCDSTRING>,
         #[rasn(size("1..=4"))]
         pub vplmn: Option<TBCDSTRING>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GSMUIM {
         pub fn new(
@@ -3530,6 +3867,7 @@ pub mod h323_messages {
                 imei,
                 hplmn,
                 vplmn,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3569,6 +3907,9 @@ pub mod h323_messages {
         pub assigned_gatekeeper: Option<AlternateGK>,
         #[rasn(extension_addition, identifier = "rehomingModel")]
         pub rehoming_model: Option<RehomingModel>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GatekeeperConfirm {
         pub fn new(
@@ -3606,6 +3947,7 @@ pub mod h323_messages {
                 generic_data,
                 assigned_gatekeeper,
                 rehoming_model,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3618,10 +3960,16 @@ pub mod h323_messages {
     pub struct GatekeeperInfo {
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GatekeeperInfo {
         pub fn new(non_standard_data: Option<NonStandardParameter>) -> Self {
-            Self { non_standard_data }
+            Self {
+                non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -3650,6 +3998,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GatekeeperReject {
         pub fn new(
@@ -3677,6 +4028,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 feature_set,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3696,6 +4048,9 @@ pub mod h323_messages {
         neededFeatureNotSupported(()),
         #[rasn(extension_addition)]
         securityError(SecurityErrors),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -3741,6 +4096,9 @@ pub mod h323_messages {
         pub supports_assigned_gk: Option<bool>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GatekeeperRequest {
         pub fn new(
@@ -3786,6 +4144,7 @@ pub mod h323_messages {
                 generic_data,
                 supports_assigned_gk,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3796,6 +4155,9 @@ pub mod h323_messages {
         pub protocol: Option<SequenceOf<SupportedProtocols>>,
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GatewayInfo {
         pub fn new(
@@ -3805,6 +4167,7 @@ pub mod h323_messages {
             Self {
                 protocol,
                 non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3815,13 +4178,20 @@ pub mod h323_messages {
         pub id: GenericIdentifier,
         #[rasn(size("1..=512"))]
         pub parameters: Option<SequenceOf<EnumeratedParameter>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GenericData {
         pub fn new(
             id: GenericIdentifier,
             parameters: Option<SequenceOf<EnumeratedParameter>>,
         ) -> Self {
-            Self { id, parameters }
+            Self {
+                id,
+                parameters,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -3832,6 +4202,9 @@ pub mod h323_messages {
         standard(Integer),
         oid(ObjectIdentifier),
         nonStandard(GloballyUniqueID),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate)]
@@ -3851,10 +4224,17 @@ pub mod h323_messages {
         pub member: Option<GroupIDMember>,
         #[rasn(size("1..=128"))]
         pub group: Ia5String,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GroupID {
         pub fn new(member: Option<GroupIDMember>, group: Ia5String) -> Self {
-            Self { member, group }
+            Self {
+                member,
+                group,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -3867,6 +4247,9 @@ pub mod h323_messages {
         pub t35_extension: u8,
         #[rasn(value("0..=65535"), identifier = "manufacturerCode")]
         pub manufacturer_code: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H221NonStandard {
         pub fn new(t35_country_code: u8, t35_extension: u8, manufacturer_code: u16) -> Self {
@@ -3874,6 +4257,7 @@ pub mod h323_messages {
                 t35_country_code,
                 t35_extension,
                 manufacturer_code,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3885,6 +4269,9 @@ pub mod h323_messages {
         noSecurity(()),
         tls(SecurityCapabilities),
         ipsec(SecurityCapabilities),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate)]
@@ -3902,6 +4289,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H310Caps {
         pub fn new(
@@ -3913,6 +4303,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3926,6 +4317,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H320Caps {
         pub fn new(
@@ -3937,6 +4331,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3950,6 +4345,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H321Caps {
         pub fn new(
@@ -3961,6 +4359,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -3974,6 +4373,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H322Caps {
         pub fn new(
@@ -3985,6 +4387,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4012,6 +4415,9 @@ pub mod h323_messages {
         setupAcknowledge(SetupAcknowledgeUUIE),
         #[rasn(extension_addition)]
         notify(NotifyUUIE),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -4026,6 +4432,9 @@ pub mod h323_messages {
         pub tunnelling_required: Option<()>,
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H323UUPDUTunnelledSignallingMessage {
         pub fn new(
@@ -4039,6 +4448,7 @@ pub mod h323_messages {
                 message_content,
                 tunnelling_required,
                 non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4068,6 +4478,9 @@ pub mod h323_messages {
         pub stimulus_control: Option<StimulusControl>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H323UUPDU {
         pub fn new(
@@ -4095,6 +4508,7 @@ pub mod h323_messages {
                 provisional_resp_to_h245_tunnelling,
                 stimulus_control,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4107,12 +4521,16 @@ pub mod h323_messages {
         pub protocol_discriminator: u8,
         #[rasn(size("1..=131"), identifier = "user-information")]
         pub user_information: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H323UserInformationUserData {
         pub fn new(protocol_discriminator: u8, user_information: OctetString) -> Self {
             Self {
                 protocol_discriminator,
                 user_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4124,12 +4542,16 @@ pub mod h323_messages {
         pub h323_uu_pdu: H323UUPDU,
         #[rasn(identifier = "user-data")]
         pub user_data: Option<H323UserInformationUserData>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H323UserInformation {
         pub fn new(h323_uu_pdu: H323UUPDU, user_data: Option<H323UserInformationUserData>) -> Self {
             Self {
                 h323_uu_pdu,
                 user_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4143,6 +4565,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H323Caps {
         pub fn new(
@@ -4154,6 +4579,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4167,6 +4593,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H324Caps {
         pub fn new(
@@ -4178,6 +4607,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4233,6 +4663,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl InfoRequest {
         pub fn new(
@@ -4270,6 +4703,7 @@ pub mod h323_messages {
                 capacity_info_requested,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4286,6 +4720,9 @@ pub mod h323_messages {
         pub crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         #[rasn(identifier = "integrityCheckValue")]
         pub integrity_check_value: Option<ICV>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl InfoRequestAck {
         pub fn new(
@@ -4301,6 +4738,7 @@ pub mod h323_messages {
                 tokens,
                 crypto_tokens,
                 integrity_check_value,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4321,6 +4759,9 @@ pub mod h323_messages {
         pub crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         #[rasn(identifier = "integrityCheckValue")]
         pub integrity_check_value: Option<ICV>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl InfoRequestNak {
         pub fn new(
@@ -4340,6 +4781,7 @@ pub mod h323_messages {
                 tokens,
                 crypto_tokens,
                 integrity_check_value,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4352,6 +4794,9 @@ pub mod h323_messages {
         undefinedReason(()),
         #[rasn(extension_addition)]
         securityError(SecurityErrors2),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Anonymous SEQUENCE OF member "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -4411,6 +4856,9 @@ pub mod h323_messages {
         pub usage_information: Option<RasUsageInformation>,
         #[rasn(extension_addition, identifier = "circuitInfo")]
         pub circuit_info: Option<CircuitInfo>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AnonymousInfoRequestResponsePerCallInfo {
         pub fn new(
@@ -4456,6 +4904,7 @@ pub mod h323_messages {
                 call_linkage,
                 usage_information,
                 circuit_info,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4501,6 +4950,9 @@ pub mod h323_messages {
         pub unsolicited: Option<bool>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl InfoRequestResponse {
         pub fn new(
@@ -4538,6 +4990,7 @@ pub mod h323_messages {
                 irr_status,
                 unsolicited,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4550,6 +5003,9 @@ pub mod h323_messages {
         #[rasn(value("0..=65535"))]
         segment(u16),
         invalidCall(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags, identifier = "Information-UUIE")]
@@ -4569,6 +5025,9 @@ pub mod h323_messages {
         pub fast_connect_refused: Option<()>,
         #[rasn(extension_addition, identifier = "circuitInfo")]
         pub circuit_info: Option<CircuitInfo>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl InformationUUIE {
         pub fn new(
@@ -4588,6 +5047,7 @@ pub mod h323_messages {
                 fast_start,
                 fast_connect_refused,
                 circuit_info,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4599,6 +5059,9 @@ pub mod h323_messages {
         digSig(()),
         iso9797(ObjectIdentifier),
         nonIsoIM(NonIsoIntegrityMechanism),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(
@@ -4619,6 +5082,9 @@ pub mod h323_messages {
         telexPartyNumber(IsupDigits),
         privateNumber(IsupPrivatePartyNumber),
         nationalStandardPartyNumber(IsupDigits),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -4627,12 +5093,16 @@ pub mod h323_messages {
         #[rasn(identifier = "privateTypeOfNumber")]
         pub private_type_of_number: PrivateTypeOfNumber,
         pub address: IsupDigits,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IsupPrivatePartyNumber {
         pub fn new(private_type_of_number: PrivateTypeOfNumber, address: IsupDigits) -> Self {
             Self {
                 private_type_of_number,
                 address,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4643,12 +5113,16 @@ pub mod h323_messages {
         #[rasn(identifier = "natureOfAddress")]
         pub nature_of_address: NatureOfAddress,
         pub address: IsupDigits,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IsupPublicPartyNumber {
         pub fn new(nature_of_address: NatureOfAddress, address: IsupDigits) -> Self {
             Self {
                 nature_of_address,
                 address,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4698,6 +5172,9 @@ pub mod h323_messages {
         pub modified_src_info: Option<SequenceOf<AliasAddress>>,
         #[rasn(extension_addition, identifier = "bandWidth")]
         pub band_width: Option<BandWidth>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LocationConfirm {
         pub fn new(
@@ -4745,6 +5222,7 @@ pub mod h323_messages {
                 service_control,
                 modified_src_info,
                 band_width,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4772,6 +5250,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "serviceControl")]
         pub service_control: Option<SequenceOf<ServiceControlSession>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LocationReject {
         pub fn new(
@@ -4797,6 +5278,7 @@ pub mod h323_messages {
                 feature_set,
                 generic_data,
                 service_control,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4832,6 +5314,9 @@ pub mod h323_messages {
         noRouteToDestination(()),
         #[rasn(extension_addition)]
         unallocatedNumber(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Anonymous SEQUENCE OF member "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -4889,6 +5374,9 @@ pub mod h323_messages {
         pub can_map_src_alias: Option<bool>,
         #[rasn(extension_addition)]
         pub language: Option<LocationRequestLanguage>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LocationRequest {
         pub fn new(
@@ -4938,6 +5426,7 @@ pub mod h323_messages {
                 source_endpoint_info,
                 can_map_src_alias,
                 language,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4949,6 +5438,9 @@ pub mod h323_messages {
         pub non_standard_data: Option<NonStandardParameter>,
         #[rasn(extension_addition)]
         pub protocol: Option<SequenceOf<SupportedProtocols>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl McuInfo {
         pub fn new(
@@ -4958,6 +5450,7 @@ pub mod h323_messages {
             Self {
                 non_standard_data,
                 protocol,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -4969,6 +5462,9 @@ pub mod h323_messages {
         ansi_41_uim(ANSI41UIM),
         #[rasn(identifier = "gsm-uim")]
         gsm_uim(GSMUIM),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -4982,6 +5478,9 @@ pub mod h323_messages {
         routingNumberNationalFormat(()),
         routingNumberNetworkSpecificFormat(()),
         routingNumberWithCalledDirectoryNumber(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -4995,6 +5494,9 @@ pub mod h323_messages {
         hMAC_iso10118_2_l(EncryptIntAlg),
         #[rasn(identifier = "hMAC-iso10118-3")]
         hMAC_iso10118_3(ObjectIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -5002,6 +5504,9 @@ pub mod h323_messages {
     pub enum NonStandardIdentifier {
         object(ObjectIdentifier),
         h221NonStandard(H221NonStandard),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -5021,6 +5526,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NonStandardMessage {
         pub fn new(
@@ -5040,6 +5548,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 feature_set,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5068,6 +5577,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(identifier = "supportedPrefixes")]
         pub supported_prefixes: SequenceOf<SupportedPrefix>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NonStandardProtocol {
         pub fn new(
@@ -5079,6 +5591,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5103,6 +5616,9 @@ pub mod h323_messages {
         pub destination_info: Option<EndpointType>,
         #[rasn(extension_addition, identifier = "displayName")]
         pub display_name: Option<SequenceOf<DisplayName>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NotifyUUIE {
         pub fn new(
@@ -5126,6 +5642,7 @@ pub mod h323_messages {
                 screening_indicator,
                 destination_info,
                 display_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5148,6 +5665,9 @@ pub mod h323_messages {
         telexPartyNumber(NumberDigits),
         privateNumber(PrivatePartyNumber),
         nationalStandardPartyNumber(NumberDigits),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -5156,6 +5676,9 @@ pub mod h323_messages {
         presentationAllowed(()),
         presentationRestricted(()),
         addressNotAvailable(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -5186,6 +5709,9 @@ pub mod h323_messages {
         pISNSpecificNumber(()),
         localNumber(()),
         abbreviatedNumber(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags, identifier = "Progress-UUIE")]
@@ -5212,6 +5738,9 @@ pub mod h323_messages {
         pub maintain_connection: Option<bool>,
         #[rasn(extension_addition, identifier = "fastConnectRefused")]
         pub fast_connect_refused: Option<()>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ProgressUUIE {
         pub fn new(
@@ -5239,6 +5768,7 @@ pub mod h323_messages {
                 multiple_calls,
                 maintain_connection,
                 fast_connect_refused,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5274,6 +5804,9 @@ pub mod h323_messages {
         networkSpecificNumber(()),
         subscriberNumber(()),
         abbreviatedNumber(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -5283,12 +5816,16 @@ pub mod h323_messages {
         pub conference_calling: bool,
         #[rasn(identifier = "threePartyService")]
         pub three_party_service: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl Q954Details {
         pub fn new(conference_calling: bool, three_party_service: bool) -> Self {
             Self {
                 conference_calling,
                 three_party_service,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5312,6 +5849,9 @@ pub mod h323_messages {
         pub q957_full: bool,
         #[rasn(identifier = "q954Info")]
         pub q954_info: Q954Details,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl QseriesOptions {
         pub fn new(
@@ -5333,6 +5873,7 @@ pub mod h323_messages {
                 q956_full,
                 q957_full,
                 q954_info,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5365,6 +5906,9 @@ pub mod h323_messages {
         pub multicast: Option<()>,
         #[rasn(extension_addition)]
         pub bandwidth: Option<BandWidth>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RTPSession {
         pub fn new(
@@ -5386,6 +5930,7 @@ pub mod h323_messages {
                 associated_session_ids,
                 multicast,
                 bandwidth,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5434,6 +5979,9 @@ pub mod h323_messages {
         serviceControlResponse(ServiceControlResponse),
         #[rasn(extension_addition)]
         admissionConfirmSequence(SequenceOf<AdmissionConfirm>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -5447,6 +5995,9 @@ pub mod h323_messages {
         pub end_time: Option<()>,
         #[rasn(identifier = "terminationCause")]
         pub termination_cause: Option<()>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RasUsageInfoTypes {
         pub fn new(
@@ -5460,6 +6011,7 @@ pub mod h323_messages {
                 start_time,
                 end_time,
                 termination_cause,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5475,6 +6027,9 @@ pub mod h323_messages {
         pub connect_time: Option<TimeStamp>,
         #[rasn(identifier = "endTime")]
         pub end_time: Option<TimeStamp>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RasUsageInformation {
         pub fn new(
@@ -5488,6 +6043,7 @@ pub mod h323_messages {
                 alerting_time,
                 connect_time,
                 end_time,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5500,10 +6056,18 @@ pub mod h323_messages {
         pub end: Option<()>,
         #[rasn(identifier = "inIrr")]
         pub in_irr: Option<()>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RasUsageSpecificationWhen {
         pub fn new(start: Option<()>, end: Option<()>, in_irr: Option<()>) -> Self {
-            Self { start, end, in_irr }
+            Self {
+                start,
+                end,
+                in_irr,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -5513,10 +6077,17 @@ pub mod h323_messages {
     pub struct RasUsageSpecificationCallStartingPoint {
         pub alerting: Option<()>,
         pub connect: Option<()>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RasUsageSpecificationCallStartingPoint {
         pub fn new(alerting: Option<()>, connect: Option<()>) -> Self {
-            Self { alerting, connect }
+            Self {
+                alerting,
+                connect,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -5527,6 +6098,9 @@ pub mod h323_messages {
         #[rasn(identifier = "callStartingPoint")]
         pub call_starting_point: Option<RasUsageSpecificationCallStartingPoint>,
         pub required: RasUsageInfoTypes,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RasUsageSpecification {
         pub fn new(
@@ -5538,6 +6112,7 @@ pub mod h323_messages {
                 when,
                 call_starting_point,
                 required,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5566,6 +6141,9 @@ pub mod h323_messages {
         pub alternate_transport_addresses: Option<AlternateTransportAddresses>,
         #[rasn(extension_addition, identifier = "useSpecifiedTransport")]
         pub use_specified_transport: Option<UseSpecifiedTransport>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RegistrationConfirmPreGrantedARQ {
         pub fn new(
@@ -5587,6 +6165,7 @@ pub mod h323_messages {
                 total_bandwidth_restriction,
                 alternate_transport_addresses,
                 use_specified_transport,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5648,6 +6227,9 @@ pub mod h323_messages {
         pub rehoming_model: Option<RehomingModel>,
         #[rasn(extension_addition, identifier = "transportQOS")]
         pub transport_qos: Option<TransportQOS>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RegistrationConfirm {
         pub fn new(
@@ -5707,6 +6289,7 @@ pub mod h323_messages {
                 assigned_gatekeeper,
                 rehoming_model,
                 transport_qos,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5738,6 +6321,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RegistrationReject {
         pub fn new(
@@ -5767,6 +6353,7 @@ pub mod h323_messages {
                 feature_set,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5781,6 +6368,9 @@ pub mod h323_messages {
         pub terminal_alias_pattern: Option<SequenceOf<AddressPattern>>,
         #[rasn(identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RegistrationRejectReasonInvalidTerminalAliases {
         pub fn new(
@@ -5792,6 +6382,7 @@ pub mod h323_messages {
                 terminal_alias,
                 terminal_alias_pattern,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -5829,6 +6420,9 @@ pub mod h323_messages {
         securityError(SecurityErrors),
         #[rasn(extension_addition)]
         registerWithAssignedGK(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Anonymous SEQUENCE OF member "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -5916,6 +6510,9 @@ pub mod h323_messages {
         pub transport_qos: Option<TransportQOS>,
         #[rasn(extension_addition)]
         pub language: Option<RegistrationRequestLanguage>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RegistrationRequest {
         pub fn new(
@@ -5995,6 +6592,7 @@ pub mod h323_messages {
                 assigned_gatekeeper,
                 transport_qos,
                 language,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6033,6 +6631,9 @@ pub mod h323_messages {
         pub destination_info: Option<EndpointType>,
         #[rasn(extension_addition, identifier = "displayName")]
         pub display_name: Option<SequenceOf<DisplayName>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ReleaseCompleteUUIE {
         pub fn new(
@@ -6064,6 +6665,7 @@ pub mod h323_messages {
                 feature_set,
                 destination_info,
                 display_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6109,6 +6711,9 @@ pub mod h323_messages {
         securityError(SecurityErrors),
         #[rasn(extension_addition)]
         hopCountExceeded(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -6125,6 +6730,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(value("1..=65535"))]
         pub delay: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestInProgress {
         pub fn new(
@@ -6142,6 +6750,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 delay,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6165,6 +6774,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ResourcesAvailableConfirm {
         pub fn new(
@@ -6184,6 +6796,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6211,6 +6824,9 @@ pub mod h323_messages {
         pub capacity: Option<CallCapacity>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ResourcesAvailableIndicate {
         pub fn new(
@@ -6238,6 +6854,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 capacity,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6251,6 +6868,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SIPCaps {
         pub fn new(
@@ -6262,6 +6882,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6278,6 +6899,9 @@ pub mod h323_messages {
         bonded_mode2(()),
         #[rasn(identifier = "bonded-mode3")]
         bonded_mode3(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -6290,6 +6914,9 @@ pub mod h323_messages {
         hybrid1536(()),
         hybrid1920(()),
         multirate(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash, Copy)]
     #[rasn(enumerated)]
@@ -6309,6 +6936,9 @@ pub mod h323_messages {
         pub encryption: SecurityServiceMode,
         pub authenticaton: SecurityServiceMode,
         pub integrity: SecurityServiceMode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SecurityCapabilities {
         pub fn new(
@@ -6322,6 +6952,7 @@ pub mod h323_messages {
                 encryption,
                 authenticaton,
                 integrity,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6345,6 +6976,9 @@ pub mod h323_messages {
         securityCertificateIncomplete(()),
         securityUnsupportedCertificateAlgOID(()),
         securityUnknownCA(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -6356,6 +6990,9 @@ pub mod h323_messages {
         securityWrongSendersID(()),
         securityIntegrityFailed(()),
         securityWrongOID(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -6364,6 +7001,9 @@ pub mod h323_messages {
         nonStandard(NonStandardParameter),
         none(()),
         default(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -6374,6 +7014,9 @@ pub mod h323_messages {
         signal(H248SignalsDescriptor),
         nonStandard(NonStandardParameter),
         callCreditServiceControl(CallCreditServiceControl),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -6386,6 +7029,9 @@ pub mod h323_messages {
         pub conference_id: ConferenceIdentifier,
         #[rasn(identifier = "answeredCall")]
         pub answered_call: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServiceControlIndicationCallSpecific {
         pub fn new(
@@ -6397,6 +7043,7 @@ pub mod h323_messages {
                 call_identifier,
                 conference_id,
                 answered_call,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6423,6 +7070,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServiceControlIndication {
         pub fn new(
@@ -6448,6 +7098,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 feature_set,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6461,6 +7112,9 @@ pub mod h323_messages {
         stopped(()),
         notAvailable(()),
         neededFeatureNotSupported(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -6480,6 +7134,9 @@ pub mod h323_messages {
         pub feature_set: Option<FeatureSet>,
         #[rasn(identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServiceControlResponse {
         pub fn new(
@@ -6501,6 +7158,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 feature_set,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6512,6 +7170,9 @@ pub mod h323_messages {
         open(()),
         refresh(()),
         close(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -6521,6 +7182,9 @@ pub mod h323_messages {
         pub session_id: u8,
         pub contents: Option<ServiceControlDescriptor>,
         pub reason: ServiceControlSessionReason,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServiceControlSession {
         pub fn new(
@@ -6532,6 +7196,7 @@ pub mod h323_messages {
                 session_id,
                 contents,
                 reason,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6547,6 +7212,9 @@ pub mod h323_messages {
         capability_negotiation(()),
         #[rasn(extension_addition)]
         callIndependentSupplementaryService(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -6559,6 +7227,9 @@ pub mod h323_messages {
         pub number_of_scn_connections: u16,
         #[rasn(identifier = "connectionAggregation")]
         pub connection_aggregation: ScnConnectionAggregation,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SetupUUIEConnectionParameters {
         pub fn new(
@@ -6570,6 +7241,7 @@ pub mod h323_messages {
                 connection_type,
                 number_of_scn_connections,
                 connection_aggregation,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6667,6 +7339,9 @@ pub mod h323_messages {
         pub hop_count: Option<u8>,
         #[rasn(extension_addition, identifier = "displayName")]
         pub display_name: Option<SequenceOf<DisplayName>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SetupUUIE {
         pub fn new(
@@ -6754,6 +7429,7 @@ pub mod h323_messages {
                 additional_source_addresses,
                 hop_count,
                 display_name,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6768,6 +7444,9 @@ pub mod h323_messages {
         pub tokens: Option<SequenceOf<ClearToken>>,
         #[rasn(identifier = "cryptoTokens")]
         pub crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SetupAcknowledgeUUIE {
         pub fn new(
@@ -6781,6 +7460,7 @@ pub mod h323_messages {
                 call_identifier,
                 tokens,
                 crypto_tokens,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6795,6 +7475,9 @@ pub mod h323_messages {
         pub tokens: Option<SequenceOf<ClearToken>>,
         #[rasn(identifier = "cryptoTokens")]
         pub crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl StatusUUIE {
         pub fn new(
@@ -6808,6 +7491,7 @@ pub mod h323_messages {
                 call_identifier,
                 tokens,
                 crypto_tokens,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6822,6 +7506,9 @@ pub mod h323_messages {
         pub tokens: Option<SequenceOf<ClearToken>>,
         #[rasn(identifier = "cryptoTokens")]
         pub crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl StatusInquiryUUIE {
         pub fn new(
@@ -6835,6 +7522,7 @@ pub mod h323_messages {
                 call_identifier,
                 tokens,
                 crypto_tokens,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6848,6 +7536,9 @@ pub mod h323_messages {
         pub is_text: Option<()>,
         #[rasn(identifier = "h248Message")]
         pub h248_message: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl StimulusControl {
         pub fn new(
@@ -6859,6 +7550,7 @@ pub mod h323_messages {
                 non_standard,
                 is_text,
                 h248_message,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6869,12 +7561,16 @@ pub mod h323_messages {
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
         pub prefix: AliasAddress,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SupportedPrefix {
         pub fn new(non_standard_data: Option<NonStandardParameter>, prefix: AliasAddress) -> Self {
             Self {
                 non_standard_data,
                 prefix,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6898,6 +7594,9 @@ pub mod h323_messages {
         t38FaxAnnexbOnly(T38FaxAnnexbOnlyCaps),
         #[rasn(extension_addition)]
         sip(SIPCaps),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -6909,6 +7608,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl T120OnlyCaps {
         pub fn new(
@@ -6920,6 +7622,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6937,6 +7640,9 @@ pub mod h323_messages {
         pub t38_fax_protocol: DataProtocolCapability,
         #[rasn(identifier = "t38FaxProfile")]
         pub t38_fax_profile: T38FaxProfile,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl T38FaxAnnexbOnlyCaps {
         pub fn new(
@@ -6952,6 +7658,7 @@ pub mod h323_messages {
                 supported_prefixes,
                 t38_fax_protocol,
                 t38_fax_profile,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -6971,10 +7678,16 @@ pub mod h323_messages {
     pub struct TerminalInfo {
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalInfo {
         pub fn new(non_standard_data: Option<NonStandardParameter>) -> Self {
-            Self { non_standard_data }
+            Self {
+                non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7011,6 +7724,9 @@ pub mod h323_messages {
     pub enum TransportAddressIpSourceRouteRouting {
         strict(()),
         loose(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7023,6 +7739,9 @@ pub mod h323_messages {
         pub port: u16,
         pub route: TransportAddressIpSourceRouteRoute,
         pub routing: TransportAddressIpSourceRouteRouting,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TransportAddressIpSourceRoute {
         pub fn new(
@@ -7036,6 +7755,7 @@ pub mod h323_messages {
                 port,
                 route,
                 routing,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7064,10 +7784,17 @@ pub mod h323_messages {
         pub ip: OctetString,
         #[rasn(value("0..=65535"))]
         pub port: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TransportAddressIp6Address {
         pub fn new(ip: OctetString, port: u16) -> Self {
-            Self { ip, port }
+            Self {
+                ip,
+                port,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7083,6 +7810,9 @@ pub mod h323_messages {
         #[rasn(size("1..=20"))]
         nsap(OctetString),
         nonStandardAddress(NonStandardParameter),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7092,6 +7822,9 @@ pub mod h323_messages {
         pub send_address: Option<TransportAddress>,
         #[rasn(identifier = "recvAddress")]
         pub recv_address: Option<TransportAddress>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TransportChannelInfo {
         pub fn new(
@@ -7101,6 +7834,7 @@ pub mod h323_messages {
             Self {
                 send_address,
                 recv_address,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7113,6 +7847,9 @@ pub mod h323_messages {
         noControl(()),
         #[rasn(extension_addition, size("1..=256"))]
         qOSCapabilities(SequenceOf<QOSCapability>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7121,6 +7858,9 @@ pub mod h323_messages {
     pub enum TunnelledProtocolId {
         tunnelledProtocolObjectID(ObjectIdentifier),
         tunnelledProtocolAlternateID(TunnelledProtocolAlternateIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7129,10 +7869,17 @@ pub mod h323_messages {
         pub id: TunnelledProtocolId,
         #[rasn(size("1..=64"), identifier = "subIdentifier")]
         pub sub_identifier: Option<Ia5String>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TunnelledProtocol {
         pub fn new(id: TunnelledProtocolId, sub_identifier: Option<Ia5String>) -> Self {
-            Self { id, sub_identifier }
+            Self {
+                id,
+                sub_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7143,12 +7890,16 @@ pub mod h323_messages {
         pub protocol_type: Ia5String,
         #[rasn(size("1..=64"), identifier = "protocolVariant")]
         pub protocol_variant: Option<Ia5String>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TunnelledProtocolAlternateIdentifier {
         pub fn new(protocol_type: Ia5String, protocol_variant: Option<Ia5String>) -> Self {
             Self {
                 protocol_type,
                 protocol_variant,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7175,6 +7926,9 @@ pub mod h323_messages {
         pub setup_acknowledge: Option<bool>,
         #[rasn(extension_addition)]
         pub notify: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UUIEsRequested {
         pub fn new(
@@ -7206,6 +7960,7 @@ pub mod h323_messages {
                 status_inquiry,
                 setup_acknowledge,
                 notify,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7223,6 +7978,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(extension_addition, identifier = "messageNotUnderstood")]
         pub message_not_understood: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnknownMessageResponse {
         pub fn new(
@@ -7238,6 +7996,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 message_not_understood,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7254,6 +8013,9 @@ pub mod h323_messages {
         securityDenial(()),
         #[rasn(extension_addition)]
         securityError(SecurityErrors2),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -7269,6 +8031,9 @@ pub mod h323_messages {
         securityError(SecurityErrors2),
         #[rasn(extension_addition)]
         registerWithAssignedGK(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7288,6 +8053,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnregistrationConfirm {
         pub fn new(
@@ -7307,6 +8075,7 @@ pub mod h323_messages {
                 integrity_check_value,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7330,6 +8099,9 @@ pub mod h323_messages {
         pub integrity_check_value: Option<ICV>,
         #[rasn(extension_addition, identifier = "genericData")]
         pub generic_data: Option<SequenceOf<GenericData>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnregistrationReject {
         pub fn new(
@@ -7351,6 +8123,7 @@ pub mod h323_messages {
                 crypto_tokens,
                 integrity_check_value,
                 generic_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7390,6 +8163,9 @@ pub mod h323_messages {
         pub generic_data: Option<SequenceOf<GenericData>>,
         #[rasn(extension_addition, identifier = "assignedGatekeeper")]
         pub assigned_gatekeeper: Option<AlternateGK>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnregistrationRequest {
         pub fn new(
@@ -7427,6 +8203,7 @@ pub mod h323_messages {
                 alternate_gatekeeper,
                 generic_data,
                 assigned_gatekeeper,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7438,6 +8215,9 @@ pub mod h323_messages {
         annexE(()),
         #[rasn(extension_addition)]
         sctp(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7450,6 +8230,9 @@ pub mod h323_messages {
         pub version_id: Option<OctetString>,
         #[rasn(extension_addition, identifier = "enterpriseNumber")]
         pub enterprise_number: Option<ObjectIdentifier>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VendorIdentifier {
         pub fn new(
@@ -7463,6 +8246,7 @@ pub mod h323_messages {
                 product_id,
                 version_id,
                 enterprise_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7476,6 +8260,9 @@ pub mod h323_messages {
         pub data_rates_supported: Option<SequenceOf<DataRate>>,
         #[rasn(extension_addition, identifier = "supportedPrefixes")]
         pub supported_prefixes: Option<SequenceOf<SupportedPrefix>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VoiceCaps {
         pub fn new(
@@ -7487,6 +8274,7 @@ pub mod h323_messages {
                 non_standard_data,
                 data_rates_supported,
                 supported_prefixes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7519,6 +8307,9 @@ pub mod multimedia_system_control {
         pub atm_abr: bool,
         #[rasn(identifier = "atmCBR")]
         pub atm_cbr: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ATMParameters {
         pub fn new(
@@ -7536,6 +8327,7 @@ pub mod multimedia_system_control {
                 atmnrt_vbr,
                 atm_abr,
                 atm_cbr,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7609,6 +8401,9 @@ pub mod multimedia_system_control {
         audioTelephonyEvent(NoPTAudioTelephonyEventCapability),
         #[rasn(extension_addition)]
         audioTone(NoPTAudioToneCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7658,6 +8453,9 @@ pub mod multimedia_system_control {
         g729Extensions(G729Extensions),
         #[rasn(extension_addition)]
         vbd(VBDMode),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7667,12 +8465,16 @@ pub mod multimedia_system_control {
         pub dynamic_rtppayload_type: u8,
         #[rasn(identifier = "audioTelephoneEvent")]
         pub audio_telephone_event: GeneralString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AudioTelephonyEventCapability {
         pub fn new(dynamic_rtppayload_type: u8, audio_telephone_event: GeneralString) -> Self {
             Self {
                 dynamic_rtppayload_type,
                 audio_telephone_event,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7682,11 +8484,15 @@ pub mod multimedia_system_control {
     pub struct AudioToneCapability {
         #[rasn(value("96..=127"), identifier = "dynamicRTPPayloadType")]
         pub dynamic_rtppayload_type: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AudioToneCapability {
         pub fn new(dynamic_rtppayload_type: u8) -> Self {
             Self {
                 dynamic_rtppayload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7698,6 +8504,9 @@ pub mod multimedia_system_control {
         pub non_standard: Option<H245NonStandardParameter>,
         #[rasn(extension_addition, identifier = "antiSpamAlgorithm")]
         pub anti_spam_algorithm: Option<ObjectIdentifier>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AuthenticationCapability {
         pub fn new(
@@ -7707,6 +8516,7 @@ pub mod multimedia_system_control {
             Self {
                 non_standard,
                 anti_spam_algorithm,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7716,10 +8526,16 @@ pub mod multimedia_system_control {
     pub struct AuthorizationParameters {
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: Option<H245NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AuthorizationParameters {
         pub fn new(non_standard_data: Option<H245NonStandardParameter>) -> Self {
-            Self { non_standard_data }
+            Self {
+                non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7730,12 +8546,16 @@ pub mod multimedia_system_control {
         pub enhancement_options: EnhancementOptions,
         #[rasn(value("1..=64"), identifier = "numberOfBPictures")]
         pub number_of_bpictures: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl BEnhancementParameters {
         pub fn new(enhancement_options: EnhancementOptions, number_of_bpictures: u8) -> Self {
             Self {
                 enhancement_options,
                 number_of_bpictures,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7746,6 +8566,9 @@ pub mod multimedia_system_control {
         crc8bit(()),
         crc16bit(()),
         crc32bit(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7754,11 +8577,15 @@ pub mod multimedia_system_control {
     pub struct CapabilityH233EncryptionReceiveCapability {
         #[rasn(value("0..=255"), identifier = "h233IVResponseTime")]
         pub h233_ivresponse_time: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CapabilityH233EncryptionReceiveCapability {
         pub fn new(h233_ivresponse_time: u8) -> Self {
             Self {
                 h233_ivresponse_time,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7812,6 +8639,9 @@ pub mod multimedia_system_control {
         redundancyEncodingCap(RedundancyEncodingCapability),
         #[rasn(extension_addition)]
         oneOfCapabilities(AlternativeCapabilitySet),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7845,6 +8675,9 @@ pub mod multimedia_system_control {
         uuid(OctetString),
         #[rasn(size("1..=64"))]
         domainBased(Ia5String),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7887,6 +8720,9 @@ pub mod multimedia_system_control {
         reservationFailure(()),
         #[rasn(extension_addition, value("0..=255"))]
         networkErrorCode(u8),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7897,6 +8733,9 @@ pub mod multimedia_system_control {
         pub source: CloseLogicalChannelSource,
         #[rasn(extension_addition)]
         pub reason: Option<CloseLogicalChannelReason>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CloseLogicalChannel {
         pub fn new(
@@ -7908,6 +8747,7 @@ pub mod multimedia_system_control {
                 forward_logical_channel_number,
                 source,
                 reason,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7917,11 +8757,15 @@ pub mod multimedia_system_control {
     pub struct CloseLogicalChannelAck {
         #[rasn(identifier = "forwardLogicalChannelNumber")]
         pub forward_logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CloseLogicalChannelAck {
         pub fn new(forward_logical_channel_number: LogicalChannelNumber) -> Self {
             Self {
                 forward_logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -7948,6 +8792,9 @@ pub mod multimedia_system_control {
         mobileMultilinkReconfigurationCommand(MobileMultilinkReconfigurationCommand),
         #[rasn(extension_addition)]
         genericCommand(GenericMessage),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -7955,26 +8802,38 @@ pub mod multimedia_system_control {
     pub struct CommunicationModeCommand {
         #[rasn(size("1..=256"), identifier = "communicationModeTable")]
         pub communication_mode_table: SetOf<CommunicationModeTableEntry>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CommunicationModeCommand {
         pub fn new(communication_mode_table: SetOf<CommunicationModeTableEntry>) -> Self {
             Self {
                 communication_mode_table,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct CommunicationModeRequest {}
+    pub struct CommunicationModeRequest {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl CommunicationModeRequest {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for CommunicationModeRequest {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7983,6 +8842,9 @@ pub mod multimedia_system_control {
     pub enum CommunicationModeResponse {
         #[rasn(size("1..=256"))]
         communicationModeTable(SetOf<CommunicationModeTableEntry>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -7992,6 +8854,9 @@ pub mod multimedia_system_control {
         videoData(VideoCapability),
         audioData(AudioCapability),
         data(DataApplicationCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8023,6 +8888,9 @@ pub mod multimedia_system_control {
         pub session_dependency: Option<u8>,
         #[rasn(extension_addition)]
         pub destination: Option<TerminalLabel>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CommunicationModeTableEntry {
         pub fn new(
@@ -8054,6 +8922,7 @@ pub mod multimedia_system_control {
                 redundancy_encoding,
                 session_dependency,
                 destination,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8062,6 +8931,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum CompressionType {
         v42bis(V42bis),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8075,6 +8947,9 @@ pub mod multimedia_system_control {
         pub video_indicate_mixing_capability: Option<bool>,
         #[rasn(extension_addition, identifier = "multipointVisualizationCapability")]
         pub multipoint_visualization_capability: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceCapability {
         pub fn new(
@@ -8088,6 +8963,7 @@ pub mod multimedia_system_control {
                 chair_control_capability,
                 video_indicate_mixing_capability,
                 multipoint_visualization_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8104,6 +8980,9 @@ pub mod multimedia_system_control {
         dropConference(()),
         #[rasn(extension_addition)]
         substituteConferenceIDCommand(SubstituteConferenceIDCommand),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate, size("1..=32"))]
@@ -8135,6 +9014,9 @@ pub mod multimedia_system_control {
         masterMCU(()),
         #[rasn(extension_addition)]
         cancelMasterMCU(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8147,6 +9029,9 @@ pub mod multimedia_system_control {
         pub cert_selection_criteria: Option<CertSelectionCriteria>,
         #[rasn(value("1..=4294967295"), identifier = "sRandom")]
         pub s_random: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceRequestRequestTerminalCertificate {
         pub fn new(
@@ -8158,6 +9043,7 @@ pub mod multimedia_system_control {
                 terminal_label,
                 cert_selection_criteria,
                 s_random,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8189,6 +9075,9 @@ pub mod multimedia_system_control {
         requestAllTerminalIDs(()),
         #[rasn(extension_addition)]
         remoteMCRequest(RemoteMCRequest),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8199,12 +9088,16 @@ pub mod multimedia_system_control {
         pub terminal_label: TerminalLabel,
         #[rasn(identifier = "terminalID")]
         pub terminal_id: TerminalID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseMCTerminalIDResponse {
         pub fn new(terminal_label: TerminalLabel, terminal_id: TerminalID) -> Self {
             Self {
                 terminal_label,
                 terminal_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8217,12 +9110,16 @@ pub mod multimedia_system_control {
         pub terminal_label: TerminalLabel,
         #[rasn(identifier = "terminalID")]
         pub terminal_id: TerminalID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseTerminalIDResponse {
         pub fn new(terminal_label: TerminalLabel, terminal_id: TerminalID) -> Self {
             Self {
                 terminal_label,
                 terminal_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8235,12 +9132,16 @@ pub mod multimedia_system_control {
         pub terminal_label: TerminalLabel,
         #[rasn(identifier = "conferenceID")]
         pub conference_id: ConferenceID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseConferenceIDResponse {
         pub fn new(terminal_label: TerminalLabel, conference_id: ConferenceID) -> Self {
             Self {
                 terminal_label,
                 conference_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8252,12 +9153,16 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "terminalLabel")]
         pub terminal_label: TerminalLabel,
         pub password: H245Password,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponsePasswordResponse {
         pub fn new(terminal_label: TerminalLabel, password: H245Password) -> Self {
             Self {
                 terminal_label,
                 password,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8268,6 +9173,9 @@ pub mod multimedia_system_control {
     pub enum ConferenceResponseMakeMeChairResponse {
         grantedChairToken(()),
         deniedChairToken(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8276,10 +9184,16 @@ pub mod multimedia_system_control {
     pub struct ConferenceResponseExtensionAddressResponse {
         #[rasn(identifier = "extensionAddress")]
         pub extension_address: TerminalID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseExtensionAddressResponse {
         pub fn new(extension_address: TerminalID) -> Self {
-            Self { extension_address }
+            Self {
+                extension_address,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -8291,12 +9205,16 @@ pub mod multimedia_system_control {
         pub terminal_label: TerminalLabel,
         #[rasn(identifier = "terminalID")]
         pub terminal_id: TerminalID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseChairTokenOwnerResponse {
         pub fn new(terminal_label: TerminalLabel, terminal_id: TerminalID) -> Self {
             Self {
                 terminal_label,
                 terminal_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8309,6 +9227,9 @@ pub mod multimedia_system_control {
         pub terminal_label: Option<TerminalLabel>,
         #[rasn(size("1..=65535"), identifier = "certificateResponse")]
         pub certificate_response: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConferenceResponseTerminalCertificateResponse {
         pub fn new(
@@ -8318,6 +9239,7 @@ pub mod multimedia_system_control {
             Self {
                 terminal_label,
                 certificate_response,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8328,6 +9250,9 @@ pub mod multimedia_system_control {
     pub enum ConferenceResponseBroadcastMyLogicalChannelResponse {
         grantedBroadcastMyLogicalChannel(()),
         deniedBroadcastMyLogicalChannel(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8336,6 +9261,9 @@ pub mod multimedia_system_control {
     pub enum ConferenceResponseMakeTerminalBroadcasterResponse {
         grantedMakeTerminalBroadcaster(()),
         deniedMakeTerminalBroadcaster(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8344,6 +9272,9 @@ pub mod multimedia_system_control {
     pub enum ConferenceResponseSendThisSourceResponse {
         grantedSendThisSource(()),
         deniedSendThisSource(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -8374,6 +9305,9 @@ pub mod multimedia_system_control {
         requestAllTerminalIDsResponse(RequestAllTerminalIDsResponse),
         #[rasn(extension_addition)]
         remoteMCResponse(RemoteMCResponse),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8383,12 +9317,16 @@ pub mod multimedia_system_control {
         pub channel_tag: u32,
         #[rasn(value("0..=4294967295"), identifier = "sequenceNumber")]
         pub sequence_number: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ConnectionIdentifier {
         pub fn new(channel_tag: u32, sequence_number: u32) -> Self {
             Self {
                 channel_tag,
                 sequence_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8399,10 +9337,17 @@ pub mod multimedia_system_control {
         pub field: ObjectIdentifier,
         #[rasn(size("1..=65535"))]
         pub value: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl Criteria {
         pub fn new(field: ObjectIdentifier, value: OctetString) -> Self {
-            Self { field, value }
+            Self {
+                field,
+                value,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8423,6 +9368,9 @@ pub mod multimedia_system_control {
         pub cif4_mpi: Option<u16>,
         #[rasn(value("1..=2048"), identifier = "cif16MPI")]
         pub cif16_mpi: Option<u16>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CustomPictureClockFrequency {
         pub fn new(
@@ -8442,6 +9390,7 @@ pub mod multimedia_system_control {
                 cif_mpi,
                 cif4_mpi,
                 cif16_mpi,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8456,6 +9405,9 @@ pub mod multimedia_system_control {
         pub clock_divisor: u8,
         #[rasn(value("1..=2048"), identifier = "customMPI")]
         pub custom_mpi: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AnonymousCustomPictureFormatMPICustomPCF {
         pub fn new(clock_conversion_code: u16, clock_divisor: u8, custom_mpi: u16) -> Self {
@@ -8463,6 +9415,7 @@ pub mod multimedia_system_control {
                 clock_conversion_code,
                 clock_divisor,
                 custom_mpi,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8479,6 +9432,9 @@ pub mod multimedia_system_control {
         pub standard_mpi: Option<u8>,
         #[rasn(identifier = "customPCF")]
         pub custom_pcf: Option<CustomPictureFormatMPICustomPCF>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CustomPictureFormatMPI {
         pub fn new(
@@ -8488,6 +9444,7 @@ pub mod multimedia_system_control {
             Self {
                 standard_mpi,
                 custom_pcf,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8510,10 +9467,17 @@ pub mod multimedia_system_control {
         pub width: u8,
         #[rasn(value("1..=255"))]
         pub height: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl AnonymousCustomPictureFormatPixelAspectInformationExtendedPAR {
         pub fn new(width: u8, height: u8) -> Self {
-            Self { width, height }
+            Self {
+                width,
+                height,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -8530,6 +9494,9 @@ pub mod multimedia_system_control {
         anyPixelAspectRatio(bool),
         pixelAspectCode(CustomPictureFormatPixelAspectInformationPixelAspectCode),
         extendedPAR(CustomPictureFormatPixelAspectInformationExtendedPAR),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8547,6 +9514,9 @@ pub mod multimedia_system_control {
         pub m_pi: CustomPictureFormatMPI,
         #[rasn(identifier = "pixelAspectInformation")]
         pub pixel_aspect_information: CustomPictureFormatPixelAspectInformation,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl CustomPictureFormat {
         pub fn new(
@@ -8564,6 +9534,7 @@ pub mod multimedia_system_control {
                 min_custom_picture_height,
                 m_pi,
                 pixel_aspect_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8645,6 +9616,9 @@ pub mod multimedia_system_control {
         t38fax(DataApplicationCapabilityApplicationT38fax),
         #[rasn(extension_addition)]
         genericDataCapability(GenericCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8653,12 +9627,16 @@ pub mod multimedia_system_control {
         pub application: DataApplicationCapabilityApplication,
         #[rasn(value("0..=4294967295"), identifier = "maxBitRate")]
         pub max_bit_rate: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DataApplicationCapability {
         pub fn new(application: DataApplicationCapabilityApplication, max_bit_rate: u32) -> Self {
             Self {
                 application,
                 max_bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8723,6 +9701,9 @@ pub mod multimedia_system_control {
         t38fax(DataModeApplicationT38fax),
         #[rasn(extension_addition)]
         genericDataMode(GenericCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -8731,12 +9712,16 @@ pub mod multimedia_system_control {
         pub application: DataModeApplication,
         #[rasn(value("0..=4294967295"), identifier = "bitRate")]
         pub bit_rate: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DataMode {
         pub fn new(application: DataModeApplication, bit_rate: u32) -> Self {
             Self {
                 application,
                 bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8748,6 +9733,9 @@ pub mod multimedia_system_control {
         transmitCompression(CompressionType),
         receiveCompression(CompressionType),
         transmitAndReceiveCompression(CompressionType),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -8774,6 +9762,9 @@ pub mod multimedia_system_control {
         tcp(()),
         #[rasn(extension_addition)]
         udp(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -8799,6 +9790,9 @@ pub mod multimedia_system_control {
         depFec(DepFECData),
         #[rasn(extension_addition)]
         fec(FECData),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8809,12 +9803,16 @@ pub mod multimedia_system_control {
         pub separate_port: bool,
         #[rasn(identifier = "samePort")]
         pub same_port: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECCapabilityRfc2733SeparateStream {
         pub fn new(separate_port: bool, same_port: bool) -> Self {
             Self {
                 separate_port,
                 same_port,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8827,6 +9825,9 @@ pub mod multimedia_system_control {
         pub redundancy_encoding: bool,
         #[rasn(identifier = "separateStream")]
         pub separate_stream: DepFECCapabilityRfc2733SeparateStream,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECCapabilityRfc2733 {
         pub fn new(
@@ -8836,6 +9837,7 @@ pub mod multimedia_system_control {
             Self {
                 redundancy_encoding,
                 separate_stream,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8844,6 +9846,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum DepFECCapability {
         rfc2733(DepFECCapabilityRfc2733),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8854,12 +9859,16 @@ pub mod multimedia_system_control {
         pub protected_session_id: u8,
         #[rasn(value("0..=127"), identifier = "protectedPayloadType")]
         pub protected_payload_type: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECDataRfc2733ModeSeparateStreamDifferentPort {
         pub fn new(protected_session_id: u8, protected_payload_type: Option<u8>) -> Self {
             Self {
                 protected_session_id,
                 protected_payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8870,11 +9879,15 @@ pub mod multimedia_system_control {
     pub struct DepFECDataRfc2733ModeSeparateStreamSamePort {
         #[rasn(value("0..=127"), identifier = "protectedPayloadType")]
         pub protected_payload_type: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECDataRfc2733ModeSeparateStreamSamePort {
         pub fn new(protected_payload_type: u8) -> Self {
             Self {
                 protected_payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8885,6 +9898,9 @@ pub mod multimedia_system_control {
     pub enum DepFECDataRfc2733ModeSeparateStream {
         differentPort(DepFECDataRfc2733ModeSeparateStreamDifferentPort),
         samePort(DepFECDataRfc2733ModeSeparateStreamSamePort),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8893,6 +9909,9 @@ pub mod multimedia_system_control {
     pub enum DepFECDataRfc2733Mode {
         redundancyEncoding(()),
         separateStream(DepFECDataRfc2733ModeSeparateStream),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8900,10 +9919,16 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub struct DepFECDataRfc2733 {
         pub mode: DepFECDataRfc2733Mode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECDataRfc2733 {
         pub fn new(mode: DepFECDataRfc2733Mode) -> Self {
-            Self { mode }
+            Self {
+                mode,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8920,12 +9945,16 @@ pub mod multimedia_system_control {
         pub protected_session_id: u8,
         #[rasn(value("0..=127"), identifier = "protectedPayloadType")]
         pub protected_payload_type: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECModeRfc2733ModeModeSeparateStreamDifferentPort {
         pub fn new(protected_session_id: u8, protected_payload_type: Option<u8>) -> Self {
             Self {
                 protected_session_id,
                 protected_payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -8936,10 +9965,16 @@ pub mod multimedia_system_control {
     pub struct DepFECModeRfc2733ModeModeSeparateStreamSamePort {
         #[rasn(identifier = "protectedType")]
         pub protected_type: ModeElementType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECModeRfc2733ModeModeSeparateStreamSamePort {
         pub fn new(protected_type: ModeElementType) -> Self {
-            Self { protected_type }
+            Self {
+                protected_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -8949,6 +9984,9 @@ pub mod multimedia_system_control {
     pub enum DepFECModeRfc2733ModeModeSeparateStream {
         differentPort(DepFECModeRfc2733ModeModeSeparateStreamDifferentPort),
         samePort(DepFECModeRfc2733ModeModeSeparateStreamSamePort),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8957,6 +9995,9 @@ pub mod multimedia_system_control {
     pub enum DepFECModeRfc2733ModeMode {
         redundancyEncoding(()),
         separateStream(DepFECModeRfc2733ModeModeSeparateStream),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8964,10 +10005,16 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub struct DepFECModeRfc2733Mode {
         pub mode: DepFECModeRfc2733ModeMode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DepFECModeRfc2733Mode {
         pub fn new(mode: DepFECModeRfc2733ModeMode) -> Self {
-            Self { mode }
+            Self {
+                mode,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -8975,6 +10022,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum DepFECMode {
         rfc2733Mode(DepFECModeRfc2733Mode),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -8985,6 +10035,9 @@ pub mod multimedia_system_control {
         differential(SetOf<DialingInformationNumber>),
         #[rasn(value("1..=65535"))]
         infoNotAvailable(u16),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -8996,6 +10049,9 @@ pub mod multimedia_system_control {
         gstn(()),
         #[rasn(extension_addition)]
         mobile(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9007,6 +10063,9 @@ pub mod multimedia_system_control {
         pub sub_address: Option<Ia5String>,
         #[rasn(size("1..=255"), identifier = "networkType")]
         pub network_type: SetOf<DialingInformationNetworkType>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl DialingInformationNumber {
         pub fn new(
@@ -9018,6 +10077,7 @@ pub mod multimedia_system_control {
                 network_address,
                 sub_address,
                 network_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9033,6 +10093,9 @@ pub mod multimedia_system_control {
         pub integrity_capability: Option<IntegrityCapability>,
         #[rasn(extension_addition, identifier = "genericH235SecurityCapability")]
         pub generic_h235_security_capability: Option<GenericCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EncryptionAuthenticationAndIntegrity {
         pub fn new(
@@ -9046,6 +10109,7 @@ pub mod multimedia_system_control {
                 authentication_capability,
                 integrity_capability,
                 generic_h235_security_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9079,6 +10143,9 @@ pub mod multimedia_system_control {
         encryptionSE(OctetString),
         encryptionIVRequest(()),
         encryptionAlgorithmID(EncryptionCommandEncryptionAlgorithmID),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -9086,6 +10153,9 @@ pub mod multimedia_system_control {
     pub enum EncryptionMode {
         nonStandard(H245NonStandardParameter),
         h233Encryption(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9101,6 +10171,9 @@ pub mod multimedia_system_control {
         pub escrowentry: Option<SequenceOf<EscrowData>>,
         #[rasn(extension_addition, identifier = "genericParameter")]
         pub generic_parameter: Option<GenericParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EncryptionSync {
         pub fn new(
@@ -9116,6 +10189,7 @@ pub mod multimedia_system_control {
                 h235_key,
                 escrowentry,
                 generic_parameter,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9125,6 +10199,9 @@ pub mod multimedia_system_control {
     pub enum EncryptionUpdateDirection {
         masterToSlave(()),
         slaveToMaster(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9134,6 +10211,9 @@ pub mod multimedia_system_control {
         pub key_protection_method: Option<KeyProtectionMethod>,
         #[rasn(extension_addition, value("0..=255"), identifier = "synchFlag")]
         pub synch_flag: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EncryptionUpdateRequest {
         pub fn new(
@@ -9143,6 +10223,7 @@ pub mod multimedia_system_control {
             Self {
                 key_protection_method,
                 synch_flag,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9156,6 +10237,9 @@ pub mod multimedia_system_control {
         v34DSVD(()),
         v34DuplexFAX(()),
         v34H324(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9165,6 +10249,9 @@ pub mod multimedia_system_control {
         telephonyMode(()),
         v140(()),
         terminalOnHold(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -9177,6 +10264,9 @@ pub mod multimedia_system_control {
         isdnOptions(EndSessionCommandIsdnOptions),
         #[rasn(extension_addition)]
         genericInformation(SequenceOf<GenericInformation>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9190,6 +10280,9 @@ pub mod multimedia_system_control {
         pub spatial_enhancement: Option<SetOf<EnhancementOptions>>,
         #[rasn(size("1..=14"), identifier = "bPictureEnhancement")]
         pub b_picture_enhancement: Option<SetOf<BEnhancementParameters>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EnhancementLayerInfo {
         pub fn new(
@@ -9203,6 +10296,7 @@ pub mod multimedia_system_control {
                 snr_enhancement,
                 spatial_enhancement,
                 b_picture_enhancement,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9242,6 +10336,9 @@ pub mod multimedia_system_control {
         pub error_compensation: bool,
         #[rasn(identifier = "h263Options")]
         pub h263_options: Option<H263Options>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EnhancementOptions {
         pub fn new(
@@ -9279,6 +10376,7 @@ pub mod multimedia_system_control {
                 slow_cif16_mpi,
                 error_compensation,
                 h263_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9290,12 +10388,16 @@ pub mod multimedia_system_control {
         pub escrow_id: ObjectIdentifier,
         #[rasn(size("1..=65535"), identifier = "escrowValue")]
         pub escrow_value: BitString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl EscrowData {
         pub fn new(escrow_id: ObjectIdentifier, escrow_value: BitString) -> Self {
             Self {
                 escrow_id,
                 escrow_value,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9307,6 +10409,9 @@ pub mod multimedia_system_control {
         pub video_capability: SequenceOf<VideoCapability>,
         #[rasn(identifier = "videoCapabilityExtension")]
         pub video_capability_extension: Option<SequenceOf<GenericCapability>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ExtendedVideoCapability {
         pub fn new(
@@ -9316,6 +10421,7 @@ pub mod multimedia_system_control {
             Self {
                 video_capability,
                 video_capability_extension,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9337,6 +10443,9 @@ pub mod multimedia_system_control {
         pub fec_scheme: Option<ObjectIdentifier>,
         #[rasn(identifier = "rfc2733Format")]
         pub rfc2733_format: Option<FECCapabilityRfc2733Format>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FECCapability {
         pub fn new(
@@ -9348,6 +10457,7 @@ pub mod multimedia_system_control {
                 protected_capability,
                 fec_scheme,
                 rfc2733_format,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9355,15 +10465,23 @@ pub mod multimedia_system_control {
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct FECDataRfc2733PktModeRfc2733sameport {}
+    pub struct FECDataRfc2733PktModeRfc2733sameport {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl FECDataRfc2733PktModeRfc2733sameport {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for FECDataRfc2733PktModeRfc2733sameport {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -9373,10 +10491,16 @@ pub mod multimedia_system_control {
     pub struct FECDataRfc2733PktModeRfc2733diffport {
         #[rasn(identifier = "protectedChannel")]
         pub protected_channel: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FECDataRfc2733PktModeRfc2733diffport {
         pub fn new(protected_channel: LogicalChannelNumber) -> Self {
-            Self { protected_channel }
+            Self {
+                protected_channel,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -9387,6 +10511,9 @@ pub mod multimedia_system_control {
         rfc2198coding(()),
         rfc2733sameport(FECDataRfc2733PktModeRfc2733sameport),
         rfc2733diffport(FECDataRfc2733PktModeRfc2733diffport),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9399,6 +10526,9 @@ pub mod multimedia_system_control {
         pub fec_scheme: Option<ObjectIdentifier>,
         #[rasn(identifier = "pktMode")]
         pub pkt_mode: FECDataRfc2733PktMode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FECDataRfc2733 {
         pub fn new(
@@ -9410,6 +10540,7 @@ pub mod multimedia_system_control {
                 protected_payload_type,
                 fec_scheme,
                 pkt_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9418,6 +10549,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum FECData {
         rfc2733(FECDataRfc2733),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9437,6 +10571,9 @@ pub mod multimedia_system_control {
         pub fec_scheme: Option<ObjectIdentifier>,
         #[rasn(identifier = "rfc2733Format")]
         pub rfc2733_format: Option<FECModeRfc2733Format>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FECMode {
         pub fn new(
@@ -9448,6 +10585,7 @@ pub mod multimedia_system_control {
                 protected_element,
                 fec_scheme,
                 rfc2733_format,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9474,13 +10612,20 @@ pub mod multimedia_system_control {
     pub struct FlowControlCommand {
         pub scope: FlowControlCommandScope,
         pub restriction: FlowControlCommandRestriction,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FlowControlCommand {
         pub fn new(
             scope: FlowControlCommandScope,
             restriction: FlowControlCommandRestriction,
         ) -> Self {
-            Self { scope, restriction }
+            Self {
+                scope,
+                restriction,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -9506,13 +10651,20 @@ pub mod multimedia_system_control {
     pub struct FlowControlIndication {
         pub scope: FlowControlIndicationScope,
         pub restriction: FlowControlIndicationRestriction,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FlowControlIndication {
         pub fn new(
             scope: FlowControlIndicationScope,
             restriction: FlowControlIndicationRestriction,
         ) -> Self {
-            Self { scope, restriction }
+            Self {
+                scope,
+                restriction,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -9523,6 +10675,9 @@ pub mod multimedia_system_control {
         syntaxError(()),
         semanticError(()),
         unknownFunction(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9531,6 +10686,9 @@ pub mod multimedia_system_control {
         pub cause: FunctionNotSupportedCause,
         #[rasn(identifier = "returnedFunction")]
         pub returned_function: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl FunctionNotSupported {
         pub fn new(
@@ -9540,6 +10698,7 @@ pub mod multimedia_system_control {
             Self {
                 cause,
                 returned_function,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9567,6 +10726,9 @@ pub mod multimedia_system_control {
         pub sid_mode0: u8,
         #[rasn(value("6..=17"), identifier = "sidMode1")]
         pub sid_mode1: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl G7231AnnexCCapabilityG723AnnexCAudioMode {
         pub fn new(
@@ -9584,6 +10746,7 @@ pub mod multimedia_system_control {
                 low_rate_mode1,
                 sid_mode0,
                 sid_mode1,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9597,6 +10760,9 @@ pub mod multimedia_system_control {
         pub silence_suppression: bool,
         #[rasn(identifier = "g723AnnexCAudioMode")]
         pub g723_annex_caudio_mode: Option<G7231AnnexCCapabilityG723AnnexCAudioMode>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl G7231AnnexCCapability {
         pub fn new(
@@ -9608,6 +10774,7 @@ pub mod multimedia_system_control {
                 max_al_sdu_audio_frames,
                 silence_suppression,
                 g723_annex_caudio_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9628,6 +10795,9 @@ pub mod multimedia_system_control {
         pub sid_mode0: u8,
         #[rasn(value("6..=17"), identifier = "sidMode1")]
         pub sid_mode1: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl G7231AnnexCModeG723AnnexCAudioMode {
         pub fn new(
@@ -9645,6 +10815,7 @@ pub mod multimedia_system_control {
                 low_rate_mode1,
                 sid_mode0,
                 sid_mode1,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9658,6 +10829,9 @@ pub mod multimedia_system_control {
         pub silence_suppression: bool,
         #[rasn(identifier = "g723AnnexCAudioMode")]
         pub g723_annex_caudio_mode: G7231AnnexCModeG723AnnexCAudioMode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl G7231AnnexCMode {
         pub fn new(
@@ -9669,6 +10843,7 @@ pub mod multimedia_system_control {
                 max_al_sdu_audio_frames,
                 silence_suppression,
                 g723_annex_caudio_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9692,6 +10867,9 @@ pub mod multimedia_system_control {
         pub annex_g: bool,
         #[rasn(identifier = "annexH")]
         pub annex_h: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl G729Extensions {
         pub fn new(
@@ -9713,6 +10891,7 @@ pub mod multimedia_system_control {
                 annex_f,
                 annex_g,
                 annex_h,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9725,6 +10904,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "comfortNoise")]
         pub comfort_noise: bool,
         pub scrambled: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GSMAudioCapability {
         pub fn new(audio_unit_size: u16, comfort_noise: bool, scrambled: bool) -> Self {
@@ -9732,6 +10914,7 @@ pub mod multimedia_system_control {
                 audio_unit_size,
                 comfort_noise,
                 scrambled,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9749,6 +10932,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "nonCollapsingRaw")]
         pub non_collapsing_raw: Option<OctetString>,
         pub transport: Option<DataProtocolCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GenericCapability {
         pub fn new(
@@ -9766,6 +10952,7 @@ pub mod multimedia_system_control {
                 non_collapsing,
                 non_collapsing_raw,
                 transport,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9782,6 +10969,9 @@ pub mod multimedia_system_control {
         pub sub_message_identifier: Option<u8>,
         #[rasn(identifier = "messageContent")]
         pub message_content: Option<SequenceOf<GenericParameter>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GenericMessage {
         pub fn new(
@@ -9793,6 +10983,7 @@ pub mod multimedia_system_control {
                 message_identifier,
                 sub_message_identifier,
                 message_content,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9805,6 +10996,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "parameterValue")]
         pub parameter_value: ParameterValue,
         pub supersedes: Option<SequenceOf<ParameterIdentifier>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GenericParameter {
         pub fn new(
@@ -9816,6 +11010,7 @@ pub mod multimedia_system_control {
                 parameter_identifier,
                 parameter_value,
                 supersedes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9833,6 +11028,9 @@ pub mod multimedia_system_control {
         pub peak_rate: Option<u32>,
         #[rasn(value("1..=4294967295"), identifier = "maxPktSize")]
         pub max_pkt_size: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl GenericTransportParameters {
         pub fn new(
@@ -9848,6 +11046,7 @@ pub mod multimedia_system_control {
                 burst,
                 peak_rate,
                 max_pkt_size,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9859,12 +11058,16 @@ pub mod multimedia_system_control {
         pub number_of_vcs: u16,
         #[rasn(identifier = "vcCapability")]
         pub vc_capability: SetOf<VCCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H222Capability {
         pub fn new(number_of_vcs: u16, vc_capability: SetOf<VCCapability>) -> Self {
             Self {
                 number_of_vcs,
                 vc_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9882,6 +11085,9 @@ pub mod multimedia_system_control {
         pub program_descriptors: Option<OctetString>,
         #[rasn(identifier = "streamDescriptors")]
         pub stream_descriptors: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H222LogicalChannelParameters {
         pub fn new(
@@ -9897,6 +11103,7 @@ pub mod multimedia_system_control {
                 pcr_pid,
                 program_descriptors,
                 stream_descriptors,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9907,6 +11114,9 @@ pub mod multimedia_system_control {
     pub enum H223AL1MParametersTransferMode {
         framed(()),
         unframed(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9917,6 +11127,9 @@ pub mod multimedia_system_control {
         sebch16_7(()),
         #[rasn(identifier = "golay24-12")]
         golay24_12(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9935,6 +11148,9 @@ pub mod multimedia_system_control {
         crc32bit(()),
         #[rasn(extension_addition)]
         crcNotUsed(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -9944,6 +11160,9 @@ pub mod multimedia_system_control {
         noArq(()),
         typeIArq(H223AnnexCArqParameters),
         typeIIArq(H223AnnexCArqParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -9965,6 +11184,9 @@ pub mod multimedia_system_control {
         pub alsdu_splitting: bool,
         #[rasn(extension_addition, value("0..=127"), identifier = "rsCodeCorrection")]
         pub rs_code_correction: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223AL1MParameters {
         pub fn new(
@@ -9986,6 +11208,7 @@ pub mod multimedia_system_control {
                 alpdu_interleaving,
                 alsdu_splitting,
                 rs_code_correction,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -9998,6 +11221,9 @@ pub mod multimedia_system_control {
         sebch16_5(()),
         #[rasn(identifier = "golay24-12")]
         golay24_12(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10007,12 +11233,16 @@ pub mod multimedia_system_control {
         pub header_fec: H223AL2MParametersHeaderFEC,
         #[rasn(identifier = "alpduInterleaving")]
         pub alpdu_interleaving: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223AL2MParameters {
         pub fn new(header_fec: H223AL2MParametersHeaderFEC, alpdu_interleaving: bool) -> Self {
             Self {
                 header_fec,
                 alpdu_interleaving,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10025,6 +11255,9 @@ pub mod multimedia_system_control {
         sebch16_7(()),
         #[rasn(identifier = "golay24-12")]
         golay24_12(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -10043,6 +11276,9 @@ pub mod multimedia_system_control {
         crc32bit(()),
         #[rasn(extension_addition)]
         crcNotUsed(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -10052,6 +11288,9 @@ pub mod multimedia_system_control {
         noArq(()),
         typeIArq(H223AnnexCArqParameters),
         typeIIArq(H223AnnexCArqParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10069,6 +11308,9 @@ pub mod multimedia_system_control {
         pub alpdu_interleaving: bool,
         #[rasn(extension_addition, value("0..=127"), identifier = "rsCodeCorrection")]
         pub rs_code_correction: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223AL3MParameters {
         pub fn new(
@@ -10086,6 +11328,7 @@ pub mod multimedia_system_control {
                 arq_type,
                 alpdu_interleaving,
                 rs_code_correction,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10097,6 +11340,9 @@ pub mod multimedia_system_control {
         #[rasn(value("0..=16"))]
         finite(u8),
         infinite(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10106,6 +11352,9 @@ pub mod multimedia_system_control {
         pub number_of_retransmissions: H223AnnexCArqParametersNumberOfRetransmissions,
         #[rasn(value("0..=16777215"), identifier = "sendBufferSize")]
         pub send_buffer_size: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223AnnexCArqParameters {
         pub fn new(
@@ -10115,6 +11364,7 @@ pub mod multimedia_system_control {
             Self {
                 number_of_retransmissions,
                 send_buffer_size,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10150,6 +11400,9 @@ pub mod multimedia_system_control {
         pub maximum_al3_msdusize: u16,
         #[rasn(extension_addition, identifier = "rsCodeCapability")]
         pub rs_code_capability: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223AnnexCCapability {
         pub fn new(
@@ -10183,6 +11436,7 @@ pub mod multimedia_system_control {
                 maximum_al2_msdusize,
                 maximum_al3_msdusize,
                 rs_code_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10197,6 +11451,9 @@ pub mod multimedia_system_control {
         pub maximum_element_list_size: u8,
         #[rasn(value("2..=255"), identifier = "maximumSubElementListSize")]
         pub maximum_sub_element_list_size: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223CapabilityH223MultiplexTableCapabilityEnhanced {
         pub fn new(
@@ -10208,6 +11465,7 @@ pub mod multimedia_system_control {
                 maximum_nesting_depth,
                 maximum_element_list_size,
                 maximum_sub_element_list_size,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10233,6 +11491,9 @@ pub mod multimedia_system_control {
         pub h223_annex_b: bool,
         #[rasn(identifier = "h223AnnexBwithHeader")]
         pub h223_annex_bwith_header: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223CapabilityMobileOperationTransmitCapability {
         pub fn new(
@@ -10248,6 +11509,7 @@ pub mod multimedia_system_control {
                 h223_annex_adouble_flag,
                 h223_annex_b,
                 h223_annex_bwith_header,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10260,12 +11522,16 @@ pub mod multimedia_system_control {
         pub maximum_sample_size: u8,
         #[rasn(value("1..=65025"), identifier = "maximumPayloadLength")]
         pub maximum_payload_length: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223CapabilityMobileMultilinkFrameCapability {
         pub fn new(maximum_sample_size: u8, maximum_payload_length: u16) -> Self {
             Self {
                 maximum_sample_size,
                 maximum_payload_length,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10314,6 +11580,9 @@ pub mod multimedia_system_control {
         pub bit_rate: Option<u16>,
         #[rasn(extension_addition, identifier = "mobileMultilinkFrameCapability")]
         pub mobile_multilink_frame_capability: Option<H223CapabilityMobileMultilinkFrameCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223Capability {
         pub fn new(
@@ -10361,6 +11630,7 @@ pub mod multimedia_system_control {
                 h223_annex_ccapability,
                 bit_rate,
                 mobile_multilink_frame_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10398,6 +11668,9 @@ pub mod multimedia_system_control {
         al2M(H223AL2MParameters),
         #[rasn(extension_addition)]
         al3M(H223AL3MParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10407,6 +11680,9 @@ pub mod multimedia_system_control {
         pub adaptation_layer_type: H223LogicalChannelParametersAdaptationLayerType,
         #[rasn(identifier = "segmentableFlag")]
         pub segmentable_flag: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223LogicalChannelParameters {
         pub fn new(
@@ -10416,6 +11692,7 @@ pub mod multimedia_system_control {
             Self {
                 adaptation_layer_type,
                 segmentable_flag,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10453,6 +11730,9 @@ pub mod multimedia_system_control {
         al2M(H223AL2MParameters),
         #[rasn(extension_addition)]
         al3M(H223AL3MParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10462,6 +11742,9 @@ pub mod multimedia_system_control {
         pub adaptation_layer_type: H223ModeParametersAdaptationLayerType,
         #[rasn(identifier = "segmentableFlag")]
         pub segmentable_flag: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223ModeParameters {
         pub fn new(
@@ -10471,6 +11754,7 @@ pub mod multimedia_system_control {
             Self {
                 adaptation_layer_type,
                 segmentable_flag,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10483,6 +11767,9 @@ pub mod multimedia_system_control {
         toLevel1(()),
         toLevel2(()),
         toLevel2withOptionalHeader(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -10491,6 +11778,9 @@ pub mod multimedia_system_control {
     pub enum H223MultiplexReconfigurationH223AnnexADoubleFlag {
         start(()),
         stop(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -10498,6 +11788,9 @@ pub mod multimedia_system_control {
     pub enum H223MultiplexReconfiguration {
         h223ModeChange(H223MultiplexReconfigurationH223ModeChange),
         h223AnnexADoubleFlag(H223MultiplexReconfigurationH223AnnexADoubleFlag),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10509,6 +11802,9 @@ pub mod multimedia_system_control {
         pub logical_channel_number2: LogicalChannelNumber,
         #[rasn(value("0..=4095"))]
         pub skew: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H223SkewIndication {
         pub fn new(
@@ -10520,6 +11816,7 @@ pub mod multimedia_system_control {
                 logical_channel_number1,
                 logical_channel_number2,
                 skew,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10532,12 +11829,16 @@ pub mod multimedia_system_control {
         pub centralized_conference_mc: bool,
         #[rasn(identifier = "decentralizedConferenceMC")]
         pub decentralized_conference_mc: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250CapabilityMcCapability {
         pub fn new(centralized_conference_mc: bool, decentralized_conference_mc: bool) -> Self {
             Self {
                 centralized_conference_mc,
                 decentralized_conference_mc,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10571,6 +11872,9 @@ pub mod multimedia_system_control {
         pub logical_channel_switching_capability: Option<bool>,
         #[rasn(extension_addition, identifier = "t120DynamicPortCapability")]
         pub t120_dynamic_port_capability: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250Capability {
         pub fn new(
@@ -10598,6 +11902,7 @@ pub mod multimedia_system_control {
                 redundancy_encoding_capability,
                 logical_channel_switching_capability,
                 t120_dynamic_port_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10619,6 +11924,9 @@ pub mod multimedia_system_control {
         pub flow_control_to_zero: Option<bool>,
         #[rasn(extension_addition, value("0..=65535"), identifier = "portNumber")]
         pub port_number: Option<u16>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250LogicalChannelAckParameters {
         pub fn new(
@@ -10638,6 +11946,7 @@ pub mod multimedia_system_control {
                 dynamic_rtppayload_type,
                 flow_control_to_zero,
                 port_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10649,6 +11958,9 @@ pub mod multimedia_system_control {
         h261aVideoPacketization(()),
         #[rasn(extension_addition)]
         rtpPayloadType(RTPPayloadType),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10681,6 +11993,9 @@ pub mod multimedia_system_control {
         pub redundancy_encoding: Option<RedundancyEncoding>,
         #[rasn(extension_addition)]
         pub source: Option<TerminalLabel>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250LogicalChannelParameters {
         pub fn new(
@@ -10714,6 +12029,7 @@ pub mod multimedia_system_control {
                 transport_capability,
                 redundancy_encoding,
                 source,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10727,6 +12043,9 @@ pub mod multimedia_system_control {
         pub logical_channel_number2: LogicalChannelNumber,
         #[rasn(value("0..=4095"), identifier = "maximumSkew")]
         pub maximum_skew: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250MaximumSkewIndication {
         pub fn new(
@@ -10738,6 +12057,7 @@ pub mod multimedia_system_control {
                 logical_channel_number1,
                 logical_channel_number2,
                 maximum_skew,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10747,11 +12067,15 @@ pub mod multimedia_system_control {
     pub struct H2250ModeParameters {
         #[rasn(identifier = "redundancyEncodingMode")]
         pub redundancy_encoding_mode: Option<RedundancyEncodingMode>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H2250ModeParameters {
         pub fn new(redundancy_encoding_mode: Option<RedundancyEncodingMode>) -> Self {
             Self {
                 redundancy_encoding_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10772,6 +12096,9 @@ pub mod multimedia_system_control {
         depFec(DepFECData),
         #[rasn(extension_addition)]
         fec(FECData),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10781,6 +12108,9 @@ pub mod multimedia_system_control {
         pub encryption_authentication_and_integrity: EncryptionAuthenticationAndIntegrity,
         #[rasn(identifier = "mediaType")]
         pub media_type: H235MediaMediaType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235Media {
         pub fn new(
@@ -10790,6 +12120,7 @@ pub mod multimedia_system_control {
             Self {
                 encryption_authentication_and_integrity,
                 media_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10802,6 +12133,9 @@ pub mod multimedia_system_control {
         videoMode(VideoMode),
         audioMode(AudioMode),
         dataMode(DataMode),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10811,6 +12145,9 @@ pub mod multimedia_system_control {
         pub encryption_authentication_and_integrity: EncryptionAuthenticationAndIntegrity,
         #[rasn(identifier = "mediaMode")]
         pub media_mode: H235ModeMediaMode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235Mode {
         pub fn new(
@@ -10820,6 +12157,7 @@ pub mod multimedia_system_control {
             Self {
                 encryption_authentication_and_integrity,
                 media_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10831,6 +12169,9 @@ pub mod multimedia_system_control {
         pub encryption_authentication_and_integrity: EncryptionAuthenticationAndIntegrity,
         #[rasn(identifier = "mediaCapability")]
         pub media_capability: CapabilityTableEntryNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H235SecurityCapability {
         pub fn new(
@@ -10840,6 +12181,7 @@ pub mod multimedia_system_control {
             Self {
                 encryption_authentication_and_integrity,
                 media_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10881,10 +12223,16 @@ pub mod multimedia_system_control {
     pub struct H245NonStandardMessage {
         #[rasn(identifier = "nonStandardData")]
         pub non_standard_data: H245NonStandardParameter,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H245NonStandardMessage {
         pub fn new(non_standard_data: H245NonStandardParameter) -> Self {
-            Self { non_standard_data }
+            Self {
+                non_standard_data,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -10909,10 +12257,18 @@ pub mod multimedia_system_control {
         pub iv8: Option<H245IV8>,
         pub iv16: Option<H245IV16>,
         pub iv: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H245Params {
         pub fn new(iv8: Option<H245IV8>, iv16: Option<H245IV16>, iv: Option<OctetString>) -> Self {
-            Self { iv8, iv16, iv }
+            Self {
+                iv8,
+                iv16,
+                iv,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -10924,6 +12280,9 @@ pub mod multimedia_system_control {
     pub enum H245TransportAddress {
         unicastAddress(UnicastAddress),
         multicastAddress(MulticastAddress),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -10941,6 +12300,9 @@ pub mod multimedia_system_control {
         pub still_image_transmission: bool,
         #[rasn(extension_addition, identifier = "videoBadMBsCap")]
         pub video_bad_mbs_cap: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H261VideoCapability {
         pub fn new(
@@ -10958,6 +12320,7 @@ pub mod multimedia_system_control {
                 max_bit_rate,
                 still_image_transmission,
                 video_bad_mbs_cap,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -10977,6 +12340,9 @@ pub mod multimedia_system_control {
         pub bit_rate: u16,
         #[rasn(identifier = "stillImageTransmission")]
         pub still_image_transmission: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H261VideoMode {
         pub fn new(
@@ -10988,6 +12354,7 @@ pub mod multimedia_system_control {
                 resolution,
                 bit_rate,
                 still_image_transmission,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11031,6 +12398,9 @@ pub mod multimedia_system_control {
         pub luminance_sample_rate: Option<u32>,
         #[rasn(extension_addition, identifier = "videoBadMBsCap")]
         pub video_bad_mbs_cap: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H262VideoCapability {
         pub fn new(
@@ -11072,6 +12442,7 @@ pub mod multimedia_system_control {
                 frames_per_second,
                 luminance_sample_rate,
                 video_bad_mbs_cap,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11102,6 +12473,9 @@ pub mod multimedia_system_control {
         profileAndLevel_HPatH_14(()),
         #[rasn(identifier = "profileAndLevel-HPatHL")]
         profileAndLevel_HPatHL(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -11121,6 +12495,9 @@ pub mod multimedia_system_control {
         pub frames_per_second: Option<u8>,
         #[rasn(value("0..=4294967295"), identifier = "luminanceSampleRate")]
         pub luminance_sample_rate: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H262VideoMode {
         pub fn new(
@@ -11140,6 +12517,7 @@ pub mod multimedia_system_control {
                 lines_per_frame,
                 frames_per_second,
                 luminance_sample_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11193,6 +12571,9 @@ pub mod multimedia_system_control {
         pub enhanced_reference_pic_select: Option<bool>,
         #[rasn(extension_addition, identifier = "h263Version3Options")]
         pub h263_version3_options: Option<H263Version3Options>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263ModeComboFlags {
         pub fn new(
@@ -11244,6 +12625,7 @@ pub mod multimedia_system_control {
                 modified_quantization_mode,
                 enhanced_reference_pic_select,
                 h263_version3_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11313,6 +12695,9 @@ pub mod multimedia_system_control {
         pub video_bad_mbs_cap: Option<bool>,
         #[rasn(extension_addition, identifier = "h263Version3Options")]
         pub h263_version3_options: Option<H263Version3Options>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263Options {
         pub fn new(
@@ -11380,6 +12765,7 @@ pub mod multimedia_system_control {
                 mode_combos,
                 video_bad_mbs_cap,
                 h263_version3_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11403,6 +12789,9 @@ pub mod multimedia_system_control {
         pub picture_number: bool,
         #[rasn(identifier = "spareReferencePictures")]
         pub spare_reference_pictures: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263Version3Options {
         pub fn new(
@@ -11424,6 +12813,7 @@ pub mod multimedia_system_control {
                 next_picture_header_repetition,
                 picture_number,
                 spare_reference_pictures,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11473,6 +12863,9 @@ pub mod multimedia_system_control {
         pub enhancement_layer_info: Option<EnhancementLayerInfo>,
         #[rasn(extension_addition, identifier = "h263Options")]
         pub h263_options: Option<H263Options>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263VideoCapability {
         pub fn new(
@@ -11520,6 +12913,7 @@ pub mod multimedia_system_control {
                 error_compensation,
                 enhancement_layer_info,
                 h263_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11535,6 +12929,9 @@ pub mod multimedia_system_control {
         cif16(()),
         #[rasn(extension_addition)]
         custom(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -11557,6 +12954,9 @@ pub mod multimedia_system_control {
         pub enhancement_layer_info: Option<EnhancementLayerInfo>,
         #[rasn(extension_addition, identifier = "h263Options")]
         pub h263_options: Option<H263Options>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263VideoMode {
         pub fn new(
@@ -11580,6 +12980,7 @@ pub mod multimedia_system_control {
                 error_compensation,
                 enhancement_layer_info,
                 h263_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11591,6 +12992,9 @@ pub mod multimedia_system_control {
         pub h263_video_uncoupled_modes: H263ModeComboFlags,
         #[rasn(size("1..=16"), identifier = "h263VideoCoupledModes")]
         pub h263_video_coupled_modes: SetOf<H263ModeComboFlags>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl H263VideoModeCombos {
         pub fn new(
@@ -11600,6 +13004,7 @@ pub mod multimedia_system_control {
             Self {
                 h263_video_uncoupled_modes,
                 h263_video_coupled_modes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11625,6 +13030,9 @@ pub mod multimedia_system_control {
         pub two_channels: bool,
         #[rasn(value("1..=448"), identifier = "bitRate")]
         pub bit_rate: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS11172AudioCapability {
         pub fn new(
@@ -11648,6 +13056,7 @@ pub mod multimedia_system_control {
                 single_channel,
                 two_channels,
                 bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11687,6 +13096,9 @@ pub mod multimedia_system_control {
         pub multichannel_type: IS11172AudioModeMultichannelType,
         #[rasn(value("1..=448"), identifier = "bitRate")]
         pub bit_rate: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS11172AudioMode {
         pub fn new(
@@ -11700,6 +13112,7 @@ pub mod multimedia_system_control {
                 audio_sampling,
                 multichannel_type,
                 bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11723,6 +13136,9 @@ pub mod multimedia_system_control {
         pub luminance_sample_rate: Option<u32>,
         #[rasn(extension_addition, identifier = "videoBadMBsCap")]
         pub video_bad_mbs_cap: Option<bool>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS11172VideoCapability {
         pub fn new(
@@ -11744,6 +13160,7 @@ pub mod multimedia_system_control {
                 picture_rate,
                 luminance_sample_rate,
                 video_bad_mbs_cap,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11765,6 +13182,9 @@ pub mod multimedia_system_control {
         pub picture_rate: Option<u8>,
         #[rasn(value("0..=4294967295"), identifier = "luminanceSampleRate")]
         pub luminance_sample_rate: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS11172VideoMode {
         pub fn new(
@@ -11784,6 +13204,7 @@ pub mod multimedia_system_control {
                 lines_per_frame,
                 picture_rate,
                 luminance_sample_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11832,6 +13253,9 @@ pub mod multimedia_system_control {
         pub multilingual: bool,
         #[rasn(value("1..=1130"), identifier = "bitRate")]
         pub bit_rate: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS13818AudioCapability {
         pub fn new(
@@ -11879,6 +13303,7 @@ pub mod multimedia_system_control {
                 low_frequency_enhancement,
                 multilingual,
                 bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11938,6 +13363,9 @@ pub mod multimedia_system_control {
         pub multilingual: bool,
         #[rasn(value("1..=1130"), identifier = "bitRate")]
         pub bit_rate: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IS13818AudioMode {
         pub fn new(
@@ -11955,6 +13383,7 @@ pub mod multimedia_system_control {
                 low_frequency_enhancement,
                 multilingual,
                 bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -11996,6 +13425,9 @@ pub mod multimedia_system_control {
         mobileMultilinkReconfigurationIndication(MobileMultilinkReconfigurationIndication),
         #[rasn(extension_addition)]
         genericIndication(GenericMessage),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12003,10 +13435,16 @@ pub mod multimedia_system_control {
     pub struct IntegrityCapability {
         #[rasn(identifier = "nonStandard")]
         pub non_standard: Option<H245NonStandardParameter>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl IntegrityCapability {
         pub fn new(non_standard: Option<H245NonStandardParameter>) -> Self {
-            Self { non_standard }
+            Self {
+                non_standard,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12031,6 +13469,9 @@ pub mod multimedia_system_control {
         pub skipped_frame_count: Option<u8>,
         #[rasn(value("0..=262143"), identifier = "additionalDecoderBuffer")]
         pub additional_decoder_buffer: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl JitterIndication {
         pub fn new(
@@ -12046,6 +13487,7 @@ pub mod multimedia_system_control {
                 estimated_received_jitter_exponent,
                 skipped_frame_count,
                 additional_decoder_buffer,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12059,6 +13501,9 @@ pub mod multimedia_system_control {
         pub shared_secret: bool,
         #[rasn(identifier = "certProtectedKey")]
         pub cert_protected_key: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl KeyProtectionMethod {
         pub fn new(secure_channel: bool, shared_secret: bool, cert_protected_key: bool) -> Self {
@@ -12066,6 +13511,7 @@ pub mod multimedia_system_control {
                 secure_channel,
                 shared_secret,
                 cert_protected_key,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12082,6 +13528,9 @@ pub mod multimedia_system_control {
         pub logical_channel_number: LogicalChannelNumber,
         #[rasn(identifier = "maximumBitRate")]
         pub maximum_bit_rate: MaximumBitRate,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LogicalChannelRateAcknowledge {
         pub fn new(
@@ -12093,6 +13542,7 @@ pub mod multimedia_system_control {
                 sequence_number,
                 logical_channel_number,
                 maximum_bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12108,6 +13558,9 @@ pub mod multimedia_system_control {
         pub reject_reason: LogicalChannelRateRejectReason,
         #[rasn(identifier = "currentMaximumBitRate")]
         pub current_maximum_bit_rate: Option<MaximumBitRate>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LogicalChannelRateReject {
         pub fn new(
@@ -12121,6 +13574,7 @@ pub mod multimedia_system_control {
                 logical_channel_number,
                 reject_reason,
                 current_maximum_bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12130,19 +13584,30 @@ pub mod multimedia_system_control {
     pub enum LogicalChannelRateRejectReason {
         undefinedReason(()),
         insufficientResources(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct LogicalChannelRateRelease {}
+    pub struct LogicalChannelRateRelease {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl LogicalChannelRateRelease {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for LogicalChannelRateRelease {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12155,6 +13620,9 @@ pub mod multimedia_system_control {
         pub logical_channel_number: LogicalChannelNumber,
         #[rasn(identifier = "maximumBitRate")]
         pub maximum_bit_rate: MaximumBitRate,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl LogicalChannelRateRequest {
         pub fn new(
@@ -12166,6 +13634,7 @@ pub mod multimedia_system_control {
                 sequence_number,
                 logical_channel_number,
                 maximum_bit_rate,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12175,10 +13644,16 @@ pub mod multimedia_system_control {
     pub struct MCLocationIndication {
         #[rasn(identifier = "signalAddress")]
         pub signal_address: H245TransportAddress,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MCLocationIndication {
         pub fn new(signal_address: H245TransportAddress) -> Self {
-            Self { signal_address }
+            Self {
+                signal_address,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12189,6 +13664,9 @@ pub mod multimedia_system_control {
         systemLoop(()),
         mediaLoop(LogicalChannelNumber),
         logicalChannelLoop(LogicalChannelNumber),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12196,24 +13674,38 @@ pub mod multimedia_system_control {
     pub struct MaintenanceLoopAck {
         #[rasn(identifier = "type")]
         pub r_type: MaintenanceLoopAckType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MaintenanceLoopAck {
         pub fn new(r_type: MaintenanceLoopAckType) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct MaintenanceLoopOffCommand {}
+    pub struct MaintenanceLoopOffCommand {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl MaintenanceLoopOffCommand {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for MaintenanceLoopOffCommand {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12224,6 +13716,9 @@ pub mod multimedia_system_control {
         systemLoop(()),
         mediaLoop(LogicalChannelNumber),
         logicalChannelLoop(LogicalChannelNumber),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12231,6 +13726,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum MaintenanceLoopRejectCause {
         canNotPerformLoop(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12239,10 +13737,17 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "type")]
         pub r_type: MaintenanceLoopRejectType,
         pub cause: MaintenanceLoopRejectCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MaintenanceLoopReject {
         pub fn new(r_type: MaintenanceLoopRejectType, cause: MaintenanceLoopRejectCause) -> Self {
-            Self { r_type, cause }
+            Self {
+                r_type,
+                cause,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12253,6 +13758,9 @@ pub mod multimedia_system_control {
         systemLoop(()),
         mediaLoop(LogicalChannelNumber),
         logicalChannelLoop(LogicalChannelNumber),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12260,10 +13768,16 @@ pub mod multimedia_system_control {
     pub struct MaintenanceLoopRequest {
         #[rasn(identifier = "type")]
         pub r_type: MaintenanceLoopRequestType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MaintenanceLoopRequest {
         pub fn new(r_type: MaintenanceLoopRequestType) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12274,12 +13788,16 @@ pub mod multimedia_system_control {
         pub terminal_type: u8,
         #[rasn(value("0..=16777215"), identifier = "statusDeterminationNumber")]
         pub status_determination_number: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MasterSlaveDetermination {
         pub fn new(terminal_type: u8, status_determination_number: u32) -> Self {
             Self {
                 terminal_type,
                 status_determination_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12295,10 +13813,16 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub struct MasterSlaveDeterminationAck {
         pub decision: MasterSlaveDeterminationAckDecision,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MasterSlaveDeterminationAck {
         pub fn new(decision: MasterSlaveDeterminationAckDecision) -> Self {
-            Self { decision }
+            Self {
+                decision,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12307,30 +13831,47 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum MasterSlaveDeterminationRejectCause {
         identicalNumbers(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
     pub struct MasterSlaveDeterminationReject {
         pub cause: MasterSlaveDeterminationRejectCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MasterSlaveDeterminationReject {
         pub fn new(cause: MasterSlaveDeterminationRejectCause) -> Self {
-            Self { cause }
+            Self {
+                cause,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct MasterSlaveDeterminationRelease {}
+    pub struct MasterSlaveDeterminationRelease {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl MasterSlaveDeterminationRelease {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for MasterSlaveDeterminationRelease {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12348,10 +13889,16 @@ pub mod multimedia_system_control {
     pub struct MediaChannelCapability {
         #[rasn(identifier = "mediaTransport")]
         pub media_transport: Option<MediaTransportType>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MediaChannelCapability {
         pub fn new(media_transport: Option<MediaTransportType>) -> Self {
-            Self { media_transport }
+            Self {
+                media_transport,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12374,6 +13921,9 @@ pub mod multimedia_system_control {
         pub centralized_data: Option<SequenceOf<DataApplicationCapability>>,
         #[rasn(identifier = "distributedData")]
         pub distributed_data: Option<SequenceOf<DataApplicationCapability>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MediaDistributionCapability {
         pub fn new(
@@ -12395,6 +13945,7 @@ pub mod multimedia_system_control {
                 distributed_video,
                 centralized_data,
                 distributed_data,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12404,6 +13955,9 @@ pub mod multimedia_system_control {
     pub enum MediaEncryptionAlgorithm {
         nonStandard(H245NonStandardParameter),
         algorithm(ObjectIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12413,6 +13967,9 @@ pub mod multimedia_system_control {
         pub h261a_video_packetization: bool,
         #[rasn(extension_addition, size("1..=256"), identifier = "rtpPayloadType")]
         pub rtp_payload_type: Option<SequenceOf<RTPPayloadType>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MediaPacketizationCapability {
         pub fn new(
@@ -12422,6 +13979,7 @@ pub mod multimedia_system_control {
             Self {
                 h261a_video_packetization,
                 rtp_payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12432,10 +13990,16 @@ pub mod multimedia_system_control {
     pub struct MediaTransportTypeAtmAAL5Compressed {
         #[rasn(identifier = "variable-delta")]
         pub variable_delta: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MediaTransportTypeAtmAAL5Compressed {
         pub fn new(variable_delta: bool) -> Self {
-            Self { variable_delta }
+            Self {
+                variable_delta,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12452,6 +14016,9 @@ pub mod multimedia_system_control {
         atm_AAL5_BIDIR(()),
         #[rasn(extension_addition, identifier = "atm-AAL5-compressed")]
         atm_AAL5_compressed(MediaTransportTypeAtmAAL5Compressed),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12481,6 +14048,9 @@ pub mod multimedia_system_control {
         pub first_mb: Option<u16>,
         #[rasn(value("1..=8192"), identifier = "numberOfMBs")]
         pub number_of_mbs: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeVideoFastUpdateMB {
         pub fn new(first_gob: Option<u8>, first_mb: Option<u16>, number_of_mbs: u16) -> Self {
@@ -12488,6 +14058,7 @@ pub mod multimedia_system_control {
                 first_gob,
                 first_mb,
                 number_of_mbs,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12500,6 +14071,9 @@ pub mod multimedia_system_control {
         doContinuousProgressions(()),
         doOneIndependentProgression(()),
         doContinuousIndependentProgressions(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12508,12 +14082,18 @@ pub mod multimedia_system_control {
     pub struct MiscellaneousCommandTypeProgressiveRefinementStart {
         #[rasn(identifier = "repeatCount")]
         pub repeat_count: MiscellaneousCommandTypeProgressiveRefinementStartRepeatCount,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeProgressiveRefinementStart {
         pub fn new(
             repeat_count: MiscellaneousCommandTypeProgressiveRefinementStartRepeatCount,
         ) -> Self {
-            Self { repeat_count }
+            Self {
+                repeat_count,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12527,6 +14107,9 @@ pub mod multimedia_system_control {
         pub number_of_mbs: u16,
         #[rasn(value("0..=1023"), identifier = "temporalReference")]
         pub temporal_reference: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeVideoBadMBs {
         pub fn new(first_mb: u16, number_of_mbs: u16, temporal_reference: u16) -> Self {
@@ -12534,6 +14117,7 @@ pub mod multimedia_system_control {
                 first_mb,
                 number_of_mbs,
                 temporal_reference,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12548,6 +14132,9 @@ pub mod multimedia_system_control {
         pub first_mb: u16,
         #[rasn(value("1..=9216"), identifier = "numberOfMBs")]
         pub number_of_mbs: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeLostPartialPicture {
         pub fn new(picture_reference: PictureReference, first_mb: u16, number_of_mbs: u16) -> Self {
@@ -12555,6 +14142,7 @@ pub mod multimedia_system_control {
                 picture_reference,
                 first_mb,
                 number_of_mbs,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12567,6 +14155,9 @@ pub mod multimedia_system_control {
         pub encryption_sync: EncryptionSync,
         #[rasn(identifier = "multiplePayloadStream")]
         pub multiple_payload_stream: Option<MultiplePayloadStream>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeEncryptionUpdateCommand {
         pub fn new(
@@ -12576,6 +14167,7 @@ pub mod multimedia_system_control {
             Self {
                 encryption_sync,
                 multiple_payload_stream,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12586,10 +14178,16 @@ pub mod multimedia_system_control {
     pub struct MiscellaneousCommandTypeEncryptionUpdateAck {
         #[rasn(value("0..=255"), identifier = "synchFlag")]
         pub synch_flag: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommandTypeEncryptionUpdateAck {
         pub fn new(synch_flag: u8) -> Self {
-            Self { synch_flag }
+            Self {
+                synch_flag,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12638,6 +14236,9 @@ pub mod multimedia_system_control {
         encryptionUpdateCommand(MiscellaneousCommandTypeEncryptionUpdateCommand),
         #[rasn(extension_addition)]
         encryptionUpdateAck(MiscellaneousCommandTypeEncryptionUpdateAck),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12649,6 +14250,9 @@ pub mod multimedia_system_control {
         pub r_type: MiscellaneousCommandType,
         #[rasn(extension_addition)]
         pub direction: Option<EncryptionUpdateDirection>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousCommand {
         pub fn new(
@@ -12660,6 +14264,7 @@ pub mod multimedia_system_control {
                 logical_channel_number,
                 r_type,
                 direction,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12674,6 +14279,9 @@ pub mod multimedia_system_control {
         pub number_of_mbs: u16,
         #[rasn(value("0..=255"), identifier = "temporalReference")]
         pub temporal_reference: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousIndicationTypeVideoNotDecodedMBs {
         pub fn new(first_mb: u16, number_of_mbs: u16, temporal_reference: u8) -> Self {
@@ -12681,6 +14289,7 @@ pub mod multimedia_system_control {
                 first_mb,
                 number_of_mbs,
                 temporal_reference,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12704,6 +14313,9 @@ pub mod multimedia_system_control {
         videoNotDecodedMBs(MiscellaneousIndicationTypeVideoNotDecodedMBs),
         #[rasn(extension_addition)]
         transportCapability(TransportCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12713,6 +14325,9 @@ pub mod multimedia_system_control {
         pub logical_channel_number: LogicalChannelNumber,
         #[rasn(identifier = "type")]
         pub r_type: MiscellaneousIndicationType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MiscellaneousIndication {
         pub fn new(
@@ -12722,6 +14337,7 @@ pub mod multimedia_system_control {
             Self {
                 logical_channel_number,
                 r_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12732,6 +14348,9 @@ pub mod multimedia_system_control {
     pub enum MobileMultilinkReconfigurationCommandStatus {
         synchronized(()),
         reconfiguration(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -12742,6 +14361,9 @@ pub mod multimedia_system_control {
         #[rasn(value("1..=255"), identifier = "samplesPerFrame")]
         pub samples_per_frame: u8,
         pub status: MobileMultilinkReconfigurationCommandStatus,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MobileMultilinkReconfigurationCommand {
         pub fn new(
@@ -12753,6 +14375,7 @@ pub mod multimedia_system_control {
                 sample_size,
                 samples_per_frame,
                 status,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12764,12 +14387,16 @@ pub mod multimedia_system_control {
         pub sample_size: u8,
         #[rasn(value("1..=255"), identifier = "samplesPerFrame")]
         pub samples_per_frame: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MobileMultilinkReconfigurationIndication {
         pub fn new(sample_size: u8, samples_per_frame: u8) -> Self {
             Self {
                 sample_size,
                 samples_per_frame,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12794,6 +14421,9 @@ pub mod multimedia_system_control {
         pub multiplexed_stream_mode_parameters: Option<MultiplexedStreamModeParameters>,
         #[rasn(extension_addition, identifier = "logicalChannelNumber")]
         pub logical_channel_number: Option<LogicalChannelNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ModeElement {
         pub fn new(
@@ -12813,6 +14443,7 @@ pub mod multimedia_system_control {
                 generic_mode_parameters,
                 multiplexed_stream_mode_parameters,
                 logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12837,6 +14468,9 @@ pub mod multimedia_system_control {
         depFecMode(Box<DepFECMode>),
         #[rasn(extension_addition)]
         fecMode(Box<FECMode>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12847,12 +14481,16 @@ pub mod multimedia_system_control {
         pub network: OctetString,
         #[rasn(value("0..=65535"), identifier = "tsapIdentifier")]
         pub tsap_identifier: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MulticastAddressIPAddress {
         pub fn new(network: OctetString, tsap_identifier: u16) -> Self {
             Self {
                 network,
                 tsap_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12865,12 +14503,16 @@ pub mod multimedia_system_control {
         pub network: OctetString,
         #[rasn(value("0..=65535"), identifier = "tsapIdentifier")]
         pub tsap_identifier: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MulticastAddressIP6Address {
         pub fn new(network: OctetString, tsap_identifier: u16) -> Self {
             Self {
                 network,
                 tsap_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12884,20 +14526,31 @@ pub mod multimedia_system_control {
         nsap(OctetString),
         #[rasn(extension_addition)]
         nonStandardAddress(H245NonStandardParameter),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct MultilinkIndicationCrcDesired {}
+    pub struct MultilinkIndicationCrcDesired {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl MultilinkIndicationCrcDesired {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for MultilinkIndicationCrcDesired {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -12907,11 +14560,15 @@ pub mod multimedia_system_control {
     pub struct MultilinkIndicationExcessiveError {
         #[rasn(identifier = "connectionIdentifier")]
         pub connection_identifier: ConnectionIdentifier,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkIndicationExcessiveError {
         pub fn new(connection_identifier: ConnectionIdentifier) -> Self {
             Self {
                 connection_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12922,6 +14579,9 @@ pub mod multimedia_system_control {
         nonStandard(H245NonStandardMessage),
         crcDesired(MultilinkIndicationCrcDesired),
         excessiveError(MultilinkIndicationExcessiveError),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12930,11 +14590,15 @@ pub mod multimedia_system_control {
     pub struct MultilinkRequestCallInformation {
         #[rasn(value("1..=65535"), identifier = "maxNumberOfAdditionalConnections")]
         pub max_number_of_additional_connections: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkRequestCallInformation {
         pub fn new(max_number_of_additional_connections: u16) -> Self {
             Self {
                 max_number_of_additional_connections,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12947,6 +14611,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(identifier = "dialingInformation")]
         pub dialing_information: DialingInformation,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkRequestAddConnection {
         pub fn new(
@@ -12956,6 +14623,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 dialing_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12966,11 +14634,15 @@ pub mod multimedia_system_control {
     pub struct MultilinkRequestRemoveConnection {
         #[rasn(identifier = "connectionIdentifier")]
         pub connection_identifier: ConnectionIdentifier,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkRequestRemoveConnection {
         pub fn new(connection_identifier: ConnectionIdentifier) -> Self {
             Self {
                 connection_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -12982,6 +14654,9 @@ pub mod multimedia_system_control {
         currentIntervalInformation(()),
         #[rasn(value("0..=65535"))]
         requestedInterval(u16),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -12990,10 +14665,16 @@ pub mod multimedia_system_control {
     pub struct MultilinkRequestMaximumHeaderInterval {
         #[rasn(identifier = "requestType")]
         pub request_type: MultilinkRequestMaximumHeaderIntervalRequestType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkRequestMaximumHeaderInterval {
         pub fn new(request_type: MultilinkRequestMaximumHeaderIntervalRequestType) -> Self {
-            Self { request_type }
+            Self {
+                request_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13005,6 +14686,9 @@ pub mod multimedia_system_control {
         addConnection(MultilinkRequestAddConnection),
         removeConnection(MultilinkRequestRemoveConnection),
         maximumHeaderInterval(MultilinkRequestMaximumHeaderInterval),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13015,12 +14699,16 @@ pub mod multimedia_system_control {
         pub dialing_information: DialingInformation,
         #[rasn(value("0..=4294967295"), identifier = "callAssociationNumber")]
         pub call_association_number: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkResponseCallInformation {
         pub fn new(dialing_information: DialingInformation, call_association_number: u32) -> Self {
             Self {
                 dialing_information,
                 call_association_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13031,6 +14719,9 @@ pub mod multimedia_system_control {
     pub enum MultilinkResponseAddConnectionResponseCodeRejected {
         connectionsNotAvailable(()),
         userRejected(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13039,6 +14730,9 @@ pub mod multimedia_system_control {
     pub enum MultilinkResponseAddConnectionResponseCode {
         accepted(()),
         rejected(MultilinkResponseAddConnectionResponseCodeRejected),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13049,6 +14743,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(identifier = "responseCode")]
         pub response_code: MultilinkResponseAddConnectionResponseCode,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkResponseAddConnection {
         pub fn new(
@@ -13058,6 +14755,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 response_code,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13068,11 +14766,15 @@ pub mod multimedia_system_control {
     pub struct MultilinkResponseRemoveConnection {
         #[rasn(identifier = "connectionIdentifier")]
         pub connection_identifier: ConnectionIdentifier,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkResponseRemoveConnection {
         pub fn new(connection_identifier: ConnectionIdentifier) -> Self {
             Self {
                 connection_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13083,10 +14785,16 @@ pub mod multimedia_system_control {
     pub struct MultilinkResponseMaximumHeaderInterval {
         #[rasn(value("0..=65535"), identifier = "currentInterval")]
         pub current_interval: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultilinkResponseMaximumHeaderInterval {
         pub fn new(current_interval: u16) -> Self {
-            Self { current_interval }
+            Self {
+                current_interval,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13098,6 +14806,9 @@ pub mod multimedia_system_control {
         addConnection(MultilinkResponseAddConnection),
         removeConnection(MultilinkResponseRemoveConnection),
         maximumHeaderInterval(MultilinkResponseMaximumHeaderInterval),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -13107,16 +14818,25 @@ pub mod multimedia_system_control {
         response(ResponseMessage),
         command(CommandMessage),
         indication(IndicationMessage),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
     pub struct MultiplePayloadStream {
         pub elements: SequenceOf<MultiplePayloadStreamElement>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplePayloadStream {
         pub fn new(elements: SequenceOf<MultiplePayloadStreamElement>) -> Self {
-            Self { elements }
+            Self {
+                elements,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13125,10 +14845,16 @@ pub mod multimedia_system_control {
     pub struct MultiplePayloadStreamCapability {
         #[rasn(size("1..=256"))]
         pub capabilities: SetOf<AlternativeCapabilitySet>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplePayloadStreamCapability {
         pub fn new(capabilities: SetOf<AlternativeCapabilitySet>) -> Self {
-            Self { capabilities }
+            Self {
+                capabilities,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13139,12 +14865,16 @@ pub mod multimedia_system_control {
         pub data_type: DataType,
         #[rasn(value("0..=127"), identifier = "payloadType")]
         pub payload_type: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplePayloadStreamElement {
         pub fn new(data_type: DataType, payload_type: Option<u8>) -> Self {
             Self {
                 data_type,
                 payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13154,10 +14884,16 @@ pub mod multimedia_system_control {
     pub struct MultiplePayloadStreamElementMode {
         #[rasn(identifier = "type")]
         pub r_type: ModeElementType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplePayloadStreamElementMode {
         pub fn new(r_type: ModeElementType) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13165,10 +14901,16 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub struct MultiplePayloadStreamMode {
         pub elements: SequenceOf<MultiplePayloadStreamElementMode>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplePayloadStreamMode {
         pub fn new(elements: SequenceOf<MultiplePayloadStreamElementMode>) -> Self {
-            Self { elements }
+            Self {
+                elements,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13183,6 +14925,9 @@ pub mod multimedia_system_control {
         h2250Capability(H2250Capability),
         #[rasn(extension_addition)]
         genericMultiplexCapability(GenericCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13246,6 +14991,9 @@ pub mod multimedia_system_control {
     pub enum MultiplexEntryRejectionDescriptionsCause {
         unspecifiedCause(()),
         descriptorTooComplex(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -13254,6 +15002,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "multiplexTableEntryNumber")]
         pub multiplex_table_entry_number: MultiplexTableEntryNumber,
         pub cause: MultiplexEntryRejectionDescriptionsCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexEntryRejectionDescriptions {
         pub fn new(
@@ -13263,6 +15014,7 @@ pub mod multimedia_system_control {
             Self {
                 multiplex_table_entry_number,
                 cause,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13274,6 +15026,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(size("1..=15"), identifier = "multiplexEntryDescriptors")]
         pub multiplex_entry_descriptors: SetOf<MultiplexEntryDescriptor>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexEntrySend {
         pub fn new(
@@ -13283,6 +15038,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 multiplex_entry_descriptors,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13294,6 +15050,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(size("1..=15"), identifier = "multiplexTableEntryNumber")]
         pub multiplex_table_entry_number: SetOf<MultiplexTableEntryNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexEntrySendAck {
         pub fn new(
@@ -13303,6 +15062,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 multiplex_table_entry_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13314,6 +15074,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(size("1..=15"), identifier = "rejectionDescriptions")]
         pub rejection_descriptions: SetOf<MultiplexEntryRejectionDescriptions>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexEntrySendReject {
         pub fn new(
@@ -13323,6 +15086,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 rejection_descriptions,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13332,11 +15096,15 @@ pub mod multimedia_system_control {
     pub struct MultiplexEntrySendRelease {
         #[rasn(size("1..=15"), identifier = "multiplexTableEntryNumber")]
         pub multiplex_table_entry_number: SetOf<MultiplexTableEntryNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexEntrySendRelease {
         pub fn new(multiplex_table_entry_number: SetOf<MultiplexTableEntryNumber>) -> Self {
             Self {
                 multiplex_table_entry_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13347,6 +15115,9 @@ pub mod multimedia_system_control {
         nonStandard(H245NonStandardParameter),
         h222Capability(H222Capability),
         h223Capability(H223Capability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate, value("1..=15"))]
@@ -13361,6 +15132,9 @@ pub mod multimedia_system_control {
         pub control_on_mux_stream: bool,
         #[rasn(size("1..=256"), identifier = "capabilityOnMuxStream")]
         pub capability_on_mux_stream: Option<SetOf<AlternativeCapabilitySet>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexedStreamCapability {
         pub fn new(
@@ -13372,6 +15146,7 @@ pub mod multimedia_system_control {
                 multiplex_format,
                 control_on_mux_stream,
                 capability_on_mux_stream,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13381,11 +15156,15 @@ pub mod multimedia_system_control {
     pub struct MultiplexedStreamModeParameters {
         #[rasn(identifier = "logicalChannelNumber")]
         pub logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexedStreamModeParameters {
         pub fn new(logical_channel_number: LogicalChannelNumber) -> Self {
             Self {
                 logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13397,12 +15176,16 @@ pub mod multimedia_system_control {
         pub multiplex_format: MultiplexFormat,
         #[rasn(identifier = "controlOnMuxStream")]
         pub control_on_mux_stream: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultiplexedStreamParameter {
         pub fn new(multiplex_format: MultiplexFormat, control_on_mux_stream: bool) -> Self {
             Self {
                 multiplex_format,
                 control_on_mux_stream,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13416,6 +15199,9 @@ pub mod multimedia_system_control {
         pub multi_uni_cast_conference: bool,
         #[rasn(identifier = "mediaDistributionCapability")]
         pub media_distribution_capability: SequenceOf<MediaDistributionCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl MultipointCapability {
         pub fn new(
@@ -13427,6 +15213,7 @@ pub mod multimedia_system_control {
                 multicast_capability,
                 multi_uni_cast_conference,
                 media_distribution_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13437,6 +15224,9 @@ pub mod multimedia_system_control {
     pub enum NetworkAccessParametersDistribution {
         unicast(()),
         multicast(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13453,6 +15243,9 @@ pub mod multimedia_system_control {
         )]
         e164Address(Ia5String),
         localAreaAddress(H245TransportAddress),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13462,6 +15255,9 @@ pub mod multimedia_system_control {
         originateCall(()),
         waitForCall(()),
         issueQuery(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -13476,6 +15272,9 @@ pub mod multimedia_system_control {
         pub external_reference: Option<OctetString>,
         #[rasn(extension_addition, identifier = "t120SetupProcedure")]
         pub t120_setup_procedure: Option<NetworkAccessParametersT120SetupProcedure>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NetworkAccessParameters {
         pub fn new(
@@ -13491,6 +15290,7 @@ pub mod multimedia_system_control {
                 associate_conference,
                 external_reference,
                 t120_setup_procedure,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13502,6 +15302,9 @@ pub mod multimedia_system_control {
         nullClockRecovery(()),
         srtsClockRecovery(()),
         adaptiveClockRecovery(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13512,6 +15315,9 @@ pub mod multimedia_system_control {
         longInterleaver(()),
         shortInterleaver(()),
         errorCorrectionOnly(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13526,6 +15332,9 @@ pub mod multimedia_system_control {
         pub structured_data_transfer: bool,
         #[rasn(identifier = "partiallyFilledCells")]
         pub partially_filled_cells: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCCommandAalAal1 {
         pub fn new(
@@ -13539,6 +15348,7 @@ pub mod multimedia_system_control {
                 error_correction,
                 structured_data_transfer,
                 partially_filled_cells,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13551,12 +15361,16 @@ pub mod multimedia_system_control {
         pub forward_maximum_sdusize: u16,
         #[rasn(value("0..=65535"), identifier = "backwardMaximumSDUSize")]
         pub backward_maximum_sdusize: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCCommandAalAal5 {
         pub fn new(forward_maximum_sdusize: u16, backward_maximum_sdusize: u16) -> Self {
             Self {
                 forward_maximum_sdusize,
                 backward_maximum_sdusize,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13567,6 +15381,9 @@ pub mod multimedia_system_control {
     pub enum NewATMVCCommandAal {
         aal1(NewATMVCCommandAalAal1),
         aal5(NewATMVCCommandAalAal5),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13576,6 +15393,9 @@ pub mod multimedia_system_control {
         noMultiplex(()),
         transportStream(()),
         programStream(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13585,6 +15405,9 @@ pub mod multimedia_system_control {
         noMultiplex(()),
         transportStream(()),
         programStream(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13598,6 +15421,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "bitRateLockedToNetworkClock")]
         pub bit_rate_locked_to_network_clock: bool,
         pub multiplex: NewATMVCCommandReverseParametersMultiplex,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCCommandReverseParameters {
         pub fn new(
@@ -13611,6 +15437,7 @@ pub mod multimedia_system_control {
                 bit_rate_locked_to_pcrclock,
                 bit_rate_locked_to_network_clock,
                 multiplex,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13630,6 +15457,9 @@ pub mod multimedia_system_control {
         pub multiplex: NewATMVCCommandMultiplex,
         #[rasn(identifier = "reverseParameters")]
         pub reverse_parameters: NewATMVCCommandReverseParameters,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCCommand {
         pub fn new(
@@ -13649,6 +15479,7 @@ pub mod multimedia_system_control {
                 aal,
                 multiplex,
                 reverse_parameters,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13660,6 +15491,9 @@ pub mod multimedia_system_control {
         nullClockRecovery(()),
         srtsClockRecovery(()),
         adaptiveClockRecovery(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13670,6 +15504,9 @@ pub mod multimedia_system_control {
         longInterleaver(()),
         shortInterleaver(()),
         errorCorrectionOnly(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13684,6 +15521,9 @@ pub mod multimedia_system_control {
         pub structured_data_transfer: bool,
         #[rasn(identifier = "partiallyFilledCells")]
         pub partially_filled_cells: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCIndicationAalAal1 {
         pub fn new(
@@ -13697,6 +15537,7 @@ pub mod multimedia_system_control {
                 error_correction,
                 structured_data_transfer,
                 partially_filled_cells,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13709,12 +15550,16 @@ pub mod multimedia_system_control {
         pub forward_maximum_sdusize: u16,
         #[rasn(value("0..=65535"), identifier = "backwardMaximumSDUSize")]
         pub backward_maximum_sdusize: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCIndicationAalAal5 {
         pub fn new(forward_maximum_sdusize: u16, backward_maximum_sdusize: u16) -> Self {
             Self {
                 forward_maximum_sdusize,
                 backward_maximum_sdusize,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13725,6 +15570,9 @@ pub mod multimedia_system_control {
     pub enum NewATMVCIndicationAal {
         aal1(NewATMVCIndicationAalAal1),
         aal5(NewATMVCIndicationAalAal5),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13734,6 +15582,9 @@ pub mod multimedia_system_control {
         noMultiplex(()),
         transportStream(()),
         programStream(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13743,6 +15594,9 @@ pub mod multimedia_system_control {
         noMultiplex(()),
         transportStream(()),
         programStream(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13756,6 +15610,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "bitRateLockedToNetworkClock")]
         pub bit_rate_locked_to_network_clock: bool,
         pub multiplex: NewATMVCIndicationReverseParametersMultiplex,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCIndicationReverseParameters {
         pub fn new(
@@ -13769,6 +15626,7 @@ pub mod multimedia_system_control {
                 bit_rate_locked_to_pcrclock,
                 bit_rate_locked_to_network_clock,
                 multiplex,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13788,6 +15646,9 @@ pub mod multimedia_system_control {
         pub multiplex: NewATMVCIndicationMultiplex,
         #[rasn(extension_addition, identifier = "reverseParameters")]
         pub reverse_parameters: Option<NewATMVCIndicationReverseParameters>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NewATMVCIndication {
         pub fn new(
@@ -13807,6 +15668,7 @@ pub mod multimedia_system_control {
                 aal,
                 multiplex,
                 reverse_parameters,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13816,26 +15678,38 @@ pub mod multimedia_system_control {
     pub struct NoPTAudioTelephonyEventCapability {
         #[rasn(identifier = "audioTelephoneEvent")]
         pub audio_telephone_event: GeneralString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl NoPTAudioTelephonyEventCapability {
         pub fn new(audio_telephone_event: GeneralString) -> Self {
             Self {
                 audio_telephone_event,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct NoPTAudioToneCapability {}
+    pub struct NoPTAudioToneCapability {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl NoPTAudioToneCapability {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for NoPTAudioToneCapability {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -13850,6 +15724,9 @@ pub mod multimedia_system_control {
         h2250LogicalChannelParameters(H2250LogicalChannelParameters),
         #[rasn(extension_addition)]
         none(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13867,6 +15744,9 @@ pub mod multimedia_system_control {
         pub forward_logical_channel_dependency: Option<LogicalChannelNumber>,
         #[rasn(extension_addition, identifier = "replacementFor")]
         pub replacement_for: Option<LogicalChannelNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelForwardLogicalChannelParameters {
         pub fn new(
@@ -13882,6 +15762,7 @@ pub mod multimedia_system_control {
                 multiplex_parameters,
                 forward_logical_channel_dependency,
                 replacement_for,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13894,6 +15775,9 @@ pub mod multimedia_system_control {
         v76LogicalChannelParameters(V76LogicalChannelParameters),
         #[rasn(extension_addition)]
         h2250LogicalChannelParameters(H2250LogicalChannelParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13909,6 +15793,9 @@ pub mod multimedia_system_control {
         pub reverse_logical_channel_dependency: Option<LogicalChannelNumber>,
         #[rasn(extension_addition, identifier = "replacementFor")]
         pub replacement_for: Option<LogicalChannelNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelReverseLogicalChannelParameters {
         pub fn new(
@@ -13924,6 +15811,7 @@ pub mod multimedia_system_control {
                 multiplex_parameters,
                 reverse_logical_channel_dependency,
                 replacement_for,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13944,6 +15832,9 @@ pub mod multimedia_system_control {
         pub encryption_sync: Option<EncryptionSync>,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannel {
         pub fn new(
@@ -13963,6 +15854,7 @@ pub mod multimedia_system_control {
                 separate_stack,
                 encryption_sync,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -13974,6 +15866,9 @@ pub mod multimedia_system_control {
         h222LogicalChannelParameters(H222LogicalChannelParameters),
         #[rasn(extension_addition)]
         h2250LogicalChannelParameters(H2250LogicalChannelParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -13989,6 +15884,9 @@ pub mod multimedia_system_control {
             Option<OpenLogicalChannelAckReverseLogicalChannelParametersMultiplexParameters>,
         #[rasn(extension_addition, identifier = "replacementFor")]
         pub replacement_for: Option<LogicalChannelNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelAckReverseLogicalChannelParameters {
         pub fn new(
@@ -14004,6 +15902,7 @@ pub mod multimedia_system_control {
                 port_number,
                 multiplex_parameters,
                 replacement_for,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14013,6 +15912,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum OpenLogicalChannelAckForwardMultiplexAckParameters {
         h2250LogicalChannelAckParameters(H2250LogicalChannelAckParameters),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14032,6 +15934,9 @@ pub mod multimedia_system_control {
         pub encryption_sync: Option<EncryptionSync>,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelAck {
         pub fn new(
@@ -14053,6 +15958,7 @@ pub mod multimedia_system_control {
                 forward_multiplex_ack_parameters,
                 encryption_sync,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14064,6 +15970,9 @@ pub mod multimedia_system_control {
         pub forward_logical_channel_number: LogicalChannelNumber,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelConfirm {
         pub fn new(
@@ -14073,6 +15982,7 @@ pub mod multimedia_system_control {
             Self {
                 forward_logical_channel_number,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14107,6 +16017,9 @@ pub mod multimedia_system_control {
         securityDenied(()),
         #[rasn(extension_addition)]
         qoSControlNotSupported(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14117,6 +16030,9 @@ pub mod multimedia_system_control {
         pub cause: OpenLogicalChannelRejectCause,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl OpenLogicalChannelReject {
         pub fn new(
@@ -14128,6 +16044,7 @@ pub mod multimedia_system_control {
                 forward_logical_channel_number,
                 cause,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14142,6 +16059,9 @@ pub mod multimedia_system_control {
         uuid(OctetString),
         #[rasn(size("1..=64"))]
         domainBased(Ia5String),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -14160,6 +16080,9 @@ pub mod multimedia_system_control {
         unsigned32Max(u32),
         octetString(OctetString),
         genericParameter(SequenceOf<GenericParameter>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -14169,6 +16092,9 @@ pub mod multimedia_system_control {
         pictureNumber(u16),
         #[rasn(value("0..=255"))]
         longTermPictureIndex(u8),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14179,6 +16105,9 @@ pub mod multimedia_system_control {
         internationalNumber(NumericString),
         #[rasn(size("1..=20"))]
         nsapAddress(OctetString),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14187,12 +16116,16 @@ pub mod multimedia_system_control {
         pub address: Q2931AddressAddress,
         #[rasn(size("1..=20"))]
         pub subaddress: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl Q2931Address {
         pub fn new(address: Q2931AddressAddress, subaddress: Option<OctetString>) -> Self {
             Self {
                 address,
                 subaddress,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14218,6 +16151,9 @@ pub mod multimedia_system_control {
         pub qos_descriptor: Option<QOSDescriptor>,
         #[rasn(extension_addition, value("0..=63"), identifier = "dscpValue")]
         pub dscp_value: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl QOSCapability {
         pub fn new(
@@ -14241,6 +16177,7 @@ pub mod multimedia_system_control {
                 authorization_parameter,
                 qos_descriptor,
                 dscp_value,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14254,6 +16191,9 @@ pub mod multimedia_system_control {
         class3(()),
         class4(()),
         class5(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14265,6 +16205,9 @@ pub mod multimedia_system_control {
         pub qos_type: QOSType,
         #[rasn(identifier = "qosClass")]
         pub qos_class: QOSClass,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl QOSDescriptor {
         pub fn new(
@@ -14276,6 +16219,7 @@ pub mod multimedia_system_control {
                 non_standard_data,
                 qos_type,
                 qos_class,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14285,6 +16229,9 @@ pub mod multimedia_system_control {
     pub enum QOSMode {
         guaranteedQOS(()),
         controlledLoad(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -14292,6 +16239,9 @@ pub mod multimedia_system_control {
     pub enum QOSType {
         desired(()),
         required(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14309,6 +16259,9 @@ pub mod multimedia_system_control {
         pub min_policed: Option<u32>,
         #[rasn(value("1..=4294967295"), identifier = "maxPktSize")]
         pub max_pkt_size: Option<u32>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RSVPParameters {
         pub fn new(
@@ -14326,6 +16279,7 @@ pub mod multimedia_system_control {
                 peak_rate,
                 min_policed,
                 max_pkt_size,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14337,6 +16291,9 @@ pub mod multimedia_system_control {
         roundrobin(()),
         #[rasn(size("1..=256"))]
         custom(SequenceOf<RTPH263VideoRedundancyFrameMapping>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Anonymous SEQUENCE OF member "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14360,6 +16317,9 @@ pub mod multimedia_system_control {
         pub frame_to_thread_mapping: RTPH263VideoRedundancyEncodingFrameToThreadMapping,
         #[rasn(identifier = "containedThreads")]
         pub contained_threads: Option<RTPH263VideoRedundancyEncodingContainedThreads>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RTPH263VideoRedundancyEncoding {
         pub fn new(
@@ -14373,6 +16333,7 @@ pub mod multimedia_system_control {
                 frames_between_sync_points,
                 frame_to_thread_mapping,
                 contained_threads,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14394,6 +16355,9 @@ pub mod multimedia_system_control {
         pub thread_number: u8,
         #[rasn(identifier = "frameSequence")]
         pub frame_sequence: RTPH263VideoRedundancyFrameMappingFrameSequence,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RTPH263VideoRedundancyFrameMapping {
         pub fn new(
@@ -14403,6 +16367,7 @@ pub mod multimedia_system_control {
             Self {
                 thread_number,
                 frame_sequence,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14415,6 +16380,9 @@ pub mod multimedia_system_control {
         #[rasn(value("1..=32768", extensible), identifier = "rfc-number")]
         rfc_number(Integer),
         oid(ObjectIdentifier),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14424,6 +16392,9 @@ pub mod multimedia_system_control {
         pub payload_descriptor: RTPPayloadTypePayloadDescriptor,
         #[rasn(value("0..=127"), identifier = "payloadType")]
         pub payload_type: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RTPPayloadType {
         pub fn new(
@@ -14433,6 +16404,7 @@ pub mod multimedia_system_control {
             Self {
                 payload_descriptor,
                 payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14443,13 +16415,20 @@ pub mod multimedia_system_control {
     pub struct RedundancyEncodingRtpRedundancyEncoding {
         pub primary: Option<RedundancyEncodingElement>,
         pub secondary: Option<SequenceOf<RedundancyEncodingElement>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingRtpRedundancyEncoding {
         pub fn new(
             primary: Option<RedundancyEncodingElement>,
             secondary: Option<SequenceOf<RedundancyEncodingElement>>,
         ) -> Self {
-            Self { primary, secondary }
+            Self {
+                primary,
+                secondary,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14462,6 +16441,9 @@ pub mod multimedia_system_control {
         pub secondary_encoding: Option<Box<DataType>>,
         #[rasn(extension_addition, identifier = "rtpRedundancyEncoding")]
         pub rtp_redundancy_encoding: Option<RedundancyEncodingRtpRedundancyEncoding>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncoding {
         pub fn new(
@@ -14473,6 +16455,7 @@ pub mod multimedia_system_control {
                 redundancy_encoding_method,
                 secondary_encoding,
                 rtp_redundancy_encoding,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14486,6 +16469,9 @@ pub mod multimedia_system_control {
         pub primary_encoding: CapabilityTableEntryNumber,
         #[rasn(size("1..=256"), identifier = "secondaryEncoding")]
         pub secondary_encoding: Option<SequenceOf<CapabilityTableEntryNumber>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingCapability {
         pub fn new(
@@ -14497,6 +16483,7 @@ pub mod multimedia_system_control {
                 redundancy_encoding_method,
                 primary_encoding,
                 secondary_encoding,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14508,6 +16495,9 @@ pub mod multimedia_system_control {
         pub redundancy_encoding_method: RedundancyEncodingMethod,
         pub primary: RedundancyEncodingDTModeElement,
         pub secondary: SequenceOf<RedundancyEncodingDTModeElement>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingDTMode {
         pub fn new(
@@ -14519,6 +16509,7 @@ pub mod multimedia_system_control {
                 redundancy_encoding_method,
                 primary,
                 secondary,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14535,6 +16526,9 @@ pub mod multimedia_system_control {
         h235Mode(H235Mode),
         #[rasn(extension_addition)]
         fecMode(FECMode),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14542,10 +16536,16 @@ pub mod multimedia_system_control {
     pub struct RedundancyEncodingDTModeElement {
         #[rasn(identifier = "type")]
         pub r_type: Box<RedundancyEncodingDTModeElementType>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingDTModeElement {
         pub fn new(r_type: Box<RedundancyEncodingDTModeElementType>) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14556,12 +16556,16 @@ pub mod multimedia_system_control {
         pub data_type: Box<DataType>,
         #[rasn(value("0..=127"), identifier = "payloadType")]
         pub payload_type: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingElement {
         pub fn new(data_type: Box<DataType>, payload_type: Option<u8>) -> Self {
             Self {
                 data_type,
                 payload_type,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14573,6 +16577,9 @@ pub mod multimedia_system_control {
         rtpAudioRedundancyEncoding(()),
         #[rasn(extension_addition)]
         rtpH263VideoRedundancyEncoding(RTPH263VideoRedundancyEncoding),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14581,6 +16588,9 @@ pub mod multimedia_system_control {
     pub enum RedundancyEncodingModeSecondaryEncoding {
         nonStandard(H245NonStandardParameter),
         audioData(AudioMode),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14590,6 +16600,9 @@ pub mod multimedia_system_control {
         pub redundancy_encoding_method: RedundancyEncodingMethod,
         #[rasn(identifier = "secondaryEncoding")]
         pub secondary_encoding: Option<RedundancyEncodingModeSecondaryEncoding>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RedundancyEncodingMode {
         pub fn new(
@@ -14599,6 +16612,7 @@ pub mod multimedia_system_control {
             Self {
                 redundancy_encoding_method,
                 secondary_encoding,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14619,6 +16633,9 @@ pub mod multimedia_system_control {
         pub cif16_additional_picture_memory: Option<u16>,
         #[rasn(value("1..=256"), identifier = "bigCpfAdditionalPictureMemory")]
         pub big_cpf_additional_picture_memory: Option<u16>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RefPictureSelectionAdditionalPictureMemory {
         pub fn new(
@@ -14636,6 +16653,7 @@ pub mod multimedia_system_control {
                 cif4_additional_picture_memory,
                 cif16_additional_picture_memory,
                 big_cpf_additional_picture_memory,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14649,6 +16667,9 @@ pub mod multimedia_system_control {
         nackMessageOnly(()),
         ackOrNackMessageOnly(()),
         ackAndNackMessage(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14661,6 +16682,9 @@ pub mod multimedia_system_control {
         pub mpu_vert_mbs: u8,
         #[rasn(value("1..=65536"), identifier = "mpuTotalNumber")]
         pub mpu_total_number: u32,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RefPictureSelectionEnhancedReferencePicSelectSubPictureRemovalParameters {
         pub fn new(mpu_horiz_mbs: u8, mpu_vert_mbs: u8, mpu_total_number: u32) -> Self {
@@ -14668,6 +16692,7 @@ pub mod multimedia_system_control {
                 mpu_horiz_mbs,
                 mpu_vert_mbs,
                 mpu_total_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14679,6 +16704,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "subPictureRemovalParameters")]
         pub sub_picture_removal_parameters:
             Option<RefPictureSelectionEnhancedReferencePicSelectSubPictureRemovalParameters>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RefPictureSelectionEnhancedReferencePicSelect {
         pub fn new(
@@ -14688,6 +16716,7 @@ pub mod multimedia_system_control {
         ) -> Self {
             Self {
                 sub_picture_removal_parameters,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14703,6 +16732,9 @@ pub mod multimedia_system_control {
         pub video_back_channel_send: RefPictureSelectionVideoBackChannelSend,
         #[rasn(extension_addition, identifier = "enhancedReferencePicSelect")]
         pub enhanced_reference_pic_select: Option<RefPictureSelectionEnhancedReferencePicSelect>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RefPictureSelection {
         pub fn new(
@@ -14716,6 +16748,7 @@ pub mod multimedia_system_control {
                 video_mux,
                 video_back_channel_send,
                 enhanced_reference_pic_select,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14726,6 +16759,9 @@ pub mod multimedia_system_control {
         masterActivate(()),
         slaveActivate(()),
         deActivate(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14734,6 +16770,9 @@ pub mod multimedia_system_control {
     pub enum RemoteMCResponseReject {
         unspecified(()),
         functionNotSupported(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -14741,6 +16780,9 @@ pub mod multimedia_system_control {
     pub enum RemoteMCResponse {
         accept(()),
         reject(RemoteMCResponseReject),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14748,11 +16790,15 @@ pub mod multimedia_system_control {
     pub struct RequestAllTerminalIDsResponse {
         #[rasn(identifier = "terminalInformation")]
         pub terminal_information: SequenceOf<TerminalInformation>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestAllTerminalIDsResponse {
         pub fn new(terminal_information: SequenceOf<TerminalInformation>) -> Self {
             Self {
                 terminal_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14767,6 +16813,9 @@ pub mod multimedia_system_control {
         reservationFailure(()),
         #[rasn(extension_addition, value("0..=255"))]
         networkErrorCode(u8),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14778,6 +16827,9 @@ pub mod multimedia_system_control {
         pub qos_capability: Option<QOSCapability>,
         #[rasn(extension_addition)]
         pub reason: Option<RequestChannelCloseReason>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestChannelClose {
         pub fn new(
@@ -14789,6 +16841,7 @@ pub mod multimedia_system_control {
                 forward_logical_channel_number,
                 qos_capability,
                 reason,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14798,11 +16851,15 @@ pub mod multimedia_system_control {
     pub struct RequestChannelCloseAck {
         #[rasn(identifier = "forwardLogicalChannelNumber")]
         pub forward_logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestChannelCloseAck {
         pub fn new(forward_logical_channel_number: LogicalChannelNumber) -> Self {
             Self {
                 forward_logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14812,6 +16869,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum RequestChannelCloseRejectCause {
         unspecified(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14820,6 +16880,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "forwardLogicalChannelNumber")]
         pub forward_logical_channel_number: LogicalChannelNumber,
         pub cause: RequestChannelCloseRejectCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestChannelCloseReject {
         pub fn new(
@@ -14829,6 +16892,7 @@ pub mod multimedia_system_control {
             Self {
                 forward_logical_channel_number,
                 cause,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14838,11 +16902,15 @@ pub mod multimedia_system_control {
     pub struct RequestChannelCloseRelease {
         #[rasn(identifier = "forwardLogicalChannelNumber")]
         pub forward_logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestChannelCloseRelease {
         pub fn new(forward_logical_channel_number: LogicalChannelNumber) -> Self {
             Self {
                 forward_logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14871,6 +16939,9 @@ pub mod multimedia_system_control {
         logicalChannelRateRequest(LogicalChannelRateRequest),
         #[rasn(extension_addition)]
         genericRequest(GenericMessage),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14880,6 +16951,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(size("1..=256"), identifier = "requestedModes")]
         pub requested_modes: SequenceOf<ModeDescription>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMode {
         pub fn new(
@@ -14889,6 +16963,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 requested_modes,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14899,6 +16974,9 @@ pub mod multimedia_system_control {
     pub enum RequestModeAckResponse {
         willTransmitMostPreferredMode(()),
         willTransmitLessPreferredMode(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14907,12 +16985,16 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "sequenceNumber")]
         pub sequence_number: SequenceNumber,
         pub response: RequestModeAckResponse,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestModeAck {
         pub fn new(sequence_number: SequenceNumber, response: RequestModeAckResponse) -> Self {
             Self {
                 sequence_number,
                 response,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -14924,6 +17006,9 @@ pub mod multimedia_system_control {
         modeUnavailable(()),
         multipointConstraint(()),
         requestDenied(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -14932,27 +17017,39 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "sequenceNumber")]
         pub sequence_number: SequenceNumber,
         pub cause: RequestModeRejectCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestModeReject {
         pub fn new(sequence_number: SequenceNumber, cause: RequestModeRejectCause) -> Self {
             Self {
                 sequence_number,
                 cause,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
     #[non_exhaustive]
-    pub struct RequestModeRelease {}
+    pub struct RequestModeRelease {
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
+    }
     impl RequestModeRelease {
         pub fn new() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     impl std::default::Default for RequestModeRelease {
         fn default() -> Self {
-            Self {}
+            Self {
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14961,10 +17058,16 @@ pub mod multimedia_system_control {
     pub struct RequestMultiplexEntry {
         #[rasn(size("1..=15"), identifier = "entryNumbers")]
         pub entry_numbers: SetOf<MultiplexTableEntryNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMultiplexEntry {
         pub fn new(entry_numbers: SetOf<MultiplexTableEntryNumber>) -> Self {
-            Self { entry_numbers }
+            Self {
+                entry_numbers,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14973,10 +17076,16 @@ pub mod multimedia_system_control {
     pub struct RequestMultiplexEntryAck {
         #[rasn(size("1..=15"), identifier = "entryNumbers")]
         pub entry_numbers: SetOf<MultiplexTableEntryNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMultiplexEntryAck {
         pub fn new(entry_numbers: SetOf<MultiplexTableEntryNumber>) -> Self {
-            Self { entry_numbers }
+            Self {
+                entry_numbers,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -14987,6 +17096,9 @@ pub mod multimedia_system_control {
         pub entry_numbers: SetOf<MultiplexTableEntryNumber>,
         #[rasn(size("1..=15"), identifier = "rejectionDescriptions")]
         pub rejection_descriptions: SetOf<RequestMultiplexEntryRejectionDescriptions>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMultiplexEntryReject {
         pub fn new(
@@ -14996,6 +17108,7 @@ pub mod multimedia_system_control {
             Self {
                 entry_numbers,
                 rejection_descriptions,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15005,6 +17118,9 @@ pub mod multimedia_system_control {
     #[non_exhaustive]
     pub enum RequestMultiplexEntryRejectionDescriptionsCause {
         unspecifiedCause(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15013,6 +17129,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "multiplexTableEntryNumber")]
         pub multiplex_table_entry_number: MultiplexTableEntryNumber,
         pub cause: RequestMultiplexEntryRejectionDescriptionsCause,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMultiplexEntryRejectionDescriptions {
         pub fn new(
@@ -15022,6 +17141,7 @@ pub mod multimedia_system_control {
             Self {
                 multiplex_table_entry_number,
                 cause,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15031,10 +17151,16 @@ pub mod multimedia_system_control {
     pub struct RequestMultiplexEntryRelease {
         #[rasn(size("1..=15"), identifier = "entryNumbers")]
         pub entry_numbers: SetOf<MultiplexTableEntryNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RequestMultiplexEntryRelease {
         pub fn new(entry_numbers: SetOf<MultiplexTableEntryNumber>) -> Self {
-            Self { entry_numbers }
+            Self {
+                entry_numbers,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -15072,6 +17198,9 @@ pub mod multimedia_system_control {
         logicalChannelRateReject(LogicalChannelRateReject),
         #[rasn(extension_addition)]
         genericResponse(GenericMessage),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15079,10 +17208,16 @@ pub mod multimedia_system_control {
     pub struct RoundTripDelayRequest {
         #[rasn(identifier = "sequenceNumber")]
         pub sequence_number: SequenceNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RoundTripDelayRequest {
         pub fn new(sequence_number: SequenceNumber) -> Self {
-            Self { sequence_number }
+            Self {
+                sequence_number,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -15091,10 +17226,16 @@ pub mod multimedia_system_control {
     pub struct RoundTripDelayResponse {
         #[rasn(identifier = "sequenceNumber")]
         pub sequence_number: SequenceNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl RoundTripDelayResponse {
         pub fn new(sequence_number: SequenceNumber) -> Self {
-            Self { sequence_number }
+            Self {
+                sequence_number,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -15108,6 +17249,9 @@ pub mod multimedia_system_control {
         pub capability_table_entry_numbers: Option<SetOf<CapabilityTableEntryNumber>>,
         #[rasn(size("1..=256"), identifier = "capabilityDescriptorNumbers")]
         pub capability_descriptor_numbers: Option<SetOf<CapabilityDescriptorNumber>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SendTerminalCapabilitySetSpecificRequest {
         pub fn new(
@@ -15119,6 +17263,7 @@ pub mod multimedia_system_control {
                 multiplex_capability,
                 capability_table_entry_numbers,
                 capability_descriptor_numbers,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15128,6 +17273,9 @@ pub mod multimedia_system_control {
     pub enum SendTerminalCapabilitySet {
         specificRequest(SendTerminalCapabilitySetSpecificRequest),
         genericRequest(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(delegate, value("0..=255"))]
@@ -15146,6 +17294,9 @@ pub mod multimedia_system_control {
         pub service_class: Option<u16>,
         #[rasn(extension_addition, value("0..=255"), identifier = "serviceSubclass")]
         pub service_subclass: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServicePriority {
         pub fn new(
@@ -15161,6 +17312,7 @@ pub mod multimedia_system_control {
                 service_priority_value,
                 service_class,
                 service_subclass,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15172,6 +17324,9 @@ pub mod multimedia_system_control {
         pub non_standard_parameter: Option<H245NonStandardParameter>,
         #[rasn(extension_addition, value("0..=255"))]
         pub value: Option<u8>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl ServicePriorityValue {
         pub fn new(
@@ -15181,6 +17336,7 @@ pub mod multimedia_system_control {
             Self {
                 non_standard_parameter,
                 value,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15190,11 +17346,15 @@ pub mod multimedia_system_control {
     pub struct SubstituteConferenceIDCommand {
         #[rasn(size("16"), identifier = "conferenceIdentifier")]
         pub conference_identifier: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl SubstituteConferenceIDCommand {
         pub fn new(conference_identifier: OctetString) -> Self {
             Self {
                 conference_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15216,6 +17376,9 @@ pub mod multimedia_system_control {
         pub t38_fax_udp_options: Option<T38FaxUdpOptions>,
         #[rasn(extension_addition, identifier = "t38FaxTcpOptions")]
         pub t38_fax_tcp_options: Option<T38FaxTcpOptions>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl T38FaxProfile {
         pub fn new(
@@ -15235,6 +17398,7 @@ pub mod multimedia_system_control {
                 t38_fax_rate_management,
                 t38_fax_udp_options,
                 t38_fax_tcp_options,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15244,6 +17408,9 @@ pub mod multimedia_system_control {
     pub enum T38FaxRateManagement {
         localTCF(()),
         transferredTCF(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15251,11 +17418,15 @@ pub mod multimedia_system_control {
     pub struct T38FaxTcpOptions {
         #[rasn(identifier = "t38TCPBidirectionalMode")]
         pub t38_tcpbidirectional_mode: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl T38FaxTcpOptions {
         pub fn new(t38_tcpbidirectional_mode: bool) -> Self {
             Self {
                 t38_tcpbidirectional_mode,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15266,6 +17437,9 @@ pub mod multimedia_system_control {
     pub enum T38FaxUdpOptionsT38FaxUdpEC {
         t38UDPFEC(()),
         t38UDPRedundancy(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15331,6 +17505,9 @@ pub mod multimedia_system_control {
         pub dig_photo_high_seq: bool,
         #[rasn(identifier = "digPhotoHighProg")]
         pub dig_photo_high_prog: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl T84ProfileT84Restricted {
         pub fn new(
@@ -15374,6 +17551,7 @@ pub mod multimedia_system_control {
                 dig_photo_med_prog,
                 dig_photo_high_seq,
                 dig_photo_high_prog,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15399,6 +17577,9 @@ pub mod multimedia_system_control {
         pub capability_descriptors: Option<SetOf<CapabilityDescriptor>>,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalCapabilitySet {
         pub fn new(
@@ -15416,6 +17597,7 @@ pub mod multimedia_system_control {
                 capability_table,
                 capability_descriptors,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15427,6 +17609,9 @@ pub mod multimedia_system_control {
         pub sequence_number: SequenceNumber,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalCapabilitySetAck {
         pub fn new(
@@ -15436,6 +17621,7 @@ pub mod multimedia_system_control {
             Self {
                 sequence_number,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15455,6 +17641,9 @@ pub mod multimedia_system_control {
         undefinedTableEntryUsed(()),
         descriptorCapacityExceeded(()),
         tableEntryCapacityExceeded(TerminalCapabilitySetRejectCauseTableEntryCapacityExceeded),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15465,6 +17654,9 @@ pub mod multimedia_system_control {
         pub cause: TerminalCapabilitySetRejectCause,
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalCapabilitySetReject {
         pub fn new(
@@ -15476,6 +17668,7 @@ pub mod multimedia_system_control {
                 sequence_number,
                 cause,
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15485,11 +17678,15 @@ pub mod multimedia_system_control {
     pub struct TerminalCapabilitySetRelease {
         #[rasn(extension_addition, identifier = "genericInformation")]
         pub generic_information: Option<SequenceOf<GenericInformation>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalCapabilitySetRelease {
         pub fn new(generic_information: Option<SequenceOf<GenericInformation>>) -> Self {
             Self {
                 generic_information,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15504,12 +17701,16 @@ pub mod multimedia_system_control {
         pub terminal_label: TerminalLabel,
         #[rasn(identifier = "terminalID")]
         pub terminal_id: TerminalID,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalInformation {
         pub fn new(terminal_label: TerminalLabel, terminal_id: TerminalID) -> Self {
             Self {
                 terminal_label,
                 terminal_id,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15521,12 +17722,16 @@ pub mod multimedia_system_control {
         pub mcu_number: McuNumber,
         #[rasn(identifier = "terminalNumber")]
         pub terminal_number: TerminalNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalLabel {
         pub fn new(mcu_number: McuNumber, terminal_number: TerminalNumber) -> Self {
             Self {
                 mcu_number,
                 terminal_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15543,6 +17748,9 @@ pub mod multimedia_system_control {
         pub sub_picture_number: u8,
         #[rasn(extension_addition, identifier = "mcuNumber")]
         pub mcu_number: Option<McuNumber>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TerminalYouAreSeeingInSubPictureNumber {
         pub fn new(
@@ -15554,6 +17762,7 @@ pub mod multimedia_system_control {
                 terminal_number,
                 sub_picture_number,
                 mcu_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15571,6 +17780,9 @@ pub mod multimedia_system_control {
         pub scale_x: u8,
         #[rasn(value("1..=255"), identifier = "scale-y")]
         pub scale_y: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TransparencyParameters {
         pub fn new(
@@ -15586,6 +17798,7 @@ pub mod multimedia_system_control {
                 offset_y,
                 scale_x,
                 scale_y,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15599,6 +17812,9 @@ pub mod multimedia_system_control {
         pub q_oscapabilities: Option<SequenceOf<QOSCapability>>,
         #[rasn(size("1..=256"), identifier = "mediaChannelCapabilities")]
         pub media_channel_capabilities: Option<SequenceOf<MediaChannelCapability>>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl TransportCapability {
         pub fn new(
@@ -15610,6 +17826,7 @@ pub mod multimedia_system_control {
                 non_standard,
                 q_oscapabilities,
                 media_channel_capabilities,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15622,12 +17839,16 @@ pub mod multimedia_system_control {
         pub network: OctetString,
         #[rasn(value("0..=65535"), identifier = "tsapIdentifier")]
         pub tsap_identifier: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnicastAddressIPAddress {
         pub fn new(network: OctetString, tsap_identifier: u16) -> Self {
             Self {
                 network,
                 tsap_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15642,6 +17863,9 @@ pub mod multimedia_system_control {
         pub netnum: OctetString,
         #[rasn(size("2"), identifier = "tsapIdentifier")]
         pub tsap_identifier: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnicastAddressIPXAddress {
         pub fn new(node: OctetString, netnum: OctetString, tsap_identifier: OctetString) -> Self {
@@ -15649,6 +17873,7 @@ pub mod multimedia_system_control {
                 node,
                 netnum,
                 tsap_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15661,12 +17886,16 @@ pub mod multimedia_system_control {
         pub network: OctetString,
         #[rasn(value("0..=65535"), identifier = "tsapIdentifier")]
         pub tsap_identifier: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnicastAddressIP6Address {
         pub fn new(network: OctetString, tsap_identifier: u16) -> Self {
             Self {
                 network,
                 tsap_identifier,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15698,6 +17927,9 @@ pub mod multimedia_system_control {
         #[rasn(value("0..=65535"), identifier = "tsapIdentifier")]
         pub tsap_identifier: u16,
         pub route: UnicastAddressIPSourceRouteAddressRoute,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UnicastAddressIPSourceRouteAddress {
         pub fn new(
@@ -15711,6 +17943,7 @@ pub mod multimedia_system_control {
                 network,
                 tsap_identifier,
                 route,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15728,6 +17961,9 @@ pub mod multimedia_system_control {
         nsap(OctetString),
         #[rasn(extension_addition)]
         nonStandardAddress(H245NonStandardParameter),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(choice, automatic_tags)]
@@ -15752,6 +17988,9 @@ pub mod multimedia_system_control {
         secureDTMF(()),
         #[rasn(extension_addition)]
         genericUserInputCapability(GenericCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -15768,6 +18007,9 @@ pub mod multimedia_system_control {
         encryptedIA5String(()),
         #[rasn(extension_addition)]
         encryptedGeneralString(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -15780,6 +18022,9 @@ pub mod multimedia_system_control {
         pub expiration_time: Option<u32>,
         #[rasn(identifier = "logicalChannelNumber")]
         pub logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationSignalRtp {
         pub fn new(
@@ -15791,6 +18036,7 @@ pub mod multimedia_system_control {
                 timestamp,
                 expiration_time,
                 logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15820,6 +18066,9 @@ pub mod multimedia_system_control {
         pub encrypted_signal_type: Option<OctetString>,
         #[rasn(extension_addition, identifier = "algorithmOID")]
         pub algorithm_oid: Option<ObjectIdentifier>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationSignal {
         pub fn new(
@@ -15839,6 +18088,7 @@ pub mod multimedia_system_control {
                 param_s,
                 encrypted_signal_type,
                 algorithm_oid,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15849,11 +18099,15 @@ pub mod multimedia_system_control {
     pub struct UserInputIndicationSignalUpdateRtp {
         #[rasn(identifier = "logicalChannelNumber")]
         pub logical_channel_number: LogicalChannelNumber,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationSignalUpdateRtp {
         pub fn new(logical_channel_number: LogicalChannelNumber) -> Self {
             Self {
                 logical_channel_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15865,10 +18119,17 @@ pub mod multimedia_system_control {
         #[rasn(value("1..=65535"))]
         pub duration: u16,
         pub rtp: Option<UserInputIndicationSignalUpdateRtp>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationSignalUpdate {
         pub fn new(duration: u16, rtp: Option<UserInputIndicationSignalUpdateRtp>) -> Self {
-            Self { duration, rtp }
+            Self {
+                duration,
+                rtp,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -15881,6 +18142,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "paramS")]
         pub param_s: Option<H245Params>,
         pub encrypted: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationExtendedAlphanumericEncryptedAlphanumeric {
         pub fn new(
@@ -15892,6 +18156,7 @@ pub mod multimedia_system_control {
                 algorithm_oid,
                 param_s,
                 encrypted,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15906,6 +18171,9 @@ pub mod multimedia_system_control {
         #[rasn(extension_addition, identifier = "encryptedAlphanumeric")]
         pub encrypted_alphanumeric:
             Option<UserInputIndicationExtendedAlphanumericEncryptedAlphanumeric>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationExtendedAlphanumeric {
         pub fn new(
@@ -15919,6 +18187,7 @@ pub mod multimedia_system_control {
                 alphanumeric,
                 rtp_payload_indication,
                 encrypted_alphanumeric,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15932,6 +18201,9 @@ pub mod multimedia_system_control {
         #[rasn(identifier = "paramS")]
         pub param_s: Option<H245Params>,
         pub encrypted: OctetString,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl UserInputIndicationEncryptedAlphanumeric {
         pub fn new(
@@ -15943,6 +18215,7 @@ pub mod multimedia_system_control {
                 algorithm_oid,
                 param_s,
                 encrypted,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15964,6 +18237,9 @@ pub mod multimedia_system_control {
         encryptedAlphanumeric(UserInputIndicationEncryptedAlphanumeric),
         #[rasn(extension_addition)]
         genericInformation(SequenceOf<GenericInformation>),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -15973,12 +18249,16 @@ pub mod multimedia_system_control {
         pub number_of_codewords: u32,
         #[rasn(value("1..=256"), identifier = "maximumStringLength")]
         pub maximum_string_length: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V42bis {
         pub fn new(number_of_codewords: u32, maximum_string_length: u16) -> Self {
             Self {
                 number_of_codewords,
                 maximum_string_length,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -15988,10 +18268,16 @@ pub mod multimedia_system_control {
     pub struct V75Capability {
         #[rasn(identifier = "audioHeader")]
         pub audio_header: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V75Capability {
         pub fn new(audio_header: bool) -> Self {
-            Self { audio_header }
+            Self {
+                audio_header,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -16000,11 +18286,15 @@ pub mod multimedia_system_control {
     pub struct V75Parameters {
         #[rasn(identifier = "audioHeaderPresent")]
         pub audio_header_present: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V75Parameters {
         pub fn new(audio_header_present: bool) -> Self {
             Self {
                 audio_header_present,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16042,6 +18332,9 @@ pub mod multimedia_system_control {
         pub max_window_size_capability: u8,
         #[rasn(identifier = "v75Capability")]
         pub v75_capability: V75Capability,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V76Capability {
         pub fn new(
@@ -16077,6 +18370,7 @@ pub mod multimedia_system_control {
                 n401_capability,
                 max_window_size_capability,
                 v75_capability,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16090,6 +18384,9 @@ pub mod multimedia_system_control {
         pub n401: u16,
         #[rasn(identifier = "loopbackTestProcedure")]
         pub loopback_test_procedure: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V76HDLCParameters {
         pub fn new(crc_length: CRCLength, n401: u16, loopback_test_procedure: bool) -> Self {
@@ -16097,6 +18394,7 @@ pub mod multimedia_system_control {
                 crc_length,
                 n401,
                 loopback_test_procedure,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16108,6 +18406,9 @@ pub mod multimedia_system_control {
         noSuspendResume(()),
         suspendResumewAddress(()),
         suspendResumewoAddress(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -16117,6 +18418,9 @@ pub mod multimedia_system_control {
         rej(()),
         sREJ(()),
         mSREJ(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[doc = " Inner type "]
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -16126,12 +18430,16 @@ pub mod multimedia_system_control {
         #[rasn(value("1..=127"), identifier = "windowSize")]
         pub window_size: u8,
         pub recovery: V76LogicalChannelParametersModeERMRecovery,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V76LogicalChannelParametersModeERM {
         pub fn new(window_size: u8, recovery: V76LogicalChannelParametersModeERMRecovery) -> Self {
             Self {
                 window_size,
                 recovery,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16142,6 +18450,9 @@ pub mod multimedia_system_control {
     pub enum V76LogicalChannelParametersMode {
         eRM(V76LogicalChannelParametersModeERM),
         uNERM(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -16156,6 +18467,9 @@ pub mod multimedia_system_control {
         pub mode: V76LogicalChannelParametersMode,
         #[rasn(identifier = "v75Parameters")]
         pub v75_parameters: V75Parameters,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl V76LogicalChannelParameters {
         pub fn new(
@@ -16171,6 +18485,7 @@ pub mod multimedia_system_control {
                 u_ih,
                 mode,
                 v75_parameters,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16180,6 +18495,9 @@ pub mod multimedia_system_control {
     pub enum V76ModeParameters {
         suspendResumewAddress(()),
         suspendResumewoAddress(()),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -16187,10 +18505,16 @@ pub mod multimedia_system_control {
     pub struct VBDCapability {
         #[rasn(identifier = "type")]
         pub r_type: Box<AudioCapability>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VBDCapability {
         pub fn new(r_type: Box<AudioCapability>) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -16199,10 +18523,16 @@ pub mod multimedia_system_control {
     pub struct VBDMode {
         #[rasn(identifier = "type")]
         pub r_type: Box<AudioMode>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VBDMode {
         pub fn new(r_type: Box<AudioMode>) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -16228,6 +18558,9 @@ pub mod multimedia_system_control {
         pub structured_data_transfer: bool,
         #[rasn(identifier = "partiallyFilledCells")]
         pub partially_filled_cells: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VCCapabilityAal1 {
         pub fn new(
@@ -16251,6 +18584,7 @@ pub mod multimedia_system_control {
                 error_correction_only,
                 structured_data_transfer,
                 partially_filled_cells,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16263,12 +18597,16 @@ pub mod multimedia_system_control {
         pub forward_maximum_sdusize: u16,
         #[rasn(value("0..=65535"), identifier = "backwardMaximumSDUSize")]
         pub backward_maximum_sdusize: u16,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VCCapabilityAal5 {
         pub fn new(forward_maximum_sdusize: u16, backward_maximum_sdusize: u16) -> Self {
             Self {
                 forward_maximum_sdusize,
                 backward_maximum_sdusize,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16304,10 +18642,16 @@ pub mod multimedia_system_control {
     pub struct VCCapabilityAvailableBitRates {
         #[rasn(identifier = "type")]
         pub r_type: VCCapabilityAvailableBitRatesType,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VCCapabilityAvailableBitRates {
         pub fn new(r_type: VCCapabilityAvailableBitRatesType) -> Self {
-            Self { r_type }
+            Self {
+                r_type,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[doc = " Inner type "]
@@ -16335,6 +18679,9 @@ pub mod multimedia_system_control {
         pub structured_data_transfer: bool,
         #[rasn(identifier = "partiallyFilledCells")]
         pub partially_filled_cells: bool,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VCCapabilityAal1ViaGateway {
         pub fn new(
@@ -16360,6 +18707,7 @@ pub mod multimedia_system_control {
                 error_correction_only,
                 structured_data_transfer,
                 partially_filled_cells,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16377,6 +18725,9 @@ pub mod multimedia_system_control {
         pub available_bit_rates: VCCapabilityAvailableBitRates,
         #[rasn(extension_addition, identifier = "aal1ViaGateway")]
         pub aal1_via_gateway: Option<VCCapabilityAal1ViaGateway>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VCCapability {
         pub fn new(
@@ -16394,6 +18745,7 @@ pub mod multimedia_system_control {
                 program_stream,
                 available_bit_rates,
                 aal1_via_gateway,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16406,6 +18758,9 @@ pub mod multimedia_system_control {
         pub product_number: Option<OctetString>,
         #[rasn(size("1..=256"), identifier = "versionNumber")]
         pub version_number: Option<OctetString>,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VendorIdentification {
         pub fn new(
@@ -16417,6 +18772,7 @@ pub mod multimedia_system_control {
                 vendor,
                 product_number,
                 version_number,
+                _unknown_extensions: ::core::default::Default::default(),
             }
         }
     }
@@ -16433,6 +18789,9 @@ pub mod multimedia_system_control {
         genericVideoCapability(GenericCapability),
         #[rasn(extension_addition)]
         extendedVideoCapability(ExtendedVideoCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
     #[rasn(automatic_tags)]
@@ -16440,10 +18799,16 @@ pub mod multimedia_system_control {
     pub struct VideoIndicateCompose {
         #[rasn(value("0..=255"), identifier = "compositionNumber")]
         pub composition_number: u8,
+        #[rasn(unknown_extensions)]
+        #[doc(hidden)]
+        pub _unknown_extensions: rasn::types::UnknownExtensions,
     }
     impl VideoIndicateCompose {
         pub fn new(composition_number: u8) -> Self {
-            Self { composition_number }
+            Self {
+                composition_number,
+                _unknown_extensions: ::core::default::Default::default(),
+            }
         }
     }
     #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
@@ -16457,5 +18822,8 @@ pub mod multimedia_system_control {
         is11172VideoMode(IS11172VideoMode),
         #[rasn(extension_addition)]
         genericVideoMode(GenericCapability),
+        #[rasn(unknown_extension)]
+        #[doc(hidden)]
+        UnknownExtension(rasn::types::UnknownChoiceExtension),
     }
 }

@@ -187,6 +187,8 @@ macro_rules! each_ras_seq {
                 Some($x) => $body,
                 None => return None,
             },
+            // A message type from a later H.225.0 version: no known fields.
+            RasMessage::UnknownExtension(_) => return None,
         }
     };
 }

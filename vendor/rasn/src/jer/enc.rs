@@ -526,6 +526,30 @@ impl crate::Encoder<'_> for Encoder {
         }
     }
 
+    // PATCH(h323-proxy): JER cannot name an alternative the type does not
+    // know. Write `{"unknownExtension": {"index": n, "data": "HEX"}}` so that
+    // tools still show the rest of the message (JER decoding rejects it).
+    fn encode_unknown_choice_extension(
+        &mut self,
+        _c: &crate::types::Constraints,
+        value: &crate::types::UnknownChoiceExtension,
+        _: Identifier,
+    ) -> Result<(), Self::Error> {
+        let data = value
+            .data
+            .iter()
+            .fold(alloc::string::String::new(), |mut acc, byte| {
+                acc.push_str(&alloc::format!("{byte:02X}"));
+                acc
+            });
+        let mut inner = ValueMap::new();
+        inner.insert("index".into(), Value::from(value.index));
+        inner.insert("data".into(), Value::String(data));
+        let mut choice = ValueMap::new();
+        choice.insert("unknownExtension".into(), Value::Object(inner));
+        self.update_root_or_constructed(Value::Object(choice))
+    }
+
     fn encode_extension_addition<E: crate::Encode>(
         &mut self,
         _t: Tag,
