@@ -697,7 +697,8 @@ fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
     run(&mut r, &mut t, 20 * MS, &mut gks);
     // An RRQ with an extension addition this proxy does not know (as a
     // later H.225.0 version would send): relayed to the gatekeeper with it.
-    let RasMessage::registrationRequest(mut m) = ras::decode(&rrq(1, "carol", "1003", EP1)).unwrap()
+    let RasMessage::registrationRequest(mut m) =
+        ras::decode(&rrq(1, "carol", "1003", EP1)).unwrap()
     else {
         unreachable!()
     };
@@ -738,7 +739,10 @@ fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
         ras::decode(&unknown_type).unwrap(),
         RasMessage::UnknownExtension(_)
     ));
-    assert_eq!(ras::encode(&ras::decode(&unknown_type).unwrap()).unwrap(), unknown_type);
+    assert_eq!(
+        ras::encode(&ras::decode(&unknown_type).unwrap()).unwrap(),
+        unknown_type
+    );
     r.handle_endpoint(t, addr(EP2), &unknown_type);
     assert!(pump(&mut r, t, &mut gks).is_empty());
     assert_eq!(r.stats().refused, refused + 1);

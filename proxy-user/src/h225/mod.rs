@@ -4,6 +4,10 @@
 //! (`proxy-user/asn1`, regenerated with `cargo xtask codegen`); `ras` and
 //! `uuie` are the hand-written doors into it: decode, encode, names and the
 //! key fields the rest of the proxy and `proxy decode` print.
+//!
+//! Extension additions and alternatives of a later H.225.0 version are kept
+//! (`_unknown_extensions` fields and `UnknownExtension` variants, see
+//! `vendor/rasn/PATCH.md`), so decode then encode gives the same bytes.
 
 pub mod asn;
 pub mod corpus;
