@@ -116,7 +116,7 @@ unsafe impl aya::Pod for EndpointKey {}
 /// Longest keepalive request and RCF answer the kernel handles; longer ones
 /// stay with userspace. Lightweight RRQ/RCF pairs are 40-100 bytes.
 pub const KA_MAX: usize = 112;
-/// Shortest request the kernel handles (the hash reads 8-byte words).
+/// Shortest request the kernel handles.
 pub const KA_MIN: usize = 16;
 /// Offset of `requestSeqNum` in an aligned-PER RRQ or RCF: the CHOICE index
 /// and the SEQUENCE preamble (extension bit, three optional-field bits)
@@ -131,11 +131,12 @@ pub const KA_SEQ_OFF: usize = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeepaliveEntry {
-    /// [`ka_hash`] of the learned request, requestSeqNum masked.
+    /// [`ka_request_hash`] of the learned request, requestSeqNum masked.
     pub req_hash: u64,
-    /// [`ka_hash`] of the endpointIdentifier bytes in the request.
+    /// [`ka_eid_hash`] of the endpointIdentifier in the request.
     pub eid_hash: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last kernel answer.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC, at tick resolution) of
+    /// the last kernel answer.
     pub last_ns: u64,
     /// Keepalives the kernel answered for this endpoint.
     pub answered: u64,
@@ -155,7 +156,7 @@ pub struct KeepaliveEntry {
     /// Reserved, zero.
     pub pad: [u16; 3],
     /// The RCF, zero-padded, requestSeqNum zero.
-    pub rcf: [u8; KA_MAX],
+    pub rcf: RcfBytes,
 }
 
 impl Default for KeepaliveEntry {
@@ -172,7 +173,7 @@ impl Default for KeepaliveEntry {
             rcf_len: 0,
             rcf_csum: 0,
             pad: [0; 3],
-            rcf: [0; KA_MAX],
+            rcf: RcfBytes([0; KA_MAX]),
         }
     }
 }
@@ -181,6 +182,12 @@ impl Default for KeepaliveEntry {
 // SAFETY: repr(C) with u64 fields first, u16 fields filling 16 bytes and a
 // byte array of a multiple of 8: no implicit padding; any bits are valid.
 unsafe impl aya::Pod for KeepaliveEntry {}
+
+/// An RCF template, 8-byte aligned so the kernel copies it a word at a
+/// time.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RcfBytes(pub [u8; KA_MAX]);
 
 /// Fast-path settings (single slot of the `FP_CONFIG` array).
 #[repr(C)]
@@ -196,15 +203,63 @@ pub struct FastpathSettings {
     pub rate_interval_ns: u64,
     /// How far ahead of that spacing answers may run (burst × spacing), ns.
     pub rate_slack_ns: u64,
+    /// The proxy's endpoint-facing address, checked before the
+    /// `LOCAL_ADDRS` lookup (most keepalives go to it).
+    pub endpoint_addr: LocalAddr,
+    /// Non-zero when `endpoint_addr` is set.
+    pub has_endpoint_addr: u32,
+    /// Reserved, zero.
+    pub pad2: u32,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), no implicit padding, every bit pattern valid.
 unsafe impl aya::Pod for FastpathSettings {}
 
+/// The frame the benchmark programs put back before every run (single slot
+/// of `BENCH_FRAME`), so BPF_PROG_TEST_RUN can repeat a program that
+/// rewrites the frame without timing each run separately.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchFrame {
+    /// Bytes of `bytes` in use (1..=256).
+    pub len: u32,
+    /// Reserved, zero.
+    pub pad: u32,
+    /// The frame.
+    pub bytes: [u8; 256],
+}
+
+impl Default for BenchFrame {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            pad: 0,
+            bytes: [0; 256],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no implicit padding, every bit pattern valid.
+unsafe impl aya::Pod for BenchFrame {}
+
+/// How far the `bench_stage_*` programs run the fast path before they
+/// return XDP_PASS: where its time goes.
+pub mod bench_stage {
+    /// Frame copied, headers walked, packet counted.
+    pub const PARSED: u32 = 1;
+    /// And the proxy address and the endpoint looked up.
+    pub const LOOKED_UP: u32 = 2;
+    /// And the request's words loaded and hashed.
+    pub const HASHED: u32 = 3;
+    /// The whole answer (XDP_TX).
+    pub const ANSWERED: u32 = 4;
+}
+
 /// A local address of the proxy (key of `LOCAL_ADDRS`): the kernel answers
 /// only keepalives sent to one of them. Same encoding as [`EndpointKey::addr`].
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LocalAddr {
     /// Address, IPv4-mapped for IPv4.
@@ -326,52 +381,95 @@ pub fn ka_mix(h: u64, w: u64) -> u64 {
 /// Seed of [`ka_hash`].
 pub const KA_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// Offset of the `i`-th 8-byte word the hash reads in a region of `len`
-/// bytes (`len >= 8`): words at 0, 8, 16 ..., the last one pulled back to
-/// end at `len` (it may overlap its predecessor). `None` past the end.
+/// Mask of the bytes `[lo, hi)` of a request that fall in its 8-byte word
+/// at offset `at` (little-endian: byte `k` of the word is bits `8k..8k+8`).
 #[inline(always)]
-pub fn ka_word_at(i: usize, len: usize) -> Option<usize> {
-    let off = i * 8;
-    if off >= len || len < 8 {
-        None
-    } else if off + 8 > len {
-        Some(len - 8)
-    } else {
-        Some(off)
+pub fn ka_range_mask(at: usize, lo: usize, hi: usize) -> u64 {
+    let lo = if lo > at { lo - at } else { 0 };
+    let hi = if hi > at { hi - at } else { 0 };
+    let lo = if lo > 8 { 8 } else { lo };
+    let hi = if hi > 8 { 8 } else { hi };
+    if hi <= lo {
+        return 0;
     }
+    let top = if hi == 8 { !0 } else { (1u64 << (8 * hi)) - 1 };
+    let bottom = if lo == 0 { 0 } else { (1u64 << (8 * lo)) - 1 };
+    top & !bottom
 }
 
-/// Mask applied to the word read at offset `at` of a request: zeroes the
+/// Mask applied to the word at offset `at` of a request: zeroes the
 /// requestSeqNum bytes when the word covers them.
 #[inline(always)]
 pub fn ka_seq_mask(at: usize) -> u64 {
-    if at <= KA_SEQ_OFF && KA_SEQ_OFF + 2 <= at + 8 {
-        !(0xffffu64 << ((KA_SEQ_OFF - at) * 8))
-    } else {
-        !0
-    }
+    !ka_range_mask(at, KA_SEQ_OFF, KA_SEQ_OFF + 2)
 }
 
-/// The hash the kernel computes over a request (`mask_seq`) or over its
-/// endpointIdentifier, by reading the same words with [`ka_word_at`].
-/// Words past [`KA_MAX`] are ignored, as in the kernel.
-pub fn ka_hash(bytes: &[u8], mask_seq: bool) -> u64 {
+/// The hash the fast path checks a keepalive against: over the whole
+/// request (`len` bytes) with requestSeqNum masked. `word(i)` is the
+/// request's `i`-th 8-byte word, little-endian, zero past its end. The
+/// kernel reads the words from an aligned buffer, userspace from a slice
+/// (see [`ka_word`]); both run this code.
+#[inline(always)]
+pub fn ka_request_hash(len: usize, word: impl Fn(usize) -> u64) -> u64 {
     let mut h = KA_SEED;
     let mut i = 0;
     while i < KA_MAX / 8 {
-        let Some(at) = ka_word_at(i, bytes.len()) else {
+        if i * 8 >= len {
             break;
-        };
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        let mut w = u64::from_le_bytes(w);
-        if mask_seq {
-            w &= ka_seq_mask(at);
         }
-        h = ka_mix(h, w);
+        h = ka_mix(h, word(i) & ka_seq_mask(i * 8));
         i += 1;
     }
     h
+}
+
+/// The hash of the 8-byte words that hold a request's endpointIdentifier
+/// (`eid_len` bytes at `eid_off`; 0 when there are none). The request hash
+/// already covers the identifier; the kernel computes this one only for a
+/// request that does not match, to count a wrong identifier as such.
+#[inline(always)]
+pub fn ka_eid_hash(eid_off: usize, eid_len: usize, word: impl Fn(usize) -> u64) -> u64 {
+    if eid_len == 0 {
+        return 0;
+    }
+    let first = (eid_off / 8) as i64;
+    let end = (eid_off + eid_len).div_ceil(8) as i64;
+    let mut he = KA_SEED;
+    let mut i = 0;
+    while i < KA_MAX / 8 {
+        let w = word(i);
+        // All ones when first <= i < end, without a branch (the verifier
+        // walks this loop once).
+        let sel = (!((i as i64 - first) >> 63) & !((end - 1 - i as i64) >> 63)) as u64;
+        he = (ka_mix(he, w) & sel) | (he & !sel);
+        i += 1;
+    }
+    he
+}
+
+/// The `i`-th little-endian 8-byte word of `bytes`, zero past the end.
+pub fn ka_word(bytes: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    let at = i * 8;
+    if at < bytes.len() {
+        let n = if bytes.len() - at < 8 {
+            bytes.len() - at
+        } else {
+            8
+        };
+        w[..n].copy_from_slice(&bytes[at..at + n]);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// [`ka_request_hash`] and [`ka_eid_hash`] of a request held in a slice: (request hash, hash of the
+/// `eid_len` endpointIdentifier bytes at `eid_off`).
+pub fn ka_hash(request: &[u8], eid_off: usize, eid_len: usize) -> (u64, u64) {
+    let word = |i| ka_word(request, i);
+    (
+        ka_request_hash(request.len(), word),
+        ka_eid_hash(eid_off, eid_len, word),
+    )
 }
 
 /// One's-complement 16-bit sum of `bytes` (big-endian words, odd length
@@ -429,6 +527,47 @@ pub fn ras_slot_of(first: u8) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn range_masks_select_whole_bytes() {
+        assert_eq!(ka_range_mask(0, 0, 8), !0);
+        assert_eq!(ka_range_mask(0, 2, 4), 0xffff_0000);
+        assert_eq!(ka_range_mask(8, 2, 4), 0);
+        assert_eq!(ka_range_mask(8, 6, 11), 0x00ff_ffff);
+        assert_eq!(ka_range_mask(8, 13, 40), 0xffff_ff00_0000_0000);
+        assert_eq!(ka_seq_mask(0), !0xffff_0000);
+        assert_eq!(ka_seq_mask(8), !0);
+    }
+
+    #[test]
+    fn hashes_cover_the_request_and_the_identifier_words() {
+        let req: [u8; 29] = core::array::from_fn(|i| i as u8 + 1);
+        // Identifier at 11..19: words 1 and 2 (bytes 8..24).
+        let (h, he) = ka_hash(&req, 11, 8);
+        let mut seq = req;
+        seq[KA_SEQ_OFF] = 0x77;
+        seq[KA_SEQ_OFF + 1] = 0x78;
+        assert_eq!(ka_hash(&seq, 11, 8), (h, he));
+        let mut tail = req;
+        tail[27] ^= 1;
+        assert_ne!(ka_hash(&tail, 11, 8).0, h);
+        assert_eq!(
+            ka_hash(&tail, 11, 8).1,
+            he,
+            "outside the identifier's words"
+        );
+        let mut id = req;
+        id[18] ^= 1;
+        assert_ne!(ka_hash(&id, 11, 8).1, he);
+        assert_ne!(ka_hash(&id, 11, 8).0, h);
+        // A longer request is another request, even with zeros.
+        let mut longer = [0u8; 30];
+        longer[..29].copy_from_slice(&req);
+        assert_eq!(ka_hash(&longer, 11, 8).0, h, "lengths are compared apart");
+        assert_eq!(ka_hash(&req, 0, 0).1, 0);
+    }
+
     use super::*;
 
     #[test]

@@ -261,7 +261,7 @@ fn default_burst() -> u32 {
 
 impl FastPathConfig {
     /// The settings the kernel reads, for a RAS socket on `ras_port`.
-    pub fn settings(&self, ras_port: u16) -> proxy_common::FastpathSettings {
+    pub fn settings(&self, ras_port: u16, endpoint_addr: IpAddr) -> proxy_common::FastpathSettings {
         let interval = if self.rate_per_second == 0 {
             0
         } else {
@@ -273,6 +273,9 @@ impl FastPathConfig {
             pad: 0,
             rate_interval_ns: interval,
             rate_slack_ns: interval * self.rate_burst as u64,
+            endpoint_addr: crate::offload::local_addr(endpoint_addr),
+            has_endpoint_addr: u32::from(!endpoint_addr.is_unspecified()),
+            pad2: 0,
         }
     }
 }

@@ -32,6 +32,29 @@ pub const PACKETS_MAP: &str = "PACKETS";
 pub const FASTPATH_PROG: &str = "ras_fastpath";
 /// The pass-only baseline program for benchmarks.
 pub const PASS_PROG: &str = "xdp_pass";
+/// Benchmark programs that put `BENCH_FRAME` back before each run (see
+/// `proxy-ebpf/src/bench.rs`): the baseline, the whole fast path, and the
+/// fast path stopped after each stage.
+pub const BENCH_PASS_PROG: &str = "bench_pass";
+/// See [`BENCH_PASS_PROG`].
+pub const BENCH_FASTPATH_PROG: &str = "bench_fastpath";
+/// See [`BENCH_PASS_PROG`]: (program, what it stops after).
+pub const BENCH_STAGE_PROGS: [(&str, &str); 3] = [
+    ("bench_stage_parsed", "frame copy, header walk, counters"),
+    (
+        "bench_stage_looked_up",
+        "+ proxy address and endpoint lookups",
+    ),
+    ("bench_stage_hashed", "+ request load and hashes"),
+];
+/// The frame the benchmark programs put back.
+pub const BENCH_FRAME_MAP: &str = "BENCH_FRAME";
+/// The veth-lab traffic generator and its sink (see [`TrafficGen`]).
+pub const BENCH_GEN_PROG: &str = "bench_gen";
+/// See [`BENCH_GEN_PROG`].
+pub const BENCH_SINK_PROG: &str = "bench_sink";
+/// What the sink counted.
+pub const BENCH_SINK_MAP: &str = "BENCH_SINK";
 /// Learned endpoints.
 pub const KEEPALIVE_MAP: &str = "KEEPALIVE";
 /// The proxy's own addresses.
@@ -295,6 +318,91 @@ impl PeerPass {
             CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
         prog.attach(&name, XdpMode::Driver).map_err(perr)?;
         Ok(Self { _fp: fp })
+    }
+}
+
+/// A traffic generator for the veth lab: `bench_gen` run by
+/// BPF_PROG_TEST_RUN in live-frame mode sends one frame out of an interface
+/// as fast as the CPU allows, and `bench_sink`, attached to the same
+/// interface, counts and drops what comes back. Lives in the calling
+/// thread's network namespace; detached on drop.
+pub struct TrafficGen {
+    fp: FastPath,
+    ifindex: u32,
+    frame: Vec<u8>,
+}
+
+impl TrafficGen {
+    /// Load a private copy of the object, attach the sink to `iface` and
+    /// set the frame to send.
+    pub fn attach(iface: &str, frame: &[u8]) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let instance = format!("trafficgen-{}-{n}", std::process::id());
+        let mut fp = FastPath::load_sized(&instance, 1)?;
+        for name in ALL_MAPS {
+            let _ = std::fs::remove_file(fp.pin_dir.join(name));
+        }
+        let _ = std::fs::remove_dir(&fp.pin_dir);
+        fp.set_bench_frame(frame)?;
+        let name =
+            CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(FastPathError::BadInterface(iface.to_owned()));
+        }
+        let perr = |source| FastPathError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
+        fp.program(BENCH_SINK_PROG, iface)?
+            .attach(&name, XdpMode::Driver)
+            .map_err(perr)?;
+        fp.program(BENCH_GEN_PROG, iface)?;
+        Ok(Self {
+            fp,
+            ifindex,
+            frame: frame.to_vec(),
+        })
+    }
+
+    /// Send the frame `count` times (live-frame mode, batches of 64).
+    pub fn send(&mut self, count: u32) -> Result<()> {
+        use aya::programs::TestRun as _;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        // The kernel wants data_end equal to the frame's length.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
+        let prog = self.fp.program(BENCH_GEN_PROG, "(generator)")?;
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(&self.frame),
+            ctx_in: Some(&ctx),
+            repeat: count,
+            attrs: aya::programs::TestRunAttrs::new().xdp_live_frames(64),
+            ..Default::default()
+        };
+        prog.test_run(opts)
+            .map(drop)
+            .map_err(|source| FastPathError::Program {
+                iface: "(generator)".into(),
+                source,
+            })
+    }
+
+    /// Frames the sink has counted so far.
+    pub fn received(&self) -> Result<u64> {
+        let map = self
+            .fp
+            .ebpf
+            .map(BENCH_SINK_MAP)
+            .ok_or(FastPathError::Missing(BENCH_SINK_MAP))?;
+        let a: PerCpuArray<_, PacketCounter> =
+            PerCpuArray::try_from(map).map_err(map_err(BENCH_SINK_MAP))?;
+        let per_cpu = a.get(&0, 0).map_err(map_err(BENCH_SINK_MAP))?;
+        Ok(per_cpu.iter().map(|c| c.packets).sum())
     }
 }
 
@@ -614,6 +722,21 @@ impl FastPath {
         let mut a: Array<_, FastpathSettings> =
             Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
         a.set(0, &settings, 0).map_err(map_err(FP_CONFIG_MAP))
+    }
+
+    /// The frame the benchmark programs put back before every run.
+    pub fn set_bench_frame(&mut self, frame: &[u8]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(BENCH_FRAME_MAP)
+            .ok_or(FastPathError::Missing(BENCH_FRAME_MAP))?;
+        let mut a: Array<_, proxy_common::BenchFrame> =
+            Array::try_from(map).map_err(map_err(BENCH_FRAME_MAP))?;
+        let mut f = proxy_common::BenchFrame::default();
+        let n = frame.len().min(f.bytes.len());
+        f.bytes[..n].copy_from_slice(&frame[..n]);
+        f.len = n as u32;
+        a.set(0, &f, 0).map_err(map_err(BENCH_FRAME_MAP))
     }
 
     /// Replace the set of addresses the kernel answers for.

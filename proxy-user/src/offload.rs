@@ -67,7 +67,8 @@ pub fn wire_seq(seq: u16) -> [u8; 2] {
     seq.wrapping_sub(1).to_be_bytes()
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns` (and, at tick
+/// resolution, of `bpf_ktime_get_coarse_ns`).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -176,13 +177,10 @@ pub fn entry(
         (Some(off), None) if eid.len() >= 8 => (off, eid.len()),
         _ => (0, 0),
     };
+    let (req_hash, eid_hash) = ka_hash(request, eid_off, eid_len);
     let mut e = KeepaliveEntry {
-        req_hash: ka_hash(request, true),
-        eid_hash: if eid_len > 0 {
-            ka_hash(&request[eid_off..eid_off + eid_len], false)
-        } else {
-            0
-        },
+        req_hash,
+        eid_hash,
         req_len: request.len() as u16,
         eid_off: eid_off as u16,
         eid_len: eid_len as u16,
@@ -190,7 +188,7 @@ pub fn entry(
         rcf_csum: ones_sum(&tpl.bytes),
         ..Default::default()
     };
-    e.rcf[..tpl.len()].copy_from_slice(&tpl.bytes);
+    e.rcf.0[..tpl.len()].copy_from_slice(&tpl.bytes);
     Ok(e)
 }
 
@@ -232,13 +230,27 @@ mod tests {
         let req = keepalive(7, "EP-0001");
         assert_eq!(req[0] & 0xfe, 0x0e, "registrationRequest with extensions");
         let e = entry(&req, 7, "EP-0001", &t).unwrap();
-        assert_eq!(ka_hash(&keepalive(9999, "EP-0001"), true), e.req_hash);
-        assert_ne!(ka_hash(&keepalive(7, "EP-0002"), true), e.req_hash);
+        assert_eq!(ka_hash(&keepalive(9999, "EP-0001"), 0, 0).0, e.req_hash);
+        assert_ne!(ka_hash(&keepalive(7, "EP-0002"), 0, 0).0, e.req_hash);
         assert_eq!(e.eid_len, 14);
         let off = e.eid_off as usize;
-        assert_eq!(ka_hash(&req[off..off + 14], false), e.eid_hash);
+        // The identifier hash covers the words that hold it: another request
+        // with the same identifier at the same place has the same one.
+        let other = keepalive(7, "EP-0001");
+        assert_eq!(ka_hash(&other, off, 14).1, e.eid_hash);
+        let mut changed = req.clone();
+        changed[off + 13] ^= 1;
+        assert_ne!(ka_hash(&changed, off, 14).1, e.eid_hash);
+        changed = req.clone();
+        changed[(off / 8) * 8 - 1] ^= 1;
+        assert_eq!(
+            ka_hash(&changed, off, 14).1,
+            e.eid_hash,
+            "words before it do not count"
+        );
+        assert_ne!(ka_hash(&changed, 0, 0).0, e.req_hash);
         assert_eq!(e.rcf_csum, ones_sum(t.bytes()));
-        assert_eq!(&e.rcf[..t.len()], t.bytes());
+        assert_eq!(&e.rcf.0[..t.len()], t.bytes());
     }
 
     #[test]

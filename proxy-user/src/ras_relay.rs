@@ -1877,7 +1877,7 @@ impl RasRelay {
             let tpl = r.rcf_template.as_ref()?;
             // Build an entry for the kernel only when this keepalive is not
             // the one it already holds (the common case costs one hash).
-            let known = r.offloaded == Some(proxy_common::ka_hash(request, true));
+            let known = r.offloaded == Some(proxy_common::ka_hash(request, 0, 0).0);
             let offer = (!known).then(|| crate::offload::entry(request, seq, id, tpl));
             Some((tpl.answer(seq), offer))
         }) else {

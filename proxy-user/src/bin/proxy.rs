@@ -187,7 +187,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load_sized(&cfg.instance, cfg.fastpath.max_endpoints)
             .context("loading the XDP fast path")?;
-        fp.configure(cfg.fastpath.settings(cfg.proxy.ras_port))?;
+        fp.configure(
+            cfg.fastpath
+                .settings(cfg.proxy.ras_port, cfg.proxy.endpoint_address),
+        )?;
         let local = proxy_user::fastpath::local_addresses();
         fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
