@@ -702,10 +702,8 @@ fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
     else {
         unreachable!()
     };
-    let unknown = rasn::types::UnknownExtensions {
-        bitmap_len: None,
-        additions: vec![(40, vec![0x01, 0x80]), (43, vec![0x00])],
-    };
+    let unknown =
+        rasn::types::UnknownExtensions::new(None, vec![(40, vec![0x01, 0x80]), (43, vec![0x00])]);
     m._unknown_extensions = unknown.clone();
     let bytes = ras::encode(&RasMessage::registrationRequest(m)).unwrap();
     assert_eq!(
@@ -728,8 +726,11 @@ fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
             _ => None,
         })
         .expect("the RRQ went to the gatekeeper");
-    assert_eq!(forwarded._unknown_extensions.additions, unknown.additions);
-    assert_eq!(forwarded._unknown_extensions.bitmap_len, Some(44));
+    assert_eq!(
+        forwarded._unknown_extensions.additions(),
+        unknown.additions()
+    );
+    assert_eq!(forwarded._unknown_extensions.bitmap_len(), Some(44));
     // A RAS message type this proxy does not know is refused, not answered.
     let (refused, malformed) = (r.stats().refused, r.stats().malformed);
     // Extension bit, then extension alternative 20 (RasMessage knows 8),

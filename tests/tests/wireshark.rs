@@ -235,7 +235,10 @@ fn wireshark_agrees_on_parts_of_a_later_h225_version() {
         };
         // Two additions past the 27 this version knows. (Wireshark's PER
         // dissector gives up on bitmaps longer than 32 bits, so stay below.)
-        rrq._unknown_extensions.additions = vec![(28, vec![0x01, 0x80]), (30, vec![0x00])];
+        rrq._unknown_extensions = rasn::types::UnknownExtensions::new(
+            None,
+            vec![(28, vec![0x01, 0x80]), (30, vec![0x00])],
+        );
         let bytes = ras::encode(&m).unwrap();
         assert_eq!(
             ras::encode(&ras::decode(&bytes).unwrap()).unwrap(),

@@ -264,7 +264,7 @@ fn fastpath_bench() -> Result<()> {
         .context("binary directory")?
         .join("proxy");
     println!(
-        "fast path: veth lab, one endpoint flooding keepalives, daemon on CPU 0, 3 s each way"
+        "fast path: veth lab, one endpoint's keepalive from an in-kernel generator (CPU 0), daemon on CPU 1, 3 s each way"
     );
     let tp = fastbench::throughput(&proxy, &dir, 3)?;
     let _ = std::fs::remove_dir_all(&dir);

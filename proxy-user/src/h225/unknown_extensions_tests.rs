@@ -132,9 +132,9 @@ fn additions_from_a_newer_peer_are_kept_and_re_encoded_identically() {
     let bytes = rasn::aper::encode(&new_value()).unwrap();
     let old: Old = same_bytes(&bytes);
     assert_eq!(old.b, Some(false));
-    let positions: Vec<usize> = old.rest.additions.iter().map(|(i, _)| *i).collect();
+    let positions: Vec<usize> = old.rest.additions().iter().map(|(i, _)| *i).collect();
     assert_eq!(positions, [1, 2]);
-    assert_eq!(old.rest.bitmap_len, Some(3));
+    assert_eq!(old.rest.bitmap_len(), Some(3));
     // The same bytes still decode as the newer type.
     assert_eq!(rasn::aper::decode::<New>(&bytes).unwrap(), new_value());
     // Only unknown additions, no known one present.
@@ -146,7 +146,7 @@ fn additions_from_a_newer_peer_are_kept_and_re_encoded_identically() {
     assert_eq!(old.b, None);
     // A type that knows no additions at all.
     let bare: Bare = same_bytes(&rasn::aper::encode(&new_value()).unwrap());
-    assert_eq!(bare.rest.additions.len(), 3);
+    assert_eq!(bare.rest.additions().len(), 3);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn a_shorter_bitmap_from_an_older_peer_is_kept() {
     let new: NewKeep = same_bytes(&bytes);
     assert_eq!(new.b, Some(true));
     assert_eq!(new.c, None);
-    assert_eq!(new.rest.bitmap_len, Some(1));
+    assert_eq!(new.rest.bitmap_len(), Some(1));
     // Without a place for it the canonical three-bit bitmap is written.
     let canonical: New = rasn::aper::decode(&bytes).unwrap();
     assert_ne!(rasn::aper::encode(&canonical).unwrap(), bytes);
@@ -185,9 +185,9 @@ fn unknown_additions_inside_nested_and_extension_values_are_kept() {
     };
     let bytes = rasn::aper::encode(&outer).unwrap();
     let old: OuterOld = same_bytes(&bytes);
-    assert_eq!(old.inner.rest.additions.len(), 2);
-    assert_eq!(old.late.as_ref().unwrap().rest.additions.len(), 1);
-    assert_eq!(old.rest.additions.len(), 1);
+    assert_eq!(old.inner.rest.additions().len(), 2);
+    assert_eq!(old.late.as_ref().unwrap().rest.additions().len(), 1);
+    assert_eq!(old.rest.additions().len(), 1);
     // SEQUENCE OF a type with unknown additions.
     let list = vec![
         new_value(),
@@ -213,7 +213,7 @@ fn an_unknown_choice_alternative_is_kept() {
     // Known alternatives still decode to themselves, nested unknowns kept.
     let bytes = rasn::aper::encode(&ChoiceNew::y(new_value())).unwrap();
     let old: ChoiceOld = same_bytes(&bytes);
-    assert!(matches!(&old, ChoiceOld::y(o) if o.rest.additions.len() == 2));
+    assert!(matches!(&old, ChoiceOld::y(o) if o.rest.additions().len() == 2));
     let bytes = rasn::aper::encode(&ChoiceNew::z(9)).unwrap();
     assert_eq!(same_bytes::<ChoiceOld>(&bytes), ChoiceOld::z(9));
 }
@@ -225,10 +225,7 @@ fn misuse_is_an_error_not_wrong_bytes() {
         a: true,
         n: None,
         b: None,
-        rest: UnknownExtensions {
-            bitmap_len: None,
-            additions: vec![(0, vec![0x80])],
-        },
+        rest: UnknownExtensions::new(None, vec![(0, vec![0x80])]),
     };
     assert!(rasn::aper::encode(&bad).is_err());
     // JSON (JER) has no place for unknown additions: they are left out and

@@ -118,16 +118,54 @@ pub trait DecodeChoice: Choice + crate::Decode {
 /// PATCH(h323-proxy): the extension additions of an extensible SEQUENCE that
 /// the type does not know (a newer peer's), kept as their PER open-type
 /// contents so that decode then encode gives the same bytes. Only the PER
-/// codecs fill and write it; the others ignore it.
+/// codecs fill and write it; the others ignore it. One pointer wide, and
+/// empty (no allocation) in the common case: every extensible SEQUENCE of a
+/// generated module carries one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UnknownExtensions {
-    /// Length of the received extension bitmap when it differs from the
-    /// number of additions the type knows (an older peer sends fewer, a newer
-    /// one more) and something was present; `None` means the type's own count.
-    pub bitmap_len: Option<usize>,
-    /// (position in the extension bitmap, open-type contents), in increasing
-    /// position order; every position is at least the known count.
-    pub additions: alloc::vec::Vec<(usize, alloc::vec::Vec<u8>)>,
+pub struct UnknownExtensions(Option<alloc::boxed::Box<UnknownExtensionsData>>);
+
+/// PATCH(h323-proxy): what [`UnknownExtensions`] holds when not empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct UnknownExtensionsData {
+    bitmap_len: Option<usize>,
+    additions: alloc::vec::Vec<(usize, alloc::vec::Vec<u8>)>,
+}
+
+impl UnknownExtensions {
+    /// `bitmap_len`: length of the received extension bitmap when it
+    /// differs from the number of additions the type knows (an older peer
+    /// sends fewer, a newer one more) and something was present; `None`
+    /// means the type's own count. `additions`: (position in the extension
+    /// bitmap, open-type contents), in increasing position order, every
+    /// position at least the known count.
+    pub fn new(
+        bitmap_len: Option<usize>,
+        additions: alloc::vec::Vec<(usize, alloc::vec::Vec<u8>)>,
+    ) -> Self {
+        if bitmap_len.is_none() && additions.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(alloc::boxed::Box::new(UnknownExtensionsData {
+                bitmap_len,
+                additions,
+            })))
+        }
+    }
+
+    /// The received bitmap length, when it is not the type's own.
+    pub fn bitmap_len(&self) -> Option<usize> {
+        self.0.as_ref().and_then(|d| d.bitmap_len)
+    }
+
+    /// The additions the type does not know: (bitmap position, octets).
+    pub fn additions(&self) -> &[(usize, alloc::vec::Vec<u8>)] {
+        self.0.as_ref().map_or(&[], |d| &d.additions)
+    }
+
+    /// Nothing to carry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 /// PATCH(h323-proxy): an extension alternative of an extensible CHOICE that

@@ -1385,10 +1385,7 @@ impl<'input, const RFC: usize, const EFC: usize> crate::Decoder for Decoder<'inp
         let bitmap_len = (self.extension_bitmap_len != EFC
             && (any_known || !additions.is_empty()))
         .then_some(self.extension_bitmap_len);
-        Ok(types::UnknownExtensions {
-            bitmap_len,
-            additions,
-        })
+        Ok(types::UnknownExtensions::new(bitmap_len, additions))
     }
 }
 

@@ -1446,7 +1446,7 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
         value: &types::UnknownExtensions,
     ) -> Result<(), Self::Error> {
         let mut last = None;
-        for (index, data) in &value.additions {
+        for (index, data) in value.additions() {
             if *index < EFC || last.is_some_and(|l| *index <= l) {
                 return Err(<Error as crate::enc::Error>::custom(
                     "unknown extension addition position clashes with a known one or is out of order",
@@ -1459,7 +1459,7 @@ impl<const RFC: usize, const EFC: usize> crate::Encoder<'_> for Encoder<RFC, EFC
             self.unknown_extension_fields
                 .push((*index, start..self.extension_scratch.len()));
         }
-        self.extension_bitmap_len = value.bitmap_len;
+        self.extension_bitmap_len = value.bitmap_len();
         Ok(())
     }
 
