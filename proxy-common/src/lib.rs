@@ -173,7 +173,7 @@ impl Default for KeepaliveEntry {
             rcf_len: 0,
             rcf_csum: 0,
             pad: [0; 3],
-            rcf: RcfBytes([0; KA_MAX]),
+            rcf: RcfBytes { bytes: [0; KA_MAX] },
         }
     }
 }
@@ -187,7 +187,10 @@ unsafe impl aya::Pod for KeepaliveEntry {}
 /// time.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RcfBytes(pub [u8; KA_MAX]);
+pub struct RcfBytes {
+    /// The bytes.
+    pub bytes: [u8; KA_MAX],
+}
 
 /// Fast-path settings (single slot of the `FP_CONFIG` array).
 #[repr(C)]

@@ -404,7 +404,7 @@ fn answer<const STAGE: u32>(
     }
     // SAFETY: `RcfBytes` is 8-byte aligned and KA_MAX (a multiple of 8)
     // bytes long: the same memory as KA_MAX / 8 words.
-    let tpl = unsafe { &*(e.rcf.0.as_ptr() as *const [u64; KA_MAX / 8]) };
+    let tpl = unsafe { &*(e.rcf.bytes.as_ptr() as *const [u64; KA_MAX / 8]) };
     for (w, t) in words.iter_mut().zip(tpl.iter()) {
         *w = *t;
     }

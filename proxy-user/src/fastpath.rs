@@ -300,15 +300,7 @@ impl PeerPass {
     /// Load a private copy of the object and attach `xdp_pass` to `iface`
     /// (in the calling thread's network namespace), driver mode.
     pub fn attach(iface: &str) -> Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let instance = format!("peerpass-{}-{n}", std::process::id());
-        let mut fp = FastPath::load_sized(&instance, 1)?;
-        // Its maps are never used: drop the pins, the fds keep them alive.
-        for name in ALL_MAPS {
-            let _ = std::fs::remove_file(fp.pin_dir.join(name));
-        }
-        let _ = std::fs::remove_dir(&fp.pin_dir);
+        let mut fp = FastPath::load_private("peerpass")?;
         let perr = |source| FastPathError::Program {
             iface: iface.to_owned(),
             source,
@@ -336,14 +328,7 @@ impl TrafficGen {
     /// Load a private copy of the object, attach the sink to `iface` and
     /// set the frame to send.
     pub fn attach(iface: &str, frame: &[u8]) -> Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let instance = format!("trafficgen-{}-{n}", std::process::id());
-        let mut fp = FastPath::load_sized(&instance, 1)?;
-        for name in ALL_MAPS {
-            let _ = std::fs::remove_file(fp.pin_dir.join(name));
-        }
-        let _ = std::fs::remove_dir(&fp.pin_dir);
+        let mut fp = FastPath::load_private("trafficgen")?;
         fp.set_bench_frame(frame)?;
         let name =
             CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
@@ -722,6 +707,20 @@ impl FastPath {
         let mut a: Array<_, FastpathSettings> =
             Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
         a.set(0, &settings, 0).map_err(map_err(FP_CONFIG_MAP))
+    }
+
+    /// A private copy of the object for lab helpers (`tag-<pid>-<n>`),
+    /// its pins removed at once: only this process's fds keep its maps.
+    fn load_private(tag: &str) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let instance = format!("{tag}-{}-{n}", std::process::id());
+        let fp = FastPath::load_sized(&instance, 1)?;
+        for name in ALL_MAPS {
+            let _ = std::fs::remove_file(fp.pin_dir.join(name));
+        }
+        let _ = std::fs::remove_dir(&fp.pin_dir);
+        Ok(fp)
     }
 
     /// The frame the benchmark programs put back before every run.

@@ -188,7 +188,7 @@ pub fn entry(
         rcf_csum: ones_sum(&tpl.bytes),
         ..Default::default()
     };
-    e.rcf.0[..tpl.len()].copy_from_slice(&tpl.bytes);
+    e.rcf.bytes[..tpl.len()].copy_from_slice(&tpl.bytes);
     Ok(e)
 }
 
@@ -250,7 +250,7 @@ mod tests {
         );
         assert_ne!(ka_hash(&changed, 0, 0).0, e.req_hash);
         assert_eq!(e.rcf_csum, ones_sum(t.bytes()));
-        assert_eq!(&e.rcf.0[..t.len()], t.bytes());
+        assert_eq!(&e.rcf.bytes[..t.len()], t.bytes());
     }
 
     #[test]

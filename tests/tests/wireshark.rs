@@ -55,19 +55,23 @@ fn hex(s: &str) -> String {
         .to_lowercase()
 }
 
-#[test]
-fn wireshark_decodes_the_corpus_like_the_codec() {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        // tshark is installed by `cargo xtask setup`; CI always has it.
-        assert!(std::env::var_os("CI").is_none(), "tshark missing in CI");
-        eprintln!("SKIP wireshark agreement: tshark not installed (run `cargo xtask setup`)");
-        return;
+/// Whether tshark is here; outside CI, a test without it skips (saying why).
+fn have_tshark() -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
     }
-    let entries = corpus::build().expect("corpus");
+    // tshark is installed by `cargo xtask setup`; CI always has it.
+    assert!(std::env::var_os("CI").is_none(), "tshark missing in CI");
+    eprintln!("SKIP wireshark agreement: tshark not installed (run `cargo xtask setup`)");
+    false
+}
+
+/// Write `entries` to a pcap and return tshark's JSON packets for it.
+fn tshark_packets(entries: &[corpus::Entry], keep: Option<String>) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("corpus.pcap");
-    write_corpus_pcap(&pcap, &entries).unwrap();
-    if let Ok(keep) = std::env::var("H323_KEEP_CORPUS") {
+    write_corpus_pcap(&pcap, entries).unwrap();
+    if let Some(keep) = keep {
         std::fs::copy(&pcap, keep).unwrap();
     }
     let out = Command::new("tshark")
@@ -81,7 +85,16 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
         "tshark failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).expect("tshark json");
+    serde_json::from_slice(&out.stdout).expect("tshark json")
+}
+
+#[test]
+fn wireshark_decodes_the_corpus_like_the_codec() {
+    if !have_tshark() {
+        return;
+    }
+    let entries = corpus::build().expect("corpus");
+    let packets = tshark_packets(&entries, std::env::var("H323_KEEP_CORPUS").ok());
 
     let mut ras_checked = 0;
     let mut q931_checked = 0;
@@ -221,9 +234,7 @@ fn wireshark_decodes_the_corpus_like_the_codec() {
 /// same parts without calling the packet malformed.
 #[test]
 fn wireshark_agrees_on_parts_of_a_later_h225_version() {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "tshark missing in CI");
-        eprintln!("SKIP wireshark agreement: tshark not installed (run `cargo xtask setup`)");
+    if !have_tshark() {
         return;
     }
     let entries = corpus::build().expect("corpus");
@@ -264,17 +275,7 @@ fn wireshark_agrees_on_parts_of_a_later_h225_version() {
         bytes: unknown_type.into(),
         kind: Kind::Ras,
     });
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("later.pcap");
-    write_corpus_pcap(&pcap, &later).unwrap();
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .args(["-T", "json"])
-        .output()
-        .expect("run tshark");
-    assert!(out.status.success());
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).expect("tshark json");
+    let packets = tshark_packets(&later, None);
     // The RAS datagrams come first (then the writer's empty TCP handshake).
     assert!(packets.len() >= later.len());
     for (p, e) in packets.iter().zip(&later) {
