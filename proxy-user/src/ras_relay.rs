@@ -338,6 +338,9 @@ pub struct RasRelay {
     /// Whether any gatekeeper has been in control yet: the first one takes
     /// control as soon as it answers, later ones after the hold time.
     ever_active: bool,
+    /// When the relay started: for a first choice of gatekeeper, those
+    /// earlier in the list get one detection time to answer.
+    started: Instant,
     regs: Registry,
     /// By (callIdentifier, local endpointIdentifier): both ends of a call
     /// between two of the proxy's endpoints have a record.
@@ -396,6 +399,7 @@ impl RasRelay {
             gks,
             active: None,
             ever_active: false,
+            started: now,
             regs: Registry::default(),
             calls: HashMap::new(),
             pending: HashMap::new(),
@@ -784,7 +788,19 @@ impl RasRelay {
                 }
             }
             Some(_) => (0..self.gks.len()).find(|&i| up(&self.gks[i])),
-            None if !self.ever_active => (0..self.gks.len()).find(|&i| up(&self.gks[i])),
+            None if !self.ever_active => {
+                // The first choice: a gatekeeper later in the list only once
+                // the earlier ones had one detection time (interval ×
+                // multiplier) to answer, so a restart does not move every
+                // registration to the backup because it answered first.
+                let settled = now.saturating_duration_since(self.started)
+                    >= self.cfg.heartbeat.interval * self.cfg.heartbeat.multiplier;
+                match (0..self.gks.len()).find(|&i| up(&self.gks[i])) {
+                    Some(0) => Some(0),
+                    Some(i) if settled => Some(i),
+                    _ => None,
+                }
+            }
             None => (0..self.gks.len()).find(|&i| held(&self.gks[i])),
         };
         if want == self.active {

@@ -749,3 +749,29 @@ fn parts_of_a_later_h225_version_are_relayed_unchanged_or_refused() {
     assert_eq!(r.stats().refused, refused + 1);
     assert_eq!(r.stats().malformed, malformed);
 }
+
+#[test]
+fn at_start_the_primary_gets_one_detection_time_before_the_backup_is_chosen() {
+    // The backup answers at once; the primary only at its probe at 100 ms
+    // (detection time 150 ms): control goes to the primary, never to the
+    // backup.
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    gks[0].alive = false;
+    let mut r = RasRelay::new(cfg(), t);
+    run(&mut r, &mut t, 60 * MS, &mut gks);
+    assert_eq!(r.active(), None, "waiting for the primary");
+    gks[0].alive = true;
+    run(&mut r, &mut t, 100 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(r.stats().failovers, 0);
+    // A primary that stays silent: the backup after the detection time.
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    gks[0].alive = false;
+    let mut r = RasRelay::new(cfg(), t);
+    run(&mut r, &mut t, 100 * MS, &mut gks);
+    assert_eq!(r.active(), None);
+    run(&mut r, &mut t, 100 * MS, &mut gks);
+    assert_eq!(r.active(), Some("backup"));
+}

@@ -677,7 +677,8 @@ fn a_sigkilled_daemon_restarts_without_anything_registering_again() {
     // The restarted daemon registers itself (one full RRQ); no endpoint does.
     assert!(
         full_after <= full_before + 1,
-        "endpoints registered again: full RRQs {full_before} -> {full_after}"
+        "endpoints registered again: full RRQs {full_before} -> {full_after}\n{}",
+        proxy.log_text()
     );
     eprintln!(
         "restart: full RRQs at the gatekeeper {full_before} -> {full_after}, keepalives unanswered {unanswered} -> {}",
