@@ -571,8 +571,6 @@ mod tests {
         assert_eq!(ka_hash(&req, 0, 0).1, 0);
     }
 
-    use super::*;
-
     #[test]
     fn root_and_extension_indexes() {
         // registrationRequest is root index 3: 0 00011 00 -> 0x0c.
