@@ -564,7 +564,7 @@ mod tests {
         id[18] ^= 1;
         assert_ne!(ka_hash(&id, 11, 8).1, he);
         assert_ne!(ka_hash(&id, 11, 8).0, h);
-        // A longer request is another request, even with zeros.
+        // A zero byte more hashes the same: lengths are compared apart.
         let mut longer = [0u8; 30];
         longer[..29].copy_from_slice(&req);
         assert_eq!(ka_hash(&longer, 11, 8).0, h, "lengths are compared apart");

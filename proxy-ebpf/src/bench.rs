@@ -107,9 +107,19 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// The generator's sink, attached where the answers arrive: count, drop.
+/// The generator's sink, attached where the answers arrive: count and drop
+/// IP frames; pass the rest (ARP keeps the far end's neighbour entry fresh).
 #[xdp]
-pub fn bench_sink(_ctx: XdpContext) -> u32 {
+pub fn bench_sink(ctx: XdpContext) -> u32 {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + 14 > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: bytes 12..14 are inside the frame (checked above).
+    let ethertype = unsafe { *((data + 12) as *const [u8; 2]) };
+    if ethertype != [0x08, 0x00] && ethertype != [0x86, 0xdd] {
+        return xdp_action::XDP_PASS;
+    }
     if let Some(c) = BENCH_SINK.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { (*c).packets += 1 };

@@ -487,6 +487,16 @@ impl FastPath {
             path: pin_dir.clone(),
             source,
         })?;
+        // Settings are pure configuration, rewritten at every start: a pin
+        // left by a version with another layout is dropped rather than
+        // refused (the loader rejects a pinned map of another value size).
+        let settings_pin = pin_dir.join(FP_CONFIG_MAP);
+        if aya::maps::MapInfo::from_pin(&settings_pin)
+            .is_ok_and(|i| i.value_size() as usize != std::mem::size_of::<FastpathSettings>())
+        {
+            tracing::warn!(pin = %settings_pin.display(), "settings map of an older layout replaced");
+            let _ = std::fs::remove_file(&settings_pin);
+        }
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pin_dir)
             .map_max_entries(KEEPALIVE_MAP, max_endpoints.max(1))

@@ -104,12 +104,31 @@ impl Proxy {
         Self::start_with(lab, hold_ms, Some("px0"))
     }
 
+    /// With the fast path and a slow heartbeat (200 ms × 5): for tests
+    /// about something else than failover, so that a loaded machine's
+    /// scheduling stalls do not move control to the backup.
+    fn start_fast_steady(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_tweaked(lab, hold_ms, Some("px0"), |t| {
+            t.replace("interval_ms = 40", "interval_ms = 200")
+                .replace("multiplier = 3", "multiplier = 5")
+        })
+    }
+
     fn start_with(lab: &Lab, hold_ms: u64, xdp: Option<&str>) -> Proxy {
+        Self::start_tweaked(lab, hold_ms, xdp, |t| t)
+    }
+
+    fn start_tweaked(
+        lab: &Lab,
+        hold_ms: u64,
+        xdp: Option<&str>,
+        tweak: impl Fn(String) -> String,
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("proxy.toml");
         let instance = proxy_user::lab::netns::unique_name("i");
         // The registration table is saved in the test's own directory.
-        let text = topology::proxy_toml(&instance, hold_ms, xdp).replace(
+        let text = tweak(topology::proxy_toml(&instance, hold_ms, xdp)).replace(
             "state_dir = \"\"",
             &format!("state_dir = \"{}\"", dir.path().display()),
         );
@@ -633,7 +652,7 @@ fn a_sigkilled_daemon_restarts_without_anything_registering_again() {
     let lab = Lab::create().unwrap();
     let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", None);
     let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
-    let mut proxy = Proxy::start_fast(&lab, 5000);
+    let mut proxy = Proxy::start_fast_steady(&lab, 5000);
     // 10 endpoints, no calls yet; keepalives every 200 ms.
     let mut eps = endpoints(&lab, PX_EP, 10, 0);
     wait_status(&eps, 30, |l| get(l, "registered") == 10);

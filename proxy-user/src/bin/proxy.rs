@@ -187,11 +187,17 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load_sized(&cfg.instance, cfg.fastpath.max_endpoints)
             .context("loading the XDP fast path")?;
-        fp.configure(
-            cfg.fastpath
-                .settings(cfg.proxy.ras_port, cfg.proxy.endpoint_address),
-        )?;
         let local = proxy_user::fastpath::local_addresses();
+        // The endpoint address is checked first in the kernel only when it
+        // is one of this host's (not a floating address bound with
+        // ip_nonlocal_bind on a standby).
+        let mut settings = cfg
+            .fastpath
+            .settings(cfg.proxy.ras_port, cfg.proxy.endpoint_address);
+        if !local.contains(&cfg.proxy.endpoint_address) {
+            settings.has_endpoint_addr = 0;
+        }
+        fp.configure(settings)?;
         fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
             let mode = fp.attach_fastpath(iface)?;
