@@ -260,8 +260,14 @@ fn default_burst() -> u32 {
 }
 
 impl FastPathConfig {
-    /// The settings the kernel reads, for a RAS socket on `ras_port`.
-    pub fn settings(&self, ras_port: u16, endpoint_addr: IpAddr) -> proxy_common::FastpathSettings {
+    /// The settings the kernel reads, for a RAS socket on `ras_port`;
+    /// `endpoint_addr`, when given, is checked before the local-address map
+    /// (the caller passes it only when it is one of the host's addresses).
+    pub fn settings(
+        &self,
+        ras_port: u16,
+        endpoint_addr: Option<IpAddr>,
+    ) -> proxy_common::FastpathSettings {
         let interval = if self.rate_per_second == 0 {
             0
         } else {
@@ -273,8 +279,10 @@ impl FastPathConfig {
             pad: 0,
             rate_interval_ns: interval,
             rate_slack_ns: interval * self.rate_burst as u64,
-            endpoint_addr: crate::offload::local_addr(endpoint_addr),
-            has_endpoint_addr: u32::from(!endpoint_addr.is_unspecified()),
+            endpoint_addr: endpoint_addr
+                .map(crate::offload::local_addr)
+                .unwrap_or_default(),
+            has_endpoint_addr: u32::from(endpoint_addr.is_some()),
             pad2: 0,
         }
     }

@@ -191,13 +191,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         // The endpoint address is checked first in the kernel only when it
         // is one of this host's (not a floating address bound with
         // ip_nonlocal_bind on a standby).
-        let mut settings = cfg
-            .fastpath
-            .settings(cfg.proxy.ras_port, cfg.proxy.endpoint_address);
-        if !local.contains(&cfg.proxy.endpoint_address) {
-            settings.has_endpoint_addr = 0;
-        }
-        fp.configure(settings)?;
+        let hot = Some(cfg.proxy.endpoint_address).filter(|a| local.contains(a));
+        fp.configure(cfg.fastpath.settings(cfg.proxy.ras_port, hot))?;
         fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
             let mode = fp.attach_fastpath(iface)?;

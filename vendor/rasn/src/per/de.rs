@@ -611,9 +611,14 @@ impl<'input, const RFC: usize, const EFC: usize> Decoder<'input, RFC, EFC> {
                 .count(),
             _ => 0,
         };
+        self.discard_open_types(unread + self.unknown_extension_indices.len())
+    }
+
+    /// Step over `n` open types, directly in the input instead of gathering
+    /// fragments.
+    fn discard_open_types(&mut self, n: usize) -> Result<()> {
         let codec = self.codec();
-        for _ in 0..unread + self.unknown_extension_indices.len() {
-            // Discard directly from the input instead of gathering fragments.
+        for _ in 0..n {
             self.input = self.decode_unknown_length(self.input, &mut |mut input, length| {
                 take(&mut input, length * 8, codec)?;
                 Ok(input)
@@ -1365,13 +1370,7 @@ impl<'input, const RFC: usize, const EFC: usize> crate::Decoder for Decoder<'inp
             }
             _ => (0, false),
         };
-        let codec = self.codec();
-        for _ in 0..unread {
-            self.input = self.decode_unknown_length(self.input, &mut |mut input, length| {
-                take(&mut input, length * 8, codec)?;
-                Ok(input)
-            })?;
-        }
+        self.discard_open_types(unread)?;
         // Taken, so that `skip_extension_additions` has nothing left to skip.
         let indices = core::mem::take(&mut self.unknown_extension_indices);
         let mut additions = Vec::with_capacity(indices.len());
