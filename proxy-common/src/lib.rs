@@ -250,7 +250,7 @@ unsafe impl aya::Pod for BenchFrame {}
 /// How far the `bench_stage_*` programs run the fast path before they
 /// return XDP_PASS: where its time goes.
 pub mod bench_stage {
-    /// Frame copied, headers walked, packet counted.
+    /// Headers walked, packet counted.
     pub const PARSED: u32 = 1;
     /// And the proxy address and the endpoint looked up.
     pub const LOOKED_UP: u32 = 2;
@@ -396,22 +396,31 @@ pub fn ka_seq_mask(at: usize) -> u64 {
 }
 
 /// The hash the fast path checks a keepalive against: over the whole
-/// request (`len` bytes) with requestSeqNum masked. `word(i)` is the
-/// request's `i`-th 8-byte word, little-endian, zero past its end. The
-/// kernel reads the words from an aligned buffer, userspace from a slice
-/// (see [`ka_word`]); both run this code.
+/// request (`len` bytes) with requestSeqNum masked, 8-byte little-endian
+/// words in order, the last one zero-padded. `full(i)` gives the request's
+/// `i`-th whole word and `tail()` its last, partial one (the bytes from
+/// `len / 8 * 8` on, asked for only when `len` is not a multiple of 8);
+/// `None` from either gives `None`. The kernel reads words in place in the
+/// packet, userspace from a slice (see [`ka_hash`]); both run this code.
 #[inline(always)]
-pub fn ka_request_hash(len: usize, word: impl Fn(usize) -> u64) -> u64 {
+pub fn ka_request_hash(
+    len: usize,
+    mut full: impl FnMut(usize) -> Option<u64>,
+    tail: impl FnOnce() -> Option<u64>,
+) -> Option<u64> {
     let mut h = KA_SEED;
     let mut i = 0;
     while i < KA_MAX / 8 {
-        if i * 8 >= len {
+        if i * 8 + 8 > len {
             break;
         }
-        h = ka_mix(h, word(i) & ka_seq_mask(i * 8));
+        h = ka_mix(h, full(i)? & ka_seq_mask(i * 8));
         i += 1;
     }
-    h
+    if !len.is_multiple_of(8) && i * 8 < len {
+        h = ka_mix(h, tail()? & ka_seq_mask(i * 8));
+    }
+    Some(h)
 }
 
 /// The hash of the 8-byte words that hold a request's endpointIdentifier
@@ -457,8 +466,10 @@ pub fn ka_word(bytes: &[u8], i: usize) -> u64 {
 /// `eid_len` endpointIdentifier bytes at `eid_off`).
 pub fn ka_hash(request: &[u8], eid_off: usize, eid_len: usize) -> (u64, u64) {
     let word = |i| ka_word(request, i);
+    let len = request.len();
     (
-        ka_request_hash(request.len(), word),
+        ka_request_hash(len, |i| Some(word(i)), || Some(word(len / 8)))
+            .expect("a slice has all its words"),
         ka_eid_hash(eid_off, eid_len, word),
     )
 }
@@ -552,6 +563,19 @@ mod tests {
         longer[..29].copy_from_slice(&req);
         assert_eq!(ka_hash(&longer, 11, 8).0, h, "lengths are compared apart");
         assert_eq!(ka_hash(&req, 0, 0).1, 0);
+    }
+
+    #[test]
+    fn request_hash_is_over_zero_padded_words_at_every_length() {
+        let req: [u8; KA_MAX] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        for len in KA_MIN..=KA_MAX {
+            let r = &req[..len];
+            let mut h = KA_SEED;
+            for i in 0..len.div_ceil(8) {
+                h = ka_mix(h, ka_word(r, i) & ka_seq_mask(i * 8));
+            }
+            assert_eq!(ka_hash(r, 0, 0).0, h, "length {len}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use aya_ebpf::{
     btf_maps::{Array, HashMap, PerCpuArray},
     cty::c_void,
     helpers::generated::{
-        bpf_ktime_get_coarse_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
     },
     macros::{btf_map, xdp},
     programs::XdpContext,
@@ -24,8 +24,8 @@ use proxy_common::{
     PacketCounter, RAS_PORT, bench_stage, fold, ka_eid_hash, ka_request_hash, ka_slot,
 };
 
-use crate::parse::{Buf, FRAME_BUF, UDP_HLEN, Udp, load_frame, udp_in};
-use crate::ras_classify::{count_packet, count_ras, first_byte};
+use crate::parse::{IPPROTO_UDP, UDP_HLEN, Udp, at, udp_in};
+use crate::ras_classify::{count_packet, count_ras};
 
 /// No preallocation: memory is taken per learned endpoint, not up front.
 const BPF_F_NO_PREALLOC: usize = 1;
@@ -43,22 +43,31 @@ static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
 #[btf_map(pin_by_name)]
 static FP_CONFIG: Array<FastpathSettings, 1> = Array::new();
 
-/// Words of the payload buffer: 128 bytes, a power of two the verifier can
-/// see lengths masked to (requests and answers are at most 112).
-const PAYLOAD_WORDS: usize = 16;
-
-/// Per-CPU copy of the request's UDP payload as 8-byte words, then of the
-/// answer's: the frame buffer holds it at an offset that depends on the
-/// headers, so reading it there goes byte by byte; here every word is one
-/// aligned load.
+/// Per-CPU cache of the coarse clock: (jiffies, `bpf_ktime_get_coarse_ns`
+/// read at that jiffy).
 #[btf_map]
-static PAYLOAD: PerCpuArray<[u64; PAYLOAD_WORDS], 1> = PerCpuArray::new();
+static CLOCK: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();
 
-/// A length of 1..=128 (the value itself when it is in that range) in a form
-/// whose bounds the verifier sees.
+/// CLOCK_MONOTONIC at tick resolution, in ns. The coarse clock is enough for
+/// a rate bound of a few answers per second and for the control plane's
+/// refresh schedule; it moves only at a tick, so it is read once per jiffy
+/// per CPU (reading it costs about as much as the rest of the answer's
+/// rewrite; jiffies are one load). It may lag by one tick when read in the
+/// moment between the jiffy and the clock update.
 #[inline(always)]
-fn payload_len(n: usize) -> usize {
-    ((n - 1) & (PAYLOAD_WORDS * 8 - 1)) + 1
+fn coarse_now() -> u64 {
+    // SAFETY: helpers without arguments.
+    let j = unsafe { bpf_jiffies64() };
+    let Some(c) = CLOCK.get_ptr_mut(0) else {
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: per-CPU slot; one program run at a time uses it on this CPU.
+    let c = unsafe { &mut *c };
+    if c[0] != j || c[1] == 0 {
+        c[0] = j;
+        c[1] = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    c[1]
 }
 
 /// What became of each RAS datagram to the proxy (see `ka_slot`).
@@ -89,41 +98,34 @@ pub fn ras_fastpath(ctx: XdpContext) -> u32 {
 /// attached to interfaces always runs it whole.
 #[inline(always)]
 pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
-    let settings = FP_CONFIG.get(0).copied().unwrap_or_default();
-    let port = if settings.ras_port == 0 {
+    let Some(cfg) = FP_CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let port = if cfg.ras_port == 0 {
         RAS_PORT
     } else {
-        settings.ras_port
+        cfg.ras_port
     };
-    // One copy of the frame's head; everything below reads and rewrites it
-    // in memory.
-    let (buf, n) = match load_frame(ctx) {
-        Ok(v) => v,
-        Err(outcome) => {
-            count_packet(outcome);
-            return xdp_action::XDP_PASS;
-        }
-    };
-    let udp = match udp_in(buf, n, port) {
+    let udp = match udp_in(ctx, port) {
         Ok(u) => u,
         Err(outcome) => {
             count_packet(outcome);
             return xdp_action::XDP_PASS;
         }
     };
-    count_ras(&udp, first_byte(buf, n, &udp));
+    count_ras(&udp);
     if udp.dport != port {
         // From the RAS port (a gatekeeper's answer to the proxy): not ours.
         return xdp_action::XDP_PASS;
     }
-    if settings.answer == 0 {
+    if cfg.answer == 0 {
         count(ka_slot::OFF);
         return xdp_action::XDP_PASS;
     }
     if STAGE == bench_stage::PARSED {
         return xdp_action::XDP_PASS;
     }
-    match answer::<STAGE>(ctx, buf, n, &udp, &settings) {
+    match answer::<STAGE>(ctx, &udp, cfg) {
         Ok(action) => {
             count(ka_slot::ANSWERED);
             action
@@ -148,53 +150,35 @@ enum Refusal {
 
 use Refusal::Pass;
 
-/// `N` bytes of the buffer at `off`.
+/// Fold a one's-complement sum held in 64 bits to 16.
 #[inline(always)]
-fn get<const N: usize>(buf: &Buf, off: usize) -> Option<[u8; N]> {
-    let s = buf.get(off..off + N)?;
-    let mut out = [0u8; N];
-    out.copy_from_slice(s);
-    Some(out)
+fn fold64(mut s: u64) -> u16 {
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    fold(s as u32)
 }
 
-/// A local address as two words.
+/// Checksums below are computed on header words as they lie in memory (a
+/// big-endian field reads byte-swapped): a one's-complement sum of swapped
+/// words is the swapped sum (RFC 1071, 2(B)), so the result is stored as it
+/// comes out, without swapping every field on the way.
 #[inline(always)]
-fn words_of(a: &LocalAddr) -> [u64; 2] {
-    // SAFETY: `LocalAddr` is 16 bytes, 8-byte aligned.
-    unsafe { *(a as *const LocalAddr as *const [u64; 2]) }
-}
-
-/// Sixteen address bytes as two little-endian words.
-#[inline(always)]
-fn words16(a: &[u8; 16]) -> [u64; 2] {
-    let mut lo = [0u8; 8];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&a[..8]);
-    hi.copy_from_slice(&a[8..]);
-    [u64::from_le_bytes(lo), u64::from_le_bytes(hi)]
-}
-
-/// Write `bytes` at `off`.
-#[inline(always)]
-fn put(buf: &mut Buf, off: usize, bytes: &[u8]) -> Option<()> {
-    buf.get_mut(off..off + bytes.len())?.copy_from_slice(bytes);
-    Some(())
+fn mem16(v: u16) -> u64 {
+    v.to_be() as u64
 }
 
 #[inline(always)]
 fn answer<const STAGE: u32>(
     ctx: &XdpContext,
-    buf: &mut Buf,
-    n: usize,
     udp: &Udp,
     cfg: &FastpathSettings,
 ) -> Result<u32, Refusal> {
-    let rewrite = Pass(ka_slot::REWRITE_FAILED);
+    use crate::parse::pkt::*;
     // registrationRequest (root index 3) with the RRQ extension bit set:
     // keepAlive is an extension addition, so a lightweight RRQ has it.
-    let first = get::<1>(buf, udp.payload).ok_or(Pass(ka_slot::NOT_KEEPALIVE))?[0];
-    if first & 0xfe != 0x0e {
-        return Err(Pass(ka_slot::NOT_KEEPALIVE));
+    match udp.first {
+        Some(Some(first)) if first & 0xfe == 0x0e => {}
+        _ => return Err(Pass(ka_slot::NOT_KEEPALIVE)),
     }
     let len = udp.payload_len;
     if len > KA_MAX {
@@ -203,50 +187,46 @@ fn answer<const STAGE: u32>(
     if len < KA_MIN {
         return Err(Pass(ka_slot::LENGTH_MISMATCH));
     }
-    if udp.payload + len > n {
-        // The UDP length claims more than the frame holds.
-        return Err(Pass(ka_slot::LENGTH_MISMATCH));
-    }
-    if !udp.v6 && udp.ip_hlen != 20 {
+    if udp.ip_hlen != 20 && !udp.v6 {
         return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    // One's-complement sum of both addresses, for the UDP pseudo-header
-    // (swapping them changes nothing).
-    let mut addr_sum: u32 = 0;
-    if udp.v6 {
-        src = get::<16>(buf, udp.l3 + 8).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-        dst = get::<16>(buf, udp.l3 + 24).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-        for i in 0..8 {
-            addr_sum += u16::from_be_bytes([src[2 * i], src[2 * i + 1]]) as u32;
-            addr_sum += u16::from_be_bytes([dst[2 * i], dst[2 * i + 1]]) as u32;
-        }
+    // The addresses as words in memory order: the key, the local-address
+    // check and the pseudo-header sum all use them that way.
+    let (src, dst, addr_sum) = if udp.v6 {
+        let ip = at(ctx, udp.l3, 40).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+        // SAFETY (all loads): within the 40 bytes checked.
+        let s = unsafe { [ld64::<8>(ip), ld64::<16>(ip)] };
+        let d = unsafe { [ld64::<24>(ip), ld64::<32>(ip)] };
+        let half = |w: u64| (w & 0xffff_ffff) + (w >> 32);
+        (s, d, half(s[0]) + half(s[1]) + half(d[0]) + half(d[1]))
     } else {
-        let s4 = get::<4>(buf, udp.l3 + 12).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-        let d4 = get::<4>(buf, udp.l3 + 16).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-        src[10] = 0xff;
-        src[11] = 0xff;
-        dst[10] = 0xff;
-        dst[11] = 0xff;
-        src[12..].copy_from_slice(&s4);
-        dst[12..].copy_from_slice(&d4);
-        let (s4, d4) = (u32::from_be_bytes(s4), u32::from_be_bytes(d4));
-        addr_sum = (s4 >> 16) + (s4 & 0xffff) + (d4 >> 16) + (d4 & 0xffff);
-    }
+        let ip = at(ctx, udp.l3, 20).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+        // SAFETY: within the 20 bytes checked.
+        let (s4, d4) = unsafe { (ld32::<12>(ip) as u64, ld32::<16>(ip) as u64) };
+        // ::ffff:a.b.c.d, the encoding of `EndpointKey` and `LocalAddr`.
+        let mapped = |a: u64| [0, 0xffff_0000 | (a << 32)];
+        (mapped(s4), mapped(d4), s4 + d4)
+    };
     // The configured endpoint address first (two word compares), then the
     // map of every local address.
-    let hot = cfg.has_endpoint_addr != 0 && words_of(&cfg.endpoint_addr) == words16(&dst);
+    let hot = cfg.has_endpoint_addr != 0 && words_of(&cfg.endpoint_addr) == dst;
     // SAFETY: read-only lookup of a plain-data value.
-    if !hot && unsafe { LOCAL_ADDRS.get(&LocalAddr { addr: dst }) }.is_none() {
+    if !hot
+        && unsafe {
+            LOCAL_ADDRS.get(&LocalAddr {
+                addr: bytes_of(dst),
+            })
+        }
+        .is_none()
+    {
         return Err(Pass(ka_slot::NOT_FOR_PROXY));
     }
-    let ports = get::<4>(buf, udp.l4).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-    let sport = u16::from_be_bytes([ports[0], ports[1]]);
-    let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    let uh = at(ctx, udp.l4, 8).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
+    // SAFETY: within the 8 bytes checked.
+    let ports = unsafe { ld32::<0>(uh) };
     let key = EndpointKey {
-        addr: src,
-        port: sport,
+        addr: bytes_of(src),
+        port: u16::from_be(ports as u16),
         pad: 0,
     };
     let e = KEEPALIVE
@@ -262,40 +242,26 @@ fn answer<const STAGE: u32>(
     if STAGE == bench_stage::LOOKED_UP {
         return Err(Pass(ka_slot::OFF));
     }
-    // The request as aligned words (`len` is 16..=112, checked above),
-    // zero past its end as the hash expects: only the last word can hold
-    // bytes of an earlier packet, so it is cleared before the load.
-    let words = PAYLOAD
-        .get_ptr_mut(0)
-        .ok_or(Pass(ka_slot::CONTENT_MISMATCH))?;
-    // SAFETY: per-CPU slot; one program run at a time uses it on this CPU.
-    let words = unsafe { &mut *words };
-    words[(len / 8) & (PAYLOAD_WORDS - 1)] = 0;
-    // SAFETY: the helper writes at most 128 bytes into the 128-byte buffer
-    // and checks the packet bounds itself.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            udp.payload as u32,
-            words.as_mut_ptr() as *mut c_void,
-            payload_len(len) as u32,
-        )
+    // The request's 8-byte words, read in place. The last, partial word is
+    // read as the eight bytes that end the request, shifted down.
+    let end = ctx.data_end();
+    let req = at(ctx, udp.payload(), KA_MIN).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
+    let full = |i: usize| {
+        let q = offset(req, i * 8);
+        // SAFETY: the 8 bytes at `q` are in the packet (checked first).
+        (q + 8 <= end).then(|| unsafe { ld64::<0>(q) })
     };
-    if rc != 0 {
-        return Err(Pass(ka_slot::LENGTH_MISMATCH));
-    }
-    let eid_len = e.eid_len as usize;
-    let eid_off = e.eid_off as usize;
-    if eid_off + eid_len > len {
-        return Err(Pass(ka_slot::IDENTIFIER_MISMATCH));
-    }
-    let word = |i: usize| words.get(i).copied().unwrap_or(0);
-    if ka_request_hash(len, word) != e.req_hash {
+    let tail = || {
+        // `len` is 16..=112 here; the mask shows the verifier a bound.
+        let q = offset(req, (len - 8) & 127);
+        // SAFETY: as above.
+        (q + 8 <= end).then(|| unsafe { ld64::<0>(q) } >> (8 * (8 - len % 8)))
+    };
+    // The UDP length claims more than the frame holds.
+    let hash = ka_request_hash(len, full, tail).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
+    if hash != e.req_hash {
         // Not the learned request; say whether its identifier differs.
-        if ka_eid_hash(eid_off, eid_len, word) != e.eid_hash {
-            return Err(Pass(ka_slot::IDENTIFIER_MISMATCH));
-        }
-        return Err(Pass(ka_slot::CONTENT_MISMATCH));
+        return Err(Pass(identifier_or_content(ctx, udp.payload(), len, e)));
     }
     if STAGE == bench_stage::HASHED {
         return Err(Pass(ka_slot::OFF));
@@ -303,19 +269,15 @@ fn answer<const STAGE: u32>(
     let rcf_len = e.rcf_len as usize;
     // Plain comparisons on `rcf_len` itself (see `len` above).
     if rcf_len > KA_MAX {
-        return Err(rewrite);
+        return Err(Pass(ka_slot::REWRITE_FAILED));
     }
-    if rcf_len < 8 {
+    if rcf_len < KA_MIN {
         return Err(Pass(ka_slot::REWRITE_FAILED));
     }
 
     // Per-endpoint rate bound (GCRA): answers may run `rate_slack_ns` ahead
     // of one per `rate_interval_ns`.
-    // The coarse clock (tick resolution) is enough for a rate bound of a
-    // few answers per second and for the control plane's refresh schedule,
-    // and costs no clock-source read.
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = coarse_now();
     if cfg.rate_interval_ns != 0 {
         let tat = if e.tat_ns > now { e.tat_ns } else { now };
         if tat - now > cfg.rate_slack_ns {
@@ -324,64 +286,62 @@ fn answer<const STAGE: u32>(
         e.tat_ns = tat + cfg.rate_interval_ns;
     }
 
-    // Build the answer's headers in the buffer.
-    let w0 = words[0];
-    let seq = [
-        (w0 >> (8 * KA_SEQ_OFF)) as u8,
-        (w0 >> (8 * KA_SEQ_OFF + 8)) as u8,
-    ];
-    let macs = get::<12>(buf, 0).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    put(buf, 0, &swapped).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // Read what the answer keeps of the request's headers, in memory order.
+    let l2 = at(ctx, 0, 22).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // SAFETY (all loads): within the 22 bytes checked; frames this long
+    // hold Ethernet, the tags and more.
+    let (mac_lo, mac_hi) = unsafe { (ld64::<0>(l2), ld32::<8>(l2) as u64) };
+    // The EtherType and any tags (bytes 12..l3); reading to byte 22 takes
+    // some IP header bytes too, which are rewritten after.
+    let (tags_lo, tags_hi) = unsafe { (ld64::<12>(l2), ld16::<20>(l2)) };
+    let ip = at(ctx, udp.l3, 8).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // SAFETY: within the 8 bytes checked.
+    let ip_w0 = unsafe { ld64::<0>(ip) };
     let udp_len = (UDP_HLEN + rcf_len) as u16;
-    let mut sum = addr_sum;
-    if udp.v6 {
-        put(buf, udp.l3 + 4, &udp_len.to_be_bytes()).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        put(buf, udp.l3 + 7, &[64]).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        put(buf, udp.l3 + 8, &dst).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        put(buf, udp.l3 + 24, &src).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let udp_len_m = mem16(udp_len);
+    // The new IPv4 header checksum: updated for the two words that change
+    // (total length; TTL with protocol), RFC 1624 eqn. 3; swapping the
+    // addresses leaves the sum as it was.
+    let ip_tail = if udp.v6 {
+        0
     } else {
-        // The header checksum is updated for the two words that change
-        // (total length; TTL with protocol), RFC 1624 eqn. 3; swapping the
-        // addresses leaves the sum as it was.
-        let old = get::<12>(buf, udp.l3).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        let old_len = u16::from_be_bytes([old[2], old[3]]);
-        let old_ttl = u16::from_be_bytes([old[8], old[9]]);
-        let old_csum = u16::from_be_bytes([old[10], old[11]]);
-        let new_len = 20 + udp_len;
-        let new_ttl = (64u16 << 8) | old[9] as u16;
-        let ipsum = (!old_csum) as u32
-            + (!old_len) as u32
-            + new_len as u32
-            + (!old_ttl) as u32
-            + new_ttl as u32;
-        let c = !fold(ipsum);
-        let mut f = [0u8; 10];
-        f[0..2].copy_from_slice(&new_len.to_be_bytes());
-        f[2..6].copy_from_slice(&old[4..8]);
-        f[6] = 64;
-        f[7] = old[9];
-        f[8..10].copy_from_slice(&c.to_be_bytes());
-        put(buf, udp.l3 + 2, &f).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        put(buf, udp.l3 + 12, &dst[12..]).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-        put(buf, udp.l3 + 16, &src[12..]).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    }
+        let ipx = at(ctx, udp.l3, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        // SAFETY: within the 12 bytes checked.
+        let w1 = unsafe { ld32::<8>(ipx) } as u64;
+        let old_len = (ip_w0 >> 16) & 0xffff;
+        let old_ttl = w1 & 0xffff;
+        let old_csum = w1 >> 16;
+        let new_ttl = 64 | (IPPROTO_UDP as u64) << 8;
+        let sum = (!old_csum & 0xffff)
+            + (!old_len & 0xffff)
+            + mem16(20 + udp_len)
+            + (!old_ttl & 0xffff)
+            + new_ttl;
+        new_ttl | ((!fold64(sum)) as u64) << 16
+    };
+    let new_ip_w0 = if udp.v6 {
+        // Flow label kept, payload length, next header UDP, hop limit 64.
+        (ip_w0 & 0xffff_ffff) | udp_len_m << 32 | (IPPROTO_UDP as u64) << 48 | 64 << 56
+    } else {
+        (ip_w0 & !0xffff_0000) | mem16(20 + udp_len) << 16
+    };
     // UDP: ports swapped, new length, checksum over pseudo-header, header and
     // the template (its sum precomputed by userspace) plus the sequence number.
-    sum += 17 + 2 * udp_len as u32 + sport as u32 + dport as u32;
-    sum += e.rcf_csum as u32 + u16::from_be_bytes(seq) as u32;
-    let mut c = !fold(sum);
+    // SAFETY: `req` has KA_MIN bytes.
+    let w0 = unsafe { ld64::<0>(req) };
+    let seq_m = (w0 >> (8 * KA_SEQ_OFF)) & 0xffff;
+    let sum = addr_sum
+        + mem16(IPPROTO_UDP as u16)
+        + 2 * udp_len_m
+        + (ports & 0xffff) as u64
+        + (ports >> 16) as u64
+        + mem16(e.rcf_csum)
+        + seq_m;
+    let mut c = !fold64(sum);
     if c == 0 {
         c = 0xffff;
     }
-    let mut uh = [0u8; 8];
-    uh[0..2].copy_from_slice(&dport.to_be_bytes());
-    uh[2..4].copy_from_slice(&sport.to_be_bytes());
-    uh[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    uh[6..8].copy_from_slice(&c.to_be_bytes());
-    put(buf, udp.l4, &uh).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let new_udp = ports.rotate_left(16) as u64 | udp_len_m << 32 | (c as u64) << 48;
 
     // Resize at the head: drivers guarantee XDP headroom, but not tailroom
     // (a veth hands over skb data sized to the request).
@@ -392,39 +352,126 @@ fn answer<const STAGE: u32>(
             return Err(Pass(ka_slot::NO_HEADROOM));
         }
     }
-    // Write back: the headers from the frame buffer, then the template with
-    // the request's sequence number in it (the template has zeros there).
-    let hdr = ((udp.payload - 1) & (FRAME_BUF - 1)) + 1;
-    // SAFETY: the helper reads `hdr` (1..=256) bytes of the buffer and
-    // checks the packet bounds itself.
-    let rc =
-        unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, hdr as u32) };
-    if rc != 0 {
-        return Err(Pass(ka_slot::REWRITE_FAILED));
+    // Write the headers at the new start, then the template with the
+    // request's sequence number in it (the template has zeros there).
+    let l2 = at(ctx, 0, 22).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // SAFETY (all stores): within the ranges checked.
+    unsafe {
+        st64::<0>(l2, (mac_lo >> 48) | (mac_hi << 16) | (mac_lo << 48));
+        st32::<8>(l2, (mac_lo >> 16) as u32);
+        st64::<12>(l2, tags_lo);
+        st16::<20>(l2, tags_hi);
+    }
+    if udp.v6 {
+        let ip = at(ctx, udp.l3, 48).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        // SAFETY: within the 48 bytes checked.
+        unsafe {
+            st64::<0>(ip, new_ip_w0);
+            st64::<8>(ip, dst[0]);
+            st64::<16>(ip, dst[1]);
+            st64::<24>(ip, src[0]);
+            st64::<32>(ip, src[1]);
+            st64::<40>(ip, new_udp);
+        }
+    } else {
+        let ip = at(ctx, udp.l3, 28).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        // SAFETY: within the 28 bytes checked.
+        unsafe {
+            st64::<0>(ip, new_ip_w0);
+            st32::<8>(ip, ip_tail as u32);
+            st64::<12>(ip, (dst[1] >> 32) | (src[1] >> 32) << 32);
+            st64::<20>(ip, new_udp);
+        }
     }
     // SAFETY: `RcfBytes` is 8-byte aligned and KA_MAX (a multiple of 8)
     // bytes long: the same memory as KA_MAX / 8 words.
     let tpl = unsafe { &*(e.rcf.bytes.as_ptr() as *const [u64; KA_MAX / 8]) };
-    for (w, t) in words.iter_mut().zip(tpl.iter()) {
-        *w = *t;
-    }
     let seq_bits = 0xffffu64 << (8 * KA_SEQ_OFF);
-    words[0] = (words[0] & !seq_bits) | (w0 & seq_bits);
-    // SAFETY: the helper reads at most 128 bytes of the 128-byte buffer and
-    // checks the packet bounds itself.
-    let rc = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            hdr as u32,
-            words.as_mut_ptr() as *mut c_void,
-            payload_len(rcf_len) as u32,
-        )
+    let t0 = (tpl[0] & !seq_bits) | (w0 & seq_bits);
+    let t = |i: usize| match i {
+        0 => t0,
+        _ => tpl.get(i).copied().unwrap_or(0),
     };
-    if rc != 0 {
-        return Err(Pass(ka_slot::REWRITE_FAILED));
+    let end = ctx.data_end();
+    let out = at(ctx, udp.payload(), 8).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let mut i = 0;
+    while i < KA_MAX / 8 {
+        if i * 8 + 8 > rcf_len {
+            break;
+        }
+        let q = offset(out, i * 8);
+        if q + 8 > end {
+            return Err(Pass(ka_slot::REWRITE_FAILED));
+        }
+        // SAFETY: the 8 bytes at `q` are in the packet (checked above).
+        unsafe { st64::<0>(q, t(i)) };
+        i += 1;
+    }
+    if rcf_len % 8 != 0 {
+        // The last, partial word: the eight bytes that end the answer
+        // (overlapping the word before with the same bytes). `rcf_len` is
+        // 16..=112, so they are past requestSeqNum and inside the template.
+        let start = rcf_len - 8;
+        // SAFETY: bytes start..rcf_len of the template.
+        let last = unsafe { ld64::<0>(offset(e.rcf.bytes.as_ptr() as usize, start)) };
+        let q = offset(out, start & 127);
+        if q + 8 > end {
+            return Err(Pass(ka_slot::REWRITE_FAILED));
+        }
+        // SAFETY: the 8 bytes at `q` are in the packet (checked above).
+        unsafe { st64::<0>(q, last) };
     }
 
     e.last_ns = now;
     e.answered += 1;
     Ok(xdp_action::XDP_TX)
+}
+
+/// A local address as two words.
+#[inline(always)]
+fn words_of(a: &LocalAddr) -> [u64; 2] {
+    // SAFETY: `LocalAddr` is 16 bytes, 8-byte aligned.
+    unsafe { *(a as *const LocalAddr as *const [u64; 2]) }
+}
+
+/// Two words in memory order as the sixteen bytes they hold.
+#[inline(always)]
+fn bytes_of(w: [u64; 2]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&w[0].to_le_bytes());
+    out[8..].copy_from_slice(&w[1].to_le_bytes());
+    out
+}
+
+/// Why a request from a learned source did not match: a different
+/// endpointIdentifier, or other content. The rare path, so the request is
+/// copied out with a helper rather than read word by word in place.
+#[inline(always)]
+fn identifier_or_content(ctx: &XdpContext, payload: usize, len: usize, e: &KeepaliveEntry) -> u32 {
+    let eid_len = e.eid_len as usize;
+    let eid_off = e.eid_off as usize;
+    if eid_off + eid_len > len {
+        return ka_slot::IDENTIFIER_MISMATCH;
+    }
+    // Zero past the request's end, as the hash expects.
+    let mut words = [0u64; 16];
+    // SAFETY: the helper writes at most 128 bytes into the 128-byte buffer
+    // (`len` is 16..=112, the mask shows the verifier a bound) and checks
+    // the packet bounds itself.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            payload as u32,
+            words.as_mut_ptr() as *mut c_void,
+            (((len - 1) & 127) + 1) as u32,
+        )
+    };
+    if rc != 0 {
+        return ka_slot::LENGTH_MISMATCH;
+    }
+    if ka_eid_hash(eid_off, eid_len, |i| words.get(i).copied().unwrap_or(0)) != e.eid_hash {
+        ka_slot::IDENTIFIER_MISMATCH
+    } else {
+        ka_slot::CONTENT_MISMATCH
+    }
 }

@@ -3,6 +3,9 @@
 //! and handed down through maps.
 #![no_std]
 #![no_main]
+// Inline assembly for unaligned packet access (see `parse`); the crate is
+// built with the pinned nightly anyway.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod bench;
 mod keepalive;

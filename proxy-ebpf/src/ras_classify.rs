@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use proxy_common::{PacketCounter, RAS_PORT, RasCounter, packet_slot, ras_slot, ras_slot_of};
 
-use crate::parse::{Buf, Outcome, Udp, load_frame, udp_in};
+use crate::parse::{Outcome, Udp, udp_in};
 
 /// Per `RasMessage` choice index (see `proxy_common::ras_slot`).
 #[btf_map(pin_by_name)]
@@ -30,37 +30,19 @@ pub fn count_packet(outcome: Outcome) {
 
 #[xdp]
 pub fn ras_classify(ctx: XdpContext) -> u32 {
-    let udp = load_frame(&ctx).and_then(|(buf, n)| {
-        let udp = udp_in(buf, n, RAS_PORT)?;
-        let first = first_byte(buf, n, &udp);
-        Ok((udp, first))
-    });
-    match udp {
-        Ok((udp, first)) => count_ras(&udp, first),
+    match udp_in(&ctx, RAS_PORT) {
+        Ok(udp) => count_ras(&udp),
         Err(outcome) => count_packet(outcome),
     }
     xdp_action::XDP_PASS
 }
 
-/// The payload's first byte: `None` for an empty datagram, `Some(None)` when
-/// it lies past the bytes copied.
+/// Count a RAS datagram in `PACKETS` and by choice (from its first byte) in
+/// `RAS_CLASSIFY`.
 #[inline(always)]
-pub fn first_byte(buf: &Buf, n: usize, udp: &Udp) -> Option<Option<u8>> {
-    if udp.payload_len == 0 {
-        None
-    } else if udp.payload < n {
-        Some(buf.get(udp.payload).copied())
-    } else {
-        Some(None)
-    }
-}
-
-/// Count a RAS datagram in `PACKETS` and by choice in `RAS_CLASSIFY`, from
-/// its first byte (`None`: empty datagram; `Some(None)`: unreadable).
-#[inline(always)]
-pub fn count_ras(udp: &Udp, first: Option<Option<u8>>) {
+pub fn count_ras(udp: &Udp) {
     count_packet(Outcome::Ras);
-    let slot = match first {
+    let slot = match udp.first {
         None => ras_slot::EMPTY,
         Some(Some(first)) => ras_slot_of(first),
         Some(None) => ras_slot::MALFORMED,

@@ -40,7 +40,7 @@ pub const BENCH_PASS_PROG: &str = "bench_pass";
 pub const BENCH_FASTPATH_PROG: &str = "bench_fastpath";
 /// See [`BENCH_PASS_PROG`]: (program, what it stops after).
 pub const BENCH_STAGE_PROGS: [(&str, &str); 3] = [
-    ("bench_stage_parsed", "frame copy, header walk, counters"),
+    ("bench_stage_parsed", "header walk, counters"),
     (
         "bench_stage_looked_up",
         "+ proxy address and endpoint lookups",

@@ -1,0 +1,215 @@
+//! Root test of the kernel's keepalive answer, byte for byte: for every
+//! request length and every answer length the fast path handles, on every
+//! header layout it parses (IPv4 and IPv6, untagged, 802.1Q, QinQ), the
+//! frame `ras_fastpath` leaves after XDP_TX (BPF_PROG_TEST_RUN, nothing is
+//! sent anywhere) must equal one built here from scratch, checksums summed
+//! in full rather than updated.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use proxy_common::{
+    FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry, ka_hash, ka_slot, ones_sum,
+};
+use proxy_tests::privileged;
+use proxy_user::fastpath::{FASTPATH_PROG, FastPath};
+use proxy_user::lab::netns::unique_name;
+use proxy_user::offload::local_addr;
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const EP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const PX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+/// One's-complement checksum of `parts` concatenated (each even-length but
+/// the last).
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut s: u64 = 0;
+    for p in parts {
+        for c in p.chunks(2) {
+            s += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// A frame from `from` to `to` with `payload` over UDP: VLAN tags `vlans`
+/// (outer first; the outer one 802.1ad when there are two), TTL / hop limit
+/// `ttl`. IPv4 carries identification 0x1234 and DF; IPv6 flow label
+/// 0x12345. Checksums are computed in full.
+fn frame(vlans: &[u16], from: SocketAddr, to: SocketAddr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    let (dst_mac, src_mac) = if from.port() == 1719 {
+        (EP_MAC, PX_MAC)
+    } else {
+        (PX_MAC, EP_MAC)
+    };
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    for (i, vid) in vlans.iter().enumerate() {
+        let tpid: u16 = if i == 0 && vlans.len() == 2 {
+            0x88a8
+        } else {
+            0x8100
+        };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    let udp_len = (8 + payload.len()) as u16;
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&from.port().to_be_bytes());
+    udp.extend_from_slice(&to.port().to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let pseudo_tail = [0, 17, (udp_len >> 8) as u8, udp_len as u8];
+    match (from.ip(), to.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let c = checksum(&[&s.octets(), &d.octets(), &pseudo_tail, &udp]);
+            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
+            ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
+            ip.extend_from_slice(&s.octets());
+            ip.extend_from_slice(&d.octets());
+            let c = checksum(&[&ip]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&ip);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let c = checksum(&[
+                &s.octets(),
+                &d.octets(),
+                &[0, 0],
+                &udp_len.to_be_bytes(),
+                &[0, 0, 0, 17],
+                &udp,
+            ]);
+            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
+            f.extend_from_slice(&udp_len.to_be_bytes());
+            f.extend_from_slice(&[17, ttl]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        _ => unreachable!("one family per frame"),
+    }
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// `len` bytes that the fast path takes for a keepalive (its first byte is
+/// a registrationRequest with the extension bit), `seed` varying the rest.
+fn request(len: usize, seq: u16, seed: u8) -> Vec<u8> {
+    let mut r: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    r[0] = 0x0e;
+    r[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&seq.to_be_bytes());
+    r
+}
+
+/// The learned entry for `req` answered by `rcf` (requestSeqNum zero).
+fn entry(req: &[u8], rcf: &[u8]) -> KeepaliveEntry {
+    let (req_hash, eid_hash) = ka_hash(req, 0, 0);
+    let mut e = KeepaliveEntry {
+        req_hash,
+        eid_hash,
+        req_len: req.len() as u16,
+        rcf_len: rcf.len() as u16,
+        rcf_csum: ones_sum(rcf),
+        ..Default::default()
+    };
+    e.rcf.bytes[..rcf.len()].copy_from_slice(rcf);
+    e
+}
+
+#[test]
+fn kernel_answers_equal_frames_built_from_scratch_at_every_length() {
+    if !privileged("kernel_answers_equal_frames_built_from_scratch_at_every_length") {
+        return;
+    }
+    let instance = unique_name("fa");
+    let mut fp = FastPath::load(&instance).expect("load fast path");
+    let run = (|| {
+        let px4: SocketAddr = "198.18.0.1:1719".parse().unwrap();
+        let ep4: SocketAddr = "198.18.0.2:40000".parse().unwrap();
+        let px6 = SocketAddr::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1).into(), 1719);
+        let ep6 = SocketAddr::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2).into(), 40000);
+        // The IPv4 address is the configured endpoint address (checked
+        // first); the IPv6 one is found in the map of local addresses.
+        fp.configure(FastpathSettings {
+            answer: 1,
+            ras_port: 1719,
+            endpoint_addr: local_addr(Ipv4Addr::new(198, 18, 0, 1).into()),
+            has_endpoint_addr: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        fp.set_local_addrs(&[px4.ip(), px6.ip()]).unwrap();
+        let mut table = fp.take_keepalive_table().unwrap();
+        let mut answered = 0u64;
+        let mut out = vec![0u8; 512];
+        let layouts: [(&[u16], bool); 6] = [
+            (&[], false),
+            (&[100], false),
+            (&[200, 100], false),
+            (&[], true),
+            (&[100], true),
+            (&[200, 100], true),
+        ];
+        for (vlans, v6) in layouts {
+            let (px, ep) = if v6 { (px6, ep6) } else { (px4, ep4) };
+            // Every request length with a spread of answer lengths, then on
+            // the first layout every answer length too.
+            let mut cases: Vec<(usize, usize)> = (KA_MIN..=KA_MAX)
+                .map(|l| (l, KA_MIN + (l * 37) % (KA_MAX - KA_MIN + 1)))
+                .collect();
+            if vlans.is_empty() && !v6 {
+                cases.extend((KA_MIN..=KA_MAX).map(|r| (53, r)));
+            }
+            for (req_len, rcf_len) in cases {
+                let seq = (req_len * 257 + rcf_len) as u16;
+                let req = request(req_len, seq, rcf_len as u8);
+                let mut rcf: Vec<u8> = (0..rcf_len)
+                    .map(|i| (i as u8).wrapping_mul(13) ^ 0xa5)
+                    .collect();
+                rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].fill(0);
+                table.learn(ep, &entry(&request(req_len, 1, rcf_len as u8), &rcf))?;
+                let what = format!("vlans {vlans:?} v6 {v6} request {req_len} answer {rcf_len}");
+                let (action, _, n) = fp.test_run(
+                    FASTPATH_PROG,
+                    &frame(vlans, ep, px, 61, &req),
+                    1,
+                    Some(&mut out),
+                )?;
+                assert_eq!(action, XDP_TX, "{what}");
+                answered += 1;
+                let mut want_rcf = rcf.clone();
+                want_rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&seq.to_be_bytes());
+                let want = frame(vlans, px, ep, 64, &want_rcf);
+                assert_eq!(&out[..n], &want[..], "{what}");
+            }
+            // One byte changed outside requestSeqNum: not the learned
+            // request, so not answered.
+            let req = request(40, 9, 1);
+            table.learn(ep, &entry(&request(40, 1, 1), &[0xa5; 40]))?;
+            let mut bad = req.clone();
+            bad[30] ^= 0x10;
+            let (action, _, _) =
+                fp.test_run(FASTPATH_PROG, &frame(vlans, ep, px, 61, &bad), 1, None)?;
+            assert_eq!(action, XDP_PASS, "changed request, vlans {vlans:?} v6 {v6}");
+        }
+        let c = fp.counters()?;
+        assert_eq!(c.keepalive[ka_slot::ANSWERED as usize], answered);
+        assert_eq!(c.keepalive[ka_slot::CONTENT_MISMATCH as usize], 6);
+        println!("kernel answers checked byte for byte: {answered} frames, 6 layouts");
+        Ok::<_, proxy_user::fastpath::FastPathError>(())
+    })();
+    fp.unpin().unwrap();
+    run.unwrap();
+}
