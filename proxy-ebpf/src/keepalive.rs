@@ -144,7 +144,7 @@ pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
 enum Refusal {
     /// Leave it to userspace.
     Pass(u32),
-    /// Over the rate bound: nobody answers it.
+    /// Over the rate bound, or a frame half rewritten: nobody answers it.
     Drop(u32),
 }
 
@@ -190,6 +190,25 @@ fn answer<const STAGE: u32>(
     if udp.ip_hlen != 20 && !udp.v6 {
         return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
     }
+    let ip = at(ctx, udp.l3, 8).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
+    // SAFETY: within the 8 bytes checked.
+    let ip_w0 = unsafe { ld64::<0>(ip) };
+    // The IP length must say what the UDP length says (bytes past it are
+    // link-layer padding).
+    let (ip_len, headers) = if udp.v6 {
+        (u16::from_be((ip_w0 >> 32) as u16), UDP_HLEN)
+    } else {
+        (u16::from_be((ip_w0 >> 16) as u16), 20 + UDP_HLEN)
+    };
+    if ip_len as usize != headers + len {
+        return Err(Pass(ka_slot::LENGTH_MISMATCH));
+    }
+    let end = ctx.data_end();
+    let req = at(ctx, udp.payload(), KA_MIN).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
+    if offset(req, len) > end {
+        // The UDP length claims more than the frame holds.
+        return Err(Pass(ka_slot::LENGTH_MISMATCH));
+    }
     // The addresses as words in memory order: the key, the local-address
     // check and the pseudo-header sum all use them that way.
     let (src, dst, addr_sum) = if udp.v6 {
@@ -197,6 +216,11 @@ fn answer<const STAGE: u32>(
         // SAFETY (all loads): within the 40 bytes checked.
         let s = unsafe { [ld64::<8>(ip), ld64::<16>(ip)] };
         let d = unsafe { [ld64::<24>(ip), ld64::<32>(ip)] };
+        // IPv4-mapped addresses would alias IPv4 endpoints and addresses.
+        let mapped = |a: [u64; 2]| a[0] == 0 && a[1] & 0xffff_ffff == 0xffff_0000;
+        if mapped(s) || mapped(d) {
+            return Err(Pass(ka_slot::UNSUPPORTED_HEADERS));
+        }
         let half = |w: u64| (w & 0xffff_ffff) + (w >> 32);
         (s, d, half(s[0]) + half(s[1]) + half(d[0]) + half(d[1]))
     } else {
@@ -242,10 +266,12 @@ fn answer<const STAGE: u32>(
     if STAGE == bench_stage::LOOKED_UP {
         return Err(Pass(ka_slot::OFF));
     }
+    if e.eid_off as usize + e.eid_len as usize > len {
+        // An entry that does not fit its own request: never answered.
+        return Err(Pass(ka_slot::IDENTIFIER_MISMATCH));
+    }
     // The request's 8-byte words, read in place. The last, partial word is
     // read as the eight bytes that end the request, shifted down.
-    let end = ctx.data_end();
-    let req = at(ctx, udp.payload(), KA_MIN).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
     let full = |i: usize| {
         let q = offset(req, i * 8);
         // SAFETY: the 8 bytes at `q` are in the packet (checked first).
@@ -257,7 +283,7 @@ fn answer<const STAGE: u32>(
         // SAFETY: as above.
         (q + 8 <= end).then(|| unsafe { ld64::<0>(q) } >> (8 * (8 - len % 8)))
     };
-    // The UDP length claims more than the frame holds.
+    // `None` only if the frame were shorter than checked above.
     let hash = ka_request_hash(len, full, tail).ok_or(Pass(ka_slot::LENGTH_MISMATCH))?;
     if hash != e.req_hash {
         // Not the learned request; say whether its identifier differs.
@@ -278,12 +304,9 @@ fn answer<const STAGE: u32>(
     // Per-endpoint rate bound (GCRA): answers may run `rate_slack_ns` ahead
     // of one per `rate_interval_ns`.
     let now = coarse_now();
-    if cfg.rate_interval_ns != 0 {
-        let tat = if e.tat_ns > now { e.tat_ns } else { now };
-        if tat - now > cfg.rate_slack_ns {
-            return Err(Refusal::Drop(ka_slot::RATE_LIMITED));
-        }
-        e.tat_ns = tat + cfg.rate_interval_ns;
+    let tat = if e.tat_ns > now { e.tat_ns } else { now };
+    if cfg.rate_interval_ns != 0 && tat - now > cfg.rate_slack_ns {
+        return Err(Refusal::Drop(ka_slot::RATE_LIMITED));
     }
 
     // Read what the answer keeps of the request's headers, in memory order.
@@ -294,14 +317,18 @@ fn answer<const STAGE: u32>(
     // The EtherType and any tags (bytes 12..l3); reading to byte 22 takes
     // some IP header bytes too, which are rewritten after.
     let (tags_lo, tags_hi) = unsafe { (ld64::<12>(l2), ld16::<20>(l2)) };
-    let ip = at(ctx, udp.l3, 8).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
-    // SAFETY: within the 8 bytes checked.
-    let ip_w0 = unsafe { ld64::<0>(ip) };
     let udp_len = (UDP_HLEN + rcf_len) as u16;
     let udp_len_m = mem16(udp_len);
-    // The new IPv4 header checksum: updated for the two words that change
-    // (total length; TTL with protocol), RFC 1624 eqn. 3; swapping the
-    // addresses leaves the sum as it was.
+    // DSCP is kept, ECN cleared: the answer is not part of the request's
+    // congestion signalling.
+    let ip_w0_ecn = if udp.v6 {
+        ip_w0 & !0x3000
+    } else {
+        ip_w0 & !0x0300
+    };
+    // The new IPv4 header checksum: updated for the three words that change
+    // (version with TOS; total length; TTL with protocol), RFC 1624 eqn. 3;
+    // swapping the addresses leaves the sum as it was.
     let ip_tail = if udp.v6 {
         0
     } else {
@@ -313,6 +340,8 @@ fn answer<const STAGE: u32>(
         let old_csum = w1 >> 16;
         let new_ttl = 64 | (IPPROTO_UDP as u64) << 8;
         let sum = (!old_csum & 0xffff)
+            + (!ip_w0 & 0xffff)
+            + (ip_w0_ecn & 0xffff)
             + (!old_len & 0xffff)
             + mem16(20 + udp_len)
             + (!old_ttl & 0xffff)
@@ -321,9 +350,9 @@ fn answer<const STAGE: u32>(
     };
     let new_ip_w0 = if udp.v6 {
         // Flow label kept, payload length, next header UDP, hop limit 64.
-        (ip_w0 & 0xffff_ffff) | udp_len_m << 32 | (IPPROTO_UDP as u64) << 48 | 64 << 56
+        (ip_w0_ecn & 0xffff_ffff) | udp_len_m << 32 | (IPPROTO_UDP as u64) << 48 | 64 << 56
     } else {
-        (ip_w0 & !0xffff_0000) | mem16(20 + udp_len) << 16
+        (ip_w0_ecn & !0xffff_0000) | mem16(20 + udp_len) << 16
     };
     // UDP: ports swapped, new length, checksum over pseudo-header, header and
     // the template (its sum precomputed by userspace) plus the sequence number.
@@ -352,9 +381,12 @@ fn answer<const STAGE: u32>(
             return Err(Pass(ka_slot::NO_HEADROOM));
         }
     }
+    // From here on the frame is no longer the request: a failure (none is
+    // expected, the lengths were checked) drops it rather than pass a
+    // half-written frame to the stack.
     // Write the headers at the new start, then the template with the
     // request's sequence number in it (the template has zeros there).
-    let l2 = at(ctx, 0, 22).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let l2 = at(ctx, 0, 22).ok_or(Refusal::Drop(ka_slot::REWRITE_FAILED))?;
     // SAFETY (all stores): within the ranges checked.
     unsafe {
         st64::<0>(l2, (mac_lo >> 48) | (mac_hi << 16) | (mac_lo << 48));
@@ -363,7 +395,7 @@ fn answer<const STAGE: u32>(
         st16::<20>(l2, tags_hi);
     }
     if udp.v6 {
-        let ip = at(ctx, udp.l3, 48).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        let ip = at(ctx, udp.l3, 48).ok_or(Refusal::Drop(ka_slot::REWRITE_FAILED))?;
         // SAFETY: within the 48 bytes checked.
         unsafe {
             st64::<0>(ip, new_ip_w0);
@@ -374,7 +406,7 @@ fn answer<const STAGE: u32>(
             st64::<40>(ip, new_udp);
         }
     } else {
-        let ip = at(ctx, udp.l3, 28).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+        let ip = at(ctx, udp.l3, 28).ok_or(Refusal::Drop(ka_slot::REWRITE_FAILED))?;
         // SAFETY: within the 28 bytes checked.
         unsafe {
             st64::<0>(ip, new_ip_w0);
@@ -393,7 +425,7 @@ fn answer<const STAGE: u32>(
         _ => tpl.get(i).copied().unwrap_or(0),
     };
     let end = ctx.data_end();
-    let out = at(ctx, udp.payload(), 8).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    let out = at(ctx, udp.payload(), 8).ok_or(Refusal::Drop(ka_slot::REWRITE_FAILED))?;
     let mut i = 0;
     while i < KA_MAX / 8 {
         if i * 8 + 8 > rcf_len {
@@ -401,7 +433,7 @@ fn answer<const STAGE: u32>(
         }
         let q = offset(out, i * 8);
         if q + 8 > end {
-            return Err(Pass(ka_slot::REWRITE_FAILED));
+            return Err(Refusal::Drop(ka_slot::REWRITE_FAILED));
         }
         // SAFETY: the 8 bytes at `q` are in the packet (checked above).
         unsafe { st64::<0>(q, t(i)) };
@@ -416,12 +448,15 @@ fn answer<const STAGE: u32>(
         let last = unsafe { ld64::<0>(offset(e.rcf.bytes.as_ptr() as usize, start)) };
         let q = offset(out, start & 127);
         if q + 8 > end {
-            return Err(Pass(ka_slot::REWRITE_FAILED));
+            return Err(Refusal::Drop(ka_slot::REWRITE_FAILED));
         }
         // SAFETY: the 8 bytes at `q` are in the packet (checked above).
         unsafe { st64::<0>(q, last) };
     }
 
+    if cfg.rate_interval_ns != 0 {
+        e.tat_ns = tat + cfg.rate_interval_ns;
+    }
     e.last_ns = now;
     e.answered += 1;
     Ok(xdp_action::XDP_TX)

@@ -7,6 +7,11 @@
 // built with the pinned nightly anyway.
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+// Header words are read and written in memory order on a little-endian
+// target (see `parse::pkt`); a big-endian build would need other shifts.
+#[cfg(target_endian = "big")]
+compile_error!("the fast path assumes a little-endian BPF target (bpfel)");
+
 mod bench;
 mod keepalive;
 mod liveness;

@@ -15,10 +15,13 @@ use proxy_user::fastpath::{FASTPATH_PROG, FastPath};
 use proxy_user::lab::netns::unique_name;
 use proxy_user::offload::local_addr;
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
-const EP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const PX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const EP_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+const PX_MAC: [u8; 6] = [0x0a, 0x66, 0x77, 0x88, 0x99, 0xaa];
+/// DSCP EF with ECN ECT(1): the answer keeps the DSCP and clears ECN.
+const TOS: u8 = 0xb9;
 
 /// One's-complement checksum of `parts` concatenated (each even-length but
 /// the last).
@@ -36,10 +39,18 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 }
 
 /// A frame from `from` to `to` with `payload` over UDP: VLAN tags `vlans`
-/// (outer first; the outer one 802.1ad when there are two), TTL / hop limit
-/// `ttl`. IPv4 carries identification 0x1234 and DF; IPv6 flow label
-/// 0x12345. Checksums are computed in full.
-fn frame(vlans: &[u16], from: SocketAddr, to: SocketAddr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+/// (outer first; the outer one 802.1ad when there are two; priority 5),
+/// TTL / hop limit `ttl`, TOS / traffic class `tos`. IPv4 carries
+/// identification 0x1234 and DF; IPv6 flow label 0x12345. Checksums are
+/// computed in full.
+fn frame(
+    vlans: &[u16],
+    from: SocketAddr,
+    to: SocketAddr,
+    ttl: u8,
+    tos: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = Vec::new();
     let (dst_mac, src_mac) = if from.port() == 1719 {
         (EP_MAC, PX_MAC)
@@ -55,7 +66,7 @@ fn frame(vlans: &[u16], from: SocketAddr, to: SocketAddr, ttl: u8, payload: &[u8
             0x8100
         };
         f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
+        f.extend_from_slice(&(vid | 5 << 13).to_be_bytes());
     }
     let udp_len = (8 + payload.len()) as u16;
     let mut udp = Vec::new();
@@ -70,7 +81,7 @@ fn frame(vlans: &[u16], from: SocketAddr, to: SocketAddr, ttl: u8, payload: &[u8
             let c = checksum(&[&s.octets(), &d.octets(), &pseudo_tail, &udp]);
             udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
             f.extend_from_slice(&0x0800u16.to_be_bytes());
-            let mut ip = vec![0x45, 0];
+            let mut ip = vec![0x45, tos];
             ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
             ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
             ip.extend_from_slice(&s.octets());
@@ -90,7 +101,7 @@ fn frame(vlans: &[u16], from: SocketAddr, to: SocketAddr, ttl: u8, payload: &[u8
             ]);
             udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
             f.extend_from_slice(&0x86ddu16.to_be_bytes());
-            f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
+            f.extend_from_slice(&[0x60 | tos >> 4, tos << 4 | 0x01, 0x23, 0x45]);
             f.extend_from_slice(&udp_len.to_be_bytes());
             f.extend_from_slice(&[17, ttl]);
             f.extend_from_slice(&s.octets());
@@ -113,6 +124,13 @@ fn request(len: usize, seq: u16, seed: u8) -> Vec<u8> {
     r
 }
 
+/// A 40-byte answer template (requestSeqNum zero).
+fn rcf40() -> Vec<u8> {
+    let mut r = vec![0xa5; 40];
+    r[KA_SEQ_OFF..KA_SEQ_OFF + 2].fill(0);
+    r
+}
+
 /// The learned entry for `req` answered by `rcf` (requestSeqNum zero).
 fn entry(req: &[u8], rcf: &[u8]) -> KeepaliveEntry {
     let (req_hash, eid_hash) = ka_hash(req, 0, 0);
@@ -128,6 +146,40 @@ fn entry(req: &[u8], rcf: &[u8]) -> KeepaliveEntry {
     e
 }
 
+/// `f` (IPv4, tags `vlans`) with four bytes of IPv4 options added.
+fn with_ip_options(f: &[u8], vlans: &[u16]) -> Vec<u8> {
+    let l3 = 14 + 4 * vlans.len();
+    let mut out = f[..l3 + 20].to_vec();
+    out.extend_from_slice(&[1, 1, 1, 0]);
+    out.extend_from_slice(&f[l3 + 20..]);
+    out[l3] = 0x46;
+    let tot = u16::from_be_bytes([out[l3 + 2], out[l3 + 3]]) + 4;
+    out[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
+    out[l3 + 10..l3 + 12].fill(0);
+    let c = checksum(&[&out[l3..l3 + 24]]);
+    out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    out
+}
+
+/// Run `f` through the fast path; it must come back with `action`,
+/// counted under `slot`.
+fn refused(fp: &mut FastPath, f: &[u8], action: u32, slot: u32, what: &str) {
+    let before = fp.counters().unwrap().keepalive;
+    let (a, _, _) = fp.test_run(FASTPATH_PROG, f, 1, None).unwrap();
+    let after = fp.counters().unwrap().keepalive;
+    assert_eq!(a, action, "{what}");
+    assert_eq!(
+        after[slot as usize],
+        before[slot as usize] + 1,
+        "{what}: counted"
+    );
+    assert_eq!(
+        after[ka_slot::ANSWERED as usize],
+        before[ka_slot::ANSWERED as usize],
+        "{what}: not answered"
+    );
+}
+
 #[test]
 fn kernel_answers_equal_frames_built_from_scratch_at_every_length() {
     if !privileged("kernel_answers_equal_frames_built_from_scratch_at_every_length") {
@@ -140,16 +192,6 @@ fn kernel_answers_equal_frames_built_from_scratch_at_every_length() {
         let ep4: SocketAddr = "198.18.0.2:40000".parse().unwrap();
         let px6 = SocketAddr::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1).into(), 1719);
         let ep6 = SocketAddr::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2).into(), 40000);
-        // The IPv4 address is the configured endpoint address (checked
-        // first); the IPv6 one is found in the map of local addresses.
-        fp.configure(FastpathSettings {
-            answer: 1,
-            ras_port: 1719,
-            endpoint_addr: local_addr(Ipv4Addr::new(198, 18, 0, 1).into()),
-            has_endpoint_addr: 1,
-            ..Default::default()
-        })
-        .unwrap();
         fp.set_local_addrs(&[px4.ip(), px6.ip()]).unwrap();
         let mut table = fp.take_keepalive_table().unwrap();
         let mut answered = 0u64;
@@ -162,52 +204,213 @@ fn kernel_answers_equal_frames_built_from_scratch_at_every_length() {
             (&[100], true),
             (&[200, 100], true),
         ];
-        for (vlans, v6) in layouts {
-            let (px, ep) = if v6 { (px6, ep6) } else { (px4, ep4) };
-            // Every request length with a spread of answer lengths, then on
-            // the first layout every answer length too.
-            let mut cases: Vec<(usize, usize)> = (KA_MIN..=KA_MAX)
-                .map(|l| (l, KA_MIN + (l * 37) % (KA_MAX - KA_MIN + 1)))
-                .collect();
-            if vlans.is_empty() && !v6 {
-                cases.extend((KA_MIN..=KA_MAX).map(|r| (53, r)));
-            }
-            for (req_len, rcf_len) in cases {
-                let seq = (req_len * 257 + rcf_len) as u16;
-                let req = request(req_len, seq, rcf_len as u8);
-                let mut rcf: Vec<u8> = (0..rcf_len)
-                    .map(|i| (i as u8).wrapping_mul(13) ^ 0xa5)
+        // The configured endpoint address is checked first, other local
+        // addresses are looked up in a map: each family takes each way once.
+        for hot in [px4.ip(), px6.ip()] {
+            fp.configure(FastpathSettings {
+                answer: 1,
+                ras_port: 1719,
+                endpoint_addr: local_addr(hot),
+                has_endpoint_addr: 1,
+                ..Default::default()
+            })?;
+            for (vlans, v6) in layouts {
+                let (px, ep) = if v6 { (px6, ep6) } else { (px4, ep4) };
+                // Every request length with a spread of answer lengths, then
+                // on the first layout every answer length too.
+                let mut cases: Vec<(usize, usize)> = (KA_MIN..=KA_MAX)
+                    .map(|l| (l, KA_MIN + (l * 37) % (KA_MAX - KA_MIN + 1)))
                     .collect();
-                rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].fill(0);
-                table.learn(ep, &entry(&request(req_len, 1, rcf_len as u8), &rcf))?;
-                let what = format!("vlans {vlans:?} v6 {v6} request {req_len} answer {rcf_len}");
-                let (action, _, n) = fp.test_run(
-                    FASTPATH_PROG,
-                    &frame(vlans, ep, px, 61, &req),
-                    1,
-                    Some(&mut out),
-                )?;
-                assert_eq!(action, XDP_TX, "{what}");
-                answered += 1;
-                let mut want_rcf = rcf.clone();
-                want_rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&seq.to_be_bytes());
-                let want = frame(vlans, px, ep, 64, &want_rcf);
-                assert_eq!(&out[..n], &want[..], "{what}");
+                if vlans.is_empty() && !v6 && hot == px4.ip() {
+                    cases.extend((KA_MIN..=KA_MAX).map(|r| (53, r)));
+                }
+                for (req_len, rcf_len) in cases {
+                    let seq = (req_len * 257 + rcf_len) as u16;
+                    let req = request(req_len, seq, rcf_len as u8);
+                    let mut rcf: Vec<u8> = (0..rcf_len)
+                        .map(|i| (i as u8).wrapping_mul(13) ^ 0xa5)
+                        .collect();
+                    rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].fill(0);
+                    table.learn(ep, &entry(&request(req_len, 1, rcf_len as u8), &rcf))?;
+                    let what =
+                        format!("vlans {vlans:?} v6 {v6} request {req_len} answer {rcf_len}");
+                    let f = frame(vlans, ep, px, 61, TOS, &req);
+                    let (action, _, n) = fp.test_run(FASTPATH_PROG, &f, 1, Some(&mut out))?;
+                    assert_eq!(action, XDP_TX, "{what}");
+                    answered += 1;
+                    let mut want_rcf = rcf.clone();
+                    want_rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&seq.to_be_bytes());
+                    let want = frame(vlans, px, ep, 64, TOS & !3, &want_rcf);
+                    assert_eq!(&out[..n], &want[..], "{what}");
+                }
             }
-            // One byte changed outside requestSeqNum: not the learned
-            // request, so not answered.
-            let req = request(40, 9, 1);
-            table.learn(ep, &entry(&request(40, 1, 1), &[0xa5; 40]))?;
-            let mut bad = req.clone();
-            bad[30] ^= 0x10;
-            let (action, _, _) =
-                fp.test_run(FASTPATH_PROG, &frame(vlans, ep, px, 61, &bad), 1, None)?;
-            assert_eq!(action, XDP_PASS, "changed request, vlans {vlans:?} v6 {v6}");
         }
         let c = fp.counters()?;
         assert_eq!(c.keepalive[ka_slot::ANSWERED as usize], answered);
-        assert_eq!(c.keepalive[ka_slot::CONTENT_MISMATCH as usize], 6);
-        println!("kernel answers checked byte for byte: {answered} frames, 6 layouts");
+        println!(
+            "kernel answers checked byte for byte: {answered} frames, 6 layouts, both address checks"
+        );
+        table.learn(ep4, &entry(&request(40, 1, 1), &rcf40()))?;
+        table.learn(ep6, &entry(&request(40, 1, 1), &rcf40()))?;
+        for (vlans, v6) in layouts {
+            let (px, ep) = if v6 { (px6, ep6) } else { (px4, ep4) };
+            let req = request(40, 9, 1);
+            let good = frame(vlans, ep, px, 61, TOS, &req);
+            // Link-layer padding after the datagram: answered, the padding
+            // left at the end of the answer.
+            let mut padded = good.clone();
+            padded.extend_from_slice(&[0xee; 6]);
+            let (action, _, n) = fp.test_run(FASTPATH_PROG, &padded, 1, Some(&mut out))?;
+            assert_eq!(action, XDP_TX, "padded, vlans {vlans:?} v6 {v6}");
+            let mut want_rcf = rcf40();
+            want_rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&9u16.to_be_bytes());
+            let mut want = frame(vlans, px, ep, 64, TOS & !3, &want_rcf);
+            want.extend_from_slice(&[0xee; 6]);
+            assert_eq!(&out[..n], &want[..], "padded, vlans {vlans:?} v6 {v6}");
+
+            let what = |w: &str| format!("{w}, vlans {vlans:?} v6 {v6}");
+            let mut bad = req.clone();
+            bad[30] ^= 0x10;
+            let f = frame(vlans, ep, px, 61, TOS, &bad);
+            refused(
+                &mut fp,
+                &f,
+                XDP_PASS,
+                ka_slot::CONTENT_MISMATCH,
+                &what("changed byte"),
+            );
+            let other = SocketAddr::new(ep.ip(), ep.port() + 1);
+            let f = frame(vlans, other, px, 61, TOS, &req);
+            refused(
+                &mut fp,
+                &f,
+                XDP_PASS,
+                ka_slot::UNKNOWN_SOURCE,
+                &what("other port"),
+            );
+            let not_px = match px.ip() {
+                IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::new(198, 18, 0, 9).into(), 1719),
+                IpAddr::V6(_) => {
+                    SocketAddr::new(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 9).into(), 1719)
+                }
+            };
+            let f = frame(vlans, ep, not_px, 61, TOS, &req);
+            refused(
+                &mut fp,
+                &f,
+                XDP_PASS,
+                ka_slot::NOT_FOR_PROXY,
+                &what("not the proxy"),
+            );
+            let f = frame(vlans, ep, px, 61, TOS, &request(48, 9, 1));
+            refused(
+                &mut fp,
+                &f,
+                XDP_PASS,
+                ka_slot::LENGTH_MISMATCH,
+                &what("longer"),
+            );
+            // Headers that claim three bytes more than the frame holds.
+            let f = &good[..good.len() - 3];
+            refused(
+                &mut fp,
+                f,
+                XDP_PASS,
+                ka_slot::LENGTH_MISMATCH,
+                &what("cut short"),
+            );
+            if !v6 {
+                let f = with_ip_options(&good, vlans);
+                refused(
+                    &mut fp,
+                    &f,
+                    XDP_PASS,
+                    ka_slot::UNSUPPORTED_HEADERS,
+                    &what("options"),
+                );
+            }
+        }
+        // An IPv6 source that is an IPv4-mapped address would alias the
+        // IPv4 endpoint's entry.
+        let mapped = SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).to_ipv6_mapped().into(), 40000);
+        let f = frame(&[], mapped, px6, 61, TOS, &request(40, 9, 1));
+        refused(
+            &mut fp,
+            &f,
+            XDP_PASS,
+            ka_slot::UNSUPPORTED_HEADERS,
+            "IPv4-mapped source",
+        );
+
+        // A different endpointIdentifier (bytes 20..28 of the request) is
+        // counted apart from other changes.
+        let learned = request(40, 1, 1);
+        let (req_hash, eid_hash) = ka_hash(&learned, 20, 8);
+        let e = KeepaliveEntry {
+            req_hash,
+            eid_hash,
+            eid_off: 20,
+            eid_len: 8,
+            ..entry(&learned, &rcf40())
+        };
+        table.learn(ep4, &e)?;
+        let mut other_id = request(40, 9, 1);
+        other_id[24] ^= 1;
+        let f = frame(&[], ep4, px4, 61, TOS, &other_id);
+        refused(
+            &mut fp,
+            &f,
+            XDP_PASS,
+            ka_slot::IDENTIFIER_MISMATCH,
+            "identifier",
+        );
+
+        // A UDP checksum that sums to zero goes out as 0xffff.
+        let mut rcf = rcf40();
+        let mut want_rcf = rcf.clone();
+        want_rcf[KA_SEQ_OFF..KA_SEQ_OFF + 2].copy_from_slice(&9u16.to_be_bytes());
+        let w = (0..=u16::MAX)
+            .find(|w| {
+                want_rcf[10..12].copy_from_slice(&w.to_be_bytes());
+                let f = frame(&[], px4, ep4, 64, TOS & !3, &want_rcf);
+                f[f.len() - 40 - 2..f.len() - 40] == [0xff, 0xff]
+            })
+            .expect("some word zeroes the sum");
+        rcf[10..12].copy_from_slice(&w.to_be_bytes());
+        want_rcf[10..12].copy_from_slice(&w.to_be_bytes());
+        table.learn(ep4, &entry(&learned, &rcf))?;
+        let f = frame(&[], ep4, px4, 61, TOS, &request(40, 9, 1));
+        let (action, _, n) = fp.test_run(FASTPATH_PROG, &f, 1, Some(&mut out))?;
+        assert_eq!(action, XDP_TX);
+        assert_eq!(
+            &out[..n],
+            &frame(&[], px4, ep4, 64, TOS & !3, &want_rcf)[..]
+        );
+        assert_eq!(
+            &out[n - 42..n - 40],
+            &[0xff, 0xff],
+            "zero checksum sent as 0xffff"
+        );
+
+        // The rate bound: one answer per 10 s and no slack, so a second
+        // keepalive right after the first is dropped.
+        fp.configure(FastpathSettings {
+            answer: 1,
+            ras_port: 1719,
+            rate_interval_ns: 10_000_000_000,
+            rate_slack_ns: 0,
+            ..Default::default()
+        })?;
+        table.learn(ep4, &entry(&learned, &rcf))?;
+        let (action, _, _) = fp.test_run(FASTPATH_PROG, &f, 1, None)?;
+        assert_eq!(action, XDP_TX, "first keepalive under the rate bound");
+        refused(
+            &mut fp,
+            &f,
+            XDP_DROP,
+            ka_slot::RATE_LIMITED,
+            "second within 10 s",
+        );
         Ok::<_, proxy_user::fastpath::FastPathError>(())
     })();
     fp.unpin().unwrap();
