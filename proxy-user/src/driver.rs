@@ -77,8 +77,16 @@ pub trait OffloadTable: Send {
     ) -> Result<(), String>;
     /// Stop answering for `source`.
     fn forget(&mut self, source: SocketAddr);
+    /// A reader of every learned endpoint with its entry, with a handle of
+    /// its own: reading a large map takes milliseconds, so it runs on a
+    /// thread of its own, off the driver loop.
+    fn reader(&self) -> Result<Box<dyn OffloadReader>, String>;
+}
+
+/// Reads the kernel's learned-endpoint map (see [`OffloadTable::reader`]).
+pub trait OffloadReader: Send {
     /// Every learned endpoint with its entry.
-    fn entries(&self) -> Vec<(SocketAddr, proxy_common::KeepaliveEntry)>;
+    fn entries(&mut self) -> Result<Vec<(SocketAddr, proxy_common::KeepaliveEntry)>, String>;
 }
 
 /// The kernel's gatekeeper liveness map as the RAS driver uses it
@@ -238,10 +246,55 @@ impl RasDriver {
         self
     }
 
-    /// Read the kernel's per-endpoint answer times into the relay.
-    fn sync_offload(&self) {
-        let Some(t) = &self.offload else { return };
-        let entries = t.entries();
+    /// Start the thread that reads the kernel's learned-endpoint map every
+    /// OFFLOAD_SYNC and hands the entries to the driver loop; it ends when
+    /// the loop is gone. Also returns the first reading.
+    fn start_offload_sync(
+        &self,
+    ) -> Option<(
+        Vec<(SocketAddr, proxy_common::KeepaliveEntry)>,
+        tokio::sync::mpsc::Receiver<Vec<(SocketAddr, proxy_common::KeepaliveEntry)>>,
+    )> {
+        let mut reader = match self.offload.as_ref()?.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the learned-endpoint map: offloaded endpoints will not be refreshed");
+                return None;
+            }
+        };
+        let first = reader.entries().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the learned-endpoint map");
+            Vec::new()
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("offload-sync".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(OFFLOAD_SYNC);
+                    match reader.entries() {
+                        Ok(entries) => {
+                            if tx.blocking_send(entries).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if tx.is_closed() => {
+                            tracing::debug!(error = %e, "offload sync ends");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading the learned-endpoint map"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the offload sync thread");
+            return None;
+        }
+        Some((first, rx))
+    }
+
+    /// Put the kernel's per-endpoint answer times into the relay.
+    fn sync_offload(&self, entries: Vec<(SocketAddr, proxy_common::KeepaliveEntry)>) {
         if entries.is_empty() {
             return;
         }
@@ -267,18 +320,20 @@ impl RasDriver {
         mut shutdown: watch::Receiver<bool>,
         status: watch::Sender<RasStatus>,
     ) {
-        let mut sync = tokio::time::interval(OFFLOAD_SYNC);
-        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut live = tokio::time::interval(self.liveness_every);
         live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = tokio::time::interval(Duration::from_secs(1));
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty = false;
-        if let Some(t) = &self.offload {
-            let held: std::collections::HashSet<SocketAddr> =
-                t.entries().into_iter().map(|(s, _)| s).collect();
-            lock(&self.relay).retain_offloaded(&held);
-        }
+        let mut offload_rx = match self.start_offload_sync() {
+            Some((first, rx)) => {
+                let held: std::collections::HashSet<SocketAddr> =
+                    first.into_iter().map(|(s, _)| s).collect();
+                lock(&self.relay).retain_offloaded(&held);
+                Some(rx)
+            }
+            None => None,
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
         let mut readers = Vec::new();
         for (peer, sock) in self
@@ -320,7 +375,7 @@ impl RasDriver {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => lock(&self.relay).handle_timeout(Instant::now()),
-                _ = sync.tick(), if self.offload.is_some() => self.sync_offload(),
+                Some(entries) = async { offload_rx.as_mut()?.recv().await }, if offload_rx.is_some() => self.sync_offload(entries),
                 _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
                 _ = save.tick(), if dirty && self.state.is_some() => {
                     self.save_state();

@@ -138,6 +138,14 @@ pub enum FastPathError {
         /// The cause.
         source: aya::maps::MapError,
     },
+    /// A batch read of a map failed.
+    #[error("map {name}: batch lookup: {source}")]
+    Batch {
+        /// Map name.
+        name: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, FastPathError>;
@@ -394,6 +402,8 @@ impl TrafficGen {
 /// The learned-endpoint map, held by the RAS driver.
 pub struct KeepaliveTable {
     map: BpfHashMap<MapData, EndpointKey, KeepaliveEntry>,
+    /// Where it is pinned (readers open their own handle there).
+    pin: PathBuf,
 }
 
 impl KeepaliveTable {
@@ -402,7 +412,28 @@ impl KeepaliveTable {
         let map = open_pinned(instance, KEEPALIVE_MAP)?;
         Ok(Self {
             map: BpfHashMap::try_from(map).map_err(map_err(KEEPALIVE_MAP))?,
+            pin: pin_dir(instance)?.join(KEEPALIVE_MAP),
         })
+    }
+
+    /// A reader of the whole table with a handle of its own, for another
+    /// thread.
+    pub fn reader(&self) -> Result<KeepaliveReader> {
+        Ok(KeepaliveReader {
+            map: MapData::from_pin(&self.pin).map_err(map_err(KEEPALIVE_MAP))?,
+            chunk: 1024,
+        })
+    }
+
+    /// Every learned endpoint with its entry, a key at a time (aya's
+    /// iterator: two system calls per entry). The benchmarks' baseline for
+    /// [`KeepaliveReader::entries`].
+    pub fn entries_key_by_key(&self) -> Vec<(std::net::SocketAddr, KeepaliveEntry)> {
+        self.map
+            .iter()
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| (crate::offload::source(&k), v))
+            .collect()
     }
 
     /// Let the kernel answer keepalives from `source` with `entry`.
@@ -417,18 +448,14 @@ impl KeepaliveTable {
         let _ = self.map.remove(&crate::offload::key(source));
     }
 
-    /// Every learned endpoint with its entry.
-    pub fn entries(&self) -> Vec<(std::net::SocketAddr, KeepaliveEntry)> {
-        self.map
-            .iter()
-            .filter_map(|r| r.ok())
-            .map(|(k, v)| (crate::offload::source(&k), v))
-            .collect()
+    /// Every learned endpoint with its entry (see [`KeepaliveReader`]).
+    pub fn entries(&self) -> Result<Vec<(std::net::SocketAddr, KeepaliveEntry)>> {
+        self.reader()?.entries()
     }
 
     /// Number of learned endpoints.
     pub fn len(&self) -> usize {
-        self.map.keys().filter(|k| k.is_ok()).count()
+        self.entries().map(|v| v.len()).unwrap_or(0)
     }
 
     /// No endpoint learned.
@@ -782,6 +809,7 @@ impl FastPath {
             .ok_or(FastPathError::Missing(KEEPALIVE_MAP))?;
         Ok(KeepaliveTable {
             map: BpfHashMap::try_from(map).map_err(map_err(KEEPALIVE_MAP))?,
+            pin: self.pin_dir.join(KEEPALIVE_MAP),
         })
     }
 
@@ -911,6 +939,112 @@ impl Counters {
     }
 }
 
+/// Reads the learned-endpoint map `chunk` entries per system call
+/// (BPF_MAP_LOOKUP_BATCH). The control plane reads the whole map every
+/// second; aya's iterator takes two system calls per entry, which at
+/// 100,000 endpoints is a large share of a core (see `cargo xtask bench`).
+pub struct KeepaliveReader {
+    map: MapData,
+    chunk: usize,
+}
+
+/// The `batch` member of `union bpf_attr` (linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// `BPF_MAP_LOOKUP_BATCH` (linux/bpf.h, `enum bpf_cmd`).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+impl KeepaliveReader {
+    /// Every learned endpoint with its entry. Entries added or removed
+    /// while it reads may or may not be in the result.
+    pub fn entries(&mut self) -> Result<Vec<(std::net::SocketAddr, KeepaliveEntry)>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = self.map.fd().as_fd().as_raw_fd();
+        let mut out = Vec::new();
+        let mut keys = vec![EndpointKey::default(); self.chunk];
+        let mut values = vec![KeepaliveEntry::default(); self.chunk];
+        // A hash map's batch position is a bucket index (u32).
+        let mut position: u32 = 0;
+        let mut next: u32 = 0;
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    &position as *const u32 as u64
+                },
+                out_batch: &mut next as *mut u32 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: keys.len() as u32,
+                map_fd: fd as u32,
+                ..Default::default()
+            };
+            // SAFETY: `attr` points at buffers of `count` keys and values of
+            // the map's key and value types, and at two u32 positions, all
+            // alive for the call.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    std::mem::size_of::<BatchAttr>(),
+                )
+            };
+            let err = (rc < 0).then(std::io::Error::last_os_error);
+            let n = (attr.count as usize).min(keys.len());
+            out.extend(
+                keys[..n]
+                    .iter()
+                    .zip(&values[..n])
+                    .map(|(k, v)| (crate::offload::source(k), *v)),
+            );
+            match err {
+                None => {}
+                // The end of the map.
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                // A bucket holds more entries than fit: read it again with
+                // room for them.
+                Some(e) if e.raw_os_error() == Some(libc::ENOSPC) && self.chunk < 1 << 20 => {
+                    self.chunk *= 2;
+                    keys.resize(self.chunk, EndpointKey::default());
+                    values.resize(self.chunk, KeepaliveEntry::default());
+                    continue;
+                }
+                Some(source) => {
+                    return Err(FastPathError::Batch {
+                        name: KEEPALIVE_MAP,
+                        source,
+                    });
+                }
+            }
+            position = next;
+            first = false;
+        }
+        Ok(out)
+    }
+}
+
+impl crate::driver::OffloadReader for KeepaliveReader {
+    fn entries(
+        &mut self,
+    ) -> std::result::Result<Vec<(std::net::SocketAddr, KeepaliveEntry)>, String> {
+        KeepaliveReader::entries(self).map_err(|e| e.to_string())
+    }
+}
+
 impl crate::driver::OffloadTable for KeepaliveTable {
     fn learn(
         &mut self,
@@ -922,8 +1056,10 @@ impl crate::driver::OffloadTable for KeepaliveTable {
     fn forget(&mut self, source: std::net::SocketAddr) {
         KeepaliveTable::forget(self, source)
     }
-    fn entries(&self) -> Vec<(std::net::SocketAddr, KeepaliveEntry)> {
-        KeepaliveTable::entries(self)
+    fn reader(&self) -> std::result::Result<Box<dyn crate::driver::OffloadReader>, String> {
+        Ok(Box::new(
+            KeepaliveTable::reader(self).map_err(|e| e.to_string())?,
+        ))
     }
 }
 

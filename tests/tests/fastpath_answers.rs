@@ -416,3 +416,46 @@ fn kernel_answers_equal_frames_built_from_scratch_at_every_length() {
     fp.unpin().unwrap();
     run.unwrap();
 }
+
+#[test]
+fn batch_reads_of_the_learned_endpoint_map_see_every_entry() {
+    if !privileged("batch_reads_of_the_learned_endpoint_map_see_every_entry") {
+        return;
+    }
+    let instance = unique_name("fb");
+    let mut fp = FastPath::load(&instance).expect("load fast path");
+    let run = (|| {
+        let mut table = fp.take_keepalive_table()?;
+        let source = |i: u32| {
+            let host = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + 16 + i / 8);
+            SocketAddr::new(host.into(), 20_000 + (i % 8) as u16)
+        };
+        let mut reader = table.reader()?;
+        assert!(reader.entries()?.is_empty(), "a new map is empty");
+        // More entries than one batch holds (1024), with distinct contents.
+        for i in 0..5000u32 {
+            let mut e = entry(&request(40, 1, 1), &rcf40());
+            e.answered = u64::from(i);
+            table.learn(source(i), &e)?;
+        }
+        for i in (0..5000u32).step_by(7) {
+            table.forget(source(i));
+        }
+        let mut batch = reader.entries()?;
+        let mut one_by_one = table.entries_key_by_key();
+        batch.sort_by_key(|(s, _)| *s);
+        one_by_one.sort_by_key(|(s, _)| *s);
+        assert_eq!(batch.len(), 5000 - 5000usize.div_ceil(7));
+        assert_eq!(batch, one_by_one);
+        for (s, e) in &batch {
+            let i = (0..5000u32)
+                .find(|&i| source(i) == *s)
+                .expect("a learned source");
+            assert_eq!(e.answered, u64::from(i), "{s}: its own entry");
+        }
+        println!("batch read: {} entries, same as key by key", batch.len());
+        Ok::<_, proxy_user::fastpath::FastPathError>(())
+    })();
+    fp.unpin().unwrap();
+    run.unwrap();
+}

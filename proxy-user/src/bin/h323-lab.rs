@@ -311,6 +311,15 @@ fn fastpath_bench() -> Result<()> {
             r.empty_map_bytes
         );
     }
+    for r in runs.iter().filter(|r| r.endpoints >= 100_000) {
+        println!(
+            "| daemon reading the learned-endpoint map (every second), {} endpoints | {:.1} ms (batched) | key by key: {:.1} ms | {:.1}x | - |",
+            r.endpoints,
+            r.sweep_batch_ms,
+            r.sweep_key_ms,
+            r.sweep_key_ms / r.sweep_batch_ms.max(0.001)
+        );
+    }
     println!(
         "| daemon heap per registered endpoint, 100,000 endpoints | {daemon:.0} bytes | - | - | - |"
     );

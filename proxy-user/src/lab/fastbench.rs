@@ -127,6 +127,11 @@ pub struct TestRunTime {
     pub map_bytes: u64,
     /// The same for an empty map of the same size.
     pub empty_map_bytes: u64,
+    /// Reading every entry of the map (the control plane does it every
+    /// second), BPF_MAP_LOOKUP_BATCH, ms.
+    pub sweep_batch_ms: f64,
+    /// The same a key at a time (aya's iterator), ms.
+    pub sweep_key_ms: f64,
 }
 
 /// The median of `v` (which it sorts).
@@ -182,6 +187,19 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
             table.learn(source(i), &e)?;
         }
         let map_bytes = map_memlock(&instance)?;
+        // The control plane's read of the whole map, batched and (the
+        // baseline) a key at a time.
+        let started = std::time::Instant::now();
+        let batch = table.entries()?.len();
+        let sweep_batch_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = std::time::Instant::now();
+        let key_by_key = table.entries_key_by_key().len();
+        let sweep_key_ms = started.elapsed().as_secs_f64() * 1e3;
+        if batch != n as usize || key_by_key != n as usize {
+            return Err(FastBenchError::Wrong(format!(
+                "map reads found {batch} (batched) and {key_by_key} (key by key) of {n} endpoints"
+            )));
+        }
         let frame = ipv4_frame(me, proxy, &keepalive(77, me, id, "BENCH-PX"));
         fp.set_bench_frame(&frame)?;
         // The kernel times the `repeat` runs of one call together and
@@ -259,6 +277,8 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
             plain_pass_ns,
             map_bytes,
             empty_map_bytes,
+            sweep_batch_ms,
+            sweep_key_ms,
         })
     })();
     fp.unpin()?;
