@@ -101,7 +101,8 @@ pub trait LivenessMap: Send {
 }
 
 /// How often the kernel's keepalive times are read back into the
-/// registration table (so offloaded endpoints do not lapse).
+/// registration table (so offloaded endpoints do not lapse); less often
+/// when a read takes more than a fifth of it.
 const OFFLOAD_SYNC: Duration = Duration::from_secs(1);
 
 /// What the gatekeeper-side reader tasks hand to the driver loop.
@@ -270,9 +271,16 @@ impl RasDriver {
         let spawned = std::thread::Builder::new()
             .name("offload-sync".into())
             .spawn(move || {
+                let mut pause = OFFLOAD_SYNC;
                 loop {
-                    std::thread::sleep(OFFLOAD_SYNC);
-                    match reader.entries() {
+                    std::thread::sleep(pause);
+                    let started = Instant::now();
+                    let read = reader.entries();
+                    // A very large map is read less often, so that reading
+                    // it takes at most a fifth of this thread's time (a
+                    // million endpoints take about half a second).
+                    pause = OFFLOAD_SYNC.max(started.elapsed() * 4);
+                    match read {
                         Ok(entries) => {
                             if tx.blocking_send(entries).is_err() {
                                 return;
