@@ -12,6 +12,7 @@ use proxy_common::{
 };
 use proxy_tests::privileged;
 use proxy_user::fastpath::{FASTPATH_PROG, FastPath};
+use proxy_user::lab::frame::{Frame, checksum, vlan_tags};
 use proxy_user::lab::netns::unique_name;
 use proxy_user::offload::local_addr;
 
@@ -23,26 +24,9 @@ const PX_MAC: [u8; 6] = [0x0a, 0x66, 0x77, 0x88, 0x99, 0xaa];
 /// DSCP EF with ECN ECT(1): the answer keeps the DSCP and clears ECN.
 const TOS: u8 = 0xb9;
 
-/// One's-complement checksum of `parts` concatenated (each even-length but
-/// the last).
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut s: u64 = 0;
-    for p in parts {
-        for c in p.chunks(2) {
-            s += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// A frame from `from` to `to` with `payload` over UDP: VLAN tags `vlans`
-/// (outer first; the outer one 802.1ad when there are two; priority 5),
-/// TTL / hop limit `ttl`, TOS / traffic class `tos`. IPv4 carries
-/// identification 0x1234 and DF; IPv6 flow label 0x12345. Checksums are
-/// computed in full.
+/// (priority 5), TTL / hop limit `ttl`, TOS / traffic class `tos`, the MAC
+/// addresses of the side that sends it.
 fn frame(
     vlans: &[u16],
     from: SocketAddr,
@@ -51,66 +35,19 @@ fn frame(
     tos: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut f = Vec::new();
     let (dst_mac, src_mac) = if from.port() == 1719 {
         (EP_MAC, PX_MAC)
     } else {
         (PX_MAC, EP_MAC)
     };
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    for (i, vid) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() == 2 {
-            0x88a8
-        } else {
-            0x8100
-        };
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&(vid | 5 << 13).to_be_bytes());
+    Frame {
+        dst_mac,
+        src_mac,
+        tags: vlan_tags(vlans, 5),
+        ttl,
+        tos,
     }
-    let udp_len = (8 + payload.len()) as u16;
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&from.port().to_be_bytes());
-    udp.extend_from_slice(&to.port().to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let pseudo_tail = [0, 17, (udp_len >> 8) as u8, udp_len as u8];
-    match (from.ip(), to.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let c = checksum(&[&s.octets(), &d.octets(), &pseudo_tail, &udp]);
-            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-            f.extend_from_slice(&0x0800u16.to_be_bytes());
-            let mut ip = vec![0x45, tos];
-            ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
-            ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
-            ip.extend_from_slice(&s.octets());
-            ip.extend_from_slice(&d.octets());
-            let c = checksum(&[&ip]);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&ip);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let c = checksum(&[
-                &s.octets(),
-                &d.octets(),
-                &[0, 0],
-                &udp_len.to_be_bytes(),
-                &[0, 0, 0, 17],
-                &udp,
-            ]);
-            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-            f.extend_from_slice(&0x86ddu16.to_be_bytes());
-            f.extend_from_slice(&[0x60 | tos >> 4, tos << 4 | 0x01, 0x23, 0x45]);
-            f.extend_from_slice(&udp_len.to_be_bytes());
-            f.extend_from_slice(&[17, ttl]);
-            f.extend_from_slice(&s.octets());
-            f.extend_from_slice(&d.octets());
-        }
-        _ => unreachable!("one family per frame"),
-    }
-    f.extend_from_slice(&udp);
-    f
+    .udp(from, to, payload)
 }
 
 /// `len` bytes that the fast path takes for a keepalive (its first byte is

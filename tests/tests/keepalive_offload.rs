@@ -16,6 +16,7 @@ use proxy_user::fastpath::{Counters, set_answering};
 use proxy_user::h225::corpus::{Entry, Kind};
 use proxy_user::h225::ras::{self, RasMessage};
 use proxy_user::h225::value::{bmp_text, ras_from_json, transport_json};
+use proxy_user::lab::frame::{Frame, checksum};
 use proxy_user::lab::netns::{Netns, unique_name, veth, xdp_peer_pass};
 use proxy_user::lab::process::{metric, scrape};
 use serde_json::json;
@@ -227,17 +228,7 @@ fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
     m
 }
 
-fn csum(data: &[u8], mut sum: u32) -> u16 {
-    for c in data.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An Ethernet frame with `tags` VLAN tags carrying `payload` as UDP/IPv4.
+/// An Ethernet frame with `tags` VLAN tags carrying `payload` as UDP.
 fn frame(
     dst: [u8; 6],
     src: [u8; 6],
@@ -246,41 +237,13 @@ fn frame(
     to: SocketAddr,
     payload: &[u8],
 ) -> Vec<u8> {
-    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (from.ip(), to.ip()) else {
-        panic!("IPv4 only")
-    };
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for (tpid, vid) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
+    Frame {
+        dst_mac: dst,
+        src_mac: src,
+        tags: tags.to_vec(),
+        ..Default::default()
     }
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let udp_len = 8 + payload.len() as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
-    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-    ip.extend_from_slice(&s.octets());
-    ip.extend_from_slice(&d.octets());
-    let c = csum(&ip, 0);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&from.port().to_be_bytes());
-    udp.extend_from_slice(&to.port().to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&s.octets());
-    pseudo.extend_from_slice(&d.octets());
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&udp_len.to_be_bytes());
-    pseudo.extend_from_slice(&udp);
-    let c = csum(&pseudo, 0);
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&udp);
-    f
+    .udp(from, to, payload)
 }
 
 /// A raw AF_PACKET socket on `dev` inside `ns` (the kernel here has no
@@ -416,7 +379,7 @@ fn tagged_frames(
         let l2 = 12 + 4 * tags.len();
         assert_eq!(answer[12..l2], req[12..l2], "VLAN tags kept");
         let ip = &answer[l2 + 2..];
-        assert_eq!(csum(&ip[..20], 0), 0, "IPv4 header checksum");
+        assert_eq!(checksum(&[&ip[..20]]), 0, "IPv4 header checksum");
         assert_eq!(
             ip[12..16],
             req[l2 + 2 + 16..l2 + 2 + 20],
@@ -427,7 +390,7 @@ fn tagged_frames(
         pseudo.extend_from_slice(&[0, 17]);
         pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
         pseudo.extend_from_slice(&ip[20..20 + udp_len]);
-        assert_eq!(csum(&pseudo, 0), 0, "UDP checksum");
+        assert_eq!(checksum(&[&pseudo]), 0, "UDP checksum");
         let payload = &ip[28..20 + udp_len];
         // Userspace's answer to the same request, for comparison.
         set_answering(instance, false).unwrap();
@@ -686,13 +649,17 @@ fn test_run_turns_a_learned_keepalive_into_an_rcf_frame() {
     assert_eq!(&f[0..6], &[4; 6]);
     assert_eq!(&f[6..12], &[2; 6]);
     let ip = &f[14..];
-    assert_eq!(csum(&ip[..20], 0), 0, "IPv4 header checksum of {f:02x?}");
+    assert_eq!(
+        checksum(&[&ip[..20]]),
+        0,
+        "IPv4 header checksum of {f:02x?}"
+    );
     let udp_len = u16::from_be_bytes([ip[24], ip[25]]) as usize;
     let mut pseudo = ip[12..20].to_vec();
     pseudo.extend_from_slice(&[0, 17]);
     pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
     pseudo.extend_from_slice(&ip[20..20 + udp_len]);
-    assert_eq!(csum(&pseudo, 0), 0, "UDP checksum of {f:02x?}");
+    assert_eq!(checksum(&[&pseudo]), 0, "UDP checksum of {f:02x?}");
     assert_eq!(&ip[28..20 + udp_len], &tpl.answer(77)[..]);
     fp.unpin().unwrap();
 }

@@ -3,13 +3,14 @@
 //! messages by `RasMessage` choice; BPF_PROG_TEST_RUN covers IPv6 and VLAN
 //! frames without sending them anywhere.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
 
 use proxy_common::{packet_slot, ras_slot, ras_slot_of};
 use proxy_tests::{Child, bin, privileged, wait_for};
 use proxy_user::fastpath::{Counters, FastPath};
 use proxy_user::h225::corpus::{self, Kind};
+use proxy_user::lab::frame::{Frame, vlan_tags};
 use proxy_user::lab::netns::{Netns, unique_name, veth};
 
 #[test]
@@ -99,41 +100,26 @@ fn xdp_counts_ras_messages_by_choice_on_a_veth() {
     );
 }
 
-/// An Ethernet frame: optional VLAN tags, then IPv4 or IPv6 + UDP to 1719.
+/// An Ethernet frame: optional VLAN tags, then IPv4 or IPv6 + UDP from
+/// and to port 1719 (addresses never routed: it only goes through
+/// TEST_RUN).
 fn frame(vlans: &[u16], v6: bool, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
-    for (i, vid) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() == 2 {
-            0x88a8
-        } else {
-            0x8100
-        };
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-    }
-    let udp_len = (8 + payload.len()) as u16;
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&1719u16.to_be_bytes());
-    udp.extend_from_slice(&1719u16.to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    if v6 {
-        f.extend_from_slice(&0x86ddu16.to_be_bytes());
-        f.extend_from_slice(&[0x60, 0, 0, 0]);
-        f.extend_from_slice(&udp_len.to_be_bytes());
-        f.extend_from_slice(&[17, 64]);
-        // Addresses are never routed: this frame only goes through TEST_RUN.
-        f.extend_from_slice(&[0; 32]);
+    let (from, to): (SocketAddr, SocketAddr) = if v6 {
+        (
+            "[2001:2::2]:1719".parse().unwrap(),
+            "[2001:2::1]:1719".parse().unwrap(),
+        )
     } else {
-        f.extend_from_slice(&0x0800u16.to_be_bytes());
-        let tot = (20 + udp_len) as u16;
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&tot.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1]);
+        (
+            "198.18.0.2:1719".parse().unwrap(),
+            "198.18.0.1:1719".parse().unwrap(),
+        )
+    };
+    Frame {
+        tags: vlan_tags(vlans, 0),
+        ..Default::default()
     }
-    f.extend_from_slice(&udp);
-    f
+    .udp(from, to, payload)
 }
 
 #[test]

@@ -8,11 +8,12 @@
 //! - kernel bytes per learned endpoint (the map's own memory accounting) and
 //!   daemon heap per registered endpoint.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::frame::Frame;
 use super::netns::{Netns, unique_name, veth, xdp_peer_pass};
 use crate::fastpath::{
     BENCH_FASTPATH_PROG, BENCH_PASS_PROG, BENCH_STAGE_PROGS, FastPath, KEEPALIVE_MAP, PASS_PROG,
@@ -44,37 +45,6 @@ pub fn keepalive(seq: u16, ras_addr: SocketAddr, id: &str, gk_id: &str) -> Vec<u
         "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
         "timeToLive": 60, "keepAlive": true, "endpointIdentifier": id}});
     ras::encode(&ras_from_json(&v).expect("valid RRQ")).expect("encodes")
-}
-
-/// An Ethernet/IPv4/UDP frame around `payload` (checksums filled in).
-pub fn ipv4_frame(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (from.ip(), to.ip()) else {
-        panic!("IPv4 addresses expected")
-    };
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let udp_len = 8 + payload.len() as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-    ip.extend_from_slice(&s.octets());
-    ip.extend_from_slice(&d.octets());
-    let c = !proxy_common::ones_sum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&from.port().to_be_bytes());
-    udp.extend_from_slice(&to.port().to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut pseudo = s.octets().to_vec();
-    pseudo.extend_from_slice(&d.octets());
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&udp_len.to_be_bytes());
-    pseudo.extend_from_slice(&udp);
-    let c = !proxy_common::ones_sum(&pseudo);
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&udp);
-    f
 }
 
 /// Errors of the fast-path benchmarks.
@@ -200,7 +170,7 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
                 "map reads found {batch} (batched) and {key_by_key} (key by key) of {n} endpoints"
             )));
         }
-        let frame = ipv4_frame(me, proxy, &keepalive(77, me, id, "BENCH-PX"));
+        let frame = Frame::default().udp(me, proxy, &keepalive(77, me, id, "BENCH-PX"));
         fp.set_bench_frame(&frame)?;
         // The kernel times the `repeat` runs of one call together and
         // returns the mean. A figure is the median of five calls.
@@ -350,9 +320,12 @@ pub fn throughput(
     sock.recv_from(&mut buf)?;
     std::thread::sleep(Duration::from_millis(300));
     // The generator's frame: the same keepalive, to px0's MAC address.
-    let mut frame = ipv4_frame(me, to, &ka);
-    frame[..6].copy_from_slice(&mac_of(&px, "px0")?);
-    frame[6..12].copy_from_slice(&mac_of(&ep, "ep0")?);
+    let frame = Frame {
+        dst_mac: mac_of(&px, "px0")?,
+        src_mac: mac_of(&ep, "ep0")?,
+        ..Default::default()
+    }
+    .udp(me, to, &ka);
     drop(peer);
     let pins = instance.clone();
     let rates = ep.run(move || -> Result<(f64, f64)> {

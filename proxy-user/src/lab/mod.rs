@@ -7,6 +7,7 @@ pub mod bench;
 pub mod endpoint;
 #[cfg(feature = "fastpath")]
 pub mod fastbench;
+pub mod frame;
 pub mod gatekeeper;
 pub mod netns;
 pub mod process;
