@@ -86,8 +86,11 @@ pub trait OffloadTable: Send {
 /// Reads the kernel's learned-endpoint map (see [`OffloadTable::reader`]).
 pub trait OffloadReader: Send {
     /// Every learned endpoint with its entry.
-    fn entries(&mut self) -> Result<Vec<(SocketAddr, proxy_common::KeepaliveEntry)>, String>;
+    fn entries(&mut self) -> Result<OffloadEntries, String>;
 }
+
+/// Learned endpoints with their kernel entries.
+pub type OffloadEntries = Vec<(SocketAddr, proxy_common::KeepaliveEntry)>;
 
 /// The kernel's gatekeeper liveness map as the RAS driver uses it
 /// (implemented by `fastpath::LivenessTable`).
@@ -252,10 +255,7 @@ impl RasDriver {
     /// the loop is gone. Also returns the first reading.
     fn start_offload_sync(
         &self,
-    ) -> Option<(
-        Vec<(SocketAddr, proxy_common::KeepaliveEntry)>,
-        tokio::sync::mpsc::Receiver<Vec<(SocketAddr, proxy_common::KeepaliveEntry)>>,
-    )> {
+    ) -> Option<(OffloadEntries, tokio::sync::mpsc::Receiver<OffloadEntries>)> {
         let mut reader = match self.offload.as_ref()?.reader() {
             Ok(r) => r,
             Err(e) => {
@@ -302,7 +302,7 @@ impl RasDriver {
     }
 
     /// Put the kernel's per-endpoint answer times into the relay.
-    fn sync_offload(&self, entries: Vec<(SocketAddr, proxy_common::KeepaliveEntry)>) {
+    fn sync_offload(&self, entries: OffloadEntries) {
         if entries.is_empty() {
             return;
         }

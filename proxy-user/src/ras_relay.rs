@@ -996,7 +996,7 @@ impl RasRelay {
     fn send_endpoint_rrq(&mut self, gk: usize, mut rrq: RegistrationRequest, p: Pending) {
         rrq.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
         rrq.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
-        rrq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+        rrq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
         rrq.keep_alive = Some(false);
         rrq.endpoint_identifier = None;
         rrq.alternate_endpoints = None;
@@ -1414,16 +1414,15 @@ impl RasRelay {
                     ),
                     _ => None,
                 };
-                if let Some(v) = reply {
-                    if let Ok(r) = ras_from_json(&v) {
-                        if let Ok(bytes) = ras::encode(&r) {
-                            self.out.push_back(Transmit {
-                                side: Side::Gatekeeper,
-                                to: self.gks[gk].cfg.ras,
-                                bytes,
-                            });
-                        }
-                    }
+                if let Some(v) = reply
+                    && let Ok(r) = ras_from_json(&v)
+                    && let Ok(bytes) = ras::encode(&r)
+                {
+                    self.out.push_back(Transmit {
+                        side: Side::Gatekeeper,
+                        to: self.gks[gk].cfg.ras,
+                        bytes,
+                    });
                 }
             }
         }
@@ -1561,7 +1560,7 @@ impl RasRelay {
                         let mut u = u;
                         u.endpoint_identifier = Some(epid(&b.endpoint_id));
                         u.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
-                        u.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                        u.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
                         self.forward(
                             gk,
                             from,
@@ -1596,7 +1595,7 @@ impl RasRelay {
                 match (self.active, r.binding.clone()) {
                     (Some(gk), Some(b)) if b.gatekeeper == gk => {
                         d.endpoint_identifier = epid(&b.endpoint_id);
-                        d.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                        d.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
                         self.forward(
                             gk,
                             from,
@@ -1669,7 +1668,7 @@ impl RasRelay {
                     }
                     irr.ras_address = transport(self.cfg.gatekeeper_ras);
                     irr.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
-                    self.to_gatekeeper_reply(gk, their, RasMessage::infoRequestResponse(irr), from);
+                    self.reply_to_gatekeeper(gk, their, RasMessage::infoRequestResponse(irr));
                     return;
                 }
                 let Some(r) = self.registered(from, &bmp_text(&irr.endpoint_identifier.0)) else {
@@ -1717,7 +1716,7 @@ impl RasRelay {
                         endpoint_id: target,
                     });
                 }
-                self.to_gatekeeper_reply(gk, their, m, from);
+                self.reply_to_gatekeeper(gk, their, m);
             }
             other => {
                 self.refuse(
@@ -1733,12 +1732,11 @@ impl RasRelay {
         }
     }
 
-    fn to_gatekeeper_reply(&mut self, gk: usize, seq: u16, mut m: RasMessage, from: SocketAddr) {
+    /// Send `m` to gatekeeper `gk` as the answer to its request `seq`. (A
+    /// disengageConfirm ends nothing here: the call record goes when the
+    /// endpoint's own DRQ comes.)
+    fn reply_to_gatekeeper(&mut self, gk: usize, seq: u16, mut m: RasMessage) {
         let _ = set_seq_num(&mut m, seq);
-        if let RasMessage::disengageConfirm(_) = &m {
-            // The call ends; the record goes when the endpoint's own DRQ comes.
-            let _ = from;
-        }
         match ras::encode(&m) {
             Ok(bytes) => self.out.push_back(Transmit {
                 side: Side::Gatekeeper,
@@ -1851,7 +1849,7 @@ impl RasRelay {
             let mut m = rrq.clone();
             m.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
             m.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
-            m.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+            m.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
             m.endpoint_identifier = None;
             m.keep_alive = Some(false);
             self.forward(
@@ -1993,7 +1991,7 @@ impl RasRelay {
             (Some(gk), Some(b)) if b.gatekeeper == gk => {
                 arq.endpoint_identifier = epid(&b.endpoint_id);
                 arq.src_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
-                arq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(|s| gkid(s));
+                arq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
                 if arq.answer_call {
                     arq.dest_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
                 }

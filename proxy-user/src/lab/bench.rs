@@ -261,14 +261,12 @@ pub fn register(
                         let _ = sock.send_to(&bytes, target).await;
                         if let Ok(Ok((len, _))) =
                             tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
-                        {
-                            if matches!(ras::decode(&buf[..len]), Ok(RasMessage::registrationConfirm(_))) {
+                            && matches!(ras::decode(&buf[..len]), Ok(RasMessage::registrationConfirm(_))) {
                                 ok.fetch_add(1, Ordering::Relaxed);
                                 // Keep the port bound until all are done
                                 // so no other endpoint reuses it.
                                 return;
                             }
-                        }
                     }
                 }));
             }

@@ -515,20 +515,18 @@ impl Ep {
                     ts = ts.wrapping_add(160);
                 }
                 r = rtp.recv_from(&mut buf) => {
-                    if let Ok((n, _)) = r {
-                        if n >= 12 && buf[0] >> 6 == 2 {
+                    if let Ok((n, _)) = r
+                        && n >= 12 && buf[0] >> 6 == 2 {
                             rx.lock().unwrap().on_packet(u16::from_be_bytes([buf[2], buf[3]]));
                         }
-                    }
                 }
                 _ = enquiry.tick() => {
-                    if let Some(at) = outstanding {
-                        if at.elapsed() > Duration::from_secs(4) {
+                    if let Some(at) = outstanding
+                        && at.elapsed() > Duration::from_secs(4) {
                             // T322 expired with no STATUS.
                             self.stats.enquiries_unanswered.fetch_add(1, Ordering::Relaxed);
                             outstanding = None;
                         }
-                    }
                     if outstanding.is_none() {
                         let m = simple(msg::STATUS_ENQUIRY, cref.value, cref.from_destination, "statusInquiry", &call_id);
                         if link.send(&m).await.is_ok() {
