@@ -114,7 +114,7 @@ pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
         }
     };
     count_ras(&udp);
-    if udp.dport != port {
+    if udp.dport() != port {
         // From the RAS port (a gatekeeper's answer to the proxy): not ours.
         return xdp_action::XDP_PASS;
     }
@@ -245,12 +245,10 @@ fn answer<const STAGE: u32>(
     {
         return Err(Pass(ka_slot::NOT_FOR_PROXY));
     }
-    let uh = at(ctx, udp.l4, 8).ok_or(Pass(ka_slot::UNSUPPORTED_HEADERS))?;
-    // SAFETY: within the 8 bytes checked.
-    let ports = unsafe { ld32::<0>(uh) };
+    let ports = udp.ports;
     let key = EndpointKey {
         addr: bytes_of(src),
-        port: u16::from_be(ports as u16),
+        port: udp.sport(),
         pad: 0,
     };
     let e = KEEPALIVE

@@ -142,8 +142,9 @@ pub struct Udp {
     pub ip_hlen: usize,
     /// Offset of the UDP header.
     pub l4: usize,
-    /// UDP destination port.
-    pub dport: u16,
+    /// The UDP source and destination ports as they lie in memory (one
+    /// load; the answer swaps them as a word).
+    pub ports: u32,
     /// UDP payload length according to the UDP header.
     pub payload_len: usize,
     /// The payload's first byte: `None` for an empty datagram, `Some(None)`
@@ -152,6 +153,18 @@ pub struct Udp {
 }
 
 impl Udp {
+    /// UDP source port.
+    #[inline(always)]
+    pub fn sport(&self) -> u16 {
+        be(self.ports as u16)
+    }
+
+    /// UDP destination port.
+    #[inline(always)]
+    pub fn dport(&self) -> u16 {
+        be((self.ports >> 16) as u16)
+    }
+
     /// Offset of the UDP payload from the start of the frame.
     #[inline(always)]
     pub fn payload(&self) -> usize {
@@ -210,8 +223,8 @@ pub fn udp_in(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
     };
     let l4 = l3 + ip_hlen;
     let udp = at(ctx, l4, UDP_HLEN).ok_or(Outcome::Truncated)?;
-    let sport = be(unsafe { ld16::<0>(udp) });
-    let dport = be(unsafe { ld16::<2>(udp) });
+    let ports = unsafe { ld32::<0>(udp) };
+    let (sport, dport) = (be(ports as u16), be((ports >> 16) as u16));
     if sport != port && dport != port {
         return Err(Outcome::NotRasPort);
     }
@@ -229,7 +242,7 @@ pub fn udp_in(ctx: &XdpContext, port: u16) -> Result<Udp, Outcome> {
         v6,
         ip_hlen,
         l4,
-        dport,
+        ports,
         payload_len: ulen - UDP_HLEN,
         first,
     })

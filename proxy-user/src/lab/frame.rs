@@ -100,14 +100,14 @@ impl Frame {
             f.extend_from_slice(&[17, self.ttl]);
         } else {
             f.extend_from_slice(&0x0800u16.to_be_bytes());
+            // The header up to the addresses, which follow below for both
+            // families; its checksum covers them too.
             let mut ip = vec![0x45, self.tos];
             ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
             ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, self.ttl, 17, 0, 0]);
-            ip.extend_from_slice(&src);
-            ip.extend_from_slice(&dst);
-            let c = checksum(&[&ip]);
+            let c = checksum(&[&ip, &src, &dst]);
             ip[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&ip[..12]);
+            f.extend_from_slice(&ip);
         }
         f.extend_from_slice(&src);
         f.extend_from_slice(&dst);
