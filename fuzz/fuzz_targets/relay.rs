@@ -4,7 +4,8 @@
 //!
 //! Input: records of [op, len, payload(len)]. op % 5: 0/1 endpoint datagram
 //! (two endpoint addresses), 2 gatekeeper datagram (primary or backup by the
-//! op's high bit), 3 advance time by payload[0] ms, 4 a call-signalling
+//! op's high bit, sent to an endpoint's own address or the proxy's by bit
+//! 6), 3 advance time by payload[0] ms, 4 a call-signalling
 //! payload (SETUP first, then messages on alternating legs).
 #![no_main]
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use proxy_user::call::{Call, Leg};
 use proxy_user::gatekeeper::HeartbeatConfig;
+use proxy_user::identity::IdentityPool;
 use proxy_user::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
 
 fn a(s: &str) -> SocketAddr {
@@ -37,6 +39,9 @@ fn cfg() -> RelayConfig {
         reregister_rate: 1000,
         local_ttl: 60,
         dial_plan: vec![DialRule { prefix: "9".into(), strip: 1, prepend: String::new() }],
+        identities: Some(
+            IdentityPool::new(vec![a("198.18.2.1:0").ip()], 20_000..=20_001).unwrap(),
+        ),
     }
 }
 
@@ -56,7 +61,9 @@ fuzz_target!(|data: &[u8]| {
             1 => relay.handle_endpoint(t, a("198.18.1.12:1719"), payload),
             2 => {
                 let from = if op & 0x80 == 0 { "198.18.2.10:1719" } else { "198.18.3.10:1719" };
-                relay.handle_gatekeeper(t, a(from), payload)
+                // Sent to the first endpoint's own address, or the shared one.
+                let to = if op & 0x40 == 0 { "198.18.2.1:20000" } else { "198.18.2.1:1719" };
+                relay.handle_gatekeeper_at(t, a(from), Some(a(to)), payload)
             }
             3 => {
                 t += Duration::from_millis(u64::from(payload.first().copied().unwrap_or(1)));

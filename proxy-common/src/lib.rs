@@ -374,6 +374,44 @@ pub struct GatekeeperLiveness {
 // SAFETY: repr(C), u64s then u16/u32 fields filling 16 bytes; no padding.
 unsafe impl aya::Pod for GatekeeperLiveness {}
 
+/// Most addresses the per-endpoint gatekeeper-side identities live on.
+pub const GK_SIDE_MAX_ADDRS: usize = 8;
+
+/// Slots of the `GK_SIDE_SOCKS` socket map the `gk_side` sk_lookup program
+/// hands connections and datagrams to.
+pub mod gk_side_sock {
+    /// The gatekeeper-side UDP (RAS) socket.
+    pub const UDP: u32 = 0;
+    /// The gatekeeper-side TCP (call signalling) listener.
+    pub const TCP: u32 = 1;
+}
+
+/// Settings of the `gk_side` sk_lookup program (`GK_SIDE_CONFIG`, one
+/// entry): every endpoint registered through the proxy has its own transport
+/// address toward the gatekeeper, a port in `port_lo..=port_hi` on one of
+/// these addresses; the program sends whatever arrives for them to the one
+/// UDP socket and the one TCP listener of the gatekeeper side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GkSideConfig {
+    /// IPv4 addresses in network byte order, as `bpf_sk_lookup.local_ip4`.
+    pub v4: [u32; GK_SIDE_MAX_ADDRS],
+    /// IPv6 addresses as four network-order words, as `local_ip6`.
+    pub v6: [[u32; 4]; GK_SIDE_MAX_ADDRS],
+    /// How many of `v4` are used.
+    pub n_v4: u32,
+    /// How many of `v6` are used.
+    pub n_v6: u32,
+    /// First port (host order).
+    pub port_lo: u32,
+    /// Last port (host order).
+    pub port_hi: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only u32 fields and arrays of them, no padding.
+unsafe impl aya::Pod for GkSideConfig {}
+
 /// Mix one little-endian 8-byte word into a keepalive hash.
 #[inline(always)]
 pub fn ka_mix(h: u64, w: u64) -> u64 {

@@ -159,6 +159,7 @@ impl Call {
         q931: &[u8],
         proxy_side: SocketAddr,
         callee: SocketAddr,
+        endpoint_id: Option<&str>,
     ) -> Result<Bytes, CallError> {
         let mut m = Message::decode(q931)?;
         let uu = m.user_user().ok_or(CallError::NoUuie)??;
@@ -166,6 +167,9 @@ impl Call {
         if let H323UUPDUH323MessageBody::setup(s) = &mut info.h323_uu_pdu.h323_message_body {
             s.source_call_signal_address = Some(transport(proxy_side));
             s.dest_call_signal_address = Some(transport(callee));
+            // The endpoint's identifier is the proxy's toward the endpoint,
+            // the gatekeeper's toward the gatekeeper: never relayed as is.
+            s.endpoint_identifier = endpoint_id.map(crate::h225::value::epid);
         }
         let bytes = uuie::encode(&info)?;
         m.set_user_user(&bytes);
@@ -379,7 +383,7 @@ mod tests {
         assert_eq!(info.call_id, call.call_id);
         let proxy: SocketAddr = "198.18.1.1:1720".parse().unwrap();
         let callee: SocketAddr = "198.18.1.12:1720".parse().unwrap();
-        let out = Call::rewrite_setup(&setup, proxy, callee).unwrap();
+        let out = Call::rewrite_setup(&setup, proxy, callee, None).unwrap();
         let m = Message::decode(&out).unwrap();
         let orig = Message::decode(&setup).unwrap();
         // Every IE but User-user is untouched, in order.

@@ -55,6 +55,9 @@ pub struct Config {
     /// The proxy's own addresses and identity.
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// Every endpoint's own address toward the gatekeepers.
+    #[serde(default)]
+    pub gatekeeper_side: GatekeeperSideConfig,
     /// Gatekeeper heartbeat and failover.
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
@@ -100,6 +103,63 @@ impl Default for ProxyConfig {
             gatekeeper_ras_port: 0,
             call_signal_port: 1720,
             state_dir: "/run/h323proxy".into(),
+        }
+    }
+}
+
+/// `[gatekeeper_side]`: each endpoint registered through the proxy gets
+/// its own transport address toward the gatekeepers (RAS and call
+/// signalling), a port of `ports` on one of `addresses`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatekeeperSideConfig {
+    /// Addresses the per-endpoint ports live on (empty: `[proxy]
+    /// gatekeeper_address`). They must be of the host and of the same
+    /// family as `gatekeeper_address`.
+    pub addresses: Vec<IpAddr>,
+    /// Port range, `"first-last"`; empty: every endpoint shares the proxy's
+    /// own gatekeeper-side addresses (one endpoint per proxy at a
+    /// gatekeeper that keys on addresses).
+    pub ports: String,
+}
+
+impl Default for GatekeeperSideConfig {
+    fn default() -> Self {
+        Self {
+            addresses: Vec::new(),
+            ports: "20000-29999".into(),
+        }
+    }
+}
+
+impl GatekeeperSideConfig {
+    /// The port range, `None` when empty (shared addresses).
+    pub fn port_range(&self) -> Result<Option<std::ops::RangeInclusive<u16>>, String> {
+        let t = self.ports.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let (a, b) = t
+            .split_once('-')
+            .ok_or_else(|| format!("{t:?} is not \"first-last\""))?;
+        let p = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{x:?} is not a port number"))
+        };
+        let (a, b) = (p(a)?, p(b)?);
+        if a == 0 || a > b {
+            return Err(format!("{t:?}: first must be 1..=last"));
+        }
+        Ok(Some(a..=b))
+    }
+
+    /// The addresses, `[proxy] gatekeeper_address` when none are listed.
+    pub fn addresses_or(&self, default: IpAddr) -> Vec<IpAddr> {
+        if self.addresses.is_empty() {
+            vec![default]
+        } else {
+            self.addresses.clone()
         }
     }
 }
@@ -369,6 +429,42 @@ impl Config {
                 ),
             ));
         }
+        let range = cfg
+            .gatekeeper_side
+            .port_range()
+            .map_err(|e| invalid("gatekeeper_side.ports", e))?;
+        if let Some(r) = &range {
+            let own = [cfg.proxy.call_signal_port, cfg.proxy.gatekeeper_ras_port];
+            if let Some(p) = own.iter().find(|p| r.contains(p)) {
+                return Err(invalid(
+                    "gatekeeper_side.ports",
+                    format!(
+                        "{}-{} contains the proxy's own port {p}",
+                        r.start(),
+                        r.end()
+                    ),
+                ));
+            }
+            let addrs = cfg
+                .gatekeeper_side
+                .addresses_or(cfg.proxy.gatekeeper_address);
+            if addrs.len() > proxy_common::GK_SIDE_MAX_ADDRS {
+                return Err(invalid(
+                    "gatekeeper_side.addresses",
+                    format!("at most {} addresses", proxy_common::GK_SIDE_MAX_ADDRS),
+                ));
+            }
+            if let Some(a) = addrs.iter().find(|a| {
+                a.is_ipv4() != cfg.proxy.gatekeeper_address.is_ipv4() || a.is_unspecified()
+            }) {
+                return Err(invalid(
+                    "gatekeeper_side.addresses",
+                    format!(
+                        "{a}: a concrete address of the same family as proxy.gatekeeper_address"
+                    ),
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         if let Some(g) = cfg
             .gatekeepers
@@ -420,7 +516,18 @@ impl Config {
                     prepend: d.prepend.clone(),
                 })
                 .collect(),
+            identities: self.identity_pool(),
         }
+    }
+
+    /// An empty pool of the `[gatekeeper_side]` ranges (validated by
+    /// [`Config::parse`]); `None` when the range is empty.
+    pub fn identity_pool(&self) -> Option<crate::identity::IdentityPool> {
+        let ports = self.gatekeeper_side.port_range().ok()??;
+        let addrs = self
+            .gatekeeper_side
+            .addresses_or(self.proxy.gatekeeper_address);
+        crate::identity::IdentityPool::new(addrs, ports).ok()
     }
 
     /// Read a file, or the embedded default when `path` is `None`.
@@ -473,6 +580,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn gatekeeper_side_ranges_parse_and_bad_ones_are_named() {
+        let cfg = Config::load(None).unwrap();
+        let pool = cfg.identity_pool().expect("a default range");
+        assert_eq!(pool.capacity(), 10_000);
+        let cfg = Config::parse(
+            "[proxy]\ngatekeeper_address = \"198.18.2.1\"\n[gatekeeper_side]\n\
+             addresses = [\"198.18.2.1\", \"198.18.2.2\", \"198.18.2.3\", \"198.18.2.4\"]\n\
+             ports = \"2000-26999\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.identity_pool().unwrap().capacity(), 100_000);
+        let cfg = Config::parse("[gatekeeper_side]\nports = \"\"\n", "t.toml").unwrap();
+        assert!(cfg.identity_pool().is_none());
+        for bad in ["\"1700-1800\"", "\"9-3\"", "\"x\""] {
+            let err = Config::parse(&format!("[gatekeeper_side]\nports = {bad}\n"), "t.toml")
+                .unwrap_err();
+            assert!(err.to_string().contains("gatekeeper_side.ports"), "{err}");
+        }
+        let err =
+            Config::parse("[gatekeeper_side]\naddresses = [\"::1\"]\n", "t.toml").unwrap_err();
+        assert!(
+            err.to_string().contains("gatekeeper_side.addresses"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -110,7 +110,8 @@ const OFFLOAD_SYNC: Duration = Duration::from_secs(1);
 
 /// What the gatekeeper-side reader tasks hand to the driver loop.
 enum GkInput {
-    Datagram(SocketAddr, Vec<u8>),
+    /// From, the local address it was sent to (when known), payload.
+    Datagram(SocketAddr, Option<SocketAddr>, Vec<u8>),
     Unreachable(SocketAddr, std::io::Error),
 }
 
@@ -144,6 +145,9 @@ impl RasDriver {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or(gk_addr);
+        // Every endpoint's own gatekeeper-side address is served by this
+        // socket (sk_lookup): the original destination tells them apart.
+        recv_original_destination(&main, gk_addr.is_ipv4()).map_err(err(gk_what, gk_addr))?;
         let gatekeeper = UdpSocket::from_std(main.into()).map_err(err(gk_what, gk_addr))?;
         let mut per_gk = Vec::new();
         for g in &cfg.gatekeepers {
@@ -316,6 +320,12 @@ impl RasDriver {
         }
     }
 
+    /// The unconnected gatekeeper-side RAS socket: every endpoint's own
+    /// gatekeeper-side address is steered to it.
+    pub fn gatekeeper_socket(&self) -> &UdpSocket {
+        &self.gatekeeper
+    }
+
     /// The relay, shared with the call signalling driver for routing.
     pub fn relay(&self) -> Arc<Mutex<RasRelay>> {
         self.relay.clone()
@@ -355,8 +365,12 @@ impl RasDriver {
             readers.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 65_536];
                 loop {
-                    let input = match (peer, sock.recv_from(&mut buf).await) {
-                        (_, Ok((n, from))) => GkInput::Datagram(from, buf[..n].to_vec()),
+                    let got = match peer {
+                        Some(_) => sock.recv_from(&mut buf).await.map(|(n, f)| (n, f, None)),
+                        None => recv_with_destination(&sock, &mut buf).await,
+                    };
+                    let input = match (peer, got) {
+                        (_, Ok((n, from, to))) => GkInput::Datagram(from, to, buf[..n].to_vec()),
                         (Some(p), Err(e)) => GkInput::Unreachable(p, e),
                         (None, Err(_)) => continue,
                     };
@@ -376,7 +390,7 @@ impl RasDriver {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(input) = rx.recv() => match input {
-                    GkInput::Datagram(from, bytes) => lock(&self.relay).handle_gatekeeper(Instant::now(), from, &bytes),
+                    GkInput::Datagram(from, to, bytes) => lock(&self.relay).handle_gatekeeper_at(Instant::now(), from, to, &bytes),
                     GkInput::Unreachable(gk, e) => {
                         tracing::warn!(gatekeeper = %gk, error = %e, "gatekeeper unreachable (ICMP)");
                         lock(&self.relay).handle_unreachable(Instant::now(), gk);
@@ -455,6 +469,123 @@ impl RasDriver {
         for r in readers {
             r.abort();
         }
+    }
+}
+
+/// Ask for the original destination address of every datagram
+/// (IP_RECVORIGDSTADDR): with sk_lookup steering many addresses to one
+/// socket, it is the only way to know which one a datagram was sent to.
+fn recv_original_destination(s: &socket2::Socket, v4: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    let (level, opt) = if v4 {
+        (libc::SOL_IP, libc::IP_RECVORIGDSTADDR)
+    } else {
+        (libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR)
+    };
+    // SAFETY: setsockopt on our own socket with a valid int.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recv_from` that also returns the datagram's original destination
+/// (see [`recv_original_destination`]).
+async fn recv_with_destination(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    sock.async_io(tokio::io::Interest::READABLE, || {
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut cbuf = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer in it outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: fd is our socket, msg is set up above.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel wrote a sockaddr of msg_namelen bytes.
+        let from = unsafe { sockaddr_to(&from) }
+            .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+        let mut to = None;
+        // SAFETY: walking the control messages the kernel wrote into cbuf.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let (lvl, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+                if (lvl == libc::SOL_IP && ty == libc::IP_ORIGDSTADDR)
+                    || (lvl == libc::SOL_IPV6 && ty == libc::IPV6_ORIGDSTADDR)
+                {
+                    let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+                    let len = ((*c).cmsg_len as usize)
+                        .saturating_sub(libc::CMSG_LEN(0) as usize)
+                        .min(std::mem::size_of::<libc::sockaddr_storage>());
+                    std::ptr::copy_nonoverlapping(
+                        libc::CMSG_DATA(c),
+                        (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(),
+                        len,
+                    );
+                    to = sockaddr_to(&ss);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, from, to))
+    })
+    .await
+}
+
+/// A socket address out of a `sockaddr_storage` (IPv4-mapped IPv6 turned
+/// into IPv4).
+///
+/// # Safety
+/// `ss` must hold a sockaddr of the family it names.
+unsafe fn sockaddr_to(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it is a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::from((v4, port)),
+                None => SocketAddr::from((ip, port)),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -771,11 +902,24 @@ impl CallDriver {
         tracing::Span::current()
             .record("call_id", call_hex.as_str())
             .record("crv", call.crv);
-        let route = lock(&self.relay).route_call(
-            info.call_id,
-            &info.destinations,
-            a.side == LegSide::Gatekeeper,
-        );
+        // A gatekeeper's connection to an endpoint's own gatekeeper-side
+        // address is that endpoint's call, whatever the SETUP's aliases say.
+        let local = a.stream.local_addr().ok();
+        let (route, caller) = {
+            let relay = lock(&self.relay);
+            let by_identity = local
+                .filter(|_| a.side == LegSide::Gatekeeper)
+                .and_then(|l| relay.route_identity(l));
+            let route = by_identity.or_else(|| {
+                relay.route_call(
+                    info.call_id,
+                    &info.destinations,
+                    a.side == LegSide::Gatekeeper,
+                )
+            });
+            let caller = info.call_id.and_then(|c| relay.caller_identity(&c));
+            (route, caller)
+        };
         let (target, side, local_ip) = match route {
             Some(CallRoute::Local {
                 call_signal,
@@ -786,7 +930,13 @@ impl CallDriver {
             }
             Some(CallRoute::Remote(addr)) => {
                 tracing::info!(to = %addr, "SETUP routed to the gatekeeper side");
-                (addr, LegSide::Gatekeeper, self.gatekeeper_side.ip())
+                // From the caller's own gatekeeper-side address, so the far
+                // end sees the endpoint it registered.
+                let ip = caller
+                    .as_ref()
+                    .map(|(cs, _)| cs.ip())
+                    .unwrap_or(self.gatekeeper_side.ip());
+                (addr, LegSide::Gatekeeper, ip)
             }
             None => {
                 self.stats.unroutable.fetch_add(1, Ordering::Relaxed);
@@ -804,8 +954,14 @@ impl CallDriver {
             }
         };
         let mut b = LegIo::new(b, side);
-        let proxy_side = SocketAddr::new(local_ip, self.endpoint_side.port());
-        let out = match Call::rewrite_setup(&setup, proxy_side, target) {
+        // Toward a gatekeeper the SETUP names the caller as the gatekeeper
+        // knows it: its own address there and the endpointIdentifier it
+        // was assigned.
+        let (proxy_side, endpoint_id) = match (side, caller) {
+            (LegSide::Gatekeeper, Some((cs, id))) => (cs, id),
+            _ => (SocketAddr::new(local_ip, self.endpoint_side.port()), None),
+        };
+        let out = match Call::rewrite_setup(&setup, proxy_side, target, endpoint_id.as_deref()) {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "SETUP could not be re-encoded");

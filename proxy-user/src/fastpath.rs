@@ -464,6 +464,91 @@ impl KeepaliveTable {
     }
 }
 
+/// The sk_lookup object (`proxy-ebpf/src/gk_side.rs`), built by build.rs.
+static GK_SIDE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gk-side"));
+
+/// Steering of every endpoint's own gatekeeper-side address to the one UDP
+/// socket and the one TCP listener of the gatekeeper side: the `gk_side`
+/// sk_lookup program attached to this network namespace. Nothing is
+/// pinned: the program's link and the sockets go with the daemon.
+pub struct GkSideSteering {
+    _ebpf: Ebpf,
+}
+
+impl GkSideSteering {
+    /// Load the program, hand it `udp` and `tcp` and the ranges of `pool`,
+    /// and attach it to the daemon's network namespace.
+    pub fn attach(
+        pool: &crate::identity::IdentityPool,
+        udp: &impl std::os::fd::AsRawFd,
+        tcp: &impl std::os::fd::AsRawFd,
+    ) -> Result<Self> {
+        use aya::maps::SockMap;
+        use aya::programs::SkLookup;
+        const PROG: &str = "gk_side";
+        let perr = |source| FastPathError::Program {
+            iface: "sk_lookup (this network namespace)".into(),
+            source,
+        };
+        let mut ebpf = EbpfLoader::new().load(GK_SIDE_OBJECT)?;
+        let (addrs, ports) = pool.ranges();
+        let mut cfg = proxy_common::GkSideConfig {
+            port_lo: u32::from(*ports.start()),
+            port_hi: u32::from(*ports.end()),
+            ..Default::default()
+        };
+        for a in addrs.iter().take(proxy_common::GK_SIDE_MAX_ADDRS) {
+            match a {
+                std::net::IpAddr::V4(v4) => {
+                    cfg.v4[cfg.n_v4 as usize] = u32::from_ne_bytes(v4.octets());
+                    cfg.n_v4 += 1;
+                }
+                std::net::IpAddr::V6(v6) => {
+                    let o = v6.octets();
+                    let mut w = [0u32; 4];
+                    for (i, c) in o.chunks_exact(4).enumerate() {
+                        w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                    cfg.v6[cfg.n_v6 as usize] = w;
+                    cfg.n_v6 += 1;
+                }
+            }
+        }
+        {
+            let map = ebpf
+                .map_mut("GK_SIDE_CONFIG")
+                .ok_or(FastPathError::Missing("GK_SIDE_CONFIG"))?;
+            let mut a: Array<_, proxy_common::GkSideConfig> =
+                Array::try_from(map).map_err(map_err("GK_SIDE_CONFIG"))?;
+            a.set(0, &cfg, 0).map_err(map_err("GK_SIDE_CONFIG"))?;
+        }
+        {
+            let map = ebpf
+                .map_mut("GK_SIDE_SOCKS")
+                .ok_or(FastPathError::Missing("GK_SIDE_SOCKS"))?;
+            let mut socks = SockMap::try_from(map).map_err(map_err("GK_SIDE_SOCKS"))?;
+            socks
+                .set(proxy_common::gk_side_sock::UDP, udp, 0)
+                .map_err(map_err("GK_SIDE_SOCKS"))?;
+            socks
+                .set(proxy_common::gk_side_sock::TCP, tcp, 0)
+                .map_err(map_err("GK_SIDE_SOCKS"))?;
+        }
+        let prog: &mut SkLookup = ebpf
+            .program_mut(PROG)
+            .ok_or(FastPathError::Missing(PROG))?
+            .try_into()
+            .map_err(perr)?;
+        prog.load().map_err(perr)?;
+        let netns = std::fs::File::open("/proc/self/ns/net").map_err(|e| FastPathError::Link {
+            iface: "sk_lookup".into(),
+            why: format!("opening /proc/self/ns/net: {e}"),
+        })?;
+        prog.attach(netns).map_err(perr)?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}
+
 /// The fast path of one proxy instance: loaded object, attached programs and
 /// pinned maps and links. The links are pinned, so the programs stay attached
 /// and keep answering if the daemon dies; [`FastPath::unpin`] detaches.

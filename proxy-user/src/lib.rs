@@ -12,6 +12,7 @@ pub mod driver;
 pub mod fastpath;
 pub mod gatekeeper;
 pub mod h225;
+pub mod identity;
 pub mod lab;
 pub mod metrics;
 pub mod offload;

@@ -28,6 +28,7 @@ use crate::h225::value::{
     alias_json, alias_text, bmp_text, epid, gkid, guid, hex, ras_from_json, seq_num, set_seq_num,
     socket_addr, transport, transport_json, unhex,
 };
+use crate::identity::IdentityPool;
 use crate::registration::{Binding, Registration, Registry};
 
 /// A dial-plan rule for survivable mode: numbers starting with `prefix`
@@ -81,6 +82,11 @@ pub struct RelayConfig {
     pub local_ttl: u32,
     /// Survivable-mode dial plan.
     pub dial_plan: Vec<DialRule>,
+    /// Per-endpoint gatekeeper-side addresses (an empty pool of the
+    /// configured ranges); `None`: every endpoint is registered with the
+    /// proxy's own gatekeeper-side addresses (one endpoint per proxy at a
+    /// gatekeeper that keys on addresses, such as GnuGk).
+    pub identities: Option<IdentityPool>,
 }
 
 /// Which socket a datagram goes out of.
@@ -202,6 +208,9 @@ pub struct SavedRegistration {
     pub binding: Option<SavedBinding>,
     /// Request hash handed to the kernel, if offloaded.
     pub offloaded: Option<u64>,
+    /// Its own address toward the gatekeepers (RAS and call signalling).
+    #[serde(default)]
+    pub gatekeeper_side: Option<SocketAddr>,
 }
 
 /// A gatekeeper-side registration as saved.
@@ -362,6 +371,8 @@ pub struct RasRelay {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: RelayStats,
+    /// Per-endpoint gatekeeper-side addresses, when configured.
+    ids: Option<IdentityPool>,
 }
 
 /// How long an unanswered request is remembered.
@@ -395,7 +406,6 @@ impl RasRelay {
             })
             .collect();
         Self {
-            cfg,
             gks,
             active: None,
             ever_active: false,
@@ -414,6 +424,8 @@ impl RasRelay {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: RelayStats::default(),
+            ids: cfg.identities.clone(),
+            cfg,
         }
     }
 
@@ -441,7 +453,13 @@ impl RasRelay {
                 g.hb.set_config(new.heartbeat);
             }
         }
+        if new.identities.as_ref().map(IdentityPool::ranges)
+            != c.identities.as_ref().map(IdentityPool::ranges)
+        {
+            restart.push("gatekeeper_side");
+        }
         let keep = (
+            c.identities.clone(),
             c.proxy_id.clone(),
             c.endpoint_ras,
             c.endpoint_call_signal,
@@ -450,12 +468,13 @@ impl RasRelay {
             c.gatekeepers.clone(),
         );
         self.cfg = RelayConfig {
-            proxy_id: keep.0,
-            endpoint_ras: keep.1,
-            endpoint_call_signal: keep.2,
-            gatekeeper_ras: keep.3,
-            gatekeeper_call_signal: keep.4,
-            gatekeepers: keep.5,
+            identities: keep.0,
+            proxy_id: keep.1,
+            endpoint_ras: keep.2,
+            endpoint_call_signal: keep.3,
+            gatekeeper_ras: keep.4,
+            gatekeeper_call_signal: keep.5,
+            gatekeepers: keep.6,
             ..new
         };
         restart
@@ -532,6 +551,7 @@ impl RasRelay {
                         ttl: b.ttl,
                     }),
                     offloaded: r.offloaded,
+                    gatekeeper_side: self.ids.as_ref().and_then(|p| p.get(r.source)),
                 })
             })
             .collect()
@@ -576,6 +596,13 @@ impl RasRelay {
                 offloaded: s.offloaded,
                 offloaded_answers: 0,
             };
+            if let (Some(pool), Some(addr)) = (self.ids.as_mut(), s.gatekeeper_side)
+                && !pool.claim(s.source, addr, now)
+            {
+                // Another range now: the gatekeeper learns the new address
+                // at the next full registration.
+                tracing::warn!(endpoint_id = %s.endpoint_id, %addr, "saved gatekeeper-side address outside the configured ranges; a new one is leased");
+            }
             self.regs.insert(reg);
             if binding.is_some() {
                 self.refresh.push(Reverse((
@@ -695,6 +722,10 @@ impl RasRelay {
         if now >= self.next_expiry_scan {
             self.next_expiry_scan = now + EXPIRY_SCAN;
             self.expire(now);
+            if let Some(pool) = self.ids.as_mut() {
+                let regs = &self.regs;
+                pool.sweep(now, |s| regs.by_source(s).is_some());
+            }
         }
         let lost: Vec<u16> = self
             .pending
@@ -726,7 +757,7 @@ impl RasRelay {
     /// timeToLive it was granted (H.225.0: the registration lapses), and
     /// unregister them at the gatekeeper.
     fn expire(&mut self, now: Instant) {
-        let lapsed: Vec<(String, Option<Binding>)> = self
+        let lapsed: Vec<(String, Option<Binding>, SocketAddr)> = self
             .regs
             .iter()
             .filter(|r| {
@@ -735,14 +766,14 @@ impl RasRelay {
                 now.saturating_duration_since(last)
                     > Duration::from_secs(u64::from(ttl.max(1))) * 3 / 2
             })
-            .map(|r| (r.endpoint_id.clone(), r.binding.clone()))
+            .map(|r| (r.endpoint_id.clone(), r.binding.clone(), r.source))
             .collect();
-        for (id, binding) in lapsed {
+        for (id, binding, source) in lapsed {
             tracing::info!(endpoint_id = %id, "registration expired (no keepalive within 1.5 x timeToLive)");
             if let Some(b) = binding.filter(|b| Some(b.gatekeeper) == self.active) {
                 let v = json!({"unregistrationRequest": {
                     "requestSeqNum": 1,
-                    "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+                    "callSignalAddress": [transport_json(self.gk_side(source).0)],
                     "endpointIdentifier": b.endpoint_id,
                     "reason": {"ttlExpired": null},
                 }});
@@ -852,10 +883,11 @@ impl RasRelay {
             };
             self.rereg_tokens -= 1.0;
             if let Some(r) = self.regs.get(&id) {
-                let rrq = r.rrq.clone();
+                let (rrq, source) = (r.rrq.clone(), r.source);
                 self.send_endpoint_rrq(
                     gk,
                     rrq,
+                    source,
                     Pending::Reregister {
                         gk,
                         endpoint_id: id,
@@ -883,7 +915,8 @@ impl RasRelay {
                 continue;
             }
             let gk = b.gatekeeper;
-            let v = self.lightweight_rrq_json(gk, &b.endpoint_id, b.ttl);
+            let ras = self.gk_side(r.source).1;
+            let v = self.lightweight_rrq_json(gk, &b.endpoint_id, b.ttl, ras);
             self.send_to_gk(
                 gk,
                 &v,
@@ -911,7 +944,9 @@ impl RasRelay {
 
     fn send_probe(&mut self, gk: usize) {
         let v = match self.gks[gk].self_id.clone() {
-            Some(id) => self.lightweight_rrq_json(gk, &id, self.cfg.local_ttl),
+            Some(id) => {
+                self.lightweight_rrq_json(gk, &id, self.cfg.local_ttl, self.cfg.gatekeeper_ras)
+            }
             None => self.own_rrq_json(gk),
         };
         self.send_to_gk(gk, &v, Pending::Probe { gk });
@@ -936,13 +971,21 @@ impl RasRelay {
         json!({ "registrationRequest": body })
     }
 
-    fn lightweight_rrq_json(&self, gk: usize, endpoint_id: &str, ttl: u32) -> Value {
+    /// A lightweight RRQ for the registration `endpoint_id` at `gk`, whose
+    /// RAS address there is `ras` (the proxy's own, or an endpoint's).
+    fn lightweight_rrq_json(
+        &self,
+        gk: usize,
+        endpoint_id: &str,
+        ttl: u32,
+        ras: SocketAddr,
+    ) -> Value {
         let mut body = json!({
             "requestSeqNum": 1,
             "protocolIdentifier": PROTOCOL_ID,
             "discoveryComplete": false,
             "callSignalAddress": [],
-            "rasAddress": [transport_json(self.cfg.gatekeeper_ras)],
+            "rasAddress": [transport_json(ras)],
             "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
             "endpointVendor": vendor_json(),
             "timeToLive": ttl,
@@ -992,10 +1035,20 @@ impl RasRelay {
         }
     }
 
-    /// A full RRQ for an endpoint, with the proxy's gatekeeper-side addresses.
-    fn send_endpoint_rrq(&mut self, gk: usize, mut rrq: RegistrationRequest, p: Pending) {
-        rrq.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
-        rrq.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
+    /// A full RRQ for the endpoint at `source`, with its gatekeeper-side
+    /// addresses.
+    fn send_endpoint_rrq(
+        &mut self,
+        gk: usize,
+        mut rrq: RegistrationRequest,
+        source: SocketAddr,
+        p: Pending,
+    ) {
+        let Some((cs, ras)) = self.lease_gk_side(source) else {
+            return;
+        };
+        rrq.call_signal_address = vec![transport(cs)];
+        rrq.ras_address = vec![transport(ras)];
         rrq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
         rrq.keep_alive = Some(false);
         rrq.endpoint_identifier = None;
@@ -1067,6 +1120,19 @@ impl RasRelay {
 
     /// A datagram arrived on the gatekeeper-side socket.
     pub fn handle_gatekeeper(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.handle_gatekeeper_at(now, from, None, bytes)
+    }
+
+    /// A datagram arrived on the gatekeeper-side socket, sent to `local`
+    /// (an endpoint's own gatekeeper-side address tells which endpoint a
+    /// gatekeeper request is about when the request does not say).
+    pub fn handle_gatekeeper_at(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: Option<SocketAddr>,
+        bytes: &[u8],
+    ) {
         self.now = self.now.max(now);
         let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == from) else {
             self.refuse(
@@ -1092,7 +1158,7 @@ impl RasRelay {
         self.note_health(gk);
         let Some(seq) = seq_num(&m) else { return };
         if is_request(&m) {
-            self.gatekeeper_request(gk, seq, m, now);
+            self.gatekeeper_request(gk, seq, m, local, now);
             return;
         }
         // A reply only counts from the gatekeeper the request went to.
@@ -1304,7 +1370,7 @@ impl RasRelay {
             }
             (RasMessage::admissionConfirm(acf), Forwarded::Admit(mut call)) => {
                 let dest = socket_addr(&acf.dest_call_signal_address);
-                call.destination = dest.filter(|d| *d != self.cfg.gatekeeper_call_signal);
+                call.destination = dest.filter(|d| !self.is_own_gk_side(*d));
                 call.bandwidth = acf.band_width.0;
                 acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
                 acf.alternate_endpoints = None;
@@ -1332,7 +1398,19 @@ impl RasRelay {
         self.send_to_endpoint(to, &m);
     }
 
-    fn gatekeeper_request(&mut self, gk: usize, seq: u16, mut m: RasMessage, now: Instant) {
+    fn gatekeeper_request(
+        &mut self,
+        gk: usize,
+        seq: u16,
+        mut m: RasMessage,
+        local: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        // The endpoint whose own gatekeeper-side address the request came to.
+        let addressed = local
+            .and_then(|l| self.ids.as_ref()?.owner(l))
+            .and_then(|s| self.regs.by_source(s))
+            .map(|r| (r.endpoint_id.clone(), r.ras));
         // Find the endpoint it is about, and put its local identifier in.
         let target = match &mut m {
             RasMessage::unregistrationRequest(u) => {
@@ -1340,7 +1418,8 @@ impl RasRelay {
                     .endpoint_identifier
                     .as_ref()
                     .and_then(|e| self.regs.by_gatekeeper_id(gk, &bmp_text(&e.0)))
-                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                    .map(|r| (r.endpoint_id.clone(), r.ras))
+                    .or_else(|| addressed.clone());
                 if let Some((id, _)) = &r {
                     u.endpoint_identifier = Some(epid(id));
                     u.call_signal_address = vec![transport(self.cfg.endpoint_call_signal)];
@@ -1369,12 +1448,16 @@ impl RasRelay {
                 r
             }
             RasMessage::infoRequest(irq) => {
+                // By the call it names, else by the address it was sent to
+                // (GnuGk polls a registration whose timeToLive lapsed with
+                // an IRQ carrying neither: call reference 0).
                 let by_call = irq
                     .call_identifier
                     .as_ref()
                     .and_then(|c| self.call(&guid(c.guid.0.as_ref())))
                     .and_then(|c| self.regs.get(&c.endpoint_id))
-                    .map(|r| (r.endpoint_id.clone(), r.ras));
+                    .map(|r| (r.endpoint_id.clone(), r.ras))
+                    .or_else(|| addressed.clone());
                 if by_call.is_some() {
                     irq.reply_address = Some(transport(self.cfg.endpoint_ras));
                 }
@@ -1437,6 +1520,7 @@ impl RasRelay {
             return;
         };
         let Some(b) = &r.binding else { return };
+        let (cs, ras) = self.gk_side(r.source);
         let calls: Vec<Value> = self
             .calls
             .values()
@@ -1447,7 +1531,7 @@ impl RasRelay {
                     "conferenceID": hex(&c.conference_id),
                     "originator": !c.answer_call,
                     "h245": {},
-                    "callSignalling": {"recvAddress": transport_json(self.cfg.gatekeeper_call_signal)},
+                    "callSignalling": {"recvAddress": transport_json(cs)},
                     "callType": {"pointToPoint": null},
                     "bandWidth": c.bandwidth,
                     "callModel": {"direct": null},
@@ -1463,8 +1547,8 @@ impl RasRelay {
             "requestSeqNum": 1,
             "endpointType": {"terminal": {}, "mc": false, "undefinedNode": false},
             "endpointIdentifier": b.endpoint_id,
-            "rasAddress": transport_json(self.cfg.gatekeeper_ras),
-            "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
+            "rasAddress": transport_json(ras),
+            "callSignalAddress": [transport_json(cs)],
             "endpointAlias": r.aliases.iter().map(|a| alias_json(&alias_text(a))).collect::<Vec<_>>(),
             "perCallInfo": calls,
             "needResponse": true,
@@ -1559,7 +1643,7 @@ impl RasRelay {
                     (Some(gk), Some(b)) if b.gatekeeper == gk => {
                         let mut u = u;
                         u.endpoint_identifier = Some(epid(&b.endpoint_id));
-                        u.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+                        u.call_signal_address = vec![transport(self.gk_side(from).0)];
                         u.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
                         self.forward(
                             gk,
@@ -1666,8 +1750,9 @@ impl RasRelay {
                     if let Some(b) = self.regs.get(&target).and_then(|r| r.binding.clone()) {
                         irr.endpoint_identifier = epid(&b.endpoint_id);
                     }
-                    irr.ras_address = transport(self.cfg.gatekeeper_ras);
-                    irr.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+                    let (cs, ras) = self.gk_side(from);
+                    irr.ras_address = transport(ras);
+                    irr.call_signal_address = vec![transport(cs)];
                     self.reply_to_gatekeeper(gk, their, RasMessage::infoRequestResponse(irr));
                     return;
                 }
@@ -1678,8 +1763,9 @@ impl RasRelay {
                 match (self.active, r.binding.clone()) {
                     (Some(gk), Some(b)) if b.gatekeeper == gk => {
                         irr.endpoint_identifier = epid(&b.endpoint_id);
-                        irr.ras_address = transport(self.cfg.gatekeeper_ras);
-                        irr.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
+                        let (cs, ras) = self.gk_side(from);
+                        irr.ras_address = transport(ras);
+                        irr.call_signal_address = vec![transport(cs)];
                         self.forward(
                             gk,
                             from,
@@ -1846,9 +1932,20 @@ impl RasRelay {
             offloaded_answers: 0,
         };
         if let Some(gk) = self.active {
+            let Some((cs, ras)) = self.lease_gk_side(from) else {
+                self.answer(
+                    from,
+                    json!({"registrationReject": {
+                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
+                        "rejectReason": {"resourceUnavailable": null},
+                        "gatekeeperIdentifier": self.cfg.proxy_id,
+                    }}),
+                );
+                return;
+            };
             let mut m = rrq.clone();
-            m.call_signal_address = vec![transport(self.cfg.gatekeeper_call_signal)];
-            m.ras_address = vec![transport(self.cfg.gatekeeper_ras)];
+            m.call_signal_address = vec![transport(cs)];
+            m.ras_address = vec![transport(ras)];
             m.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
             m.endpoint_identifier = None;
             m.keep_alive = Some(false);
@@ -1989,11 +2086,12 @@ impl RasRelay {
         };
         match (self.active, r.binding.clone()) {
             (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                let cs = self.gk_side(from).0;
                 arq.endpoint_identifier = epid(&b.endpoint_id);
-                arq.src_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
+                arq.src_call_signal_address = Some(transport(cs));
                 arq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
                 if arq.answer_call {
-                    arq.dest_call_signal_address = Some(transport(self.cfg.gatekeeper_call_signal));
+                    arq.dest_call_signal_address = Some(transport(cs));
                 }
                 self.forward(
                     gk,
@@ -2030,6 +2128,68 @@ impl RasRelay {
                 );
             }
         }
+    }
+
+    /// The gatekeeper-side (call signalling, RAS) addresses of the endpoint
+    /// whose RAS datagrams come from `source`: its own when identities are
+    /// configured and it holds one, else the proxy's.
+    fn gk_side(&self, source: SocketAddr) -> (SocketAddr, SocketAddr) {
+        match self.ids.as_ref().and_then(|p| p.get(source)) {
+            Some(a) => (a, a),
+            None => (self.cfg.gatekeeper_call_signal, self.cfg.gatekeeper_ras),
+        }
+    }
+
+    /// As [`RasRelay::gk_side`], leasing an address first; `None` (logged
+    /// and counted) when every address of the ranges is in use.
+    fn lease_gk_side(&mut self, source: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+        if let Some(pool) = self.ids.as_mut()
+            && let Err(e) = pool.lease(source, self.now)
+        {
+            self.stats.refused += 1;
+            tracing::warn!(%source, error = %e, "no gatekeeper-side address for this endpoint");
+            return None;
+        }
+        Some(self.gk_side(source))
+    }
+
+    /// Whether `addr` is one of the proxy's own gatekeeper-side call
+    /// signalling addresses (shared, or an endpoint's).
+    pub fn is_own_gk_side(&self, addr: SocketAddr) -> bool {
+        addr == self.cfg.gatekeeper_call_signal || self.ids.as_ref().is_some_and(|p| p.covers(addr))
+    }
+
+    /// The endpoint whose own gatekeeper-side address is `local`: a
+    /// connection a gatekeeper opened to it is that endpoint's call.
+    pub fn route_identity(&self, local: SocketAddr) -> Option<CallRoute> {
+        let source = self.ids.as_ref()?.owner(local)?;
+        let r = self.regs.by_source(source)?;
+        Some(CallRoute::Local {
+            endpoint_id: r.endpoint_id.clone(),
+            call_signal: r.call_signal?,
+        })
+    }
+
+    /// For a call placed by one of the proxy's endpoints: its
+    /// gatekeeper-side call signalling address and the endpointIdentifier
+    /// the gatekeeper in control assigned it (for the SETUP toward it).
+    pub fn caller_identity(&self, call_id: &[u8; 16]) -> Option<(SocketAddr, Option<String>)> {
+        let c = self
+            .calls
+            .get(&(*call_id, self.call(call_id)?.endpoint_id.clone()))?;
+        let r = self.regs.get(&c.endpoint_id)?;
+        let bound = r
+            .binding
+            .as_ref()
+            .filter(|b| Some(b.gatekeeper) == self.active)
+            .map(|b| b.endpoint_id.clone());
+        Some((self.gk_side(r.source).0, bound))
+    }
+
+    /// The per-endpoint gatekeeper-side address ranges and how many are
+    /// leased, when configured.
+    pub fn identities(&self) -> Option<&IdentityPool> {
+        self.ids.as_ref()
     }
 
     /// Where the call signalling of a SETUP goes: the far end the

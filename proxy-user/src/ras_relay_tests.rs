@@ -41,6 +41,7 @@ fn cfg() -> RelayConfig {
             strip: 1,
             prepend: String::new(),
         }],
+        identities: None,
     }
 }
 
@@ -58,6 +59,12 @@ struct FakeGk {
     rrqs: usize,
     /// Full RRQs to ignore (a gatekeeper too busy to answer).
     drop_full_rrqs: usize,
+    /// Whether every RRQ must carry the proxy's shared addresses.
+    shared: bool,
+    /// (callSignalAddress, rasAddress) of each full registration.
+    addrs: HashMap<String, (SocketAddr, SocketAddr)>,
+    /// rasAddress of each lightweight RRQ, by endpointIdentifier.
+    refreshed: Vec<(String, SocketAddr)>,
 }
 
 impl FakeGk {
@@ -71,6 +78,9 @@ impl FakeGk {
             irrs: vec![],
             rrqs: 0,
             drop_full_rrqs: 0,
+            shared: true,
+            addrs: HashMap::new(),
+            refreshed: vec![],
         }
     }
 
@@ -82,6 +92,9 @@ impl FakeGk {
                 self.rrqs += 1;
                 if rrq.keep_alive == Some(true) {
                     let id = bmp_text(&rrq.endpoint_identifier.unwrap().0);
+                    if let Some(a) = rrq.ras_address.first().and_then(socket_addr) {
+                        self.refreshed.push((id.clone(), a));
+                    }
                     if self.regs.contains_key(&id) {
                         json!({"registrationConfirm": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "callSignalAddress": [], "gatekeeperIdentifier": self.name, "endpointIdentifier": id, "timeToLive": 30}})
                     } else {
@@ -92,13 +105,18 @@ impl FakeGk {
                     return None;
                 } else {
                     // The proxy must hide endpoints' own addresses.
-                    assert_eq!(rrq.ras_address, vec![transport(addr("198.18.2.1:1719"))]);
-                    assert_eq!(
-                        rrq.call_signal_address,
-                        vec![transport(addr("198.18.2.1:1720"))]
-                    );
+                    if self.shared {
+                        assert_eq!(rrq.ras_address, vec![transport(addr("198.18.2.1:1719"))]);
+                        assert_eq!(
+                            rrq.call_signal_address,
+                            vec![transport(addr("198.18.2.1:1720"))]
+                        );
+                    }
                     self.next += 1;
                     let id = format!("{}-{}", self.name, self.next);
+                    let cs = rrq.call_signal_address.first().and_then(socket_addr);
+                    let ras = rrq.ras_address.first().and_then(socket_addr);
+                    self.addrs.insert(id.clone(), (cs.unwrap(), ras.unwrap()));
                     let aliases = rrq
                         .terminal_alias
                         .iter()
@@ -774,4 +792,100 @@ fn at_start_the_primary_gets_one_detection_time_before_the_backup_is_chosen() {
     assert_eq!(r.active(), None);
     run(&mut r, &mut t, 100 * MS, &mut gks);
     assert_eq!(r.active(), Some("backup"));
+}
+
+#[test]
+fn every_endpoint_gets_its_own_gatekeeper_side_address() {
+    let mut c = cfg();
+    let range = 20_000..=20_009;
+    c.identities = Some(IdentityPool::new(vec![addr("198.18.2.1:0").ip()], range.clone()).unwrap());
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    for g in &mut gks {
+        g.shared = false;
+    }
+    let mut r = RasRelay::new(c.clone(), t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    let eps = [EP1, EP2, "198.18.1.13:1719"];
+    for (i, ep) in eps.iter().enumerate() {
+        r.handle_endpoint(
+            t,
+            addr(ep),
+            &rrq(1, &format!("ep{i}"), &format!("100{i}"), ep),
+        );
+        assert!(matches!(
+            only(pump(&mut r, t, &mut gks)),
+            RasMessage::registrationConfirm(_)
+        ));
+    }
+    // The proxy's own registration keeps the shared address; each endpoint
+    // has its own, the same port for RAS and call signalling.
+    let own: Vec<(SocketAddr, SocketAddr)> = gks[0]
+        .addrs
+        .values()
+        .copied()
+        .filter(|(cs, _)| cs.port() != 1720)
+        .collect();
+    assert_eq!(own.len(), 3);
+    let distinct: std::collections::HashSet<_> = own.iter().map(|(cs, _)| *cs).collect();
+    assert_eq!(distinct.len(), 3, "{own:?}");
+    assert!(
+        own.iter()
+            .all(|(cs, ras)| cs == ras && range.contains(&cs.port()))
+    );
+    let pool = r.identities().unwrap();
+    let ep2_side = pool.get(addr(EP2)).unwrap();
+    assert!(r.is_own_gk_side(ep2_side));
+
+    // An IRQ that names neither endpoint nor call (GnuGk's poll of a lapsed
+    // registration) reaches the endpoint whose address it was sent to.
+    let irq = ras::encode(
+        &ras_from_json(&json!({"infoRequest": {"requestSeqNum": 77, "callReferenceValue": 0}}))
+            .unwrap(),
+    )
+    .unwrap();
+    r.handle_gatekeeper_at(t, gks[0].addr, Some(ep2_side), &irq);
+    let out = pump(&mut r, t, &mut gks);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, addr(EP2));
+    assert!(matches!(
+        ras::decode(&out[0].bytes).unwrap(),
+        RasMessage::infoRequest(_)
+    ));
+
+    // Refreshes carry each endpoint's own rasAddress (timeToLive 30 s:
+    // due after 20 s).
+    run(&mut r, &mut t, Duration::from_secs(21), &mut gks);
+    let ep2_gk_id = gks[0]
+        .addrs
+        .iter()
+        .find(|(_, (cs, _))| *cs == ep2_side)
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    assert!(
+        gks[0]
+            .refreshed
+            .iter()
+            .any(|(id, a)| *id == ep2_gk_id && *a == ep2_side),
+        "{:?}",
+        gks[0].refreshed
+    );
+
+    // A restart keeps each endpoint's address.
+    let saved = r.snapshot();
+    let mut r2 = RasRelay::new(c, t);
+    assert_eq!(r2.restore(saved, t), 3);
+    assert_eq!(r2.identities().unwrap().get(addr(EP2)), Some(ep2_side));
+    assert_eq!(
+        r2.route_identity(ep2_side),
+        Some(CallRoute::Local {
+            endpoint_id: r
+                .registrations()
+                .by_source(addr(EP2))
+                .unwrap()
+                .endpoint_id
+                .clone(),
+            call_signal: addr("198.18.1.12:1720"),
+        })
+    );
 }

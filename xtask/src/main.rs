@@ -7,6 +7,7 @@
 //! workspace. Every install step prints one line saying what it does; a step
 //! whose result is already present prints nothing.
 
+mod peers;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -93,6 +94,10 @@ enum Cmd {
         #[arg(long)]
         no_sanitizer: bool,
     },
+    /// Build the real H.323 peers (PTLib, H323Plus `simple`, GnuGk) from
+    /// pinned sources into a cache outside the checkout, once. Sources: the
+    /// tarballs in $H323_PEERS_DIR, else the public repositories.
+    Peers,
     /// Regenerate the H.225.0 codec from the ASN.1 modules in proxy-user/asn1.
     Codegen,
 }
@@ -158,6 +163,10 @@ fn main() -> Result<()> {
         } => {
             setup::all(true)?;
             fuzz(&target, seconds, no_sanitizer)?;
+        }
+        Cmd::Peers => {
+            let bin = peers::ensure()?;
+            println!("{}", bin.display());
         }
         Cmd::Codegen => {
             setup::all(false)?;
@@ -245,13 +254,17 @@ fn test(fuzz_seconds: u64) -> Result<()> {
         .context("code is not formatted: run `cargo +1.98.0 fmt --all`")?;
     // The integration tests start the real binaries; build them first.
     build(false)?;
-    if !is_root() {
+    let mut cargo_test = cargo_pinned();
+    if is_root() {
+        // The real-peer tests (GnuGk, H323Plus) find the binaries here.
+        cargo_test.env("H323_PEERS_BIN", peers::ensure()?);
+    } else {
         eprintln!(
-            "test: not root: the privileged tests (XDP, network namespaces) will skip and say so"
+            "test: not root: the privileged tests (XDP, network namespaces, real peers) will skip and say so"
         );
     }
     // Default members: the eBPF crate only builds for the BPF target.
-    run(cargo_pinned().args(["test", "--", "--test-threads=1"]))?;
+    run(cargo_test.args(["test", "--", "--test-threads=1"]))?;
     if fuzz_seconds > 0 {
         for target in FUZZ_TARGETS {
             fuzz(target, fuzz_seconds, false)?;

@@ -63,7 +63,12 @@ fn output(cmd: &mut Command) -> Option<String> {
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    debian(DEBIAN_PACKAGES)
+}
+
+/// Install those of `packages` that are missing (one `apt-get` run).
+pub fn debian(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

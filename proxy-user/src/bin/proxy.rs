@@ -227,6 +227,32 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.relay())
         .await
         .context("starting the call signalling relay")?;
+    // Every endpoint's own gatekeeper-side address, served by these two
+    // sockets through sk_lookup; held until shutdown.
+    let _steering = match cfg.identity_pool() {
+        Some(pool) => {
+            let st = proxy_user::fastpath::GkSideSteering::attach(
+                &pool,
+                ras.gatekeeper_socket(),
+                &l_gk,
+            )
+            .context("attaching the sk_lookup program for the per-endpoint gatekeeper-side addresses ([gatekeeper_side] ports = \"\" turns them off)")?;
+            let (addrs, ports) = pool.ranges();
+            tracing::info!(
+                addresses = ?addrs,
+                ports = %format!("{}-{}", ports.start(), ports.end()),
+                capacity = pool.capacity(),
+                "per-endpoint gatekeeper-side addresses"
+            );
+            Some(st)
+        }
+        None => {
+            tracing::warn!(
+                "[gatekeeper_side] ports is empty: every endpoint shares the proxy's gatekeeper-side address"
+            );
+            None
+        }
+    };
     let calls = std::sync::Arc::new(calls);
     let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
     let relay = ras.relay();
