@@ -91,9 +91,22 @@ fn link_pin(dir: &Path, iface: &str) -> PathBuf {
 /// Errors of the fast-path driver.
 #[derive(Debug, thiserror::Error)]
 pub enum FastPathError {
-    /// bpffs is not mounted where maps are pinned.
-    #[error("{BPFFS} is not a bpf filesystem: mount it with `mount -t bpf bpf {BPFFS}`")]
-    NoBpffs,
+    /// bpffs is not mounted where maps are pinned, and this process runs
+    /// in a mount namespace of its own (`ip netns exec` makes one and
+    /// remounts /sys), where mounting it would not help.
+    #[error(
+        "{BPFFS} is not a bpf filesystem in this mount namespace (`ip netns exec` gives the \
+         process a private one and remounts /sys). A bpffs mounted here would be private to \
+         this process: the pinned maps and XDP link would die with it, and the kernel would \
+         stop answering keepalives across the next restart. Run the daemon in the network \
+         namespace but the host's mount namespace instead, e.g. \
+         `nsenter --net=/run/netns/NAME proxy run ...`, with bpffs mounted on the host \
+         (`mount -t bpf bpf {BPFFS}`)"
+    )]
+    PrivateMountNamespace,
+    /// bpffs is not mounted and mounting it failed.
+    #[error("{BPFFS} is not a bpf filesystem and mounting one failed: {0}")]
+    NoBpffs(std::io::Error),
     /// The instance name would escape the pin directory.
     #[error("instance name {0:?} must be 1-64 characters of [A-Za-z0-9_-]")]
     BadInstance(String),
@@ -581,6 +594,68 @@ fn bpffs_mounted() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a mount made in this process's mount namespace outlives the
+/// process: it shares the namespace of PID 1 or, where PID 1's is not
+/// visible, any process other than itself and its children lives in it
+/// (`ip netns exec` makes a namespace for the one command it starts).
+fn mount_namespace_outlives_us() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self/ns/mnt") else {
+        return true;
+    };
+    let same = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .map(|m| m.ino() == me.ino() && m.dev() == me.dev())
+    };
+    if let Ok(init) = same("1") {
+        return init;
+    }
+    let own = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        if pid == own.to_string() {
+            return false;
+        }
+        // Our own children (threads are not listed here) do not count.
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        parent != Some(own) && same(pid).unwrap_or(false)
+    })
+}
+
+/// Make sure pins go to a bpffs that outlives this process: mount one in
+/// the init mount namespace when missing; refuse in a private namespace.
+fn ensure_bpffs() -> Result<()> {
+    if bpffs_mounted() {
+        return Ok(());
+    }
+    if !mount_namespace_outlives_us() {
+        return Err(FastPathError::PrivateMountNamespace);
+    }
+    let c = |s: &str| CString::new(s).expect("no NUL");
+    let (src, dst, fs) = (c("bpf"), c(BPFFS), c("bpf"));
+    // SAFETY: plain mount(2) with NUL-terminated strings and no data.
+    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(FastPathError::NoBpffs(std::io::Error::last_os_error()));
+    }
+    tracing::info!("mounted bpffs at {BPFFS} (host mount namespace)");
+    Ok(())
+}
+
 impl FastPath {
     /// Load the object with its maps pinned under `/sys/fs/bpf/<instance>/`.
     /// Maps already pinned there are reused, so counters survive a restart.
@@ -592,9 +667,7 @@ impl FastPath {
     /// endpoints (a pinned map from an earlier run keeps its own size).
     pub fn load_sized(instance: &str, max_endpoints: u32) -> Result<Self> {
         let pin_dir = pin_dir(instance)?;
-        if !bpffs_mounted() {
-            return Err(FastPathError::NoBpffs);
-        }
+        ensure_bpffs()?;
         std::fs::create_dir_all(&pin_dir).map_err(|source| FastPathError::PinDir {
             path: pin_dir.clone(),
             source,

@@ -177,3 +177,41 @@ fn xdp_classifies_ipv6_vlan_and_fragments_in_test_run() {
     assert_eq!(c.packets[packet_slot::TRUNCATED as usize], 1);
     fp.unpin().unwrap();
 }
+
+/// `ip netns exec` gives the daemon a private mount namespace with /sys
+/// remounted: no bpffs there, and one mounted there would die with the
+/// daemon. It must refuse and say how to run instead.
+#[test]
+fn under_ip_netns_exec_the_daemon_refuses_and_says_how_to_run() {
+    if !privileged("under_ip_netns_exec_the_daemon_refuses_and_says_how_to_run") {
+        return;
+    }
+    let px = Netns::create("px").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "instance = \"{}\"\n[proxy]\nstate_dir = \"\"\n",
+            unique_name("i")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", px.name()])
+        .arg(bin("proxy"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("ip netns exec");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the daemon must refuse: {err}");
+    assert!(
+        err.contains("nsenter --net=/run/netns/NAME") && err.contains("private"),
+        "the refusal says why and how: {err}"
+    );
+    eprintln!(
+        "refusal under ip netns exec: {}",
+        err.lines().find(|l| l.contains("Error")).unwrap_or("")
+    );
+}
