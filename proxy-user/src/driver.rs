@@ -729,12 +729,16 @@ struct LegIo {
     buf: BytesMut,
     side: LegSide,
     open: bool,
+    /// The far end, taken at the start: a socket that timed out no longer
+    /// knows it (ENOTCONN).
+    peer: Option<SocketAddr>,
 }
 
 impl LegIo {
     fn new(stream: TcpStream, side: LegSide) -> Self {
         set_keepalive(&stream);
         Self {
+            peer: stream.peer_addr().ok(),
             stream,
             buf: BytesMut::with_capacity(4096),
             side,
@@ -1029,23 +1033,32 @@ impl CallDriver {
                     if call.phase == Phase::Released {
                         break;
                     }
-                    // A gatekeeper in the signalling path (routed model)
-                    // went away mid-call: keep the endpoint's call up; the
-                    // proxy answers its keepalives, and the TCP FIN/RST is a
-                    // liveness hint for the heartbeat. Any other far end
-                    // (an endpoint, or a call not yet connected) ends the
-                    // call: keeping it would leave a zombie.
-                    let peer = this.stream.peer_addr().ok().map(|p| p.ip());
-                    let from_gk = this.side == LegSide::Gatekeeper
+                    // The gatekeeper side of an established call went away
+                    // (FIN, RST, keepalive or retransmission timeout, ICMP):
+                    // keep the endpoint's call up. Only a RELEASE COMPLETE
+                    // from the far end or the gatekeeper clears it; the
+                    // proxy answers the endpoint's keepalives meanwhile,
+                    // and a loss from a gatekeeper's address is a liveness
+                    // hint for the heartbeat. A call not yet connected, or
+                    // an endpoint's own leg, ends the call: keeping it
+                    // would leave a zombie.
+                    let keep = this.side == LegSide::Gatekeeper
                         && other.side == LegSide::Endpoint
-                        && call.phase == Phase::Active
-                        && peer.is_some_and(|ip| lock(&self.relay).is_gatekeeper_ip(ip));
-                    if from_gk {
-                        if let Some(ip) = peer {
-                            lock(&self.relay).handle_transport_loss(Instant::now(), ip);
+                        && call.phase == Phase::Active;
+                    if keep {
+                        let why = match &frame {
+                            Ok(None) => "closed".to_string(),
+                            Err(e) => e.clone(),
+                            Ok(Some(_)) => unreachable!("handled above"),
+                        };
+                        if let Some(ip) = this.peer.map(|p| p.ip()) {
+                            let mut relay = lock(&self.relay);
+                            if relay.is_gatekeeper_ip(ip) {
+                                relay.handle_transport_loss(Instant::now(), ip);
+                            }
                         }
                         self.stats.kept_up.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(?leg, "gatekeeper leg lost; endpoint leg kept up");
+                        tracing::warn!(?leg, peer = ?this.peer, %why, "gatekeeper-side leg lost; endpoint leg kept up");
                         continue;
                     }
                     tracing::info!(?leg, "leg closed; releasing the other leg");

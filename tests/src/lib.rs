@@ -2,6 +2,10 @@
 //! deciding whether the privileged (root) tests can run.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use proxy_user::lab::process::{LabProc, field};
+use proxy_user::lab::topology::{self, Lab};
 
 /// Path of a workspace binary built next to the test executable
 /// (`cargo xtask test` builds them before running the tests).
@@ -73,4 +77,128 @@ impl Drop for Child {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The `proxy` daemon in the lab's proxy namespace, its log in a file.
+pub struct Proxy {
+    /// See the type.
+    pub proc: LabProc,
+    /// See the type.
+    pub log: PathBuf,
+    /// See the type.
+    pub dir: tempfile::TempDir,
+    /// See the type.
+    pub instance: String,
+}
+
+impl Proxy {
+    /// Start on the lab configuration, without the fast path.
+    pub fn start(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_with(lab, hold_ms, None)
+    }
+
+    /// With the kernel fast path: XDP on the endpoint side, TC liveness on
+    /// the gatekeeper side.
+    pub fn start_fast(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_with(lab, hold_ms, Some("px0"))
+    }
+
+    /// With the fast path and a slow heartbeat (200 ms × 5): for tests
+    /// about something else than failover, so that a loaded machine's
+    /// scheduling stalls do not move control to the backup.
+    pub fn start_fast_steady(lab: &Lab, hold_ms: u64) -> Proxy {
+        Self::start_tweaked(lab, hold_ms, Some("px0"), |t| {
+            t.replace("interval_ms = 40", "interval_ms = 200")
+                .replace("multiplier = 3", "multiplier = 5")
+        })
+    }
+
+    /// Start with XDP on `xdp` (none: fast path off).
+    pub fn start_with(lab: &Lab, hold_ms: u64, xdp: Option<&str>) -> Proxy {
+        Self::start_tweaked(lab, hold_ms, xdp, |t| t)
+    }
+
+    /// Start on the lab configuration changed by `tweak`.
+    pub fn start_tweaked(
+        lab: &Lab,
+        hold_ms: u64,
+        xdp: Option<&str>,
+        tweak: impl Fn(String) -> String,
+    ) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("proxy.toml");
+        let instance = proxy_user::lab::netns::unique_name("i");
+        // The registration table is saved in the test's own directory.
+        let text = tweak(topology::proxy_toml(&instance, hold_ms, xdp)).replace(
+            "state_dir = \"\"",
+            &format!("state_dir = \"{}\"", dir.path().display()),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let log = dir.path().join("proxy.log");
+        let mut c = lab.px.command(bin("proxy")).unwrap();
+        c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+        c.stderr(std::fs::File::create(&log).unwrap());
+        let proc = LabProc::spawn("proxy", c).unwrap();
+        let p = Proxy {
+            proc,
+            log,
+            dir,
+            instance,
+        };
+        assert!(
+            p.wait_log(10, |l| l.contains("control moved")
+                && l.contains("to=\"primary\"")),
+            "the proxy did not take the primary:\n{}",
+            p.log_text()
+        );
+        p
+    }
+
+    /// SIGKILL the daemon and start it again on the same configuration
+    /// (same instance: pinned maps and links, saved registrations).
+    pub fn kill_and_restart(&mut self, lab: &Lab, down: Duration) {
+        self.proc.kill9();
+        std::thread::sleep(down);
+        let mut c = lab.px.command(bin("proxy")).unwrap();
+        c.args(["run", "--config"])
+            .arg(self.dir.path().join("proxy.toml"))
+            .env("NO_COLOR", "1");
+        c.stderr(std::fs::File::create(&self.log).unwrap());
+        self.proc = LabProc::spawn("proxy", c).unwrap();
+    }
+
+    /// The log so far, colours stripped.
+    pub fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        strip_ansi(&raw)
+    }
+
+    /// Wait (bounded) for a log line matching `pred`.
+    pub fn wait_log(&self, secs: u64, pred: impl Fn(&str) -> bool) -> bool {
+        wait_for(secs, || self.log_text().lines().any(&pred).then_some(())).is_some()
+    }
+
+    /// The latest value of `key=` in a log line containing `what`.
+    pub fn counter(&self, what: &str, key: &str) -> Option<u64> {
+        self.log_text()
+            .lines()
+            .rev()
+            .filter(|l| l.contains(what))
+            .find_map(|l| field(l, key))
+    }
+}
+
+/// `s` without ANSI colour sequences.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }

@@ -10,5 +10,6 @@ pub mod fastbench;
 pub mod frame;
 pub mod gatekeeper;
 pub mod netns;
+pub mod peers;
 pub mod process;
 pub mod topology;

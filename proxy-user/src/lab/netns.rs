@@ -18,6 +18,8 @@ pub const PREFIX: &str = "h323t";
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// Deleted on drop (created by this handle).
+    owned: bool,
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
@@ -50,9 +52,17 @@ impl Netns {
     pub fn create(tag: &str) -> io::Result<Self> {
         let name = unique_name(tag);
         ip(&["netns", "add", &name])?;
-        let ns = Self { name };
+        let ns = Self { name, owned: true };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A handle on a namespace that exists already (not deleted on drop).
+    pub fn existing(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            owned: false,
+        }
     }
 
     /// The namespace's name under /run/netns.
@@ -113,6 +123,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = ip(&["netns", "del", &self.name]);
     }
 }

@@ -1,0 +1,315 @@
+//! Root tests against real peers: GnuGk 5.15 as primary and backup
+//! gatekeeper and H323Plus 1.28's `simple` endpoint beside the project's
+//! lab endpoints, all through one proxy (binaries from `cargo xtask peers`,
+//! named by H323_PEERS_BIN). Faults are held for 90 s, past H323Plus's
+//! H.245 round-trip probe (60 s + 10 s) and the proxy's TCP keepalive.
+//!
+//! ```text
+//!  lab endpoints 198.18.1.2 ──px0┐
+//!  simple 2001   198.18.4.2 ──px3┤ proxy ├px1── GnuGk GK1 198.18.2.10 (primary)
+//!  simple 2002   198.18.5.2 ──px4┘       └px2── GnuGk GK2 198.18.3.10 (backup)
+//! ```
+//! The H323Plus endpoints sit in namespaces of their own, so their RTP
+//! crosses the proxy host and is counted on its veths.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use proxy_tests::{Proxy, bin, privileged, wait_for};
+use proxy_user::lab::netns::{Netns, veth};
+use proxy_user::lab::peers::{GnuGk, Routing, peers_bin, simple};
+use proxy_user::lab::process::{LabProc, field};
+use proxy_user::lab::topology::{EP, GK1, GK2, Lab, PX_EP};
+
+/// The peer binaries; outside CI a missing build skips, saying why.
+fn peers(test: &str) -> Option<PathBuf> {
+    match peers_bin() {
+        Ok(p) => Some(p),
+        Err(why) => {
+            assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
+            eprintln!("SKIP {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A host for one H323Plus endpoint, joined to the proxy host on `dev`.
+fn h323plus_host(lab: &Lab, dev: &str, net: u8) -> Netns {
+    let ns = Netns::create(&format!("h{net}")).unwrap();
+    veth(&lab.px, dev, &ns, "eth0").unwrap();
+    lab.px
+        .ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", dev])
+        .unwrap();
+    ns.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", "eth0"])
+        .unwrap();
+    ns.ip(&[
+        "route",
+        "add",
+        "198.18.0.0/15",
+        "via",
+        &format!("198.18.{net}.1"),
+    ])
+    .unwrap();
+    ns
+}
+
+/// Packets received on `dev` of the proxy host (its veth to a host).
+fn rx_packets(ns: &Netns, dev: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns.name(), "-s", "-j", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap_or(0)
+}
+
+/// Packets per second arriving from each H323Plus host over `secs`.
+fn media_rate(lab: &Lab, secs: u64) -> (u64, u64) {
+    let a0 = (rx_packets(&lab.px, "px3"), rx_packets(&lab.px, "px4"));
+    std::thread::sleep(Duration::from_secs(secs));
+    let a1 = (rx_packets(&lab.px, "px3"), rx_packets(&lab.px, "px4"));
+    ((a1.0 - a0.0) / secs, (a1.1 - a0.1) / secs)
+}
+
+fn lab_endpoints(lab: &Lab, count: usize, pairs: usize) -> LabProc {
+    let mut c = lab.ep.command(bin("h323-lab")).unwrap();
+    c.args(["endpoints", "--gatekeeper", &format!("{PX_EP}:1719")])
+        .args(["--ip", &EP.to_string(), "--count", &count.to_string()])
+        .args(["--pairs", &pairs.to_string(), "--ttl", "60"])
+        .args(["--keepalive-ms", "1000", "--status-enquiry-ms", "2000"])
+        .args(["--claim7", "--report-ms", "500"]);
+    c.stderr(Stdio::inherit());
+    LabProc::spawn("endpoints", c).unwrap()
+}
+
+/// How often control moved to gatekeeper `to` so far.
+fn moves_to(proxy: &Proxy, to: &str) -> usize {
+    let needle = format!("to=\"{to}\"");
+    proxy
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("control moved") && l.contains(&needle))
+        .count()
+}
+
+fn get(line: &str, key: &str) -> u64 {
+    field(line, key).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+/// The aliases of `numbers` are registered at `gk`, each with its own
+/// callSignalAddress on the proxy's gatekeeper side. Returns `r`'s output.
+fn all_listed(gk: &GnuGk, numbers: &[&str], secs: u64) -> String {
+    let ok = wait_for(secs, || {
+        let regs = gk.registrations().ok()?;
+        let mut addrs = std::collections::HashSet::new();
+        for n in numbers {
+            let (cs, _, _) = regs.iter().find(|(_, aliases, _)| {
+                aliases
+                    .split([',', '='])
+                    .any(|a| a.split(':').next() == Some(n))
+            })?;
+            if !cs.starts_with("198.18.2.1:") || !addrs.insert(cs.clone()) {
+                return None;
+            }
+        }
+        Some(())
+    });
+    let text = gk.status("r").unwrap_or_default();
+    assert!(
+        ok.is_some(),
+        "not every endpoint listed at {} with its own address:\n{text}",
+        gk.proc.name()
+    );
+    text
+}
+
+/// Every call is still up: the lab endpoints hold theirs, the H323Plus
+/// caller has not cleared, media flows both ways.
+fn calls_up(lab: &Lab, eps: &LabProc, lab_legs: u64, h: &[&LabProc], what: &str) {
+    let s = eps.last("eps registered").unwrap_or_default();
+    assert_eq!(get(&s, "calls_active"), lab_legs, "{what}: {s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{what}: {s}");
+    assert_eq!(get(&s, "rtp_lost"), 0, "{what}: {s}");
+    assert_eq!(get(&s, "keepalives_unanswered"), 0, "{what}: {s}");
+    for p in h {
+        let cleared: Vec<String> = p
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("cleared"))
+            .collect();
+        assert!(cleared.is_empty(), "{what}: {} {cleared:?}", p.name());
+    }
+    let (a, b) = media_rate(lab, 4);
+    // G.711 at 50 packets/s each way.
+    assert!(
+        a >= 40 && b >= 40,
+        "{what}: RTP from the H323Plus hosts {a}/s and {b}/s"
+    );
+    eprintln!("{what}: lab call legs {lab_legs} up, H323Plus media {a}/s and {b}/s");
+}
+
+/// Sample the calls every 10 s for `secs`.
+fn hold(lab: &Lab, eps: &LabProc, lab_legs: u64, h: &[&LabProc], what: &str, secs: u64) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(6));
+        calls_up(lab, eps, lab_legs, h, what);
+    }
+}
+
+#[test]
+fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition() {
+    const T: &str =
+        "gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let lab = Lab::create().unwrap();
+    let h1 = h323plus_host(&lab, "px3", 4);
+    let h2 = h323plus_host(&lab, "px4", 5);
+    // Every RAS and signalling packet on the gatekeeper side, for tshark.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("gk-side.pcapng");
+    let mut tshark = LabProc::spawn("tshark", {
+        let mut c = lab.px.command("tshark").unwrap();
+        c.args(["-q", "-n", "-i", "px1", "-i", "px2", "-w"])
+            .arg(&cap)
+            .stderr(Stdio::null());
+        c
+    })
+    .unwrap();
+
+    let mut gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
+    let gk2 = GnuGk::start(&peers, &lab.gk2, GK2, "GK2", Routing::Routed, "").unwrap();
+    // A slower heartbeat than the lab default: GnuGk on a loaded 2-core
+    // machine must not be declared down by a scheduling stall.
+    let proxy = Proxy::start_tweaked(&lab, 2000, Some("px0"), |t| {
+        t.replace("interval_ms = 40", "interval_ms = 200")
+            .replace("multiplier = 3", "multiplier = 5")
+    });
+    // Lab endpoints 1001-1006: 1001 calls 1002 at once; 1003/1004 later.
+    let mut eps = lab_endpoints(&lab, 6, 1);
+    let s2001 = simple(
+        &peers,
+        &h1,
+        PX_EP,
+        "198.18.4.2".parse().unwrap(),
+        "2001",
+        None,
+        None,
+    )
+    .unwrap();
+    let numbers = ["1001", "1002", "1003", "1004", "1005", "1006", "2001"];
+    all_listed(&gk1, &numbers, 30);
+    let s2002 = simple(
+        &peers,
+        &h2,
+        PX_EP,
+        "198.18.5.2".parse().unwrap(),
+        "2002",
+        Some("2001"),
+        None,
+    )
+    .unwrap();
+    assert!(
+        s2002.wait_for(30, "In call with 2001", |_| true).is_some(),
+        "the H323Plus call did not come up: {:?}",
+        s2002.lines()
+    );
+    eps.wait_for(30, "eps registered", |l| get(l, "calls_active") == 2)
+        .expect("lab call up");
+    let numbers = [
+        "1001", "1002", "1003", "1004", "1005", "1006", "2001", "2002",
+    ];
+    let before = all_listed(&gk1, &numbers, 10);
+    eprintln!("GK1 status `r` before failover:\n{before}");
+    assert_eq!(gk1.calls().unwrap(), 2, "{}", gk1.status("c").unwrap());
+    let h = [&s2001, &s2002];
+    calls_up(&lab, &eps, 2, &h, "before the fault");
+
+    // SIGKILL of the primary mid-call, held 90 s.
+    gk1.proc.kill9();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    hold(&lab, &eps, 2, &h, "primary SIGKILLed", 90);
+    let after = all_listed(&gk2, &numbers, 10);
+    eprintln!("GK2 status `r` after failover:\n{after}");
+    // A new call through the backup.
+    eps.send("call 2 1004");
+    eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 4)
+        .expect("a new call through the backup");
+    assert!(gk2.calls().unwrap() >= 1, "{}", gk2.status("c").unwrap());
+
+    // Fail back to a restarted primary.
+    let gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
+    assert!(
+        wait_for(30, || (moves_to(&proxy, "primary") > 1).then_some(())).is_some(),
+        "no fail back:\n{}",
+        proxy.log_text()
+    );
+    all_listed(&gk1, &numbers, 20);
+
+    // Partition of the primary (its link down), held 90 s.
+    lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
+    assert!(
+        wait_for(15, || (moves_to(&proxy, "backup") > 1).then_some(())).is_some(),
+        "no failover on partition:\n{}",
+        proxy.log_text()
+    );
+    hold(&lab, &eps, 4, &h, "primary partitioned", 90);
+    all_listed(&gk2, &numbers, 10);
+    lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
+    assert!(
+        wait_for(30, || (moves_to(&proxy, "primary") > 2).then_some(())).is_some(),
+        "no fail back after the partition:\n{}",
+        proxy.log_text()
+    );
+    all_listed(&gk1, &numbers, 20);
+    calls_up(&lab, &eps, 4, &h, "after fail back");
+    let kept = proxy
+        .counter("call signalling counters", "kept_up")
+        .unwrap_or(0);
+    eprintln!("gatekeeper-side legs lost with the endpoint leg kept up: {kept}");
+
+    // tshark reads every captured RAS and call-signalling packet on the
+    // gatekeeper side (the endpoints' own ports decoded as RAS / TPKT)
+    // without a malformed one.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tshark.pid() as i32, libc::SIGINT) };
+    let _ = wait_for(10, || tshark.exited());
+    let read = |filter: &str| {
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&cap)
+            .args(["-d", "udp.port==20000-29999,h225.ras"])
+            .args(["-d", "tcp.port==20000-29999,tpkt"])
+            .args(["-d", "tcp.port==1721,tpkt"])
+            .args(["-Y", filter])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ras = read("h225.RasMessage").lines().count();
+    let q931 = read("q931").lines().count();
+    let bad = read("_ws.malformed or _ws.expert.severity == error");
+    eprintln!(
+        "tshark: {ras} RAS and {q931} Q.931 packets on the gatekeeper side, {} malformed or in error",
+        bad.lines().count()
+    );
+    assert!(
+        ras > 50 && q931 > 5,
+        "tshark dissected too few H.225.0 packets"
+    );
+    assert!(bad.is_empty(), "malformed packets:\n{bad}");
+}
