@@ -254,15 +254,25 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         proxy.log_text()
     );
     all_listed(&gk1, &numbers, 20);
+    // A call routed through the restarted primary: its gatekeeper legs are
+    // the ones the partition cuts.
+    eps.send("call 4 1006");
+    eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 6)
+        .expect("a new call through the primary");
+    assert!(gk1.calls().unwrap() >= 1, "{}", gk1.status("c").unwrap());
+    let kept_before = proxy
+        .counter("call signalling counters", "kept_up")
+        .unwrap_or(0);
 
-    // Partition of the primary (its link down), held 90 s.
+    // Partition of the primary (its link down), held 90 s: past the TCP
+    // keepalive that finds its signalling legs dead (10 s + 3 x 3 s).
     lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
     assert!(
         wait_for(15, || (moves_to(&proxy, "backup") > 1).then_some(())).is_some(),
         "no failover on partition:\n{}",
         proxy.log_text()
     );
-    hold(&lab, &eps, 4, &h, "primary partitioned", 90);
+    hold(&lab, &eps, 6, &h, "primary partitioned", 90);
     all_listed(&gk2, &numbers, 10);
     lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
     assert!(
@@ -271,11 +281,17 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         proxy.log_text()
     );
     all_listed(&gk1, &numbers, 20);
-    calls_up(&lab, &eps, 4, &h, "after fail back");
+    calls_up(&lab, &eps, 6, &h, "after fail back");
     let kept = proxy
         .counter("call signalling counters", "kept_up")
         .unwrap_or(0);
-    eprintln!("gatekeeper-side legs lost with the endpoint leg kept up: {kept}");
+    eprintln!(
+        "gatekeeper-side legs lost with the endpoint leg kept up: {kept_before} after the SIGKILL, {kept} after the partition"
+    );
+    assert!(
+        kept >= kept_before + 2,
+        "the partition cut the primary's legs of the call through it"
+    );
 
     // tshark reads every captured RAS and call-signalling packet on the
     // gatekeeper side (the endpoints' own ports decoded as RAS / TPKT)
@@ -287,7 +303,7 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         let out = std::process::Command::new("tshark")
             .args(["-n", "-r"])
             .arg(&cap)
-            .args(["-d", "udp.port==20000-29999,h225.ras"])
+            .args(["-d", "udp.port==20000-29999,h225"])
             .args(["-d", "tcp.port==20000-29999,tpkt"])
             .args(["-d", "tcp.port==1721,tpkt"])
             .args(["-Y", filter])
