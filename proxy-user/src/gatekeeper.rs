@@ -41,6 +41,11 @@ pub struct Heartbeat {
     /// Since when the gatekeeper has been continuously up (for fail-back
     /// hold times); `None` while it is not up.
     up_since: Option<Instant>,
+    /// When the last probe went out.
+    last_probe: Instant,
+    /// Longest time between probes even while the gatekeeper keeps
+    /// talking (the probe also refreshes the proxy's own registration).
+    max_quiet: Option<Duration>,
 }
 
 impl Heartbeat {
@@ -57,7 +62,15 @@ impl Heartbeat {
             next_probe: now + cfg.interval,
             health: Health::Up,
             up_since: Some(now),
+            last_probe: now,
+            max_quiet: None,
         }
+    }
+
+    /// Probe at least this often even while the gatekeeper is heard
+    /// otherwise (its registration of the proxy must not lapse).
+    pub fn set_max_quiet(&mut self, max: Duration) {
+        self.max_quiet = Some(max);
     }
 
     /// A detector for a gatekeeper not heard from yet: Down, probing at once.
@@ -129,7 +142,10 @@ impl Heartbeat {
     }
 
     /// Advance to `now`: update the state from elapsed silence and return
-    /// `true` when a probe is due (the driver sends it).
+    /// `true` when a probe is due (the driver sends it). A gatekeeper heard
+    /// within the last half interval (any RAS answer, any signalling the
+    /// kernel saw) is not probed: probes fill silence only, so a busy gatekeeper
+    /// gets none beyond the refresh of the proxy's own registration.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let silent = now.saturating_duration_since(self.last_heard);
         let down_after = self.cfg.interval * self.cfg.multiplier;
@@ -147,6 +163,18 @@ impl Heartbeat {
             while self.next_probe <= now {
                 self.next_probe += self.cfg.interval;
             }
+            // Heard within half an interval: not the answer to the last
+            // probe (that came an interval ago), so other traffic shows
+            // it alive and this probe would add nothing.
+            let heard = self.health == Health::Up
+                && now.saturating_duration_since(self.last_heard) < self.cfg.interval / 2;
+            let overdue = self
+                .max_quiet
+                .is_some_and(|m| now.saturating_duration_since(self.last_probe) >= m);
+            if heard && !overdue {
+                return false;
+            }
+            self.last_probe = now;
             return true;
         }
         false
@@ -245,6 +273,30 @@ mod tests {
         hb.handle_reply(t0 + 12 * MS);
         hb.handle_timeout(t0 + 61 * MS);
         assert_eq!(hb.health(), Health::Up);
+    }
+
+    #[test]
+    fn a_gatekeeper_heard_otherwise_is_probed_only_to_refresh() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(cfg(), t0);
+        hb.set_max_quiet(Duration::from_secs(1));
+        let mut probes = 0;
+        // Other traffic from the gatekeeper every 20 ms for 3 s.
+        for i in 1..=150u32 {
+            let now = t0 + i * 20 * MS;
+            hb.handle_reply(now);
+            if hb.handle_timeout(now + MS) {
+                probes += 1;
+            }
+            assert_eq!(hb.health(), Health::Up);
+        }
+        assert_eq!(probes, 3, "one refresh a second, no heartbeat probes");
+        // Silence: probes resume at once, every interval.
+        let quiet = t0 + 3020 * MS;
+        let sent = (1..=3u32)
+            .filter(|k| hb.handle_timeout(quiet + *k * 50 * MS))
+            .count();
+        assert_eq!(sent, 3);
     }
 
     #[test]

@@ -398,7 +398,7 @@ impl RasRelay {
             .iter()
             .map(|g| Gk {
                 cfg: g.clone(),
-                hb: Heartbeat::new_down(cfg.heartbeat, now),
+                hb: own_heartbeat(&cfg, now),
                 id: None,
                 self_id: None,
                 rtt: None,
@@ -1076,7 +1076,7 @@ impl RasRelay {
         });
         self.gks.push(Gk {
             cfg: GatekeeperConfig { name, ras },
-            hb: Heartbeat::new_down(self.cfg.heartbeat, now),
+            hb: own_heartbeat(&self.cfg, now),
             id: None,
             self_id: None,
             rtt: None,
@@ -2242,6 +2242,15 @@ impl RasRelay {
             self.regs.iter().find(|r| r.numbers().any(|x| x == n))
         })
     }
+}
+
+/// A gatekeeper's failure detector: down until it answers; probes only on
+/// silence, and at least at the refresh time of the proxy's own
+/// registration there.
+fn own_heartbeat(cfg: &RelayConfig, now: Instant) -> Heartbeat {
+    let mut hb = Heartbeat::new_down(cfg.heartbeat, now);
+    hb.set_max_quiet(refresh_after(cfg.local_ttl));
+    hb
 }
 
 fn refresh_after(ttl: u32) -> Duration {
