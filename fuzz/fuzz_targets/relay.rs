@@ -42,6 +42,8 @@ fn cfg() -> RelayConfig {
         identities: Some(
             IdentityPool::new(vec![a("198.18.2.1:0").ip()], 20_000..=20_001).unwrap(),
         ),
+        own_password: None,
+        credentials: [("1001".to_string(), "secret".to_string())].into(),
     }
 }
 

@@ -70,6 +70,24 @@ pub struct Config {
     /// Gatekeepers in order of preference, primary first (`[[gatekeeper]]`).
     #[serde(default, rename = "gatekeeper")]
     pub gatekeepers: Vec<GatekeeperEntry>,
+    /// H.235 passwords of endpoints at authenticating gatekeepers
+    /// (`[[credentials]]`).
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+}
+
+/// `[[credentials]]`: an endpoint's password at the gatekeepers. With it the
+/// proxy puts a fresh H.235 password token (cryptoEPPwdHash, MD5) into every
+/// request it sends for that endpoint, so re-registration at a backup is
+/// accepted; without it the endpoint's own tokens are relayed as they came.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialEntry {
+    /// The alias the gatekeeper knows the password by (E.164 number or
+    /// h323-ID, as in the endpoint's RRQ).
+    pub alias: String,
+    /// The password.
+    pub password: String,
 }
 
 /// `[proxy]`.
@@ -91,6 +109,9 @@ pub struct ProxyConfig {
     /// Directory of the registration table saved across restarts
     /// (`<instance>.json`); empty: not saved.
     pub state_dir: std::path::PathBuf,
+    /// H.235 password of the proxy's own registration (alias `id`) at
+    /// gatekeepers that authenticate; empty: no token.
+    pub password: String,
 }
 
 impl Default for ProxyConfig {
@@ -103,6 +124,7 @@ impl Default for ProxyConfig {
             gatekeeper_ras_port: 0,
             call_signal_port: 1720,
             state_dir: "/run/h323proxy".into(),
+            password: String::new(),
         }
     }
 }
@@ -517,6 +539,12 @@ impl Config {
                 })
                 .collect(),
             identities: self.identity_pool(),
+            own_password: Some(self.proxy.password.clone()).filter(|p| !p.is_empty()),
+            credentials: self
+                .credentials
+                .iter()
+                .map(|c| (c.alias.clone(), c.password.clone()))
+                .collect(),
         }
     }
 

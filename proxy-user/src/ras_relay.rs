@@ -87,6 +87,11 @@ pub struct RelayConfig {
     /// proxy's own gatekeeper-side addresses (one endpoint per proxy at a
     /// gatekeeper that keys on addresses, such as GnuGk).
     pub identities: Option<IdentityPool>,
+    /// H.235 password of the proxy's own registration (alias `proxy_id`).
+    pub own_password: Option<String>,
+    /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
+    /// bare).
+    pub credentials: HashMap<String, String>,
 }
 
 /// Which socket a datagram goes out of.
@@ -1019,6 +1024,7 @@ impl RasRelay {
         }
         let seq = self.alloc_seq();
         let _ = set_seq_num(&mut m, seq);
+        self.sign(&mut m, &p);
         if matches!(m, RasMessage::registrationRequest(_)) {
             self.stats.rrqs_to_gatekeepers += 1;
         }
@@ -1032,6 +1038,48 @@ impl RasRelay {
                 });
             }
             Err(e) => tracing::warn!(error = %e, "encoding toward the gatekeeper"),
+        }
+    }
+
+    /// Put a fresh H.235 password token into a request toward a gatekeeper
+    /// when the proxy holds the credentials of whom it is for: the proxy
+    /// itself (probes) or the endpoint (forwarded requests, re-registrations,
+    /// refreshes). Other requests keep the tokens they came with.
+    fn sign(&self, m: &mut RasMessage, p: &Pending) {
+        let aliases: Vec<String> = match p {
+            Pending::Probe { .. } => vec![self.cfg.proxy_id.clone()],
+            Pending::Forward {
+                what: Forwarded::Register(reg),
+                ..
+            } => reg.aliases.iter().map(alias_text).collect(),
+            Pending::Forward { to, .. } => self
+                .regs
+                .by_source(*to)
+                .map(|r| r.aliases.iter().map(alias_text).collect())
+                .unwrap_or_default(),
+            Pending::Reregister { endpoint_id, .. } | Pending::Refresh { endpoint_id, .. } => self
+                .regs
+                .get(endpoint_id)
+                .map(|r| r.aliases.iter().map(alias_text).collect())
+                .unwrap_or_default(),
+            _ => vec![],
+        };
+        let found = aliases.iter().find_map(|a| {
+            let bare = a.split_once(':').map(|(_, v)| v).unwrap_or(a);
+            if matches!(p, Pending::Probe { .. }) {
+                return self.cfg.own_password.as_ref().map(|pw| (bare, pw));
+            }
+            self.cfg
+                .credentials
+                .get(a.as_str())
+                .or_else(|| self.cfg.credentials.get(bare))
+                .map(|pw| (bare, pw))
+        });
+        if let Some((alias, password)) = found
+            && let Err(e) =
+                crate::h225::h235::authenticate(m, alias, password, crate::h225::h235::unix_now())
+        {
+            tracing::warn!(alias, error = %e, "no H.235 token");
         }
     }
 

@@ -42,6 +42,8 @@ fn cfg() -> RelayConfig {
             prepend: String::new(),
         }],
         identities: None,
+        own_password: None,
+        credentials: HashMap::new(),
     }
 }
 
@@ -65,6 +67,9 @@ struct FakeGk {
     addrs: HashMap<String, (SocketAddr, SocketAddr)>,
     /// rasAddress of each lightweight RRQ, by endpointIdentifier.
     refreshed: Vec<(String, SocketAddr)>,
+    /// Password tokens of RRQs: (keepAlive, alias, whether the hash
+    /// verifies with the password the test gave that alias).
+    tokens: Vec<(bool, String, bool)>,
 }
 
 impl FakeGk {
@@ -81,6 +86,7 @@ impl FakeGk {
             shared: true,
             addrs: HashMap::new(),
             refreshed: vec![],
+            tokens: vec![],
         }
     }
 
@@ -90,6 +96,24 @@ impl FakeGk {
         let v = match m {
             RasMessage::registrationRequest(rrq) => {
                 self.rrqs += 1;
+                for t in rrq.crypto_tokens.iter().flatten() {
+                    if let crate::h225::asn::h323_messages::CryptoH323Token::cryptoEPPwdHash(p) = t
+                    {
+                        let alias = alias_text(&p.alias);
+                        let bare = alias
+                            .split_once(':')
+                            .map(|(_, v)| v.to_string())
+                            .unwrap_or(alias.clone());
+                        let pw = if bare == "PROXY" {
+                            "proxy-secret"
+                        } else {
+                            "ep-secret"
+                        };
+                        let want = crate::h225::h235::pwd_hash(&bare, pw, p.time_stamp.0).unwrap();
+                        let ok = p.token.hash.as_raw_slice() == want.as_slice();
+                        self.tokens.push((rrq.keep_alive == Some(true), bare, ok));
+                    }
+                }
                 if rrq.keep_alive == Some(true) {
                     let id = bmp_text(&rrq.endpoint_identifier.unwrap().0);
                     if let Some(a) = rrq.ras_address.first().and_then(socket_addr) {
@@ -888,4 +912,41 @@ fn every_endpoint_gets_its_own_gatekeeper_side_address() {
             call_signal: addr("198.18.1.12:1720"),
         })
     );
+}
+
+#[test]
+fn with_credentials_requests_carry_fresh_password_tokens_also_after_failover() {
+    let mut c = cfg();
+    c.own_password = Some("proxy-secret".into());
+    c.credentials = [("1001".to_string(), "ep-secret".to_string())].into();
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    let mut r = RasRelay::new(c, t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    only(pump(&mut r, t, &mut gks));
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    only(pump(&mut r, t, &mut gks));
+    // The proxy's own RRQs and the endpoint's full RRQ carry valid tokens;
+    // the endpoint without credentials carries none (it sent none).
+    let t0 = &gks[0].tokens;
+    assert!(
+        t0.iter().any(|(ka, a, ok)| !ka && a == "PROXY" && *ok),
+        "{t0:?}"
+    );
+    assert!(
+        t0.iter().any(|(ka, a, ok)| !ka && a == "1001" && *ok),
+        "{t0:?}"
+    );
+    assert!(t0.iter().all(|(_, a, ok)| *ok && a != "1002"), "{t0:?}");
+    // Re-registration at the backup after a failover: fresh valid tokens.
+    gks[0].alive = false;
+    run(&mut r, &mut t, Duration::from_millis(400), &mut gks);
+    assert_eq!(r.active(), Some("backup"));
+    let t1 = &gks[1].tokens;
+    assert!(
+        t1.iter().any(|(ka, a, ok)| !ka && a == "1001" && *ok),
+        "{t1:?}"
+    );
+    assert!(t1.iter().all(|(_, _, ok)| *ok), "{t1:?}");
 }

@@ -158,21 +158,34 @@ fn hold(lab: &Lab, eps: &LabProc, lab_legs: u64, h: &[&LabProc], what: &str, sec
     }
 }
 
-#[test]
-fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition() {
-    const T: &str =
-        "gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition";
-    if !privileged(T) {
-        return;
-    }
-    let Some(peers) = peers(T) else { return };
+/// The lab with both GnuGks, the proxy, lab endpoints 1001-1008 (1001
+/// calling 1002) and two H323Plus endpoints (2002 calling 2001), every
+/// call up; tshark capturing on the gatekeeper side.
+struct Scene {
+    lab: Lab,
+    _h: (Netns, Netns),
+    gk1: GnuGk,
+    gk2: GnuGk,
+    proxy: Proxy,
+    eps: LabProc,
+    simple: (LabProc, LabProc),
+    tshark: LabProc,
+    cap: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const NUMBERS: [&str; 10] = [
+    "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "2001", "2002",
+];
+
+fn scene(peers: &std::path::Path, routing: Routing) -> Scene {
     let lab = Lab::create().unwrap();
     let h1 = h323plus_host(&lab, "px3", 4);
     let h2 = h323plus_host(&lab, "px4", 5);
     // Every RAS and signalling packet on the gatekeeper side, for tshark.
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("gk-side.pcapng");
-    let mut tshark = LabProc::spawn("tshark", {
+    let tshark = LabProc::spawn("tshark", {
         let mut c = lab.px.command("tshark").unwrap();
         c.args(["-q", "-n", "-i", "px1", "-i", "px2", "-w"])
             .arg(&cap)
@@ -180,19 +193,17 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         c
     })
     .unwrap();
-
-    let mut gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
-    let gk2 = GnuGk::start(&peers, &lab.gk2, GK2, "GK2", Routing::Routed, "").unwrap();
+    let gk1 = GnuGk::start(peers, &lab.gk1, GK1, "GK1", routing, "").unwrap();
+    let gk2 = GnuGk::start(peers, &lab.gk2, GK2, "GK2", routing, "").unwrap();
     // A slower heartbeat than the lab default: GnuGk on a loaded 2-core
     // machine must not be declared down by a scheduling stall.
     let proxy = Proxy::start_tweaked(&lab, 2000, Some("px0"), |t| {
         t.replace("interval_ms = 40", "interval_ms = 200")
             .replace("multiplier = 3", "multiplier = 5")
     });
-    // Lab endpoints 1001-1006: 1001 calls 1002 at once; 1003/1004 later.
-    let mut eps = lab_endpoints(&lab, 6, 1);
+    let eps = lab_endpoints(&lab, 8, 1);
     let s2001 = simple(
-        &peers,
+        peers,
         &h1,
         PX_EP,
         "198.18.4.2".parse().unwrap(),
@@ -201,10 +212,9 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         None,
     )
     .unwrap();
-    let numbers = ["1001", "1002", "1003", "1004", "1005", "1006", "2001"];
-    all_listed(&gk1, &numbers, 30);
+    all_listed(&gk1, &NUMBERS[..9], 30);
     let s2002 = simple(
-        &peers,
+        peers,
         &h2,
         PX_EP,
         "198.18.5.2".parse().unwrap(),
@@ -220,14 +230,53 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
     );
     eps.wait_for(30, "eps registered", |l| get(l, "calls_active") == 2)
         .expect("lab call up");
-    let numbers = [
-        "1001", "1002", "1003", "1004", "1005", "1006", "2001", "2002",
-    ];
-    let before = all_listed(&gk1, &numbers, 10);
-    eprintln!("GK1 status `r` before failover:\n{before}");
+    let before = all_listed(&gk1, &NUMBERS, 10);
+    eprintln!("GK1 status `r` ({routing:?}) before failover:\n{before}");
     assert_eq!(gk1.calls().unwrap(), 2, "{}", gk1.status("c").unwrap());
-    let h = [&s2001, &s2002];
-    calls_up(&lab, &eps, 2, &h, "before the fault");
+    let sc = Scene {
+        lab,
+        _h: (h1, h2),
+        gk1,
+        gk2,
+        proxy,
+        eps,
+        simple: (s2001, s2002),
+        tshark,
+        cap,
+        _dir: dir,
+    };
+    calls_up(
+        &sc.lab,
+        &sc.eps,
+        2,
+        &[&sc.simple.0, &sc.simple.1],
+        "before the fault",
+    );
+    sc
+}
+
+#[test]
+fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition() {
+    const T: &str =
+        "gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partition";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let Scene {
+        lab,
+        _h,
+        mut gk1,
+        gk2,
+        proxy,
+        mut eps,
+        simple,
+        mut tshark,
+        cap,
+        _dir,
+    } = scene(&peers, Routing::Routed);
+    let h = [&simple.0, &simple.1];
+    let numbers = NUMBERS;
 
     // SIGKILL of the primary mid-call, held 90 s.
     gk1.proc.kill9();
@@ -293,17 +342,75 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         "the partition cut the primary's legs of the call through it"
     );
 
-    // tshark reads every captured RAS and call-signalling packet on the
-    // gatekeeper side (RAS on the endpoints' own ports decoded as such;
-    // Q.931 over TPKT is found by tshark's heuristic on any port)
-    // without a malformed one.
-    // SAFETY: signalling our own child.
+    // Both GnuGks gone: survivable mode; every call stays up and the proxy
+    // routes a new call between its endpoints itself.
+    let mut gk1 = gk1;
+    let mut gk2 = gk2;
+    gk1.proc.kill9();
+    gk2.proc.kill9();
+    assert!(
+        wait_for(15, || (moves_to(&proxy, "survivable") > 0).then_some(())).is_some(),
+        "no survivable mode:\n{}",
+        proxy.log_text()
+    );
+    eps.send("call 6 1008");
+    eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 8)
+        .expect("a call routed by the proxy in survivable mode");
+    calls_up(&lab, &eps, 8, &h, "survivable mode");
+
+    check_capture(&mut tshark, &cap, true);
+}
+
+#[test]
+fn gnugk_direct_mode_calls_survive_a_primary_sigkill() {
+    const T: &str = "gnugk_direct_mode_calls_survive_a_primary_sigkill";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let Scene {
+        lab,
+        _h,
+        mut gk1,
+        gk2,
+        proxy,
+        mut eps,
+        simple,
+        mut tshark,
+        cap,
+        _dir,
+    } = scene(&peers, Routing::Direct);
+    let h = [&simple.0, &simple.1];
+    gk1.proc.kill9();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    hold(&lab, &eps, 2, &h, "direct mode, primary SIGKILLed", 90);
+    let after = all_listed(&gk2, &NUMBERS, 10);
+    eprintln!("GK2 status `r` (direct) after failover:\n{after}");
+    eps.send("call 2 1004");
+    eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 4)
+        .expect("a new call through the backup");
+    assert!(gk2.calls().unwrap() >= 1, "{}", gk2.status("c").unwrap());
+    check_capture(&mut tshark, &cap, false);
+}
+
+/// Stop the capture: tshark reads every captured RAS and call-signalling
+/// packet on the gatekeeper side (RAS on the endpoints' own ports decoded
+/// as such; Q.931 over TPKT is found by tshark's heuristic on any port)
+/// without a malformed one.
+/// `routed`: the call signalling crossed the gatekeeper side (in direct
+/// mode it stays between the proxy and its endpoints).
+fn check_capture(tshark: &mut LabProc, cap: &std::path::Path, routed: bool) {
     unsafe { libc::kill(tshark.pid() as i32, libc::SIGINT) };
     let _ = wait_for(10, || tshark.exited());
     let read = |filter: &str| {
         let out = std::process::Command::new("tshark")
             .args(["-n", "-r"])
-            .arg(&cap)
+            .arg(cap)
             .args(["-d", "udp.port==20000-29999,h225"])
             .args(["-Y", filter])
             .output()
@@ -322,9 +429,10 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
         "tshark: {ras} RAS and {q931} Q.931 packets on the gatekeeper side, {} malformed or in error",
         bad.lines().count()
     );
+    assert!(ras > 50, "tshark dissected too few RAS packets");
     assert!(
-        ras > 50 && q931 > 5,
-        "tshark dissected too few H.225.0 packets"
+        !routed || q931 > 5,
+        "tshark dissected too few Q.931 packets"
     );
     assert!(bad.is_empty(), "malformed packets:\n{bad}");
 }

@@ -62,6 +62,11 @@ enum Cmd {
         /// Build and run the debug profile (faster to build, slower to run).
         #[arg(long)]
         debug: bool,
+        /// Run the demo with GnuGk 5.15 as primary and backup gatekeeper
+        /// instead of the project's lab gatekeeper (builds it once from
+        /// $H323_PEERS_DIR or its public repository, see `peers`).
+        #[arg(long, conflicts_with = "config")]
+        gnugk: bool,
     },
     /// Run the whole test suite: unit tests, codec corpus and Wireshark
     /// agreement, privileged namespace tests (when root), and a short fuzz run.
@@ -115,7 +120,11 @@ fn main() -> Result<()> {
             setup::all(false)?;
             build(release)?;
         }
-        Cmd::Run { config, debug } => {
+        Cmd::Run {
+            config,
+            debug,
+            gnugk,
+        } => {
             setup::all(false)?;
             build(!debug)?;
             let profile = if debug { "debug" } else { "release" };
@@ -126,6 +135,10 @@ fn main() -> Result<()> {
                     .arg("run")
                     .arg("--config")
                     .arg(&cfg)
+                    .status(),
+                None if gnugk => Command::new(bin_dir.join("h323-lab"))
+                    .args(["demo", "--gatekeeper", "gnugk"])
+                    .env("H323_PEERS_BIN", peers::ensure()?)
                     .status(),
                 None => Command::new(bin_dir.join("h323-lab")).arg("demo").status(),
             }

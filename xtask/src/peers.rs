@@ -57,7 +57,11 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "libpcap-dev",
 ];
 
-/// Where the built binaries are: `bin/gnugk` and `bin/simph323`.
+/// What the cache's `bin` holds.
+const BINARIES: [&str; 3] = ["gnugk", "simph323", "addpasswd"];
+
+/// Where the built binaries are: `bin/gnugk`, `bin/simph323` and
+/// `bin/addpasswd` (GnuGk's password encryption tool).
 pub fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -74,7 +78,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn ensure() -> Result<PathBuf> {
     let dir = cache_dir();
     let bin = dir.join("bin");
-    if bin.join("gnugk").is_file() && bin.join("simph323").is_file() {
+    if BINARIES.iter().all(|b| bin.join(b).is_file()) {
         return Ok(bin);
     }
     crate::setup::debian(BUILD_PACKAGES)?;
@@ -146,8 +150,15 @@ pub fn ensure() -> Result<PathBuf> {
             &log,
         )
     })?;
+    step(&dir, "build-addpasswd", &log, || {
+        logged(sh(&gnugk.join("addpasswd"), "make optnoshared"), &log)
+    })?;
     for (from, to) in [
         (gnugk.join("obj_linux_x86_64_s/gnugk"), bin.join("gnugk")),
+        (
+            gnugk.join("addpasswd/obj_linux_x86_64_s/addpasswd"),
+            bin.join("addpasswd"),
+        ),
         (
             h323plus.join("samples/simple/obj_linux_x86_64_s/simph323"),
             bin.join("simph323"),
@@ -156,7 +167,10 @@ pub fn ensure() -> Result<PathBuf> {
         std::fs::copy(&from, &to)
             .with_context(|| format!("copying {} (see {})", from.display(), log.display()))?;
     }
-    eprintln!("peers: gnugk and simph323 ready in {}", bin.display());
+    eprintln!(
+        "peers: gnugk, simph323 and addpasswd ready in {}",
+        bin.display()
+    );
     Ok(bin)
 }
 

@@ -35,6 +35,39 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Which gatekeepers the demo runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DemoGatekeeper {
+    /// The project's own lab gatekeeper.
+    Lab,
+    /// GnuGk, a real gatekeeper.
+    Gnugk,
+}
+
+/// A demo gatekeeper process.
+enum DemoGk {
+    Lab(LabProc),
+    Real(Box<proxy_user::lab::peers::GnuGk>),
+}
+
+impl DemoGk {
+    fn kill9(&mut self) {
+        match self {
+            DemoGk::Lab(p) => p.kill9(),
+            DemoGk::Real(g) => g.proc.kill9(),
+        }
+    }
+
+    /// Call legs it adopted from the proxy's IRRs (the lab gatekeeper
+    /// only: GnuGk ignores them).
+    fn adopted(&self) -> Option<usize> {
+        match self {
+            DemoGk::Lab(p) => Some(p.count("gk adopted")),
+            DemoGk::Real(_) => None,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Bring up the demo lab, narrate it, tear it down (needs root).
@@ -43,6 +76,11 @@ enum Cmd {
         /// bpftool or `proxy stats --instance h323demo`).
         #[arg(long, default_value_t = 0)]
         hold: u64,
+        /// Gatekeepers of the lab: `lab` (the project's own) or `gnugk`
+        /// (GnuGk 5.15 in routed mode, from the folder named by
+        /// H323_PEERS_BIN; `cargo xtask run --gnugk` builds and sets it).
+        #[arg(long, default_value = "lab")]
+        gatekeeper: DemoGatekeeper,
     },
     /// Run a lab gatekeeper (RAS) until killed. Reads `drop <call>`,
     /// `status`, `quit` on stdin; prints `gk ...` lines.
@@ -147,7 +185,7 @@ fn main() -> Result<()> {
             println!("wrote {} messages to {}", entries.len(), out.display());
             Ok(())
         }
-        Cmd::Demo { hold } => demo(hold),
+        Cmd::Demo { hold, gatekeeper } => demo(hold, gatekeeper),
         Cmd::Bench {
             runs,
             endpoints,
@@ -411,7 +449,7 @@ fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
     Ok(())
 }
 
-fn demo(hold: u64) -> Result<()> {
+fn demo(hold: u64, which: DemoGatekeeper) -> Result<()> {
     if let Some(why) = netns::unprivileged_reason() {
         bail!("the demo lab needs root: {why}");
     }
@@ -434,7 +472,25 @@ fn demo(hold: u64) -> Result<()> {
     let lab = Lab::create()?;
     println!("    ep 198.18.1.2 -- 198.18.1.1 px 198.18.2.1 -- 198.18.2.10 gk1 (primary)");
     println!("                                 198.18.3.1 -- 198.18.3.10 gk2 (backup)");
-    let gk = |ns: &Netns, ip: std::net::Ipv4Addr, id: &str, alt: bool| -> Result<LabProc> {
+    let peers = match which {
+        DemoGatekeeper::Lab => None,
+        DemoGatekeeper::Gnugk => Some(
+            proxy_user::lab::peers::peers_bin()
+                .map_err(|e| anyhow::anyhow!("--gatekeeper gnugk: {e}"))?,
+        ),
+    };
+    let gk = |ns: &Netns, ip: std::net::Ipv4Addr, id: &str, alt: bool| -> Result<DemoGk> {
+        if let Some(peers) = &peers {
+            let g = proxy_user::lab::peers::GnuGk::start(
+                peers,
+                ns,
+                ip,
+                id,
+                proxy_user::lab::peers::Routing::Routed,
+                "",
+            )?;
+            return Ok(DemoGk::Real(Box::new(g)));
+        }
         let mut c = ns.command(&lab_bin)?;
         c.args(["gatekeeper", "--ras", &format!("{ip}:1719"), "--id", id]);
         if alt {
@@ -442,11 +498,19 @@ fn demo(hold: u64) -> Result<()> {
         }
         let p = LabProc::spawn(id, c)?;
         until(10, || p.last("gk listening").is_some())?;
-        Ok(p)
+        Ok(DemoGk::Lab(p))
     };
     let mut gk1 = gk(&lab.gk1, GK1, "GK-A", true)?;
     let mut gk2 = gk(&lab.gk2, GK2, "GK-B", false)?;
-    println!("    gatekeepers GK-A (primary) and GK-B (backup) running");
+    match &peers {
+        Some(dir) => println!(
+            "    gatekeepers: GnuGk 5.15 (routed mode, status port 7000) GK-A (primary) and GK-B (backup), from {}",
+            dir.display()
+        ),
+        None => println!(
+            "    gatekeepers: the project's lab gatekeeper, GK-A (primary) and GK-B (backup) (`cargo xtask run --gnugk` runs GnuGk instead)"
+        ),
+    }
 
     step(
         "starting `proxy run` on the proxy host (XDP RAS classifier on px0, metrics on 127.0.0.1:9719)",
@@ -504,7 +568,14 @@ fn demo(hold: u64) -> Result<()> {
         until(5, || {
             m("h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}") == Some(12.0)
         })?;
-        println!("    12 registered; the primary sees them at the proxy's address 198.18.2.1");
+        println!(
+            "    12 registered; the primary sees each at its own address on the proxy (198.18.2.1, ports 20000+)"
+        );
+        if let DemoGk::Real(g) = &gk1 {
+            for l in g.status("r").unwrap_or_default().lines().take(4) {
+                println!("    GK-A `r`: {l}");
+            }
+        }
 
         step(
             "5 calls: endpoint 2k calls endpoint 2k+1 (ARQ via the primary, SETUP through the proxy, fastStart, RTP 50 pkt/s each way)",
@@ -522,7 +593,9 @@ fn demo(hold: u64) -> Result<()> {
         let rereg = until(10, || {
             m("h323proxy_gatekeeper_registrations{gatekeeper=\"backup\"}") == Some(12.0)
         })? + detect;
-        until(10, || gk2.count("gk adopted") == 10)?;
+        if gk2.adopted().is_some() {
+            until(10, || gk2.adopted() == Some(10))?;
+        }
         println!(
             "    heartbeat loss detected, control moved to the backup after {}",
             ms(detect)
@@ -531,7 +604,19 @@ fn demo(hold: u64) -> Result<()> {
             "    12 endpoints re-registered at the backup after {} (same endpointIdentifiers)",
             ms(rereg)
         );
-        println!("    the backup adopted all 10 call legs from the proxy's unsolicited IRRs");
+        match &gk2 {
+            DemoGk::Lab(_) => {
+                println!(
+                    "    the backup adopted all 10 call legs from the proxy's unsolicited IRRs"
+                )
+            }
+            DemoGk::Real(g) => {
+                let n = g.registrations().map(|r| r.len()).unwrap_or(0);
+                println!(
+                    "    GnuGk GK-B lists {n} registrations (12 endpoints and the proxy); it does not adopt calls from IRRs, the proxy keeps them up"
+                );
+            }
+        }
         std::thread::sleep(Duration::from_secs(5));
         stopped()?;
         println!(
@@ -562,7 +647,9 @@ fn demo(hold: u64) -> Result<()> {
         until(10, || {
             m("h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}") == Some(12.0)
         })?;
-        until(10, || gk1.count("gk adopted") == 12)?;
+        if gk1.adopted().is_some() {
+            until(10, || gk1.adopted() == Some(12))?;
+        }
         println!(
             "    control back at the primary after {} (hold time 2 s), registrations and 12 call legs moved",
             ms(back)

@@ -11,6 +11,7 @@
 
 pub mod asn;
 pub mod corpus;
+pub mod h235;
 pub mod ras;
 pub mod summary;
 pub mod uuie;
