@@ -1083,6 +1083,22 @@ impl RasRelay {
         }
     }
 
+    /// The H.235 password of the endpoint whose RAS datagrams come from
+    /// `source`, from `[[credentials]]` by one of its aliases.
+    fn endpoint_password(&self, source: SocketAddr) -> Option<&String> {
+        if self.cfg.credentials.is_empty() {
+            return None;
+        }
+        self.regs.by_source(source)?.aliases.iter().find_map(|a| {
+            let t = alias_text(a);
+            let bare = t.split_once(':').map(|(_, v)| v).unwrap_or(&t);
+            self.cfg
+                .credentials
+                .get(t.as_str())
+                .or_else(|| self.cfg.credentials.get(bare))
+        })
+    }
+
     /// A full RRQ for the endpoint at `source`, with its gatekeeper-side
     /// addresses.
     fn send_endpoint_rrq(
@@ -1609,6 +1625,28 @@ impl RasRelay {
     // ------------------------------------------------------- endpoint side
 
     fn send_to_endpoint(&mut self, to: SocketAddr, m: &RasMessage) {
+        // An endpoint that authenticates its gatekeeper (H.235) accepts only
+        // answers with a token it can check: the proxy signs as itself with
+        // that endpoint's password when it holds it. The gatekeeper's own
+        // tokens do not survive the proxy's rewriting.
+        let signed;
+        let m = match self.endpoint_password(to) {
+            Some(pw) => {
+                let mut c = m.clone();
+                let pw = pw.clone();
+                if let Err(e) = crate::h225::h235::authenticate(
+                    &mut c,
+                    &self.cfg.proxy_id,
+                    &pw,
+                    crate::h225::h235::unix_now(),
+                ) {
+                    tracing::warn!(%to, error = %e, "no H.235 token");
+                }
+                signed = c;
+                &signed
+            }
+            None => m,
+        };
         match ras::encode(m) {
             Ok(bytes) => self.out.push_back(Transmit {
                 side: Side::Endpoint,
@@ -2067,10 +2105,20 @@ impl RasRelay {
     }
 
     fn rcf_template(&self, id: &str, ttl: u32) -> Option<crate::offload::RcfTemplate> {
+        // Signed once (one timestamp) when the endpoint authenticates its
+        // gatekeeper: the H.235 MD5 token does not cover requestSeqNum.
+        let pw = self
+            .regs
+            .get(id)
+            .and_then(|r| self.endpoint_password(r.source))
+            .cloned();
+        let stamp = crate::h225::h235::unix_now();
         let enc = |seq| {
-            ras_from_json(&self.rcf_json(seq, id, ttl))
-                .ok()
-                .and_then(|m| ras::encode(&m).ok())
+            let mut m = ras_from_json(&self.rcf_json(seq, id, ttl)).ok()?;
+            if let Some(pw) = &pw {
+                crate::h225::h235::authenticate(&mut m, &self.cfg.proxy_id, pw, stamp).ok()?;
+            }
+            ras::encode(&m).ok()
         };
         let (a, b) = (enc(1)?, enc(0xfffe)?);
         crate::offload::RcfTemplate::from_encodings(&a, &b)

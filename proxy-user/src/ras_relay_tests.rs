@@ -924,9 +924,23 @@ fn with_credentials_requests_carry_fresh_password_tokens_also_after_failover() {
     let mut r = RasRelay::new(c, t);
     run(&mut r, &mut t, 20 * MS, &mut gks);
     r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
-    only(pump(&mut r, t, &mut gks));
+    // The endpoint authenticates its gatekeeper of record: the RCF carries
+    // a token by the proxy's identifier with the endpoint's password.
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF")
+    };
+    let Some(crate::h225::asn::h323_messages::CryptoH323Token::cryptoEPPwdHash(tok)) =
+        rcf.crypto_tokens.as_ref().and_then(|v| v.first().cloned())
+    else {
+        panic!("RCF without a password token: {rcf:?}")
+    };
+    let want = crate::h225::h235::pwd_hash("PROXY", "ep-secret", tok.time_stamp.0).unwrap();
+    assert_eq!(tok.token.hash.as_raw_slice(), want.as_slice());
     r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
-    only(pump(&mut r, t, &mut gks));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF")
+    };
+    assert!(rcf.crypto_tokens.is_none(), "no credentials, no token");
     // The proxy's own RRQs and the endpoint's full RRQ carry valid tokens;
     // the endpoint without credentials carries none (it sent none).
     let t0 = &gks[0].tokens;

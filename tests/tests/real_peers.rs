@@ -436,3 +436,107 @@ fn check_capture(tshark: &mut LabProc, cap: &std::path::Path, routed: bool) {
     );
     assert!(bad.is_empty(), "malformed packets:\n{bad}");
 }
+
+#[test]
+fn authenticated_gnugk_registrations_admissions_and_reregistration_at_the_backup() {
+    const T: &str = "authenticated_gnugk_registrations_admissions_and_reregistration_at_the_backup";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let lab = Lab::create().unwrap();
+    let h1 = h323plus_host(&lab, "px3", 4);
+    let h2 = h323plus_host(&lab, "px4", 5);
+    for (ns, ip) in [
+        (&h1, "198.18.4.3/24"),
+        (&h2, "198.18.5.3/24"),
+        (&h2, "198.18.5.4/24"),
+    ] {
+        ns.ip(&["addr", "add", ip, "dev", "eth0"]).unwrap();
+    }
+    let users = [
+        ("LAB-PROXY", "proxy-pw"),
+        ("2001", "pw-2001"),
+        ("2002", "pw-2002"),
+        ("2003", "pw-2003"),
+        ("2004", "pw-2004"),
+        ("1001", "pw-1001"),
+        ("1002", "pw-1002"),
+    ];
+    let gk = |ns: &Netns, ip, name| {
+        GnuGk::start_authenticating(&peers, ns, ip, name, Routing::Routed, "", &users).unwrap()
+    };
+    let mut gk1 = gk(&lab.gk1, GK1, "GK1");
+    let gk2 = gk(&lab.gk2, GK2, "GK2");
+    // The proxy holds its own password and its endpoints' and authenticates
+    // for them: the H323Plus endpoints send no tokens themselves (with a
+    // password, H323Plus accepts only H.235.1-signed answers, which the
+    // proxy does not make yet). Lab endpoint 1002 has no credentials and
+    // must be refused, 1001 has.
+    let proxy = Proxy::start_tweaked(&lab, 2000, None, |t| {
+        let creds: String = ["2001", "2002", "2003", "2004", "1001"]
+            .iter()
+            .map(|a| format!("[[credentials]]\nalias = \"{a}\"\npassword = \"pw-{a}\"\n"))
+            .collect();
+        format!(
+            "{}{creds}",
+            t.replace(
+                "state_dir = \"\"",
+                "state_dir = \"\"\npassword = \"proxy-pw\""
+            )
+            .replace("interval_ms = 40", "interval_ms = 200")
+            .replace("multiplier = 3", "multiplier = 5")
+        )
+    });
+    let ep = |ns: &Netns, ip: &str, n: &str, dial: Option<&str>| {
+        simple(&peers, ns, PX_EP, ip.parse().unwrap(), n, dial, None).unwrap()
+    };
+    let s2001 = ep(&h1, "198.18.4.2", "2001", None);
+    let _s2004 = ep(&h1, "198.18.4.3", "2004", None);
+    all_listed(&gk1, &["2001", "2004"], 30);
+    let eps = lab_endpoints(&lab, 2, 0);
+    all_listed(&gk1, &["1001"], 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let s = eps.last("eps registered").unwrap_or_default();
+    assert_eq!(
+        get(&s, "registered"),
+        1,
+        "1002 (no credentials) refused: {s}"
+    );
+    let s2002 = ep(&h2, "198.18.5.2", "2002", Some("2001"));
+    assert!(
+        s2002.wait_for(30, "In call with 2001", |_| true).is_some(),
+        "the authenticated call did not come up: {:?}",
+        s2002.lines()
+    );
+    let before = all_listed(&gk1, &["2001", "2002", "2004"], 10);
+    eprintln!("GK1 (authenticating) `r`:\n{before}");
+
+    gk1.proc.kill9();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    // Re-registered at the backup with tokens the proxy made.
+    let after = all_listed(&gk2, &["2001", "2002", "2004"], 20);
+    eprintln!("GK2 (authenticating) `r` after failover:\n{after}");
+    // A new endpoint registers and calls through the backup, both ARQs
+    // authenticated.
+    let s2003 = ep(&h2, "198.18.5.3", "2003", Some("2004"));
+    assert!(
+        s2003.wait_for(30, "In call with 2004", |_| true).is_some(),
+        "no authenticated call through the backup: {:?}",
+        s2003.lines()
+    );
+    assert!(gk2.calls().unwrap() >= 1, "{}", gk2.status("c").unwrap());
+    for p in [&s2001, &s2002] {
+        assert!(
+            !p.lines().iter().any(|l| l.contains("cleared")),
+            "{}: {:?}",
+            p.name(),
+            p.lines()
+        );
+    }
+}

@@ -88,9 +88,11 @@ pub fn pwd_hash_token(
     ))
 }
 
-/// Replace the tokens of a request toward a gatekeeper with a fresh
-/// password token for `alias`. Returns whether `m` carries tokens at all
-/// (the requests a gatekeeper authenticates: RRQ, URQ, ARQ, BRQ, DRQ, IRR).
+/// Replace the tokens of `m` with a fresh password token for `alias`:
+/// toward a gatekeeper the endpoint's (or the proxy's own) alias; toward
+/// an endpoint that authenticates its gatekeeper, the proxy's identifier
+/// with that endpoint's password. Returns whether `m` is a message that
+/// carries tokens.
 pub fn authenticate(
     m: &mut RasMessage,
     alias: &str,
@@ -106,12 +108,28 @@ pub fn authenticate(
         }};
     }
     Ok(match m {
+        RasMessage::gatekeeperConfirm(x) => put!(x),
         RasMessage::registrationRequest(x) => put!(x),
+        RasMessage::registrationConfirm(x) => put!(x),
+        RasMessage::registrationReject(x) => put!(x),
         RasMessage::unregistrationRequest(x) => put!(x),
+        RasMessage::unregistrationConfirm(x) => put!(x),
+        RasMessage::unregistrationReject(x) => put!(x),
         RasMessage::admissionRequest(x) => put!(x),
+        RasMessage::admissionConfirm(x) => put!(x),
+        RasMessage::admissionReject(x) => put!(x),
         RasMessage::bandwidthRequest(x) => put!(x),
+        RasMessage::bandwidthConfirm(x) => put!(x),
+        RasMessage::bandwidthReject(x) => put!(x),
         RasMessage::disengageRequest(x) => put!(x),
+        RasMessage::disengageConfirm(x) => put!(x),
+        RasMessage::disengageReject(x) => put!(x),
+        RasMessage::locationConfirm(x) => put!(x),
+        RasMessage::locationReject(x) => put!(x),
+        RasMessage::infoRequest(x) => put!(x),
         RasMessage::infoRequestResponse(x) => put!(x),
+        RasMessage::infoRequestAck(x) => put!(x),
+        RasMessage::infoRequestNak(x) => put!(x),
         _ => false,
     })
 }

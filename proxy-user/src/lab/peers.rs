@@ -20,7 +20,7 @@ pub fn peers_bin() -> Result<PathBuf, String> {
     let dir = std::env::var_os(PEERS_ENV).map(PathBuf::from).ok_or_else(|| {
         format!("{PEERS_ENV} is not set (`cargo xtask peers` builds GnuGk and H323Plus and prints the folder; `cargo xtask test` sets it)")
     })?;
-    for b in ["gnugk", "simph323"] {
+    for b in ["gnugk", "simph323", "addpasswd"] {
         if !dir.join(b).is_file() {
             return Err(format!("{} has no {b}", dir.display()));
         }
@@ -56,7 +56,7 @@ pub const ROUTED_PORT: u16 = 1721;
 
 impl GnuGk {
     /// Start GnuGk `name` on `ip` in `ns`; `extra` is appended to its ini
-    /// (more sections, e.g. authentication).
+    /// (more sections).
     pub fn start(
         bin: &Path,
         ns: &Netns,
@@ -64,6 +64,21 @@ impl GnuGk {
         name: &str,
         routing: Routing,
         extra: &str,
+    ) -> std::io::Result<Self> {
+        Self::start_authenticating(bin, ns, ip, name, routing, extra, &[])
+    }
+
+    /// As [`GnuGk::start`]; with `users` (alias, password) it requires H.235
+    /// password tokens on RRQ and ARQ (`SimplePasswordAuth`), the passwords
+    /// stored with GnuGk's own `addpasswd`.
+    pub fn start_authenticating(
+        bin: &Path,
+        ns: &Netns,
+        ip: Ipv4Addr,
+        name: &str,
+        routing: Routing,
+        extra: &str,
+        users: &[(&str, &str)],
     ) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ini = dir.path().join("gk.ini");
@@ -79,9 +94,27 @@ impl GnuGk {
                  [RoutedMode]\n{routed}\
                  [Proxy]\nEnable=0\n\
                  [RasSrv::RRQFeatures]\nAcceptEndpointIdentifier=1\n\
-                 [GkStatus::Auth]\nrule=allow\n{extra}"
+                 [GkStatus::Auth]\nrule=allow\n{extra}{auth}",
+                auth = if users.is_empty() {
+                    ""
+                } else {
+                    "[Gatekeeper::Auth]\nSimplePasswordAuth=required;RRQ,ARQ\n\
+                     [SimplePasswordAuth]\nKeyFilled=0\n"
+                }
             ),
         )?;
+        for (user, password) in users {
+            let out = std::process::Command::new(bin.join("addpasswd"))
+                .arg(&ini)
+                .args(["SimplePasswordAuth", user, password])
+                .output()?;
+            if !out.status.success() {
+                return Err(std::io::Error::other(format!(
+                    "addpasswd {user}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+        }
         let log = dir.path().join("gk.log");
         let mut c = ns.command(bin.join("gnugk"))?;
         c.arg("-c")
