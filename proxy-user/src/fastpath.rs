@@ -519,8 +519,8 @@ impl GkSideSteering {
                 std::net::IpAddr::V6(v6) => {
                     let o = v6.octets();
                     let mut w = [0u32; 4];
-                    for (i, c) in o.chunks_exact(4).enumerate() {
-                        w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+                    for (i, c) in o.as_chunks::<4>().0.iter().enumerate() {
+                        w[i] = u32::from_ne_bytes(*c);
                     }
                     cfg.v6[cfg.n_v6 as usize] = w;
                     cfg.n_v6 += 1;

@@ -113,8 +113,8 @@ impl IdentityPool {
         for _ in 0..cap {
             let a = self.at(self.cursor);
             self.cursor = (self.cursor + 1) % cap;
-            if !self.owner.contains_key(&a) {
-                self.owner.insert(a, source);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.owner.entry(a) {
+                e.insert(source);
                 self.by_source.insert(
                     source,
                     Lease {

@@ -152,6 +152,8 @@ fn main() -> Result<()> {
             build(true)?;
             require_root("cargo xtask bench (it creates network namespaces)")?;
             let status = Command::new(root.join("target/release/h323-lab"))
+                // GnuGk too, when it can be built here (root is required above).
+                .env("H323_PEERS_BIN", peers::ensure()?)
                 .args([
                     "bench",
                     "--runs",

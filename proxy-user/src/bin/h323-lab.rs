@@ -161,6 +161,18 @@ enum Cmd {
         /// memory per endpoint).
         #[arg(long)]
         fastpath_only: bool,
+        /// Only the GnuGk benchmark (needs H323_PEERS_BIN).
+        #[arg(long)]
+        gnugk_only: bool,
+        /// Endpoints registered through the proxy at GnuGk.
+        #[arg(long, default_value_t = 1000)]
+        gnugk_endpoints: usize,
+        /// GnuGk primary kills to measure.
+        #[arg(long, default_value_t = 10)]
+        gnugk_runs: usize,
+        /// Heartbeat of the proxy in the GnuGk benchmark, "INTERVAL_MSxMULTIPLIER".
+        #[arg(long, default_value = "200x5")]
+        gnugk_heartbeat: String,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -191,7 +203,21 @@ fn main() -> Result<()> {
             endpoints,
             mass,
             fastpath_only,
+            gnugk_only,
+            gnugk_endpoints,
+            gnugk_runs,
+            gnugk_heartbeat,
         } => {
+            let hb = gnugk_heartbeat
+                .split_once('x')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .context("--gnugk-heartbeat: INTERVAL_MSxMULTIPLIER, e.g. 200x5")?;
+            if gnugk_only {
+                return gnugk_bench(gnugk_runs, gnugk_endpoints, hb);
+            }
+            if !fastpath_only && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some() {
+                gnugk_bench(gnugk_runs, gnugk_endpoints, hb)?;
+            }
             if !fastpath_only {
                 bench(runs, endpoints, mass)?;
             }
@@ -366,6 +392,49 @@ fn fastpath_bench() -> Result<()> {
 
 fn bench_nofile() {
     proxy_user::lab::bench::raise_nofile();
+}
+
+/// The GnuGk failover benchmark (`h323-lab bench --gnugk-only`).
+fn gnugk_bench(runs: usize, endpoints: usize, hb: (u64, u32)) -> Result<()> {
+    use proxy_user::lab::bench::{self, Bins, percentile};
+    if let Some(why) = netns::unprivileged_reason() {
+        bail!("the benchmarks need root: {why}");
+    }
+    let peers = proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+    netns::sweep_stale();
+    bench::raise_nofile();
+    let dir_bin = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let bins = Bins {
+        lab: dir_bin.join("h323-lab"),
+        proxy: dir_bin.join("proxy"),
+        dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&bins.dir)?;
+    println!(
+        "GnuGk: {runs} SIGKILLs of the primary with {endpoints} endpoints registered through one proxy (heartbeat {} ms x {}, re-registration paced 1000/s)",
+        hb.0, hb.1
+    );
+    let (v, direct, failovers) = bench::gnugk_failover_runs(&bins, &peers, runs, endpoints, hb)?;
+    let _ = std::fs::remove_dir_all(&bins.dir);
+    let p50 = percentile(&v, 50.0);
+    println!();
+    println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| GnuGk primary SIGKILL -> backup lists all {endpoints} endpoints ({runs} runs) | {} | {} | {endpoints} endpoints registering directly at the backup until it lists them: {} | {:.2} |",
+        ms(p50),
+        ms(percentile(&v, 99.0)),
+        ms(direct),
+        p50.as_secs_f64() / direct.as_secs_f64()
+    );
+    println!(
+        "| control moves in the run: {failovers} ({} from the kills and returns) | - | - | - | - |",
+        2 * runs
+    );
+    Ok(())
 }
 
 fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {

@@ -71,8 +71,25 @@ fn proxy(
     rate: u32,
     tag: &str,
 ) -> Result<LabProc, BenchError> {
+    proxy_with(bins, lab, hold_ms, rate, tag, (40, 3))
+}
+
+/// As [`proxy`], with the heartbeat (interval ms, multiplier).
+fn proxy_with(
+    bins: &Bins,
+    lab: &Lab,
+    hold_ms: u64,
+    rate: u32,
+    tag: &str,
+    heartbeat: (u64, u32),
+) -> Result<LabProc, BenchError> {
     let cfg = bins.dir.join(format!("proxy-{tag}.toml"));
     let text = topology::proxy_toml(&super::netns::unique_name("b"), hold_ms, None)
+        .replace(
+            "interval_ms = 40",
+            &format!("interval_ms = {}", heartbeat.0),
+        )
+        .replace("multiplier = 3", &format!("multiplier = {}", heartbeat.1))
         .replace(
             "[survivable]",
             &format!("[survivable]\nreregister_per_second = {rate}"),
@@ -224,6 +241,77 @@ pub fn mass_reregistration(
     Ok((moved, direct))
 }
 
+/// With `endpoints` registered through one proxy at GnuGk (routed mode,
+/// the proxy's default heartbeat), SIGKILL the primary `runs` times and
+/// time until the backup's status port lists every one of them; the
+/// primary is restarted and control returns between runs. Baseline, in the
+/// same run: as many new endpoints registering directly at the backup
+/// until it lists them. Returns (per-run times, baseline).
+pub fn gnugk_failover_runs(
+    bins: &Bins,
+    peers: &std::path::Path,
+    runs: usize,
+    endpoints: usize,
+    heartbeat: (u64, u32),
+) -> Result<(Vec<Duration>, Duration, u64), BenchError> {
+    use super::peers::{GnuGk, Routing};
+    let lab = Lab::create()?;
+    let start = |ns: &Netns, ip, name| GnuGk::start(peers, ns, ip, name, Routing::Routed, "");
+    let mut gk1 = start(&lab.gk1, GK1, "GK1")?;
+    let gk2 = start(&lab.gk2, GK2, "GK2")?;
+    // Default pacing of re-registration (1000/s): an unpaced burst of
+    // 1000 RRQs makes GnuGk answer the heartbeat late.
+    let _px = proxy_with(bins, &lab, 300, 1000, "gnugk", heartbeat)?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    // 32 in flight: a burst of hundreds delays GnuGk's answers past the
+    // default heartbeat's 120 ms (seen: false failovers while registering).
+    let (ok, _) = register_with(
+        &lab.ep,
+        endpoints,
+        31000,
+        SocketAddr::from((PX_EP, 1719)),
+        32,
+    )?;
+    if ok != endpoints {
+        eprintln!("{ok} of {endpoints} endpoints registered through the proxy at GnuGk");
+        return Err(BenchError::Timeout(
+            "registration of every bench endpoint",
+            120,
+        ));
+    }
+    // The proxy's own registration is listed too.
+    let all = endpoints + 1;
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        until("every endpoint listed at the primary", 60, || {
+            m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+                && gk1.count().unwrap_or(0) >= all
+        })?;
+        std::thread::sleep(Duration::from_millis(100 + (out.len() as u64 * 7) % 40));
+        let t0 = Instant::now();
+        gk1.proc.kill9();
+        until("the backup lists every endpoint", 60, || {
+            gk2.count().unwrap_or(0) >= all
+        })?;
+        out.push(t0.elapsed());
+        gk1 = start(&lab.gk1, GK1, "GK1")?;
+    }
+    // Baseline: new endpoints straight to the backup, until it lists them.
+    let before = gk2.count().unwrap_or(0);
+    let t0 = Instant::now();
+    let (ok, _) = register_with(&lab.ep, endpoints, 40000, SocketAddr::from((GK2, 1719)), 32)?;
+    if ok != endpoints {
+        return Err(BenchError::Timeout("direct registration at GnuGk", 120));
+    }
+    until("the backup lists the direct endpoints", 60, || {
+        gk2.count().unwrap_or(0) >= before + endpoints
+    })?;
+    let failovers = m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64;
+    Ok((out, t0.elapsed(), failovers))
+}
+
 /// Register `n` endpoints (ports base..base+n on the endpoint host) at
 /// `target`, at most 512 in flight, retrying lost datagrams. Returns how
 /// many got an RCF and the time it took.
@@ -233,11 +321,22 @@ pub fn register(
     base: u16,
     target: SocketAddr,
 ) -> Result<(usize, Duration), BenchError> {
+    register_with(ns, n, base, target, 512)
+}
+
+/// As [`register`], with at most `in_flight` RRQs outstanding.
+pub fn register_with(
+    ns: &Netns,
+    n: usize,
+    base: u16,
+    target: SocketAddr,
+    in_flight: usize,
+) -> Result<(usize, Duration), BenchError> {
     let r = ns.run(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
             let ok = Arc::new(AtomicU64::new(0));
-            let sem = Arc::new(tokio::sync::Semaphore::new(512));
+            let sem = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
             let t0 = Instant::now();
             let mut tasks = Vec::with_capacity(n);
             for i in 0..n {

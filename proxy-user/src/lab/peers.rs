@@ -119,7 +119,7 @@ impl GnuGk {
         let mut c = ns.command(bin.join("gnugk"))?;
         c.arg("-c")
             .arg(&ini)
-            .args(["-ttt", "-o"])
+            .args(["-t", "-o"])
             .arg(&log)
             .stderr(Stdio::null());
         let proc = LabProc::spawn(name, c)?;
@@ -167,6 +167,16 @@ impl GnuGk {
                 ))
             })
             .collect())
+    }
+
+    /// `r`: how many registrations it holds (its "Number of Endpoints").
+    pub fn count(&self) -> std::io::Result<usize> {
+        Ok(self
+            .status("r")?
+            .lines()
+            .find_map(|l| l.strip_prefix("Number of Endpoints:"))
+            .and_then(|n| n.trim().trim_end_matches(';').parse().ok())
+            .unwrap_or(0))
     }
 
     /// `c`: the number of calls it holds.
