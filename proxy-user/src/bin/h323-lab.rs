@@ -171,8 +171,15 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         gnugk_runs: usize,
         /// Heartbeat of the proxy in the GnuGk benchmark, "INTERVAL_MSxMULTIPLIER".
-        #[arg(long, default_value = "200x5")]
+        #[arg(long, default_value = "40x3")]
         gnugk_heartbeat: String,
+        /// Only the heartbeat benchmarks: the detector on simulated lossy,
+        /// jittery links (virtual time, no root needed).
+        #[arg(long)]
+        heartbeat_only: bool,
+        /// Simulated hours per link setting in the heartbeat benchmark.
+        #[arg(long, default_value_t = 24)]
+        sim_hours: u64,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -207,7 +214,13 @@ fn main() -> Result<()> {
             gnugk_endpoints,
             gnugk_runs,
             gnugk_heartbeat,
+            heartbeat_only,
+            sim_hours,
         } => {
+            heartbeat_sim_bench(sim_hours);
+            if heartbeat_only {
+                return Ok(());
+            }
             let hb = gnugk_heartbeat
                 .split_once('x')
                 .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -392,6 +405,63 @@ fn fastpath_bench() -> Result<()> {
 
 fn bench_nofile() {
     proxy_user::lab::bench::raise_nofile();
+}
+
+/// The heartbeat detector on simulated links: false failovers per hour of
+/// a gatekeeper that never fails, against the fixed-silence baseline, and
+/// how long a real death takes to detect on the same link.
+fn heartbeat_sim_bench(hours: u64) {
+    use proxy_user::gatekeeper::HeartbeatConfig;
+    use proxy_user::lab::bench::percentile;
+    use proxy_user::lab::link_sim::{Detector, Link, detection_times, false_failovers};
+    let cfg = HeartbeatConfig {
+        interval: Duration::from_millis(40),
+        multiplier: 3,
+    };
+    let svc = Duration::from_micros(300);
+    let length = Duration::from_secs(3600 * hours.max(1));
+    println!(
+        "Heartbeat (default 40 ms x 3) on a simulated link, both directions impaired alike (netem-style `delay D J loss P`), {hours} simulated hours per row; gatekeeper service time 0.3 ms"
+    );
+    println!();
+    println!(
+        "| link (each way) | false failovers/h | baseline: fixed 120 ms silence, /h | ratio | probes/s | detection of a real death p50 / p99 (200 kills) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let rows: [(&str, f64, u64, u64); 6] = [
+        ("clean", 0.0, 0, 0),
+        ("1% loss", 0.01, 0, 0),
+        ("5% loss", 0.05, 0, 0),
+        ("20 ms ± 20 ms", 0.0, 20, 20),
+        ("1% loss, 20 ms ± 20 ms", 0.01, 20, 20),
+        ("5% loss, 20 ms ± 20 ms", 0.05, 20, 20),
+    ];
+    for (i, (name, loss, delay, jitter)) in rows.into_iter().enumerate() {
+        let link = Link {
+            loss,
+            delay: Duration::from_millis(delay),
+            jitter: Duration::from_millis(jitter),
+        };
+        let seed = 0x5eed + i as u64;
+        let a = false_failovers(Detector::Adaptive, cfg, link, svc, length, seed);
+        let b = false_failovers(Detector::FixedSilence, cfg, link, svc, length, seed);
+        let d = detection_times(cfg, link, svc, 200, seed);
+        let ratio = if b.false_downs == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.4}", a.false_downs as f64 / b.false_downs as f64)
+        };
+        println!(
+            "| {name} | {:.3} ({} in {hours} h) | {:.1} | {ratio} | {:.1} | {} / {} |",
+            a.per_hour(),
+            a.false_downs,
+            b.per_hour(),
+            a.probes as f64 / length.as_secs_f64(),
+            ms(percentile(&d, 50.0)),
+            ms(percentile(&d, 99.0)),
+        );
+    }
+    println!();
 }
 
 /// The GnuGk failover benchmark (`h323-lab bench --gnugk-only`).
