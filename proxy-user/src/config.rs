@@ -211,7 +211,8 @@ impl Default for MetricsConfig {
 pub struct HeartbeatSection {
     /// Milliseconds between probes of each gatekeeper.
     pub interval_ms: u64,
-    /// Missed probes before a gatekeeper is down (detection <= interval x multiplier).
+    /// Unanswered probes in a row before a gatekeeper is down (more on a
+    /// link that has been losing probes; see `gatekeeper::Heartbeat`).
     pub multiplier: u32,
     /// Milliseconds a gatekeeper must stay up before control moves back to it.
     pub failback_hold_ms: u64,
@@ -238,6 +239,9 @@ pub struct SurvivableConfig {
     pub time_to_live_secs: u32,
     /// Full RRQs per second when moving registrations to a gatekeeper.
     pub reregister_per_second: u32,
+    /// Re-registrations waiting for the gatekeeper's answer at most: more
+    /// would queue at the gatekeeper, ahead of the heartbeat's probes.
+    pub reregister_in_flight: u32,
     /// Dial plan for calls routed by the proxy itself.
     pub dial_plan: Vec<DialPlanEntry>,
 }
@@ -247,6 +251,7 @@ impl Default for SurvivableConfig {
         Self {
             time_to_live_secs: 60,
             reregister_per_second: 1000,
+            reregister_in_flight: 256,
             dial_plan: Vec::new(),
         }
     }
@@ -433,6 +438,12 @@ impl Config {
         if cfg.heartbeat.multiplier == 0 {
             return Err(invalid("heartbeat.multiplier", "must be at least 1".into()));
         }
+        if cfg.survivable.reregister_in_flight == 0 {
+            return Err(invalid(
+                "survivable.reregister_in_flight",
+                "must be at least 1".into(),
+            ));
+        }
         if cfg.survivable.reregister_per_second == 0 {
             return Err(invalid(
                 "survivable.reregister_per_second",
@@ -527,6 +538,7 @@ impl Config {
             failback_hold: Duration::from_millis(self.heartbeat.failback_hold_ms),
             preempt: self.heartbeat.preempt,
             reregister_rate: self.survivable.reregister_per_second,
+            reregister_in_flight: self.survivable.reregister_in_flight,
             local_ttl: self.survivable.time_to_live_secs,
             dial_plan: self
                 .survivable

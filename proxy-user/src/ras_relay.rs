@@ -78,6 +78,10 @@ pub struct RelayConfig {
     pub preempt: bool,
     /// Full RRQs per second when re-registering endpoints at a new gatekeeper.
     pub reregister_rate: u32,
+    /// Re-registrations outstanding at the gatekeeper at most (a window,
+    /// so a slow gatekeeper sets the pace instead of queueing them ahead
+    /// of the heartbeat).
+    pub reregister_in_flight: u32,
     /// timeToLive granted in survivable mode, seconds.
     pub local_ttl: u32,
     /// Survivable-mode dial plan.
@@ -882,11 +886,21 @@ impl RasRelay {
         self.rereg_last = now;
         // Burst of at most 1/20 s worth, so a restart does not storm.
         self.rereg_tokens = (self.rereg_tokens + elapsed * rate).min((rate / 20.0).max(1.0));
-        while self.rereg_tokens >= 1.0 {
+        if self.rereg.is_empty() {
+            return;
+        }
+        let window = self.cfg.reregister_in_flight.max(1) as usize;
+        let mut in_flight = self
+            .pending
+            .values()
+            .filter(|(p, _)| matches!(p, Pending::Reregister { .. }))
+            .count();
+        while self.rereg_tokens >= 1.0 && in_flight < window {
             let Some(id) = self.rereg.pop_front() else {
                 break;
             };
             self.rereg_tokens -= 1.0;
+            in_flight += 1;
             if let Some(r) = self.regs.get(&id) {
                 let (rrq, source) = (r.rrq.clone(), r.source);
                 self.send_endpoint_rrq(

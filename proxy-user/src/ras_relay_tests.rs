@@ -35,6 +35,7 @@ fn cfg() -> RelayConfig {
         failback_hold: Duration::from_secs(1),
         preempt: true,
         reregister_rate: 1000,
+        reregister_in_flight: 32,
         local_ttl: 60,
         dial_plan: vec![DialRule {
             prefix: "9".into(),
@@ -497,6 +498,35 @@ fn lost_reregistrations_are_sent_again() {
     );
     run(&mut r, &mut t, 2_500 * MS, &mut gks);
     assert_eq!(gks[1].regs.len(), 3, "re-sent after the retry time");
+    assert_eq!(r.reregistrations_pending(), 0);
+}
+
+#[test]
+fn reregistrations_wait_for_answers_beyond_the_window() {
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    let mut c = cfg();
+    c.reregister_in_flight = 2;
+    let mut r = RasRelay::new(c, t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    for (i, (name, num, ep)) in [("a", "1001", EP1), ("b", "1002", EP2), ("c", "1003", "198.18.1.4:1719")]
+        .into_iter()
+        .enumerate()
+    {
+        r.handle_endpoint(t, addr(ep), &rrq(1 + i as u16, name, num, ep));
+        pump(&mut r, t, &mut gks);
+    }
+    // The backup swallows every endpoint RRQ: the window stays full.
+    gks[1].drop_full_rrqs = 100;
+    gks[0].alive = false;
+    run(&mut r, &mut t, 1_000 * MS, &mut gks);
+    assert_eq!(r.active(), Some("backup"));
+    assert_eq!(100 - gks[1].drop_full_rrqs, 2, "two in flight, the third waits");
+    assert_eq!(r.reregistrations_pending(), 1);
+    // Answers free the window: everything gets through.
+    gks[1].drop_full_rrqs = 0;
+    run(&mut r, &mut t, 3_000 * MS, &mut gks);
+    assert_eq!(gks[1].regs.len(), 4, "the proxy and its three endpoints");
     assert_eq!(r.reregistrations_pending(), 0);
 }
 

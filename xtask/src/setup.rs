@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use crate::{NIGHTLY_PIN, RUST_PIN, is_root, run};
 
 /// Debian packages: LLVM 22 for bpf-linker, the kernel tools the lab and
-/// operators use, and tshark as the independent wire-format oracle.
+/// operators use, tshark as the independent wire-format oracle, and
+/// iptables (legacy NFQUEUE) for the lab's lossy links (no sch_netem here).
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -20,6 +21,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "tshark",
+    "iptables",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -180,6 +180,17 @@ enum Cmd {
         /// Simulated hours per link setting in the heartbeat benchmark.
         #[arg(long, default_value_t = 24)]
         sim_hours: u64,
+        /// Seconds each impaired-link setting is held against a real GnuGk
+        /// (0 skips that part of the GnuGk benchmark).
+        #[arg(long, default_value_t = 300)]
+        lossy_secs: u64,
+        /// Proxy counts whose heartbeats one GnuGk carries, tried in turn
+        /// until one gives a false failover (empty skips).
+        #[arg(long, value_delimiter = ',', default_value = "100,200,300,400,500,750,1000")]
+        load_proxies: Vec<usize>,
+        /// Seconds each proxy count is held.
+        #[arg(long, default_value_t = 30)]
+        load_secs: u64,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -216,7 +227,11 @@ fn main() -> Result<()> {
             gnugk_heartbeat,
             heartbeat_only,
             sim_hours,
+            lossy_secs,
+            load_proxies,
+            load_secs,
         } => {
+            let load = (load_proxies, load_secs);
             heartbeat_sim_bench(sim_hours);
             if heartbeat_only {
                 return Ok(());
@@ -226,10 +241,10 @@ fn main() -> Result<()> {
                 .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                 .context("--gnugk-heartbeat: INTERVAL_MSxMULTIPLIER, e.g. 200x5")?;
             if gnugk_only {
-                return gnugk_bench(gnugk_runs, gnugk_endpoints, hb);
+                return gnugk_bench(gnugk_runs, gnugk_endpoints, hb, lossy_secs, &load);
             }
             if !fastpath_only && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some() {
-                gnugk_bench(gnugk_runs, gnugk_endpoints, hb)?;
+                gnugk_bench(gnugk_runs, gnugk_endpoints, hb, lossy_secs, &load)?;
             }
             if !fastpath_only {
                 bench(runs, endpoints, mass)?;
@@ -407,6 +422,16 @@ fn bench_nofile() {
     proxy_user::lab::bench::raise_nofile();
 }
 
+/// Remove a bench folder (configurations, proxy logs) unless
+/// H323_BENCH_KEEP is set, in which case say where it is.
+fn keep_or_remove(dir: &std::path::Path) {
+    if std::env::var_os("H323_BENCH_KEEP").is_some() {
+        println!("kept (H323_BENCH_KEEP): {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The heartbeat detector on simulated links: false failovers per hour of
 /// a gatekeeper that never fails, against the fixed-silence baseline, and
 /// how long a real death takes to detect on the same link.
@@ -465,7 +490,13 @@ fn heartbeat_sim_bench(hours: u64) {
 }
 
 /// The GnuGk failover benchmark (`h323-lab bench --gnugk-only`).
-fn gnugk_bench(runs: usize, endpoints: usize, hb: (u64, u32)) -> Result<()> {
+fn gnugk_bench(
+    runs: usize,
+    endpoints: usize,
+    hb: (u64, u32),
+    lossy_secs: u64,
+    load: &(Vec<usize>, u64),
+) -> Result<()> {
     use proxy_user::lab::bench::{self, Bins, percentile};
     if let Some(why) = netns::unprivileged_reason() {
         bail!("the benchmarks need root: {why}");
@@ -488,7 +519,6 @@ fn gnugk_bench(runs: usize, endpoints: usize, hb: (u64, u32)) -> Result<()> {
         hb.0, hb.1
     );
     let (v, direct, failovers) = bench::gnugk_failover_runs(&bins, &peers, runs, endpoints, hb)?;
-    let _ = std::fs::remove_dir_all(&bins.dir);
     let p50 = percentile(&v, 50.0);
     println!();
     println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
@@ -504,6 +534,73 @@ fn gnugk_bench(runs: usize, endpoints: usize, hb: (u64, u32)) -> Result<()> {
         "| control moves in the run: {failovers} ({} from the kills and returns) | - | - | - | - |",
         2 * runs
     );
+    println!();
+    if lossy_secs > 0 {
+        gnugk_lossy_bench(&bins, &peers, lossy_secs)?;
+    }
+    if !load.0.is_empty() {
+        gnugk_load_bench(&peers, &load.0, load.1)?;
+    }
+    keep_or_remove(&bins.dir);
+    Ok(())
+}
+
+/// How many proxies' heartbeats one GnuGk carries at the default settings.
+fn gnugk_load_bench(peers: &std::path::Path, counts: &[usize], secs: u64) -> Result<()> {
+    println!(
+        "Proxies per GnuGk at the default heartbeat (40 ms x 3, lightweight RRQ on silence): each proxy simulated by its own registration, RAS port and the proxy's own detector; GnuGk idle otherwise, so every proxy probes at its full rate; {secs} s per row, the ramp stops at the first false failover"
+    );
+    let rows = proxy_user::lab::bench::gnugk_proxy_load(peers, counts, Duration::from_secs(secs))?;
+    println!();
+    println!("| proxies (registered) | probes/s at GnuGk | answered | answer RTT p50 / p99 | GnuGk CPU (one core = 100%) | false failovers |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} ({}) | {:.0} | {:.2}% | {:.1} ms / {:.1} ms | {:.0}% | {} |",
+            r.proxies,
+            r.registered,
+            r.probes_per_sec,
+            r.answered * 100.0,
+            r.rtt_p50.as_secs_f64() * 1000.0,
+            r.rtt_p99.as_secs_f64() * 1000.0,
+            r.gk_cpu,
+            r.false_downs,
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// False failovers on a real lossy, jittery link to a real GnuGk.
+fn gnugk_lossy_bench(bins: &proxy_user::lab::bench::Bins, peers: &std::path::Path, secs: u64) -> Result<()> {
+    use proxy_user::lab::link_sim::Link;
+    let ms_ = Duration::from_millis;
+    let links = [
+        Link { loss: 0.01, delay: ms_(20), jitter: ms_(20) },
+        Link { loss: 0.05, delay: ms_(20), jitter: ms_(20) },
+    ];
+    std::fs::create_dir_all(&bins.dir)?;
+    println!(
+        "GnuGk primary behind an impaired link (NFQUEUE on its interface, both ways; this kernel has no netem), 20 endpoints registered through the proxy, default heartbeat 40 ms x 3, {secs} s per row; the primary never fails"
+    );
+    let rows = proxy_user::lab::bench::gnugk_lossy_link(bins, peers, 20, &links, Duration::from_secs(secs))?;
+    println!();
+    println!("| link (each way) | held | packets through / dropped | control moves (false failovers and returns) | primary in control at the end |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {:.0}% loss, {} ± {} | {} s | {} / {} | {} | {} |",
+            r.link.loss * 100.0,
+            ms(r.link.delay),
+            ms(r.link.jitter),
+            r.held.as_secs(),
+            r.stats.seen,
+            r.stats.dropped,
+            r.moves,
+            if r.primary_at_end { "yes" } else { "no" },
+        );
+    }
+    println!();
     Ok(())
 }
 
@@ -534,7 +631,11 @@ fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
     let f = bench::failover_runs(&bins, runs, endpoints, bench::Loss::LinkDown)?;
     let pdet: Vec<Duration> = f.iter().map(|r| r.detection).collect();
     let pfo: Vec<Duration> = f.iter().map(|r| r.failover).collect();
-    let bound = Duration::from_millis(120);
+    // The detector's bound on a clean link (40 ms x 3): the next probe slot
+    // (40), its timeout (40), one retry half an interval later (20), that
+    // retry's timeout (40). A killed process's host answers with ICMP
+    // port unreachable at once, so kills usually beat it.
+    let bound = Duration::from_millis(140);
     println!(
         "mass re-registration: {mass} endpoints moved to the backup, paced at 1000/s (default) and 100000/s"
     );
@@ -546,7 +647,7 @@ fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
     println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
     println!("|---|---|---|---|---|");
     println!(
-        "| primary SIGKILL -> control at backup ({runs} runs) | {} | {} | bound interval x multiplier = {} | {:.2} |",
+        "| primary SIGKILL -> control at backup ({runs} runs) | {} | {} | clean-link bound of the detector = {} | {:.2} |",
         ms(percentile(&det, 50.0)),
         ms(percentile(&det, 99.0)),
         ms(bound),

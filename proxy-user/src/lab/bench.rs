@@ -312,6 +312,278 @@ pub fn gnugk_failover_runs(
     Ok((out, t0.elapsed(), failovers))
 }
 
+/// One row of [`gnugk_lossy_link`].
+#[derive(Clone, Debug)]
+pub struct LossyRow {
+    /// The impairment, each way.
+    pub link: super::link_sim::Link,
+    /// How long it was held.
+    pub held: Duration,
+    /// Packets through the impaired interface, and those dropped.
+    pub stats: super::impair::ImpairStats,
+    /// Control moves while it was held (each is a false failover or a
+    /// return from one: the primary never failed).
+    pub moves: u64,
+    /// Whether the primary was in control when it ended.
+    pub primary_at_end: bool,
+}
+
+/// GnuGk primary and backup, `endpoints` registered through one proxy at
+/// its default heartbeat (40 ms × 3); then each of `links` in turn on the
+/// primary's interface (both ways, through NFQUEUE: see `lab::impair`) for
+/// `hold`, counting control moves. The primary never fails.
+pub fn gnugk_lossy_link(
+    bins: &Bins,
+    peers: &std::path::Path,
+    endpoints: usize,
+    links: &[super::link_sim::Link],
+    hold: Duration,
+) -> Result<Vec<LossyRow>, BenchError> {
+    use super::impair::Impairment;
+    use super::peers::{GnuGk, Routing};
+    let lab = Lab::create()?;
+    let _gk1 = GnuGk::start(peers, &lab.gk1, GK1, "GK1", Routing::Routed, "")?;
+    let _gk2 = GnuGk::start(peers, &lab.gk2, GK2, "GK2", Routing::Routed, "")?;
+    let _px = proxy_with(bins, &lab, 5000, 1000, "lossy", (40, 3))?;
+    let primary = || m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0);
+    until("proxy takes the primary", 20, primary)?;
+    let (ok, _) = register_with(&lab.ep, endpoints, 31000, SocketAddr::from((PX_EP, 1719)), 8)?;
+    if ok != endpoints {
+        return Err(BenchError::Timeout("registration through the proxy", 120));
+    }
+    let mut rows = Vec::new();
+    for (i, link) in links.iter().enumerate() {
+        // Start each row from the primary, after the failback hold.
+        until("primary in control before the row", 30, primary)?;
+        let before = m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64;
+        let imp = Impairment::start(&lab.gk1, "gk0", 0, *link, 0x10551 + i as u64)?;
+        std::thread::sleep(hold);
+        let stats = imp.stop()?;
+        let moves = (m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64).saturating_sub(before);
+        rows.push(LossyRow {
+            link: *link,
+            held: hold,
+            stats,
+            moves,
+            primary_at_end: primary(),
+        });
+    }
+    Ok(rows)
+}
+
+/// One row of [`gnugk_proxy_load`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadRow {
+    /// Proxies simulated.
+    pub proxies: usize,
+    /// Of them, registered at GnuGk.
+    pub registered: usize,
+    /// Probes sent and answered per second, all proxies together.
+    pub probes_per_sec: f64,
+    /// Answered share of the probes.
+    pub answered: f64,
+    /// Answer round trip p50 / p99.
+    pub rtt_p50: Duration,
+    /// See `rtt_p50`.
+    pub rtt_p99: Duration,
+    /// Detectors that called GnuGk down (it never failed).
+    pub false_downs: u64,
+    /// GnuGk's CPU use over the row, percent of one core.
+    pub gk_cpu: f64,
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are
+    // the 14th and 15th fields overall.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// How many proxies one GnuGk carries at the default heartbeat: for each
+/// count in `counts`, that many proxies' heartbeats (the proxy's own
+/// [`Heartbeat`](crate::gatekeeper::Heartbeat) detector, each on its own
+/// registration and RAS port, probing with lightweight RRQs on silence)
+/// run against one GnuGk for `hold`. A proxy is simulated, its detector is
+/// not: what it calls down is what a proxy would fail over from. Stops
+/// after the first count with a false down.
+pub fn gnugk_proxy_load(
+    peers: &std::path::Path,
+    counts: &[usize],
+    hold: Duration,
+) -> Result<Vec<LoadRow>, BenchError> {
+    use super::peers::{GnuGk, Routing};
+    let lab = Lab::create()?;
+    let gk = GnuGk::start(peers, &lab.gk1, GK1, "GK1", Routing::Routed, "")?;
+    let pid = gk.proc.pid();
+    let mut rows = Vec::new();
+    for &n in counts {
+        let t0 = cpu_ticks(pid);
+        let started = Instant::now();
+        let mut row = lab.px.run(move || heartbeat_load(n, hold))??;
+        let wall = started.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (t0, cpu_ticks(pid)) {
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            row.gk_cpu = (b - a) as f64 / hz / wall * 100.0;
+        }
+        let stop = row.false_downs > 0;
+        rows.push(row);
+        if stop {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+fn heartbeat_load(n: usize, hold: Duration) -> std::io::Result<LoadRow> {
+    use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+    use crate::h225::value::bmp_text;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let target = SocketAddr::from((GK1, 1719));
+        let sem = Arc::new(tokio::sync::Semaphore::new(32));
+        // Phase 1: register every proxy (as GnuGk sees a proxy: a gateway).
+        let mut regs = Vec::new();
+        for i in 0..n {
+            let sem = sem.clone();
+            regs.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.ok()?;
+                let local = SocketAddr::from((topology::PX_GK, 40000 + i as u16));
+                let sock = tokio::net::UdpSocket::bind(local).await.ok()?;
+                let v = json!({"registrationRequest": {"requestSeqNum": 1, "protocolIdentifier": PROTOCOL_ID,
+                    "discoveryComplete": false, "callSignalAddress": [transport_json(local)],
+                    "rasAddress": [transport_json(local)],
+                    "terminalType": {"gateway": {}, "mc": false, "undefinedNode": false},
+                    "terminalAlias": [{"h323-ID": format!("loadproxy{i}")}],
+                    "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                    "timeToLive": 600, "keepAlive": false}});
+                let bytes = ras_from_json(&v).and_then(|m| ras::encode(&m)).ok()?;
+                let mut buf = [0u8; 2048];
+                for _ in 0..10 {
+                    let _ = sock.send_to(&bytes, target).await;
+                    if let Ok(Ok((len, _))) =
+                        tokio::time::timeout(Duration::from_millis(1000), sock.recv_from(&mut buf)).await
+                        && let Ok(RasMessage::registrationConfirm(rcf)) = ras::decode(&buf[..len])
+                    {
+                        let ep = bmp_text(&rcf.endpoint_identifier.0);
+                        let gk = rcf.gatekeeper_identifier.as_ref().map(|g| bmp_text(&g.0));
+                        return Some((sock, local, ep, gk));
+                    }
+                }
+                None
+            }));
+        }
+        let mut socks = Vec::new();
+        for r in regs {
+            if let Ok(Some(x)) = r.await {
+                socks.push(x);
+            }
+        }
+        let registered = socks.len();
+        // Phase 2: every proxy's heartbeat for `hold`, phases spread over
+        // one interval.
+        let cfg = HeartbeatConfig {
+            interval: Duration::from_millis(40),
+            multiplier: 3,
+        };
+        let t_start = Instant::now() + Duration::from_millis(200);
+        let end = t_start + hold;
+        let mut tasks = Vec::new();
+        for (k, (sock, local, ep, gkid)) in socks.into_iter().enumerate() {
+            let offset = cfg.interval * k as u32 / registered.max(1) as u32;
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until((t_start + offset).into()).await;
+                let mut hb = Heartbeat::new(cfg, Instant::now());
+                let mut sent: std::collections::HashMap<u16, Instant> = Default::default();
+                let mut seq: u16 = 1;
+                let (mut probes, mut answers, mut downs) = (0u64, 0u64, 0u64);
+                let mut rtts = Vec::new();
+                let mut was = Health::Up;
+                let mut buf = [0u8; 2048];
+                loop {
+                    let wake = hb.poll_timeout().min(end);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake.into()) => {
+                            let now = Instant::now();
+                            if now >= end { break; }
+                            if hb.handle_timeout(now) {
+                                seq = seq.wrapping_add(1).max(2);
+                                let mut body = json!({"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
+                                    "discoveryComplete": false, "callSignalAddress": [],
+                                    "rasAddress": [transport_json(local)],
+                                    "terminalType": {"gateway": {}, "mc": false, "undefinedNode": false},
+                                    "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                                    "timeToLive": 600, "keepAlive": true, "endpointIdentifier": ep});
+                                if let Some(g) = &gkid {
+                                    body["gatekeeperIdentifier"] = json!(g);
+                                }
+                                if let Ok(b) = ras_from_json(&json!({"registrationRequest": body})).and_then(|m| ras::encode(&m)) {
+                                    let _ = sock.send_to(&b, target).await;
+                                    sent.insert(seq, now);
+                                    probes += 1;
+                                }
+                            }
+                        }
+                        r = sock.recv_from(&mut buf) => {
+                            let now = Instant::now();
+                            let Ok((len, _)) = r else { continue };
+                            let s = match ras::decode(&buf[..len]) {
+                                Ok(RasMessage::registrationConfirm(c)) => Some(c.request_seq_num.0),
+                                Ok(RasMessage::registrationReject(c)) => Some(c.request_seq_num.0),
+                                _ => None,
+                            };
+                            if let Some(at) = s.and_then(|s| sent.remove(&s)) {
+                                answers += 1;
+                                rtts.push(now - at);
+                                hb.rtt_sample(now - at);
+                            }
+                            hb.handle_reply(now);
+                        }
+                    }
+                    let h = hb.health();
+                    if h == Health::Down && was != Health::Down {
+                        downs += 1;
+                    }
+                    was = h;
+                    // Forget probes older than any timeout.
+                    if sent.len() > 64 {
+                        sent.retain(|_, t| now_since(*t) < Duration::from_secs(2));
+                    }
+                }
+                (probes, answers, downs, rtts)
+            }));
+        }
+        let mut row = LoadRow {
+            proxies: n,
+            registered,
+            ..LoadRow::default()
+        };
+        let (mut probes, mut answers) = (0u64, 0u64);
+        let mut rtts = Vec::new();
+        for t in tasks {
+            if let Ok((p, a, d, r)) = t.await {
+                probes += p;
+                answers += a;
+                row.false_downs += d;
+                rtts.extend(r);
+            }
+        }
+        row.probes_per_sec = probes as f64 / hold.as_secs_f64();
+        row.answered = if probes == 0 { 0.0 } else { answers as f64 / probes as f64 };
+        row.rtt_p50 = percentile(&rtts, 50.0);
+        row.rtt_p99 = percentile(&rtts, 99.0);
+        Ok(row)
+    })
+}
+
+fn now_since(t: Instant) -> Duration {
+    Instant::now().saturating_duration_since(t)
+}
+
 /// Register `n` endpoints (ports base..base+n on the endpoint host) at
 /// `target`, at most 512 in flight, retrying lost datagrams. Returns how
 /// many got an RCF and the time it took.

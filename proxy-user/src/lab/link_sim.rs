@@ -80,7 +80,8 @@ impl Rng {
 }
 
 impl Link {
-    fn one_way(&self, rng: &mut Rng) -> Option<Duration> {
+    /// One datagram's fate: `None` when lost, else its delay.
+    pub fn one_way(&self, rng: &mut Rng) -> Option<Duration> {
         if rng.unit() < self.loss {
             return None;
         }

@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod fastbench;
 pub mod frame;
 pub mod gatekeeper;
+pub mod impair;
 pub mod link_sim;
 pub mod netns;
 pub mod peers;

@@ -121,6 +121,25 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Start `f` on a thread that has entered this namespace and return
+    /// at once (see [`Netns::run`] for the blocking form).
+    pub fn spawn<F, R>(&self, f: F) -> io::Result<std::thread::JoinHandle<io::Result<R>>>
+    where
+        F: FnOnce() -> io::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let fd = self.open()?;
+        Ok(std::thread::spawn(move || {
+            // SAFETY: plain syscall on a valid fd; it only affects this thread.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            f()
+        }))
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         if !self.owned {
