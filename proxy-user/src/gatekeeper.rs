@@ -62,6 +62,9 @@ const MAX_MISS_FACTOR: u32 = 4;
 const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Probes remembered while unanswered (a down gatekeeper is probed forever).
 const MAX_OUTSTANDING: usize = 64;
+/// The most a probe waits for requests queued ahead of it at the
+/// gatekeeper (see [`Heartbeat::queued_behind`]).
+const MAX_QUEUE_ALLOWANCE: Duration = Duration::from_secs(5);
 
 /// One gatekeeper's failure detector.
 #[derive(Clone, Debug)]
@@ -78,8 +81,13 @@ pub struct Heartbeat {
     /// Longest time between probes even while the gatekeeper keeps
     /// talking (the probe also refreshes the proxy's own registration).
     max_quiet: Option<Duration>,
-    /// Send instants of probes not answered yet and not timed out.
-    outstanding: VecDeque<Instant>,
+    /// Probes not answered yet and not timed out: when each went out, and
+    /// the extra time it may wait behind requests queued ahead of it.
+    outstanding: VecDeque<(Instant, Duration)>,
+    /// Smoothed time between answers from the gatekeeper, and the last
+    /// one: its pace, which says how long a queue of requests takes.
+    answer_gap: Option<Duration>,
+    last_answer: Option<Instant>,
     /// Probes in a row that timed out unanswered.
     missed: u32,
     /// Send instant of the last probe that timed out.
@@ -109,6 +117,8 @@ impl Heartbeat {
             last_probe: now,
             max_quiet: None,
             outstanding: VecDeque::new(),
+            answer_gap: None,
+            last_answer: None,
             missed: 0,
             last_missed: None,
             srtt: None,
@@ -218,7 +228,32 @@ impl Heartbeat {
 
     /// Anything arrived from the gatekeeper.
     pub fn handle_reply(&mut self, now: Instant) {
+        if let Some(last) = self.last_answer {
+            let gap = now.saturating_duration_since(last);
+            self.answer_gap = Some(match self.answer_gap {
+                None => gap,
+                Some(g) => (g * 7 + gap) / 8,
+            });
+        }
+        self.last_answer = Some(self.last_answer.map_or(now, |l| l.max(now)));
         self.heard(now);
+    }
+
+    /// The probe just sent (after [`Heartbeat::handle_timeout`] returned
+    /// `true`) is queued at the gatekeeper behind `requests` of the
+    /// proxy's own that it has not answered yet (re-registrations after a
+    /// control move, relayed requests). It may wait as long as the
+    /// gatekeeper takes to answer that many at the pace it has been
+    /// answering (at most 5 s), so a gatekeeper working through a queue is
+    /// not taken for a dead one; with nothing queued, nothing changes.
+    pub fn queued_behind(&mut self, requests: usize) {
+        let Some(gap) = self.answer_gap else { return };
+        let allowance = gap
+            .saturating_mul(u32::try_from(requests).unwrap_or(u32::MAX))
+            .min(MAX_QUEUE_ALLOWANCE);
+        if let Some(last) = self.outstanding.back_mut() {
+            last.1 = allowance;
+        }
     }
 
     /// Traffic from the gatekeeper was seen at `at` (by the kernel's
@@ -234,7 +269,7 @@ impl Heartbeat {
         self.last_heard = self.last_heard.max(at);
         // Probes sent by `at` are answered; later ones still wait.
         let before = self.outstanding.len();
-        self.outstanding.retain(|sent| *sent > at);
+        self.outstanding.retain(|(sent, _)| *sent > at);
         let answered = before > self.outstanding.len();
         if self.last_missed.is_some_and(|m| m <= at) {
             // The gatekeeper was alive after those probes went
@@ -290,13 +325,14 @@ impl Heartbeat {
     /// proxy's own registration.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let timeout = self.probe_timeout();
-        while let Some(&sent) = self.outstanding.front() {
-            if now < sent + timeout {
-                break;
-            }
-            self.outstanding.pop_front();
+        while let Some(i) = self
+            .outstanding
+            .iter()
+            .position(|(sent, extra)| now >= *sent + timeout + *extra)
+        {
+            let (sent, _) = self.outstanding.remove(i).expect("found");
             self.missed = self.missed.saturating_add(1);
-            self.last_missed = Some(sent);
+            self.last_missed = Some(self.last_missed.map_or(sent, |m| m.max(sent)));
             if self.health == Health::Up {
                 // Retry at once, then every half interval.
                 self.health = Health::Suspect;
@@ -338,7 +374,7 @@ impl Heartbeat {
             if self.outstanding.len() >= MAX_OUTSTANDING {
                 self.outstanding.pop_front();
             }
-            self.outstanding.push_back(now);
+            self.outstanding.push_back((now, Duration::ZERO));
             return true;
         }
         false
@@ -348,8 +384,9 @@ impl Heartbeat {
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_probe;
         if self.health != Health::Down {
-            if let Some(sent) = self.outstanding.front() {
-                t = t.min(*sent + self.probe_timeout());
+            let timeout = self.probe_timeout();
+            if let Some(due) = self.outstanding.iter().map(|(s, e)| *s + timeout + *e).min() {
+                t = t.min(due);
             }
             if self.missed >= self.misses_needed() {
                 t = t.min(self.last_heard + self.cfg.interval * self.cfg.multiplier);
@@ -442,6 +479,61 @@ mod tests {
         assert!(now - t0 > 5000 * MS);
         assert!(hb.probe_timeout() > 120 * MS, "{:?}", hb.probe_timeout());
         assert_eq!(hb.health(), Health::Up);
+    }
+
+    #[test]
+    fn a_probe_queued_behind_requests_waits_for_them() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(cfg(), t0);
+        // The gatekeeper has been answering every 10 ms (a queue of
+        // re-registrations); then a probe goes out behind 50 more.
+        for i in 1..=20u32 {
+            hb.handle_reply(t0 + i * 10 * MS);
+        }
+        let quiet = t0 + 200 * MS;
+        let mut now = quiet;
+        let mut sent = false;
+        for _ in 0..10 {
+            now = hb.poll_timeout();
+            if hb.handle_timeout(now) {
+                hb.queued_behind(50);
+                sent = true;
+                break;
+            }
+        }
+        assert!(sent);
+        // 50 answers at 10 ms each: half a second more than each probe's
+        // own timeout (later probes queue behind the same requests). A
+        // gatekeeper that never answers is still found, that much later.
+        let mut down_at = None;
+        for _ in 0..100 {
+            now = hb.poll_timeout();
+            if hb.handle_timeout(now) {
+                hb.queued_behind(50);
+            }
+            if hb.health() == Health::Down {
+                down_at = Some(now - quiet);
+                break;
+            }
+        }
+        let down_at = down_at.expect("a silent gatekeeper still goes down");
+        assert!(down_at >= 550 * MS, "down after {down_at:?}, inside the queue's time");
+        assert!(down_at <= 900 * MS, "down after {down_at:?}");
+        // With nothing queued, silence is death again after the usual run.
+        let mut fresh = Heartbeat::new(cfg(), t0);
+        for i in 1..=20u32 {
+            fresh.handle_reply(t0 + i * 10 * MS);
+        }
+        let mut now = quiet;
+        for _ in 0..40 {
+            now = fresh.poll_timeout();
+            fresh.handle_timeout(now);
+            if fresh.health() == Health::Down {
+                break;
+            }
+        }
+        assert_eq!(fresh.health(), Health::Down);
+        assert!(now - quiet < 300 * MS, "{:?}", now - quiet);
     }
 
     #[test]

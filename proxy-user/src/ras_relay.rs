@@ -722,7 +722,15 @@ impl RasRelay {
             let due = self.gks[i].hb.handle_timeout(now);
             self.note_health(i);
             if due {
+                // Requests of ours the gatekeeper has not answered yet are
+                // queued ahead of this probe there.
+                let ahead = self
+                    .pending
+                    .values()
+                    .filter(|(p, _)| p.gatekeeper() == i && !matches!(p, Pending::Probe { .. }))
+                    .count();
                 self.send_probe(i);
+                self.gks[i].hb.queued_behind(ahead);
             }
         }
         self.reselect(now);
