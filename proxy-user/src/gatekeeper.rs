@@ -189,9 +189,7 @@ impl Heartbeat {
         // round trip (no variance) still gets slack beyond itself.
         let slack = (4 * self.rttvar).max(self.cfg.interval / 2);
         let measured = self.srtt.map_or(Duration::ZERO, |s| s + slack);
-        measured
-            .min(MAX_PROBE_TIMEOUT)
-            .max(self.cfg.interval)
+        measured.min(MAX_PROBE_TIMEOUT).max(self.cfg.interval)
     }
 
     /// Unanswered probes in a row that make the gatekeeper down: at least
@@ -219,7 +217,7 @@ impl Heartbeat {
                 self.rttvar = rtt / 2;
             }
             Some(s) => {
-                let diff = if s > rtt { s - rtt } else { rtt - s };
+                let diff = s.abs_diff(rtt);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + rtt) / 8);
             }
@@ -385,7 +383,12 @@ impl Heartbeat {
         let mut t = self.next_probe;
         if self.health != Health::Down {
             let timeout = self.probe_timeout();
-            if let Some(due) = self.outstanding.iter().map(|(s, e)| *s + timeout + *e).min() {
+            if let Some(due) = self
+                .outstanding
+                .iter()
+                .map(|(s, e)| *s + timeout + *e)
+                .min()
+            {
                 t = t.min(due);
             }
             if self.missed >= self.misses_needed() {
@@ -474,7 +477,12 @@ mod tests {
             } else if hb.handle_timeout(now) {
                 answers.push((now + 120 * MS, now));
             }
-            assert_ne!(hb.health(), Health::Down, "slow is not dead (at {:?})", now - t0);
+            assert_ne!(
+                hb.health(),
+                Health::Down,
+                "slow is not dead (at {:?})",
+                now - t0
+            );
         }
         assert!(now - t0 > 5000 * MS);
         assert!(hb.probe_timeout() > 120 * MS, "{:?}", hb.probe_timeout());
@@ -491,10 +499,9 @@ mod tests {
             hb.handle_reply(t0 + i * 10 * MS);
         }
         let quiet = t0 + 200 * MS;
-        let mut now = quiet;
         let mut sent = false;
         for _ in 0..10 {
-            now = hb.poll_timeout();
+            let now = hb.poll_timeout();
             if hb.handle_timeout(now) {
                 hb.queued_behind(50);
                 sent = true;
@@ -507,7 +514,7 @@ mod tests {
         // gatekeeper that never answers is still found, that much later.
         let mut down_at = None;
         for _ in 0..100 {
-            now = hb.poll_timeout();
+            let now = hb.poll_timeout();
             if hb.handle_timeout(now) {
                 hb.queued_behind(50);
             }
@@ -517,7 +524,10 @@ mod tests {
             }
         }
         let down_at = down_at.expect("a silent gatekeeper still goes down");
-        assert!(down_at >= 550 * MS, "down after {down_at:?}, inside the queue's time");
+        assert!(
+            down_at >= 550 * MS,
+            "down after {down_at:?}, inside the queue's time"
+        );
         assert!(down_at <= 900 * MS, "down after {down_at:?}");
         // With nothing queued, silence is death again after the usual run.
         let mut fresh = Heartbeat::new(cfg(), t0);

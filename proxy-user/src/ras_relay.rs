@@ -1282,7 +1282,9 @@ impl RasRelay {
         // Every answered request measures the gatekeeper's round trip, so
         // a gatekeeper slowed by load gets longer probe timeouts before
         // its slowness could pass for death.
-        self.gks[gk].hb.rtt_sample(now.saturating_duration_since(sent));
+        self.gks[gk]
+            .hb
+            .rtt_sample(now.saturating_duration_since(sent));
         if matches!(p, Pending::Probe { .. }) {
             self.gks[gk].rtt = Some(now.saturating_duration_since(sent));
         }

@@ -509,9 +509,13 @@ fn reregistrations_wait_for_answers_beyond_the_window() {
     c.reregister_in_flight = 2;
     let mut r = RasRelay::new(c, t);
     run(&mut r, &mut t, 20 * MS, &mut gks);
-    for (i, (name, num, ep)) in [("a", "1001", EP1), ("b", "1002", EP2), ("c", "1003", "198.18.1.4:1719")]
-        .into_iter()
-        .enumerate()
+    for (i, (name, num, ep)) in [
+        ("a", "1001", EP1),
+        ("b", "1002", EP2),
+        ("c", "1003", "198.18.1.4:1719"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         r.handle_endpoint(t, addr(ep), &rrq(1 + i as u16, name, num, ep));
         pump(&mut r, t, &mut gks);
@@ -521,7 +525,11 @@ fn reregistrations_wait_for_answers_beyond_the_window() {
     gks[0].alive = false;
     run(&mut r, &mut t, 1_000 * MS, &mut gks);
     assert_eq!(r.active(), Some("backup"));
-    assert_eq!(100 - gks[1].drop_full_rrqs, 2, "two in flight, the third waits");
+    assert_eq!(
+        100 - gks[1].drop_full_rrqs,
+        2,
+        "two in flight, the third waits"
+    );
     assert_eq!(r.reregistrations_pending(), 1);
     // Answers free the window: everything gets through.
     gks[1].drop_full_rrqs = 0;

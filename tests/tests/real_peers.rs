@@ -396,7 +396,14 @@ fn gnugk_direct_mode_calls_survive_a_primary_sigkill() {
         11,
     )
     .unwrap();
-    hold(&lab, &eps, 2, &h, "primary behind a lossy, jittery link", 60);
+    hold(
+        &lab,
+        &eps,
+        2,
+        &h,
+        "primary behind a lossy, jittery link",
+        60,
+    );
     let st = imp.stop().unwrap();
     eprintln!("impaired link: {} packets, {} dropped", st.seen, st.dropped);
     assert!(st.seen > 500 && st.dropped > 0, "{st:?}");

@@ -186,7 +186,11 @@ enum Cmd {
         lossy_secs: u64,
         /// Proxy counts whose heartbeats one GnuGk carries, tried in turn
         /// until one gives a false failover (empty skips).
-        #[arg(long, value_delimiter = ',', default_value = "100,200,300,400,500,750,1000")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "100,200,300,400,500,750,1000"
+        )]
         load_proxies: Vec<usize>,
         /// Seconds each proxy count is held.
         #[arg(long, default_value_t = 30)]
@@ -552,7 +556,9 @@ fn gnugk_load_bench(peers: &std::path::Path, counts: &[usize], secs: u64) -> Res
     );
     let rows = proxy_user::lab::bench::gnugk_proxy_load(peers, counts, Duration::from_secs(secs))?;
     println!();
-    println!("| proxies (registered) | probes/s at GnuGk | answered | answer RTT p50 / p99 | GnuGk CPU (one core = 100%) | false failovers |");
+    println!(
+        "| proxies (registered) | probes/s at GnuGk | answered | answer RTT p50 / p99 | GnuGk CPU (one core = 100%) | false failovers |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in rows {
         println!(
@@ -572,20 +578,40 @@ fn gnugk_load_bench(peers: &std::path::Path, counts: &[usize], secs: u64) -> Res
 }
 
 /// False failovers on a real lossy, jittery link to a real GnuGk.
-fn gnugk_lossy_bench(bins: &proxy_user::lab::bench::Bins, peers: &std::path::Path, secs: u64) -> Result<()> {
+fn gnugk_lossy_bench(
+    bins: &proxy_user::lab::bench::Bins,
+    peers: &std::path::Path,
+    secs: u64,
+) -> Result<()> {
     use proxy_user::lab::link_sim::Link;
     let ms_ = Duration::from_millis;
     let links = [
-        Link { loss: 0.01, delay: ms_(20), jitter: ms_(20) },
-        Link { loss: 0.05, delay: ms_(20), jitter: ms_(20) },
+        Link {
+            loss: 0.01,
+            delay: ms_(20),
+            jitter: ms_(20),
+        },
+        Link {
+            loss: 0.05,
+            delay: ms_(20),
+            jitter: ms_(20),
+        },
     ];
     std::fs::create_dir_all(&bins.dir)?;
     println!(
         "GnuGk primary behind an impaired link (NFQUEUE on its interface, both ways; this kernel has no netem), 20 endpoints registered through the proxy, default heartbeat 40 ms x 3, {secs} s per row; the primary never fails"
     );
-    let rows = proxy_user::lab::bench::gnugk_lossy_link(bins, peers, 20, &links, Duration::from_secs(secs))?;
+    let rows = proxy_user::lab::bench::gnugk_lossy_link(
+        bins,
+        peers,
+        20,
+        &links,
+        Duration::from_secs(secs),
+    )?;
     println!();
-    println!("| link (each way) | held | packets through / dropped | control moves (false failovers and returns) | primary in control at the end |");
+    println!(
+        "| link (each way) | held | packets through / dropped | control moves (false failovers and returns) | primary in control at the end |"
+    );
     println!("|---|---|---|---|---|");
     for r in rows {
         println!(

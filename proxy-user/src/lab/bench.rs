@@ -347,7 +347,13 @@ pub fn gnugk_lossy_link(
     let _px = proxy_with(bins, &lab, 5000, 1000, "lossy", (40, 3))?;
     let primary = || m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0);
     until("proxy takes the primary", 20, primary)?;
-    let (ok, _) = register_with(&lab.ep, endpoints, 31000, SocketAddr::from((PX_EP, 1719)), 8)?;
+    let (ok, _) = register_with(
+        &lab.ep,
+        endpoints,
+        31000,
+        SocketAddr::from((PX_EP, 1719)),
+        8,
+    )?;
     if ok != endpoints {
         return Err(BenchError::Timeout("registration through the proxy", 120));
     }
@@ -359,7 +365,8 @@ pub fn gnugk_lossy_link(
         let imp = Impairment::start(&lab.gk1, "gk0", 0, *link, 0x10551 + i as u64)?;
         std::thread::sleep(hold);
         let stats = imp.stop()?;
-        let moves = (m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64).saturating_sub(before);
+        let moves =
+            (m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64).saturating_sub(before);
         rows.push(LossyRow {
             link: *link,
             held: hold,

@@ -43,7 +43,12 @@ fn iptables(ns: &str, op: &str, rule: &[String]) -> io::Result<()> {
         .arg(op)
         .args(rule)
         .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("iptables-legacy: {e} (apt-get install iptables)")))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("iptables-legacy: {e} (apt-get install iptables)"),
+            )
+        })?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "iptables-legacy {op} {}: {}",
@@ -88,10 +93,19 @@ impl Impairment {
         };
         for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
             // --queue-bypass: should the thread be gone, packets pass.
-            let rule: Vec<String> = [chain, dir, iface, "-j", "NFQUEUE", "--queue-num", &q, "--queue-bypass"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let rule: Vec<String> = [
+                chain,
+                dir,
+                iface,
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                &q,
+                "--queue-bypass",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             iptables(&me.ns, "-I", &rule)?;
             me.rules.push(rule);
         }

@@ -92,6 +92,68 @@ impl Link {
     }
 }
 
+/// The detector probing a gatekeeper over a simulated link, one event at
+/// a time: a probe timer or an answer's arrival, whichever comes first.
+struct Prober {
+    hb: Heartbeat,
+    /// Answers in flight: (arrival, sent).
+    answers: BinaryHeap<Reverse<(Instant, Instant)>>,
+    link: Link,
+    service: Duration,
+}
+
+/// What one [`Prober::step`] did.
+enum Step {
+    /// Virtual time reached the limit.
+    End,
+    /// An answer arrived, or a timer fired (with `probed` if a probe went
+    /// out), at `now`.
+    At { now: Instant, probed: bool },
+}
+
+impl Prober {
+    fn new(cfg: HeartbeatConfig, link: Link, service: Duration, t0: Instant) -> Self {
+        Self {
+            hb: Heartbeat::new(cfg, t0),
+            answers: BinaryHeap::new(),
+            link,
+            service,
+        }
+    }
+
+    /// Advance to the next event before `limit`; a probe gets an answer
+    /// (if neither it nor the answer is lost) only while `alive(now)`.
+    fn step(&mut self, limit: Instant, rng: &mut Rng, alive: impl Fn(Instant) -> bool) -> Step {
+        let wake = self.hb.poll_timeout();
+        let next_answer = self.answers.peek().map(|Reverse((at, _))| *at);
+        let now = match next_answer {
+            Some(a) if a <= wake => a,
+            _ => wake,
+        };
+        if now >= limit {
+            return Step::End;
+        }
+        if next_answer == Some(now) {
+            // An answer already on its way when the gatekeeper died still
+            // arrives.
+            if let Some(Reverse((at, sent))) = self.answers.pop() {
+                self.hb.rtt_sample(at - sent);
+                self.hb.handle_reply(at);
+            }
+            return Step::At { now, probed: false };
+        }
+        let probed = self.hb.handle_timeout(now);
+        if probed
+            && alive(now)
+            && let (Some(up), Some(down)) = (self.link.one_way(rng), self.link.one_way(rng))
+        {
+            self.answers
+                .push(Reverse((now + up + self.service + down, now)));
+        }
+        Step::At { now, probed }
+    }
+}
+
 /// Probe a gatekeeper that stays alive for `length` of virtual time over
 /// `link` and count how often the detector calls it down.
 pub fn false_failovers(
@@ -111,35 +173,14 @@ pub fn false_failovers(
     };
     match detector {
         Detector::Adaptive => {
-            let mut hb = Heartbeat::new(cfg, t0);
-            // Answers in flight: (arrival, sent).
-            let mut answers: BinaryHeap<Reverse<(Instant, Instant)>> = BinaryHeap::new();
+            let mut p = Prober::new(cfg, link, service, t0);
             let mut was = Health::Up;
             // Bounded by the virtual clock, which only moves forward.
-            loop {
-                let wake = hb.poll_timeout();
-                let next_answer = answers.peek().map(|Reverse((at, _))| *at);
-                let now = match next_answer {
-                    Some(a) if a <= wake => a,
-                    _ => wake,
-                };
-                if now >= end {
-                    break;
-                }
-                if next_answer == Some(now) {
-                    let Some(Reverse((at, sent))) = answers.pop() else {
-                        break;
-                    };
-                    hb.rtt_sample(at - sent);
-                    hb.handle_reply(at);
-                } else if hb.handle_timeout(now) {
+            while let Step::At { probed, .. } = p.step(end, &mut rng, |_| true) {
+                if probed {
                     report.probes += 1;
-                    if let (Some(up), Some(down)) = (link.one_way(&mut rng), link.one_way(&mut rng))
-                    {
-                        answers.push(Reverse((now + up + service + down, now)));
-                    }
                 }
-                let h = hb.health();
+                let h = p.hb.health();
                 if h == Health::Down && was != Health::Down {
                     report.false_downs += 1;
                 }
@@ -192,36 +233,13 @@ pub fn detection_times(
     let mut out = Vec::with_capacity(trials as usize);
     for _ in 0..trials {
         let t0 = Instant::now();
-        let mut hb = Heartbeat::new(cfg, t0);
-        let mut answers: BinaryHeap<Reverse<(Instant, Instant)>> = BinaryHeap::new();
+        let mut p = Prober::new(cfg, link, service, t0);
         // Warm up for 10..20 s so the round trip and loss are learnt, and
         // the kill falls anywhere in the probe cycle.
         let kill = t0 + Duration::from_secs_f64(10.0 + 10.0 * rng.unit());
         let limit = kill + Duration::from_secs(60);
-        loop {
-            let wake = hb.poll_timeout();
-            let next_answer = answers.peek().map(|Reverse((at, _))| *at);
-            let now = match next_answer {
-                Some(a) if a <= wake => a,
-                _ => wake,
-            };
-            if now >= limit {
-                break;
-            }
-            if next_answer == Some(now) {
-                let Some(Reverse((at, sent))) = answers.pop() else {
-                    break;
-                };
-                // An answer already on its way when the gatekeeper died
-                // still arrives.
-                hb.rtt_sample(at - sent);
-                hb.handle_reply(at);
-            } else if hb.handle_timeout(now) && now < kill {
-                if let (Some(up), Some(down)) = (link.one_way(&mut rng), link.one_way(&mut rng)) {
-                    answers.push(Reverse((now + up + service + down, now)));
-                }
-            }
-            if now >= kill && hb.health() == Health::Down {
+        while let Step::At { now, .. } = p.step(limit, &mut rng, |t| t < kill) {
+            if now >= kill && p.hb.health() == Health::Down {
                 out.push(now - kill);
                 break;
             }
@@ -268,7 +286,14 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let svc = Duration::from_micros(200);
         let adaptive = false_failovers(Detector::Adaptive, DEFAULT, link(0.05, 20), svc, hour, 7);
-        let fixed = false_failovers(Detector::FixedSilence, DEFAULT, link(0.05, 20), svc, hour, 7);
+        let fixed = false_failovers(
+            Detector::FixedSilence,
+            DEFAULT,
+            link(0.05, 20),
+            svc,
+            hour,
+            7,
+        );
         assert_eq!(adaptive.false_downs, 0, "{adaptive:?}");
         // The same link makes a fixed-silence detector cry wolf: the
         // simulation is not simply harmless.
@@ -281,7 +306,10 @@ mod tests {
         assert_eq!(t.len(), 50);
         // Clean link: first probe within an interval, its timeout, then the
         // remaining misses half an interval apart.
-        assert!(*t.last().unwrap() <= Duration::from_millis(40 + 40 + 40 + 20), "{t:?}");
+        assert!(
+            *t.last().unwrap() <= Duration::from_millis(40 + 40 + 40 + 20),
+            "{t:?}"
+        );
         let lossy = detection_times(DEFAULT, link(0.05, 20), Duration::from_micros(200), 50, 3);
         assert_eq!(lossy.len(), 50, "every kill detected within a minute");
     }
