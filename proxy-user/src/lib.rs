@@ -1,8 +1,10 @@
 //! Control plane of the H.323 survivable proxy.
 //!
 //! Protocol modules (`tpkt`, `q931`, `h225`) are sans-I/O: they take bytes and
-//! return values or bytes. Only the thin drivers (`fastpath`, the binaries)
-//! touch sockets, maps and interfaces.
+//! return values or bytes; the state machines (`gatekeeper`, `ras_relay`,
+//! `registration`, `identity`) also take time. The drivers (`driver`,
+//! `fastpath`), the lab helpers (`lab`) and the binaries touch sockets, maps
+//! and interfaces.
 
 pub mod call;
 pub mod capture;
