@@ -37,6 +37,7 @@ fn cfg() -> RelayConfig {
         failback_hold: Duration::from_millis(500),
         preempt: true,
         reregister_rate: 1000,
+        reregister_in_flight: 256,
         local_ttl: 60,
         dial_plan: vec![DialRule { prefix: "9".into(), strip: 1, prepend: String::new() }],
         identities: Some(
