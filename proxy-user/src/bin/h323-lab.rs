@@ -426,6 +426,27 @@ fn bench_nofile() {
     proxy_user::lab::bench::raise_nofile();
 }
 
+/// The lab benchmarks' common start: root, stale namespaces swept, the
+/// open-file limit raised, the binaries next to this one, a scratch folder.
+fn bench_bins() -> Result<proxy_user::lab::bench::Bins> {
+    if let Some(why) = netns::unprivileged_reason() {
+        bail!("the benchmarks need root: {why}");
+    }
+    netns::sweep_stale();
+    proxy_user::lab::bench::raise_nofile();
+    let dir_bin = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let bins = proxy_user::lab::bench::Bins {
+        lab: dir_bin.join("h323-lab"),
+        proxy: dir_bin.join("proxy"),
+        dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&bins.dir)?;
+    Ok(bins)
+}
+
 /// Remove a bench folder (configurations, proxy logs) unless
 /// H323_BENCH_KEEP is set, in which case say where it is.
 fn keep_or_remove(dir: &std::path::Path) {
@@ -501,23 +522,9 @@ fn gnugk_bench(
     lossy_secs: u64,
     load: &(Vec<usize>, u64),
 ) -> Result<()> {
-    use proxy_user::lab::bench::{self, Bins, percentile};
-    if let Some(why) = netns::unprivileged_reason() {
-        bail!("the benchmarks need root: {why}");
-    }
+    use proxy_user::lab::bench::{self, percentile};
+    let bins = bench_bins()?;
     let peers = proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
-    netns::sweep_stale();
-    bench::raise_nofile();
-    let dir_bin = std::env::current_exe()?
-        .parent()
-        .context("binary directory")?
-        .to_path_buf();
-    let bins = Bins {
-        lab: dir_bin.join("h323-lab"),
-        proxy: dir_bin.join("proxy"),
-        dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&bins.dir)?;
     println!(
         "GnuGk: {runs} SIGKILLs of the primary with {endpoints} endpoints registered through one proxy (heartbeat {} ms x {}, re-registration paced 1000/s)",
         hb.0, hb.1
@@ -631,22 +638,8 @@ fn gnugk_lossy_bench(
 }
 
 fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
-    use proxy_user::lab::bench::{self, Bins, percentile};
-    if let Some(why) = netns::unprivileged_reason() {
-        bail!("the benchmarks need root: {why}");
-    }
-    netns::sweep_stale();
-    bench::raise_nofile();
-    let dir_bin = std::env::current_exe()?
-        .parent()
-        .context("binary directory")?
-        .to_path_buf();
-    let bins = Bins {
-        lab: dir_bin.join("h323-lab"),
-        proxy: dir_bin.join("proxy"),
-        dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&bins.dir)?;
+    use proxy_user::lab::bench::{self, percentile};
+    let bins = bench_bins()?;
     println!(
         "failover: {runs} SIGKILLs of the primary with {endpoints} endpoints registered (heartbeat 40 ms x 3)"
     );
