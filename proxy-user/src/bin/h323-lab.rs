@@ -185,7 +185,7 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         lossy_secs: u64,
         /// Proxy counts whose heartbeats one GnuGk carries, tried in turn
-        /// until one gives a false failover (empty skips).
+        /// until one gives a false failover (`0` skips).
         #[arg(
             long,
             value_delimiter = ',',
@@ -235,7 +235,10 @@ fn main() -> Result<()> {
             load_proxies,
             load_secs,
         } => {
-            let load = (load_proxies, load_secs);
+            let load: (Vec<usize>, u64) = (
+                load_proxies.into_iter().filter(|&n| n > 0).collect(),
+                load_secs,
+            );
             heartbeat_sim_bench(sim_hours);
             if heartbeat_only {
                 return Ok(());
