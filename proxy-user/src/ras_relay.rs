@@ -898,10 +898,12 @@ impl RasRelay {
             return;
         }
         let window = self.cfg.reregister_in_flight.max(1) as usize;
+        // Only those at the gatekeeper in control: RRQs lost with a
+        // previous one must not hold this one's window until they expire.
         let mut in_flight = self
             .pending
             .values()
-            .filter(|(p, _)| matches!(p, Pending::Reregister { .. }))
+            .filter(|(p, _)| matches!(p, Pending::Reregister { gk: g, .. } if *g == gk))
             .count();
         while self.rereg_tokens >= 1.0 && in_flight < window {
             let Some(id) = self.rereg.pop_front() else {
