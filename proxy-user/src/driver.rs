@@ -417,6 +417,9 @@ impl RasDriver {
                 // protocols retransmit. A full buffer waits (backpressure).
                 let r = match t.side {
                     Side::Endpoint => self.endpoint.send_to(&t.bytes, t.to).await,
+                    Side::Gatekeeper if t.from.is_some() => {
+                        send_from(t.from.unwrap_or(t.to), &t.bytes, t.to)
+                    }
                     Side::Gatekeeper => match self.per_gk.iter().find(|(a, _)| *a == t.to) {
                         Some((_, s)) => s.send(&t.bytes).await,
                         None => self.gatekeeper.send_to(&t.bytes, t.to).await,
@@ -470,6 +473,23 @@ impl RasDriver {
             r.abort();
         }
     }
+}
+
+/// Send one datagram from `from`, an endpoint's own gatekeeper-side
+/// address: a socket bound to it for this send only. Its answers still
+/// reach the shared socket (sk_lookup runs before the normal lookup), so
+/// the proxy holds one descriptor, not one per endpoint; the cost is a
+/// bind per datagram, which at the re-registration pace (1,000/s) is small.
+fn send_from(from: SocketAddr, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(from),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&from.into())?;
+    s.send_to(bytes, &to.into())
 }
 
 /// Ask for the original destination address of every datagram

@@ -114,6 +114,11 @@ pub struct Transmit {
     pub side: Side,
     /// Destination.
     pub to: SocketAddr,
+    /// Gatekeeper side: the endpoint's own gatekeeper-side address to send
+    /// from, so the gatekeeper sees the datagram come from the rasAddress
+    /// it registered (GnuGk rejects an RRQ whose callSignalAddress is not
+    /// on the address it came from). `None`: the proxy's own socket.
+    pub from: Option<SocketAddr>,
     /// Payload (aligned PER).
     pub bytes: Vec<u8>,
 }
@@ -308,9 +313,13 @@ enum Pending {
     },
     CallReport {
         gk: usize,
+        /// The endpoint's RAS source address.
+        source: SocketAddr,
     },
     Unregister {
         gk: usize,
+        /// The endpoint's RAS source address.
+        source: SocketAddr,
     },
 }
 
@@ -321,8 +330,8 @@ impl Pending {
             | Pending::Forward { gk, .. }
             | Pending::Reregister { gk, .. }
             | Pending::Refresh { gk, .. }
-            | Pending::CallReport { gk }
-            | Pending::Unregister { gk } => *gk,
+            | Pending::CallReport { gk, .. }
+            | Pending::Unregister { gk, .. } => *gk,
         }
     }
 }
@@ -794,7 +803,14 @@ impl RasRelay {
                     "endpointIdentifier": b.endpoint_id,
                     "reason": {"ttlExpired": null},
                 }});
-                self.send_to_gk(b.gatekeeper, &v, Pending::Unregister { gk: b.gatekeeper });
+                self.send_to_gk(
+                    b.gatekeeper,
+                    &v,
+                    Pending::Unregister {
+                        gk: b.gatekeeper,
+                        source,
+                    },
+                );
             }
             self.regs.remove(&id);
             self.calls.retain(|(_, e), _| *e != id);
@@ -1054,15 +1070,37 @@ impl RasRelay {
         }
         match ras::encode(&m) {
             Ok(bytes) => {
+                let from = self.sent_from(&p);
                 self.pending.insert(seq, (p, self.now));
                 self.out.push_back(Transmit {
                     side: Side::Gatekeeper,
                     to: self.gks[gk].cfg.ras,
+                    from,
                     bytes,
                 });
             }
             Err(e) => tracing::warn!(error = %e, "encoding toward the gatekeeper"),
         }
+    }
+
+    /// The gatekeeper-side address a request is sent from: the own address
+    /// of the endpoint it is for, if it has one.
+    fn sent_from(&self, p: &Pending) -> Option<SocketAddr> {
+        let source = match p {
+            Pending::Probe { .. } => return None,
+            Pending::Forward { to, .. } => *to,
+            Pending::Reregister { endpoint_id, .. } | Pending::Refresh { endpoint_id, .. } => {
+                self.regs.get(endpoint_id)?.source
+            }
+            Pending::CallReport { source, .. } | Pending::Unregister { source, .. } => *source,
+        };
+        self.own_address(source)
+    }
+
+    /// The gatekeeper-side address leased to the endpoint whose RAS comes
+    /// from `source`, if any.
+    fn own_address(&self, source: SocketAddr) -> Option<SocketAddr> {
+        self.ids.as_ref()?.get(source)
     }
 
     /// Put a fresh H.235 password token into a request toward a gatekeeper
@@ -1598,6 +1636,7 @@ impl RasRelay {
                     self.out.push_back(Transmit {
                         side: Side::Gatekeeper,
                         to: self.gks[gk].cfg.ras,
+                        from: None,
                         bytes,
                     });
                 }
@@ -1649,7 +1688,8 @@ impl RasRelay {
             "unsolicited": true,
         }});
         tracing::info!(endpoint_id, calls = n, gatekeeper = %self.gks[gk].cfg.name, "active calls reported");
-        self.send_to_gk(gk, &v, Pending::CallReport { gk });
+        let source = r.source;
+        self.send_to_gk(gk, &v, Pending::CallReport { gk, source });
     }
 
     // ------------------------------------------------------- endpoint side
@@ -1681,6 +1721,7 @@ impl RasRelay {
             Ok(bytes) => self.out.push_back(Transmit {
                 side: Side::Endpoint,
                 to,
+                from: None,
                 bytes,
             }),
             Err(e) => tracing::warn!(%to, error = %e, "encoding toward an endpoint"),
@@ -1869,7 +1910,8 @@ impl RasRelay {
                     let (cs, ras) = self.gk_side(from);
                     irr.ras_address = transport(ras);
                     irr.call_signal_address = vec![transport(cs)];
-                    self.reply_to_gatekeeper(gk, their, RasMessage::infoRequestResponse(irr));
+                    let own = self.own_address(from);
+                    self.reply_to_gatekeeper(gk, their, RasMessage::infoRequestResponse(irr), own);
                     return;
                 }
                 let Some(r) = self.registered(from, &bmp_text(&irr.endpoint_identifier.0)) else {
@@ -1911,6 +1953,7 @@ impl RasRelay {
                     );
                     return;
                 };
+                let own = self.own_address(from);
                 if let RasMessage::unregistrationConfirm(_) = &m {
                     self.regs.remove(&target);
                     self.calls.retain(|(_, e), _| *e != target);
@@ -1918,7 +1961,7 @@ impl RasRelay {
                         endpoint_id: target,
                     });
                 }
-                self.reply_to_gatekeeper(gk, their, m);
+                self.reply_to_gatekeeper(gk, their, m, own);
             }
             other => {
                 self.refuse(
@@ -1937,12 +1980,19 @@ impl RasRelay {
     /// Send `m` to gatekeeper `gk` as the answer to its request `seq`. (A
     /// disengageConfirm ends nothing here: the call record goes when the
     /// endpoint's own DRQ comes.)
-    fn reply_to_gatekeeper(&mut self, gk: usize, seq: u16, mut m: RasMessage) {
+    fn reply_to_gatekeeper(
+        &mut self,
+        gk: usize,
+        seq: u16,
+        mut m: RasMessage,
+        from: Option<SocketAddr>,
+    ) {
         let _ = set_seq_num(&mut m, seq);
         match ras::encode(&m) {
             Ok(bytes) => self.out.push_back(Transmit {
                 side: Side::Gatekeeper,
                 to: self.gks[gk].cfg.ras,
+                from,
                 bytes,
             }),
             Err(e) => tracing::warn!(error = %e, "encoding a reply toward the gatekeeper"),
@@ -2115,6 +2165,7 @@ impl RasRelay {
         self.out.push_back(Transmit {
             side: Side::Endpoint,
             to: from,
+            from: None,
             bytes: answer,
         });
         match offer {

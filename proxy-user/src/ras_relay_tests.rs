@@ -91,12 +91,20 @@ impl FakeGk {
         }
     }
 
-    fn answer(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Answer a datagram sent from `from` (`None`: the proxy's shared
+    /// socket, 198.18.2.1:1719 in these tests).
+    fn answer(&mut self, bytes: &[u8], from: Option<SocketAddr>) -> Option<Vec<u8>> {
         let m = ras::decode(bytes).expect("the proxy sends valid RAS");
         let seq = seq_num(&m).unwrap();
         let v = match m {
             RasMessage::registrationRequest(rrq) => {
                 self.rrqs += 1;
+                // Like GnuGk (and stricter: the port too), an RRQ must come
+                // from the rasAddress it registers.
+                let sender = from.unwrap_or(addr("198.18.2.1:1719"));
+                if let Some(ras) = rrq.ras_address.first().and_then(socket_addr) {
+                    assert_eq!(ras, sender, "RRQ not sent from its rasAddress");
+                }
                 for t in rrq.crypto_tokens.iter().flatten() {
                     if let crate::h225::asn::h323_messages::CryptoH323Token::cryptoEPPwdHash(p) = t
                     {
@@ -194,7 +202,7 @@ fn pump(r: &mut RasRelay, now: Instant, gks: &mut [FakeGk]) -> Vec<Transmit> {
                 if !g.alive {
                     continue;
                 }
-                if let Some(reply) = g.answer(&t.bytes) {
+                if let Some(reply) = g.answer(&t.bytes, t.from) {
                     let from = g.addr;
                     r.handle_gatekeeper(now, from, &reply);
                 }

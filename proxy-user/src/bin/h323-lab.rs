@@ -167,9 +167,14 @@ enum Cmd {
         /// Endpoints registered through the proxy at GnuGk.
         #[arg(long, default_value_t = 1000)]
         gnugk_endpoints: usize,
-        /// GnuGk primary kills to measure.
+        /// GnuGk primary kills to measure (0 skips that part).
         #[arg(long, default_value_t = 10)]
         gnugk_runs: usize,
+        /// Endpoints registered through one proxy at GnuGk in the scale
+        /// run, each with its own gatekeeper-side address (0 skips it; it
+        /// takes long: GnuGk's table scans grow with it).
+        #[arg(long, default_value_t = 0)]
+        gnugk_scale: usize,
         /// Heartbeat of the proxy in the GnuGk benchmark, "INTERVAL_MSxMULTIPLIER".
         #[arg(long, default_value = "40x3")]
         gnugk_heartbeat: String,
@@ -228,6 +233,7 @@ fn main() -> Result<()> {
             gnugk_only,
             gnugk_endpoints,
             gnugk_runs,
+            gnugk_scale,
             gnugk_heartbeat,
             heartbeat_only,
             sim_hours,
@@ -247,11 +253,19 @@ fn main() -> Result<()> {
                 .split_once('x')
                 .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                 .context("--gnugk-heartbeat: INTERVAL_MSxMULTIPLIER, e.g. 200x5")?;
+            let gnugk = GnuGkBench {
+                runs: gnugk_runs,
+                endpoints: gnugk_endpoints,
+                scale: gnugk_scale,
+                hb,
+                lossy_secs,
+                load,
+            };
             if gnugk_only {
-                return gnugk_bench(gnugk_runs, gnugk_endpoints, hb, lossy_secs, &load);
+                return gnugk_bench(&gnugk);
             }
             if !fastpath_only && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some() {
-                gnugk_bench(gnugk_runs, gnugk_endpoints, hb, lossy_secs, &load)?;
+                gnugk_bench(&gnugk)?;
             }
             if !fastpath_only {
                 bench(runs, endpoints, mass)?;
@@ -517,22 +531,103 @@ fn heartbeat_sim_bench(hours: u64) {
     println!();
 }
 
-/// The GnuGk failover benchmark (`h323-lab bench --gnugk-only`).
-fn gnugk_bench(
+/// What the GnuGk benchmarks run (`h323-lab bench --gnugk-only`).
+struct GnuGkBench {
     runs: usize,
     endpoints: usize,
+    scale: usize,
     hb: (u64, u32),
     lossy_secs: u64,
-    load: &(Vec<usize>, u64),
-) -> Result<()> {
-    use proxy_user::lab::bench::{self, percentile};
+    load: (Vec<usize>, u64),
+}
+
+/// The GnuGk benchmarks: scale, failover, lossy link, load; each part
+/// reports its own error and the others still run.
+fn gnugk_bench(g: &GnuGkBench) -> Result<()> {
     let bins = bench_bins()?;
     let peers = proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+    let mut failed = Vec::new();
+    if g.scale > 0
+        && let Err(e) = gnugk_scale_bench(&bins, &peers, g.scale)
+    {
+        eprintln!("GnuGk scale run failed: {e:#}");
+        failed.push("scale");
+    }
+    if g.runs > 0
+        && let Err(e) = gnugk_failover_bench(&bins, &peers, g)
+    {
+        eprintln!("GnuGk failover runs failed: {e:#}");
+        failed.push("failover");
+    }
+    if g.lossy_secs > 0
+        && let Err(e) = gnugk_lossy_bench(&bins, &peers, g.lossy_secs)
+    {
+        eprintln!("GnuGk lossy link failed: {e:#}");
+        failed.push("lossy link");
+    }
+    if !g.load.0.is_empty()
+        && let Err(e) = gnugk_load_bench(&peers, &g.load.0, g.load.1)
+    {
+        eprintln!("GnuGk proxies-per-gatekeeper failed: {e:#}");
+        failed.push("load");
+    }
+    keep_or_remove(&bins.dir);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("GnuGk benchmark parts failed: {}", failed.join(", "))
+    }
+}
+
+/// Many endpoints through one proxy at GnuGk.
+fn gnugk_scale_bench(
+    bins: &proxy_user::lab::bench::Bins,
+    peers: &std::path::Path,
+    n: usize,
+) -> Result<()> {
+    println!(
+        "GnuGk scale: {n} endpoints registered through one proxy at GnuGk (routed mode, TimeToLive 3600), 16 RRQs in flight, against the same number registering directly at a second GnuGk"
+    );
+    let r = proxy_user::lab::bench::gnugk_scale(bins, peers, n, 16)?;
+    let per = r.proxy_rss.1.saturating_sub(r.proxy_rss.0) as f64 / r.confirmed.max(1) as f64;
+    println!();
+    println!("| measurement | through the proxy | baseline: directly at GnuGk | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} endpoints from {} source addresses, `[gatekeeper_side]` {}: RCFs / listed by GnuGk | {} / {} (GnuGk's count includes the proxy's own registration) | - | - |",
+        r.endpoints, r.sources, r.ranges, r.confirmed, r.listed
+    );
+    println!(
+        "| first RRQ -> GnuGk lists them all | {:.1} s ({:.0}/s) | {:.1} s ({:.0}/s) | {:.2} |",
+        r.through_proxy.as_secs_f64(),
+        r.confirmed as f64 / r.through_proxy.as_secs_f64(),
+        r.direct.as_secs_f64(),
+        r.endpoints as f64 / r.direct.as_secs_f64(),
+        r.through_proxy.as_secs_f64() / r.direct.as_secs_f64()
+    );
+    println!(
+        "| proxy resident memory | {:.1} MiB -> {:.1} MiB ({per:.0} bytes per endpoint) | - | - |",
+        r.proxy_rss.0 as f64 / 1048576.0,
+        r.proxy_rss.1 as f64 / 1048576.0
+    );
+    println!("| control moves while registering | {} | - | - |", r.moves);
+    println!();
+    Ok(())
+}
+
+/// GnuGk primary kills with endpoints registered through one proxy.
+fn gnugk_failover_bench(
+    bins: &proxy_user::lab::bench::Bins,
+    peers: &std::path::Path,
+    g: &GnuGkBench,
+) -> Result<()> {
+    use proxy_user::lab::bench::{self, percentile};
+    let (runs, endpoints, hb) = (g.runs, g.endpoints, g.hb);
     println!(
         "GnuGk: {runs} SIGKILLs of the primary with {endpoints} endpoints registered through one proxy (heartbeat {} ms x {}, re-registration paced 1000/s)",
         hb.0, hb.1
     );
-    let (v, direct, failovers) = bench::gnugk_failover_runs(&bins, &peers, runs, endpoints, hb)?;
+    let (v, direct, failovers) = bench::gnugk_failover_runs(bins, peers, runs, endpoints, hb)?;
     let p50 = percentile(&v, 50.0);
     println!();
     println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
@@ -549,13 +644,6 @@ fn gnugk_bench(
         2 * runs
     );
     println!();
-    if lossy_secs > 0 {
-        gnugk_lossy_bench(&bins, &peers, lossy_secs)?;
-    }
-    if !load.0.is_empty() {
-        gnugk_load_bench(&peers, &load.0, load.1)?;
-    }
-    keep_or_remove(&bins.dir);
     Ok(())
 }
 

@@ -312,6 +312,153 @@ pub fn gnugk_failover_runs(
     Ok((out, t0.elapsed(), failovers))
 }
 
+/// What [`gnugk_scale`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct ScaleRun {
+    /// Endpoints asked to register.
+    pub endpoints: usize,
+    /// Source addresses they registered from.
+    pub sources: usize,
+    /// RCFs they got through the proxy.
+    pub confirmed: usize,
+    /// GnuGk's "Total Endpoints" then (the proxy's own registration too).
+    pub listed: usize,
+    /// First RRQ → GnuGk lists them all, through the proxy.
+    pub through_proxy: Duration,
+    /// The same number registering directly at the second GnuGk until it
+    /// lists them (baseline).
+    pub direct: Duration,
+    /// Proxy resident memory before and after the registrations, bytes.
+    pub proxy_rss: (u64, u64),
+    /// Control moves in the run (a false failover and its return is 2).
+    pub moves: u64,
+    /// The `[gatekeeper_side]` ranges the proxy ran with.
+    pub ranges: String,
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// `endpoints` (up to 100,000 and more) registered through one proxy at
+/// GnuGk, each with its own gatekeeper-side address: the proxy's
+/// `[gatekeeper_side]` holds `ceil(endpoints / 25,000)` addresses on its
+/// gatekeeper link with ports 2000-26999, the endpoints come from as many
+/// addresses of the endpoint host. Both GnuGks run with `TimeToLive` 3600
+/// (the proxy refreshes every binding within it; a 60 s one would cost
+/// GnuGk 1,700 lightweight RRQs a second at this size). Baseline in the
+/// same run: as many endpoints registering directly at the second GnuGk.
+pub fn gnugk_scale(
+    bins: &Bins,
+    peers: &std::path::Path,
+    endpoints: usize,
+    in_flight: usize,
+) -> Result<ScaleRun, BenchError> {
+    use super::peers::{GnuGk, Routing};
+    const PER_ADDR: usize = 25_000;
+    let addrs = endpoints.div_ceil(PER_ADDR).max(1);
+    let lab = Lab::create()?;
+    // Gatekeeper-side addresses 198.18.2.2.. on the proxy's primary link;
+    // endpoint sources 198.18.1.2.. on the endpoint host.
+    let gk_side: Vec<std::net::Ipv4Addr> = (0..addrs)
+        .map(|i| std::net::Ipv4Addr::new(198, 18, 2, 2 + i as u8))
+        .collect();
+    let sources: Vec<std::net::Ipv4Addr> = (0..addrs)
+        .map(|i| std::net::Ipv4Addr::new(198, 18, 1, 2 + i as u8))
+        .collect();
+    for a in &gk_side {
+        lab.px
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", "px1"])?;
+    }
+    for a in sources.iter().skip(1) {
+        lab.ep
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", "ep0"])?;
+    }
+    let gk1 = GnuGk::start_with_ttl(peers, &lab.gk1, GK1, "GK1", Routing::Routed, 3600)?;
+    let gk2 = GnuGk::start_with_ttl(peers, &lab.gk2, GK2, "GK2", Routing::Routed, 3600)?;
+    let ranges = format!(
+        "addresses = [{}]\nports = \"2000-{}\"",
+        gk_side
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        2000 + PER_ADDR - 1
+    );
+    let cfg = bins.dir.join("proxy-scale.toml");
+    let text = topology::proxy_toml(&super::netns::unique_name("b"), 5000, None)
+        .replace("stats_interval_secs = 1", "stats_interval_secs = 60")
+        + &format!("[gatekeeper_side]\n{ranges}\n");
+    std::fs::write(&cfg, text)?;
+    let mut c = lab.px.command(&bins.proxy)?;
+    c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+    c.stderr(std::fs::File::create(bins.dir.join("proxy-scale.log"))?);
+    let px = LabProc::spawn("proxy", c)?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let rss0 = rss_of(px.pid());
+    let t0 = Instant::now();
+    let (confirmed, _) = register_from(
+        &lab.ep,
+        &sources,
+        endpoints,
+        20000,
+        SocketAddr::from((PX_EP, 1719)),
+        in_flight,
+        3600,
+    )?;
+    let all = confirmed + 1;
+    // Bounded: the registrations are done; GnuGk only has to count them.
+    until("GnuGk lists every endpoint of the proxy", 60, || {
+        gk1.total().unwrap_or(0) >= all
+    })?;
+    let through_proxy = t0.elapsed();
+    let listed = gk1.total().unwrap_or(0);
+    let rss1 = rss_of(px.pid());
+    let moves = m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) as u64;
+    let before = gk2.total().unwrap_or(0);
+    let t0 = Instant::now();
+    let (ok, _) = register_from(
+        &lab.ep,
+        &sources,
+        endpoints,
+        20000,
+        SocketAddr::from((GK2, 1719)),
+        in_flight,
+        3600,
+    )?;
+    until("the second GnuGk lists the direct endpoints", 60, || {
+        gk2.total().unwrap_or(0) >= before + ok
+    })?;
+    let direct = t0.elapsed();
+    if ok != endpoints {
+        eprintln!("baseline: {ok} of {endpoints} endpoints registered directly");
+    }
+    Ok(ScaleRun {
+        endpoints,
+        sources: sources.len(),
+        confirmed,
+        listed,
+        through_proxy,
+        direct,
+        proxy_rss: (rss0, rss1),
+        moves,
+        ranges: ranges.replace('\n', ", "),
+    })
+}
+
 /// One row of [`gnugk_lossy_link`].
 #[derive(Clone, Debug)]
 pub struct LossyRow {
@@ -611,46 +758,73 @@ pub fn register_with(
     target: SocketAddr,
     in_flight: usize,
 ) -> Result<(usize, Duration), BenchError> {
+    register_from(ns, &[EP], n, base, target, in_flight, 600)
+}
+
+/// As [`register_with`], from several source addresses of `ns` (endpoint
+/// `i` on `sources[i / per]`, port `base + i % per`, where `per` is what
+/// fits below port 65535), asking for `ttl` seconds.
+pub fn register_from(
+    ns: &Netns,
+    sources: &[std::net::Ipv4Addr],
+    n: usize,
+    base: u16,
+    target: SocketAddr,
+    in_flight: usize,
+    ttl: u32,
+) -> Result<(usize, Duration), BenchError> {
+    let per = usize::from(u16::MAX - base);
+    if sources.is_empty() || n > per * sources.len() {
+        return Err(BenchError::Io(std::io::Error::other(format!(
+            "{n} endpoints do not fit on {} source addresses from port {base}",
+            sources.len()
+        ))));
+    }
+    let sources = sources.to_vec();
     let r = ns.run(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
             let ok = Arc::new(AtomicU64::new(0));
             let sem = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
             let t0 = Instant::now();
-            let mut tasks = Vec::with_capacity(n);
+            let mut tasks = tokio::task::JoinSet::new();
             for i in 0..n {
                 let permit = sem.clone().acquire_owned().await.expect("semaphore");
                 let ok = ok.clone();
-                tasks.push(tokio::spawn(async move {
+                let ip = sources[i / per];
+                let port = base + (i % per) as u16;
+                // Aliases unique per source address and port.
+                let o = ip.octets()[3];
+                // Reap finished tasks so 100,000 handles are not held.
+                while tasks.try_join_next().is_some() {}
+                tasks.spawn(async move {
                     let _permit = permit;
-                    let port = base + i as u16;
-                    let local = SocketAddr::from((EP, port));
+                    let local = SocketAddr::from((ip, port));
                     let Ok(sock) = tokio::net::UdpSocket::bind(local).await else { return };
                     let v = json!({"registrationRequest": {"requestSeqNum": 1, "protocolIdentifier": PROTOCOL_ID,
-                        "discoveryComplete": false, "callSignalAddress": [transport_json(SocketAddr::from((EP, port)))],
+                        "discoveryComplete": false, "callSignalAddress": [transport_json(local)],
                         "rasAddress": [transport_json(local)],
                         "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-                        "terminalAlias": [{"h323-ID": format!("bench{port}")}, {"dialledDigits": format!("7{port:05}")}],
+                        "terminalAlias": [{"h323-ID": format!("bench{o}-{port}")}, {"dialledDigits": format!("7{o:03}{port:05}")}],
                         "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
-                        "timeToLive": 600, "keepAlive": false}});
+                        "timeToLive": ttl, "keepAlive": false}});
                     let Ok(bytes) = ras_from_json(&v).and_then(|m| ras::encode(&m)) else { return };
                     let mut buf = [0u8; 2048];
-                    for _ in 0..10 {
+                    for attempt in 0..10u32 {
                         let _ = sock.send_to(&bytes, target).await;
+                        // 0.5 s, then backing off to 4 s: a gatekeeper slow
+                        // with a big table is not flooded with retries.
+                        let wait = Duration::from_millis(500 << attempt.min(3));
                         if let Ok(Ok((len, _))) =
-                            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+                            tokio::time::timeout(wait, sock.recv_from(&mut buf)).await
                             && matches!(ras::decode(&buf[..len]), Ok(RasMessage::registrationConfirm(_))) {
                                 ok.fetch_add(1, Ordering::Relaxed);
-                                // Keep the port bound until all are done
-                                // so no other endpoint reuses it.
                                 return;
                             }
                     }
-                }));
+                });
             }
-            for t in tasks {
-                let _ = t.await;
-            }
+            while tasks.join_next().await.is_some() {}
             Ok::<_, std::io::Error>((ok.load(Ordering::Relaxed) as usize, t0.elapsed()))
         })
     })??;

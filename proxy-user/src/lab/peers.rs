@@ -80,6 +80,34 @@ impl GnuGk {
         extra: &str,
         users: &[(&str, &str)],
     ) -> std::io::Result<Self> {
+        Self::launch(bin, ns, ip, name, routing, extra, users, 60)
+    }
+
+    /// As [`GnuGk::start`] with `TimeToLive` = `ttl` seconds: the proxy
+    /// refreshes every binding within it, so a table of 100,000 needs a
+    /// longer one than the tests' 60 s.
+    pub fn start_with_ttl(
+        bin: &Path,
+        ns: &Netns,
+        ip: Ipv4Addr,
+        name: &str,
+        routing: Routing,
+        ttl: u32,
+    ) -> std::io::Result<Self> {
+        Self::launch(bin, ns, ip, name, routing, "", &[], ttl)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        bin: &Path,
+        ns: &Netns,
+        ip: Ipv4Addr,
+        name: &str,
+        routing: Routing,
+        extra: &str,
+        users: &[(&str, &str)],
+        ttl: u32,
+    ) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ini = dir.path().join("gk.ini");
         let routed = match routing {
@@ -89,7 +117,7 @@ impl GnuGk {
         std::fs::write(
             &ini,
             format!(
-                "[Gatekeeper::Main]\nName={name}\nHome={ip}\nTimeToLive=60\n\
+                "[Gatekeeper::Main]\nName={name}\nHome={ip}\nTimeToLive={ttl}\n\
                  UseBroadcastListener=0\nUseMulticastListener=0\nStatusPort={STATUS_PORT}\n\
                  [RoutedMode]\n{routed}\
                  [Proxy]\nEnable=0\n\
@@ -179,6 +207,16 @@ impl GnuGk {
             .unwrap_or(0))
     }
 
+    /// `s`: its "Total Endpoints" (cheaper than listing them with `r`).
+    pub fn total(&self) -> std::io::Result<usize> {
+        Ok(self
+            .status("s")?
+            .lines()
+            .find_map(|l| l.strip_prefix("Total Endpoints:"))
+            .and_then(|n| n.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// `c`: the number of calls it holds.
     pub fn calls(&self) -> std::io::Result<usize> {
         let text = self.status("c")?;
@@ -212,6 +250,7 @@ fn status_query(addr: SocketAddr, cmd: &str) -> std::io::Result<String> {
                 || t.starts_with("Endpoint")
                 || t.starts_with("Disconnect")
                 || t.starts_with("Error")
+                || t.starts_with("-- Endpoint Statistics")
             {
                 started = true;
             } else {
