@@ -632,3 +632,42 @@ mod tests {
         assert_eq!(ras_slot_of(0xc0), ras_slot::MALFORMED);
     }
 }
+
+/// Names of the BPF maps and programs, shared by both sides. aya finds a
+/// map or program by its symbol name, so each constant equals the name of
+/// the static or function in `proxy-ebpf` (named in its doc);
+/// `proxy-user`'s `fastpath` tests check the built objects hold every one.
+pub mod names {
+    /// `ras_classify.rs` `RAS_CLASSIFY`: RAS datagrams by message type.
+    pub const RAS_CLASSIFY_MAP: &str = "RAS_CLASSIFY";
+    /// `ras_classify.rs` `PACKETS`: packet outcomes.
+    pub const PACKETS_MAP: &str = "PACKETS";
+    /// `keepalive.rs` `KEEPALIVE`: learned endpoints.
+    pub const KEEPALIVE_MAP: &str = "KEEPALIVE";
+    /// `keepalive.rs` `LOCAL_ADDRS`: the proxy's own addresses.
+    pub const LOCAL_ADDRS_MAP: &str = "LOCAL_ADDRS";
+    /// `keepalive.rs` `FP_CONFIG`: fast-path settings.
+    pub const FP_CONFIG_MAP: &str = "FP_CONFIG";
+    /// `keepalive.rs` `KA_REASONS`: keepalive outcomes by reason.
+    pub const KA_REASONS_MAP: &str = "KA_REASONS";
+    /// `liveness.rs` `GK_LIVENESS`: gatekeeper liveness.
+    pub const GK_LIVENESS_MAP: &str = "GK_LIVENESS";
+    /// `gk_side.rs` `GK_SIDE_CONFIG`: the gatekeeper-side address ranges.
+    pub const GK_SIDE_CONFIG_MAP: &str = "GK_SIDE_CONFIG";
+    /// `gk_side.rs` `GK_SIDE_SOCKS`: the sockets that serve them.
+    pub const GK_SIDE_SOCKS_MAP: &str = "GK_SIDE_SOCKS";
+    /// `bench.rs` `BENCH_FRAME`: the frame the benchmark programs put back.
+    pub const BENCH_FRAME_MAP: &str = "BENCH_FRAME";
+    /// `bench.rs` `BENCH_SINK`: what the traffic sink counted.
+    pub const BENCH_SINK_MAP: &str = "BENCH_SINK";
+    /// `ras_classify.rs` `ras_classify`: the XDP program that classifies RAS.
+    pub const RAS_CLASSIFY_PROG: &str = "ras_classify";
+    /// `keepalive.rs` `ras_fastpath`: the XDP program that answers keepalives.
+    pub const FASTPATH_PROG: &str = "ras_fastpath";
+    /// `keepalive.rs` `xdp_pass`: the pass-only baseline.
+    pub const PASS_PROG: &str = "xdp_pass";
+    /// `liveness.rs` `gk_liveness`: the TC program that records liveness.
+    pub const LIVENESS_PROG: &str = "gk_liveness";
+    /// `gk_side.rs` `gk_side`: the sk_lookup program.
+    pub const GK_SIDE_PROG: &str = "gk_side";
+}

@@ -242,7 +242,7 @@ impl Call {
     fn status_uuie(&self) -> Option<Vec<u8>> {
         let call = self.call_id?;
         let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"status": {
-            "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+            "protocolIdentifier": crate::h225::PROTOCOL_ID,
             "callIdentifier": {"guid": crate::h225::value::hex(&call)},
         }}}});
         let m: H323UserInformation = rasn::jer::decode(&v.to_string()).ok()?;
@@ -252,7 +252,7 @@ impl Call {
     fn release_uuie(&self) -> Option<Vec<u8>> {
         let call = self.call_id?;
         let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"releaseComplete": {
-            "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+            "protocolIdentifier": crate::h225::PROTOCOL_ID,
             "reason": {"undefinedReason": null},
             "callIdentifier": {"guid": crate::h225::value::hex(&call)},
         }}}});
@@ -350,7 +350,7 @@ pub fn refuse(q931: &[u8], cause: u8) -> Option<Bytes> {
         q931::Cause::user(cause).encode().to_vec(),
     ));
     let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"releaseComplete": {
-        "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+        "protocolIdentifier": crate::h225::PROTOCOL_ID,
     }}}});
     let uu: H323UserInformation = rasn::jer::decode(&v.to_string()).ok()?;
     r.set_user_user(&uuie::encode(&uu).ok()?);
@@ -444,7 +444,7 @@ mod tests {
     fn facility_alternative_addresses_are_found_and_rewritten() {
         let call = hex_call();
         let v = serde_json::json!({"h323-uu-pdu": {"h323-message-body": {"facility": {
-            "protocolIdentifier": crate::h225::corpus::PROTOCOL_ID,
+            "protocolIdentifier": crate::h225::PROTOCOL_ID,
             "alternativeAddress": crate::h225::value::transport_json("198.18.2.20:1720".parse().unwrap()),
             "reason": {"callForwarded": null}, "callIdentifier": {"guid": call}}}}});
         let uu: H323UserInformation = rasn::jer::decode(&v.to_string()).unwrap();

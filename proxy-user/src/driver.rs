@@ -35,6 +35,9 @@ pub struct RasStatus {
     pub registrations: usize,
     /// Calls admitted.
     pub calls: usize,
+    /// Registrations waiting to be re-registered at the gatekeeper in
+    /// control (after a control move; paced).
+    pub reregistrations_pending: usize,
     /// Counters.
     pub stats: RelayStats,
     /// Each gatekeeper.
@@ -461,6 +464,7 @@ impl RasDriver {
                     active: relay.active().map(str::to_owned),
                     registrations: relay.registrations().len(),
                     calls: relay.calls().count(),
+                    reregistrations_pending: relay.reregistrations_pending(),
                     stats: relay.stats().clone(),
                     gatekeepers: gks,
                 });
@@ -1026,6 +1030,24 @@ impl CallDriver {
                                 }
                             }
                         }
+                        if let Some(alt) = crate::call::alternative_address(&bytes) {
+                            // A FACILITY redirecting the call: the receiver
+                            // comes back to the proxy, which routes its new
+                            // SETUP like any other, so the call cannot leave.
+                            let mine = match other.side {
+                                LegSide::Endpoint => self.endpoint_side,
+                                LegSide::Gatekeeper => self.gatekeeper_side,
+                            };
+                            match crate::call::rewrite_alternative(&bytes, mine) {
+                                Ok(b) => {
+                                    tracing::info!(%alt, to = %mine, "FACILITY alternativeAddress rewritten to the proxy");
+                                    bytes = b;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "FACILITY alternativeAddress not rewritten")
+                                }
+                            }
+                        }
                         if other.open && other.send(&bytes).await.is_err() {
                             other.open = false;
                         }
@@ -1095,7 +1117,11 @@ impl CallDriver {
                 tracing::info!(state = shown.name(), "call state");
             }
             if call.phase == Phase::Released {
-                tracing::info!("call released");
+                tracing::info!(
+                    relayed = call.relayed,
+                    keepalives_answered = call.keepalives_answered,
+                    "call released"
+                );
                 break;
             }
             if !a.open && !b.open {

@@ -22,16 +22,13 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Where bpffs is expected.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
-/// Name of the XDP program that classifies RAS traffic.
-pub const RAS_CLASSIFY_PROG: &str = "ras_classify";
-/// Map names as they appear under the pin directory.
-pub const RAS_CLASSIFY_MAP: &str = "RAS_CLASSIFY";
-/// Packet outcome counters.
-pub const PACKETS_MAP: &str = "PACKETS";
-/// The XDP program that answers keepalives (and classifies, as above).
-pub const FASTPATH_PROG: &str = "ras_fastpath";
-/// The pass-only baseline program for benchmarks.
-pub const PASS_PROG: &str = "xdp_pass";
+// Map and program names (as they appear under the pin directory) are
+// defined once, in `proxy_common::names`, next to the shared map types.
+pub use proxy_common::names::{
+    BENCH_FRAME_MAP, BENCH_SINK_MAP, FASTPATH_PROG, FP_CONFIG_MAP, GK_LIVENESS_MAP,
+    GK_SIDE_CONFIG_MAP, GK_SIDE_PROG, GK_SIDE_SOCKS_MAP, KA_REASONS_MAP, KEEPALIVE_MAP,
+    LIVENESS_PROG, LOCAL_ADDRS_MAP, PACKETS_MAP, PASS_PROG, RAS_CLASSIFY_MAP, RAS_CLASSIFY_PROG,
+};
 /// Benchmark programs that put `BENCH_FRAME` back before each run (see
 /// `proxy-ebpf/src/bench.rs`): the baseline, the whole fast path, and the
 /// fast path stopped after each stage.
@@ -47,26 +44,10 @@ pub const BENCH_STAGE_PROGS: [(&str, &str); 3] = [
     ),
     ("bench_stage_hashed", "+ request load and hashes"),
 ];
-/// The frame the benchmark programs put back.
-pub const BENCH_FRAME_MAP: &str = "BENCH_FRAME";
 /// The veth-lab traffic generator and its sink (see [`TrafficGen`]).
 pub const BENCH_GEN_PROG: &str = "bench_gen";
 /// See [`BENCH_GEN_PROG`].
 pub const BENCH_SINK_PROG: &str = "bench_sink";
-/// What the sink counted.
-pub const BENCH_SINK_MAP: &str = "BENCH_SINK";
-/// Learned endpoints.
-pub const KEEPALIVE_MAP: &str = "KEEPALIVE";
-/// The proxy's own addresses.
-pub const LOCAL_ADDRS_MAP: &str = "LOCAL_ADDRS";
-/// Fast-path settings.
-pub const FP_CONFIG_MAP: &str = "FP_CONFIG";
-/// Keepalive outcomes by reason.
-pub const KA_REASONS_MAP: &str = "KA_REASONS";
-/// Gatekeeper liveness, written by TC and by the control plane.
-pub const GK_LIVENESS_MAP: &str = "GK_LIVENESS";
-/// The TC program that fills it.
-pub const LIVENESS_PROG: &str = "gk_liveness";
 /// Every map the object pins, for clean-up.
 pub const ALL_MAPS: [&str; 7] = [
     RAS_CLASSIFY_MAP,
@@ -498,7 +479,7 @@ impl GkSideSteering {
     ) -> Result<Self> {
         use aya::maps::SockMap;
         use aya::programs::SkLookup;
-        const PROG: &str = "gk_side";
+        const PROG: &str = GK_SIDE_PROG;
         let perr = |source| FastPathError::Program {
             iface: "sk_lookup (this network namespace)".into(),
             source,
@@ -529,23 +510,23 @@ impl GkSideSteering {
         }
         {
             let map = ebpf
-                .map_mut("GK_SIDE_CONFIG")
-                .ok_or(FastPathError::Missing("GK_SIDE_CONFIG"))?;
+                .map_mut(GK_SIDE_CONFIG_MAP)
+                .ok_or(FastPathError::Missing(GK_SIDE_CONFIG_MAP))?;
             let mut a: Array<_, proxy_common::GkSideConfig> =
-                Array::try_from(map).map_err(map_err("GK_SIDE_CONFIG"))?;
-            a.set(0, &cfg, 0).map_err(map_err("GK_SIDE_CONFIG"))?;
+                Array::try_from(map).map_err(map_err(GK_SIDE_CONFIG_MAP))?;
+            a.set(0, &cfg, 0).map_err(map_err(GK_SIDE_CONFIG_MAP))?;
         }
         {
             let map = ebpf
-                .map_mut("GK_SIDE_SOCKS")
-                .ok_or(FastPathError::Missing("GK_SIDE_SOCKS"))?;
-            let mut socks = SockMap::try_from(map).map_err(map_err("GK_SIDE_SOCKS"))?;
+                .map_mut(GK_SIDE_SOCKS_MAP)
+                .ok_or(FastPathError::Missing(GK_SIDE_SOCKS_MAP))?;
+            let mut socks = SockMap::try_from(map).map_err(map_err(GK_SIDE_SOCKS_MAP))?;
             socks
                 .set(proxy_common::gk_side_sock::UDP, udp, 0)
-                .map_err(map_err("GK_SIDE_SOCKS"))?;
+                .map_err(map_err(GK_SIDE_SOCKS_MAP))?;
             socks
                 .set(proxy_common::gk_side_sock::TCP, tcp, 0)
-                .map_err(map_err("GK_SIDE_SOCKS"))?;
+                .map_err(map_err(GK_SIDE_SOCKS_MAP))?;
         }
         let prog: &mut SkLookup = ebpf
             .program_mut(PROG)
@@ -1239,5 +1220,44 @@ impl crate::driver::LivenessMap for LivenessTable {
     }
     fn entries(&self) -> Vec<(std::net::IpAddr, proxy_common::GatekeeperLiveness)> {
         LivenessTable::entries(self)
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    /// `name` as a whole NUL-delimited string of the object (the ELF string
+    /// tables hold symbol and section names that way).
+    fn holds(obj: &[u8], name: &str) -> bool {
+        let mut pat = vec![0u8];
+        pat.extend_from_slice(name.as_bytes());
+        pat.push(0);
+        obj.windows(pat.len()).any(|w| w == pat.as_slice())
+    }
+
+    #[test]
+    fn the_built_objects_define_every_shared_name() {
+        for n in [
+            RAS_CLASSIFY_MAP,
+            PACKETS_MAP,
+            KEEPALIVE_MAP,
+            LOCAL_ADDRS_MAP,
+            FP_CONFIG_MAP,
+            KA_REASONS_MAP,
+            GK_LIVENESS_MAP,
+            BENCH_FRAME_MAP,
+            BENCH_SINK_MAP,
+            RAS_CLASSIFY_PROG,
+            FASTPATH_PROG,
+            PASS_PROG,
+            LIVENESS_PROG,
+        ] {
+            assert!(holds(BPF_OBJECT, n), "{n} is not in the proxy-ebpf object");
+        }
+        for n in [GK_SIDE_CONFIG_MAP, GK_SIDE_SOCKS_MAP, GK_SIDE_PROG] {
+            assert!(holds(GK_SIDE_OBJECT, n), "{n} is not in the gk-side object");
+        }
+        assert!(!holds(BPF_OBJECT, "NO_SUCH_MAP"));
     }
 }

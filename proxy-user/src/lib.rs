@@ -1,9 +1,10 @@
 //! Control plane of the H.323 survivable proxy.
 //!
-//! Protocol modules (`tpkt`, `q931`, `h225`) are sans-I/O: they take bytes and
-//! return values or bytes; the state machines (`gatekeeper`, `ras_relay`,
-//! `registration`, `identity`) also take time. The drivers (`driver`,
-//! `fastpath`), the lab helpers (`lab`) and the binaries touch sockets, maps
+//! Protocol modules (`tpkt`, `q931`, `h225`, `call`, `offload`) are sans-I/O:
+//! they take bytes and return values or bytes; the state machines
+//! (`gatekeeper`, `ras_relay`, `registration`, `identity`) also take time.
+//! The drivers (`driver`, `fastpath`), the metrics server (`metrics`), the
+//! lab helpers (`lab`, `capture`) and the binaries touch sockets, files, maps
 //! and interfaces.
 
 pub mod call;

@@ -128,6 +128,12 @@ impl Collector for ProxyCollector {
         )?;
         gauge(
             &mut e,
+            "h323proxy_reregistrations_pending",
+            "Registrations waiting to be moved to the gatekeeper in control (paced by [survivable] reregister_per_second)",
+            &[(vec![], s.reregistrations_pending as f64)],
+        )?;
+        gauge(
+            &mut e,
             "h323proxy_gatekeeper_registrations",
             "Endpoints the proxy has registered at each gatekeeper",
             &bound,
@@ -196,6 +202,12 @@ impl Collector for ProxyCollector {
             "h323proxy_ras_forwarded",
             "Endpoint RAS requests forwarded to a gatekeeper",
             &[(vec![], s.stats.forwarded)],
+        )?;
+        counter(
+            &mut e,
+            "h323proxy_ras_retransmissions_absorbed",
+            "Endpoint retransmissions of a request still waiting for the gatekeeper's answer, not forwarded again",
+            &[(vec![], s.stats.retransmissions_absorbed)],
         )?;
         counter(
             &mut e,

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+use crate::h225::PROTOCOL_ID;
 use crate::h225::asn::h323_messages::{AdmissionRequest, AliasAddress, RegistrationRequest};
-use crate::h225::corpus::PROTOCOL_ID;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::value::{
     alias_json, alias_text, bmp_text, epid, gkid, guid, hex, ras_from_json, seq_num, set_seq_num,
@@ -190,6 +190,9 @@ pub struct RelayStats {
     pub local_answers: u64,
     /// Endpoint requests forwarded to a gatekeeper.
     pub forwarded: u64,
+    /// Endpoint retransmissions of a request still waiting for the
+    /// gatekeeper's answer, not forwarded again.
+    pub retransmissions_absorbed: u64,
     /// RRQs sent to gatekeepers (probes, refreshes, re-registrations).
     pub rrqs_to_gatekeepers: u64,
     /// Times control moved between gatekeepers or to survivable mode.
@@ -373,7 +376,10 @@ pub struct RasRelay {
     /// between two of the proxy's endpoints have a record.
     calls: HashMap<([u8; 16], String), CallRecord>,
     pending: HashMap<u16, (Pending, Instant)>,
-    /// Gatekeeper-initiated requests forwarded to endpoints: our seq → (gk, their seq).
+    /// Forwarded requests by (endpoint, its sequence number) → ours, to
+    /// recognise retransmissions; entries whose pending request is gone are
+    /// stale and pruned as the map grows.
+    forwarded: HashMap<(SocketAddr, u16), u16>,
     /// Gatekeeper requests forwarded to endpoints: our seq → (gatekeeper,
     /// its seq, the endpoint asked, when).
     ep_pending: HashMap<u16, (usize, u16, String, Instant)>,
@@ -431,6 +437,7 @@ impl RasRelay {
             regs: Registry::default(),
             calls: HashMap::new(),
             pending: HashMap::new(),
+            forwarded: HashMap::new(),
             ep_pending: HashMap::new(),
             next_seq: 0,
             rereg: VecDeque::new(),
@@ -1071,7 +1078,22 @@ impl RasRelay {
         match ras::encode(&m) {
             Ok(bytes) => {
                 let from = self.sent_from(&p);
+                let key = match &p {
+                    Pending::Forward {
+                        to, seq: theirs, ..
+                    } => Some((*to, *theirs)),
+                    _ => None,
+                };
                 self.pending.insert(seq, (p, self.now));
+                if let Some(key) = key {
+                    self.forwarded.insert(key, seq);
+                    if self.forwarded.len() > 2 * self.pending.len() + 1024 {
+                        let pending = &self.pending;
+                        self.forwarded.retain(|(to, theirs), ours| {
+                            matches!(pending.get(ours), Some((Pending::Forward { to: t, seq: s, .. }, _)) if t == to && s == theirs)
+                        });
+                    }
+                }
                 self.out.push_back(Transmit {
                     side: Side::Gatekeeper,
                     to: self.gks[gk].cfg.ras,
@@ -2019,6 +2041,15 @@ impl RasRelay {
     }
 
     fn forward(&mut self, gk: usize, from: SocketAddr, seq: u16, m: RasMessage, what: Forwarded) {
+        // A retransmission of a request still waiting at this gatekeeper is
+        // not sent again: the answer to the first reaches the endpoint under
+        // the same sequence number, and a gatekeeper slowed by load is not
+        // handed the same work once per endpoint retry (which would slow it
+        // further and bring more retries).
+        if self.waiting_forward(gk, from, seq).is_some() {
+            self.stats.retransmissions_absorbed += 1;
+            return;
+        }
         self.stats.forwarded += 1;
         self.send_msg_to_gk(
             gk,
@@ -2030,6 +2061,33 @@ impl RasRelay {
                 what,
             },
         );
+    }
+
+    /// Our sequence number of the request `seq` from `from` forwarded to
+    /// gatekeeper `gk`, not yet answered and recent enough that its answer
+    /// is still to be expected: within twice the gatekeeper's smoothed round
+    /// trip, at least 1 s. An older copy may have been lost, so the
+    /// retransmission goes out.
+    fn waiting_forward(&self, gk: usize, from: SocketAddr, seq: u16) -> Option<u16> {
+        let ours = *self.forwarded.get(&(from, seq))?;
+        let hold = (self.gks[gk].hb.srtt().unwrap_or_default() * 2)
+            .max(Duration::from_secs(1))
+            .min(PENDING_LIFETIME);
+        match self.pending.get(&ours) {
+            Some((
+                Pending::Forward {
+                    gk: g, to, seq: s, ..
+                },
+                at,
+            )) if *g == gk
+                && *to == from
+                && *s == seq
+                && self.now.saturating_duration_since(*at) < hold =>
+            {
+                Some(ours)
+            }
+            _ => None,
+        }
     }
 
     fn endpoint_rrq(

@@ -491,6 +491,41 @@ fn gatekeeper_disengage_reaches_the_endpoint_under_its_own_id() {
 }
 
 #[test]
+fn retransmissions_of_a_waiting_request_are_not_forwarded_again() {
+    let (mut r, mut gks, mut t, _) = registered();
+    let forwarded = |r: &RasRelay| r.stats().forwarded;
+    let before = forwarded(&r);
+    // The gatekeeper loses the first copy.
+    gks[0].drop_full_rrqs = 1;
+    r.handle_endpoint(t, addr(EP2), &rrq(7, "bob", "1002", EP2));
+    assert!(pump(&mut r, t, &mut gks).is_empty());
+    // Retransmissions while its answer is still to be expected (1 s here:
+    // this gatekeeper answers at once) are absorbed.
+    for _ in 0..3 {
+        t += 100 * MS;
+        r.handle_endpoint(t, addr(EP2), &rrq(7, "bob", "1002", EP2));
+        assert!(pump(&mut r, t, &mut gks).is_empty());
+    }
+    assert_eq!(forwarded(&r) - before, 1);
+    assert_eq!(r.stats().retransmissions_absorbed, 3);
+    // Past that the first copy may be lost: the next one goes out.
+    t += 1_500 * MS;
+    r.handle_endpoint(t, addr(EP2), &rrq(7, "bob", "1002", EP2));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+    assert_eq!(forwarded(&r) - before, 2);
+    // A new request (new sequence number) is never held back.
+    r.handle_endpoint(t, addr(EP2), &rrq(8, "bob", "1002", EP2));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+    assert_eq!(forwarded(&r) - before, 3);
+}
+
+#[test]
 fn lost_reregistrations_are_sent_again() {
     let (mut r, mut gks, mut t, _) = registered();
     r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));

@@ -1,6 +1,6 @@
 //! Root tests of the control plane in the namespace lab: real gatekeeper,
 //! endpoint and proxy processes, killed with SIGKILL, links cut with
-//! `ip link set down`. Endpoints have the claim-7 behaviour (they tear
+//! `ip link set down`. Endpoints drop calls on silence (they tear
 //! calls down when their keepalives go unanswered).
 
 use std::process::Stdio;
@@ -76,7 +76,7 @@ fn endpoints_with(
         "200",
         "--status-enquiry-ms",
         "1000",
-        "--claim7",
+        "--drop-calls-on-silence",
         "--report-ms",
         "250",
     ]);
@@ -104,9 +104,9 @@ fn get(line: &str, key: &str) -> u64 {
 }
 
 #[test]
-fn control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy() {
+fn control_silence_droppers_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy() {
     if !privileged(
-        "control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy",
+        "control_silence_droppers_lose_their_calls_when_the_gatekeeper_dies_without_the_proxy",
     ) {
         return;
     }
@@ -118,7 +118,7 @@ fn control_claim7_endpoints_lose_their_calls_when_the_gatekeeper_dies_without_th
     });
     gk1.kill9();
     let after = wait_status(&eps, 10, |l| get(l, "calls_active") == 0);
-    // Every call was torn down by claim 7 on at least one side (the other
+    // Every call was torn down on silence on at least one side (the other
     // side may see the RELEASE COMPLETE before its own keepalives fail).
     assert!(get(&after, "calls_dropped") >= 2, "{after}");
     assert_eq!(
@@ -271,14 +271,21 @@ fn partition_and_flapping_drop_no_call_and_bound_the_rrqs() {
         .count() as u64;
     // Full RRQs: each control move re-registers the 4 endpoints once, the
     // proxy registers itself once per gatekeeper restart of its own view.
-    let full = |g: &LabProc| {
+    let full = |g: &LabProc, key: &str| {
         let mut g_last = g.last("gk registrations").unwrap_or_default();
         if g_last.is_empty() {
-            g_last = "full_rrqs=0".into();
+            g_last = "full_rrqs=0 not_from_ras=0".into();
         }
-        get(&g_last, "full_rrqs")
+        get(&g_last, key)
     };
-    let total = full(&gk1) + full(&gk2);
+    let total = full(&gk1, "full_rrqs") + full(&gk2, "full_rrqs");
+    // Each endpoint's RRQs leave from the rasAddress they register (its
+    // own gatekeeper-side address), as GnuGk requires.
+    assert_eq!(
+        full(&gk1, "not_from_ras") + full(&gk2, "not_from_ras"),
+        0,
+        "RRQs sent from another address than their rasAddress"
+    );
     let bound = (moves + 1) * 4 + 2 * (10 + 1);
     eprintln!("control moves {moves}, full RRQs {total}, bound {bound}");
     assert!(moves >= 2, "the partitions were noticed ({moves} moves)");

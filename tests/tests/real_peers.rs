@@ -80,7 +80,7 @@ fn lab_endpoints(lab: &Lab, count: usize, pairs: usize) -> LabProc {
         .args(["--ip", &EP.to_string(), "--count", &count.to_string()])
         .args(["--pairs", &pairs.to_string(), "--ttl", "60"])
         .args(["--keepalive-ms", "1000", "--status-enquiry-ms", "2000"])
-        .args(["--claim7", "--report-ms", "500"]);
+        .args(["--drop-calls-on-silence", "--report-ms", "500"]);
     c.stderr(Stdio::inherit());
     LabProc::spawn("endpoints", c).unwrap()
 }

@@ -128,9 +128,9 @@ enum Cmd {
         /// Keepalive (lightweight RRQ) interval, milliseconds.
         #[arg(long, default_value_t = 1000)]
         keepalive_ms: u64,
-        /// Tear calls down when keepalives go unanswered (patent claim 7).
+        /// Tear calls down when keepalives go unanswered (as many real phones do).
         #[arg(long)]
-        claim7: bool,
+        drop_calls_on_silence: bool,
         /// STATUS ENQUIRY interval on each call, milliseconds.
         #[arg(long, default_value_t = 2000)]
         status_enquiry_ms: u64,
@@ -175,6 +175,17 @@ enum Cmd {
         /// takes long: GnuGk's table scans grow with it).
         #[arg(long, default_value_t = 0)]
         gnugk_scale: usize,
+        /// Endpoints registered through one proxy at the lab gatekeepers in
+        /// the scale run, then all moved to the backup (0 skips it).
+        #[arg(long, default_value_t = 0)]
+        scale: usize,
+        /// Endpoints per gatekeeper-side address in the scale runs (each
+        /// address gets this many ports from 2000; at most 30,000).
+        #[arg(long, default_value_t = 25_000)]
+        scale_per_address: usize,
+        /// Only the scale runs (`--scale`, `--gnugk-scale`).
+        #[arg(long)]
+        scale_only: bool,
         /// Heartbeat of the proxy in the GnuGk benchmark, "INTERVAL_MSxMULTIPLIER".
         #[arg(long, default_value = "40x3")]
         gnugk_heartbeat: String,
@@ -182,7 +193,8 @@ enum Cmd {
         /// jittery links (virtual time, no root needed).
         #[arg(long)]
         heartbeat_only: bool,
-        /// Simulated hours per link setting in the heartbeat benchmark.
+        /// Simulated hours per link setting in the heartbeat benchmark (0
+        /// skips it).
         #[arg(long, default_value_t = 24)]
         sim_hours: u64,
         /// Seconds each impaired-link setting is held against a real GnuGk
@@ -234,6 +246,9 @@ fn main() -> Result<()> {
             gnugk_endpoints,
             gnugk_runs,
             gnugk_scale,
+            scale,
+            scale_per_address,
+            scale_only,
             gnugk_heartbeat,
             heartbeat_only,
             sim_hours,
@@ -245,7 +260,9 @@ fn main() -> Result<()> {
                 load_proxies.into_iter().filter(|&n| n > 0).collect(),
                 load_secs,
             );
-            heartbeat_sim_bench(sim_hours);
+            if sim_hours > 0 {
+                heartbeat_sim_bench(sim_hours);
+            }
             if heartbeat_only {
                 return Ok(());
             }
@@ -253,10 +270,33 @@ fn main() -> Result<()> {
                 .split_once('x')
                 .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                 .context("--gnugk-heartbeat: INTERVAL_MSxMULTIPLIER, e.g. 200x5")?;
+            if scale_only {
+                let bins = bench_bins()?;
+                let mut failed = false;
+                if scale > 0
+                    && let Err(e) = lab_scale_bench(&bins, scale, scale_per_address)
+                {
+                    eprintln!("scale run at the lab gatekeepers failed: {e:#}");
+                    failed = true;
+                }
+                if gnugk_scale > 0 {
+                    let peers =
+                        proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+                    if let Err(e) = gnugk_scale_bench(&bins, &peers, gnugk_scale, scale_per_address)
+                    {
+                        eprintln!("GnuGk scale run failed: {e:#}");
+                        failed = true;
+                    }
+                }
+                keep_or_remove(&bins.dir);
+                anyhow::ensure!(!failed, "a scale run failed");
+                return Ok(());
+            }
             let gnugk = GnuGkBench {
                 runs: gnugk_runs,
                 endpoints: gnugk_endpoints,
                 scale: gnugk_scale,
+                per_address: scale_per_address,
                 hb,
                 lossy_secs,
                 load,
@@ -264,13 +304,30 @@ fn main() -> Result<()> {
             if gnugk_only {
                 return gnugk_bench(&gnugk);
             }
-            if !fastpath_only && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some() {
-                gnugk_bench(&gnugk)?;
+            // Every part runs even when one before it failed; the exit
+            // status says whether all of them worked.
+            let mut failed = Vec::new();
+            if !fastpath_only
+                && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some()
+                && let Err(e) = gnugk_bench(&gnugk)
+            {
+                eprintln!("{e:#}");
+                failed.push("GnuGk");
             }
-            if !fastpath_only {
-                bench(runs, endpoints, mass)?;
+            if !fastpath_only && let Err(e) = bench(runs, endpoints, mass) {
+                eprintln!("control-plane benchmark failed: {e:#}");
+                failed.push("control plane");
             }
-            fastpath_bench()
+            if let Err(e) = fastpath_bench() {
+                eprintln!("{e:#}");
+                failed.push("fast path");
+            }
+            anyhow::ensure!(
+                failed.is_empty(),
+                "benchmark parts failed: {}",
+                failed.join(", ")
+            );
+            Ok(())
         }
         Cmd::Gatekeeper {
             ras,
@@ -297,7 +354,7 @@ fn main() -> Result<()> {
             base_port,
             ttl,
             keepalive_ms,
-            claim7,
+            drop_calls_on_silence,
             status_enquiry_ms,
             pairs,
             report_ms,
@@ -312,7 +369,7 @@ fn main() -> Result<()> {
                     base_port,
                     ttl,
                     keepalive: Duration::from_millis(keepalive_ms),
-                    claim7,
+                    drop_calls_on_silence,
                     status_enquiry: Duration::from_millis(status_enquiry_ms),
                     pairs,
                     report: Duration::from_millis(report_ms),
@@ -366,10 +423,19 @@ fn fastpath_bench() -> Result<()> {
     bench_nofile();
     const REPEAT: u32 = 100_000;
     println!("fast path: BPF_PROG_TEST_RUN, {REPEAT} runs per figure");
-    let runs: Vec<_> = [1_000u32, 100_000, 1_000_000]
-        .into_iter()
-        .map(|n| fastbench::test_run(n, REPEAT))
-        .collect::<Result<_, _>>()?;
+    // Each part reports its own failure and the others still run: the
+    // per-keepalive figures need no live frames, the veth lab does.
+    let mut failed = Vec::new();
+    let mut runs = Vec::new();
+    for n in [1_000u32, 100_000, 1_000_000] {
+        match fastbench::test_run(n, REPEAT) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                eprintln!("fast path: BPF_PROG_TEST_RUN with {n} endpoints failed: {e:#}");
+                failed.push("BPF_PROG_TEST_RUN");
+            }
+        }
+    }
     let dir = std::env::temp_dir().join(format!("h323-fastbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let proxy = std::env::current_exe()?
@@ -379,7 +445,14 @@ fn fastpath_bench() -> Result<()> {
     println!(
         "fast path: veth lab, one endpoint's keepalive from an in-kernel generator (CPU 0), daemon on CPU 1, 3 s each way"
     );
-    let tp = fastbench::throughput(&proxy, &dir, 3)?;
+    let tp = match fastbench::throughput(&proxy, &dir, 3) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("fast path: veth lab throughput failed: {e:#}");
+            failed.push("veth lab throughput");
+            None
+        }
+    };
     let _ = std::fs::remove_dir_all(&dir);
     println!("fast path: control-plane memory with 100,000 registrations");
     let daemon = fastbench::daemon_bytes_per_endpoint(100_000);
@@ -410,12 +483,14 @@ fn fastpath_bench() -> Result<()> {
             r.classify_ns / r.plain_pass_ns.max(1.0)
         );
     }
-    println!(
-        "| keepalive answers/s, veth lab, offload on | {:.0} | offload off (tokio path): {:.0} | {:.1}x | >= 10x |",
-        tp.offload_per_sec,
-        tp.userspace_per_sec,
-        tp.offload_per_sec / tp.userspace_per_sec.max(1.0)
-    );
+    if let Some(tp) = &tp {
+        println!(
+            "| keepalive answers/s, veth lab, offload on | {:.0} | offload off (tokio path): {:.0} | {:.1}x | >= 10x |",
+            tp.offload_per_sec,
+            tp.userspace_per_sec,
+            tp.offload_per_sec / tp.userspace_per_sec.max(1.0)
+        );
+    }
     for r in runs.iter().filter(|r| r.endpoints >= 100_000) {
         println!(
             "| kernel bytes per learned endpoint (map memlock), {} endpoints | {:.0} | empty map: {} bytes | - | <= 256 |",
@@ -436,6 +511,9 @@ fn fastpath_bench() -> Result<()> {
     println!(
         "| daemon heap per registered endpoint, 100,000 endpoints | {daemon:.0} bytes | - | - | - |"
     );
+    if !failed.is_empty() {
+        bail!("fast-path benchmark parts failed: {}", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -536,6 +614,7 @@ struct GnuGkBench {
     runs: usize,
     endpoints: usize,
     scale: usize,
+    per_address: usize,
     hb: (u64, u32),
     lossy_secs: u64,
     load: (Vec<usize>, u64),
@@ -548,7 +627,7 @@ fn gnugk_bench(g: &GnuGkBench) -> Result<()> {
     let peers = proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
     let mut failed = Vec::new();
     if g.scale > 0
-        && let Err(e) = gnugk_scale_bench(&bins, &peers, g.scale)
+        && let Err(e) = gnugk_scale_bench(&bins, &peers, g.scale, g.per_address)
     {
         eprintln!("GnuGk scale run failed: {e:#}");
         failed.push("scale");
@@ -584,11 +663,12 @@ fn gnugk_scale_bench(
     bins: &proxy_user::lab::bench::Bins,
     peers: &std::path::Path,
     n: usize,
+    per_address: usize,
 ) -> Result<()> {
     println!(
         "GnuGk scale: {n} endpoints registered through one proxy at GnuGk (routed mode, TimeToLive 3600), 16 RRQs in flight, against the same number registering directly at a second GnuGk"
     );
-    let r = proxy_user::lab::bench::gnugk_scale(bins, peers, n, 16)?;
+    let r = proxy_user::lab::bench::gnugk_scale(bins, peers, n, per_address, 16)?;
     let per = r.proxy_rss.1.saturating_sub(r.proxy_rss.0) as f64 / r.confirmed.max(1) as f64;
     println!();
     println!("| measurement | through the proxy | baseline: directly at GnuGk | ratio |");
@@ -611,6 +691,54 @@ fn gnugk_scale_bench(
         r.proxy_rss.1 as f64 / 1048576.0
     );
     println!("| control moves while registering | {} | - | - |", r.moves);
+    println!();
+    Ok(())
+}
+
+/// Many endpoints through one proxy at the lab gatekeepers, and their move
+/// to the backup.
+fn lab_scale_bench(
+    bins: &proxy_user::lab::bench::Bins,
+    n: usize,
+    per_address: usize,
+) -> Result<()> {
+    println!(
+        "scale: {n} endpoints registered through one proxy at the lab gatekeeper (512 RRQs in flight), then the primary SIGKILLed and all moved to the backup at the default pace (1000/s)"
+    );
+    let r = proxy_user::lab::bench::lab_scale(bins, n, per_address)?;
+    let per = r.proxy_rss.1.saturating_sub(r.proxy_rss.0) as f64 / r.confirmed.max(1) as f64;
+    let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    println!();
+    println!("| measurement | through the proxy | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} endpoints from {} source addresses, `[gatekeeper_side]` {}: registered | {} | - | - |",
+        n, r.sources, r.ranges, r.confirmed
+    );
+    println!(
+        "| distinct call signalling addresses at the primary / RRQs not sent from their rasAddress | {} / {} | - | - |",
+        r.primary_addrs.0, r.primary_addrs.1
+    );
+    println!(
+        "| first RRQ -> all registered at the primary | {} | - | - |",
+        s(r.registered_in)
+    );
+    println!(
+        "| primary SIGKILL -> all registered at the backup | {} | pace bound {n} / 1000/s = {:.1} s; {n} registering directly at the backup: {} | {:.2} (of the pace bound) |",
+        s(r.moved_in),
+        n as f64 / 1000.0,
+        s(r.direct),
+        r.moved_in.as_secs_f64() / (n as f64 / 1000.0)
+    );
+    println!(
+        "| distinct call signalling addresses at the backup / RRQs not sent from their rasAddress | {} / {} | - | - |",
+        r.backup_addrs.0, r.backup_addrs.1
+    );
+    println!(
+        "| proxy resident memory | {:.1} MiB -> {:.1} MiB ({per:.0} bytes per endpoint) | - | - |",
+        r.proxy_rss.0 as f64 / 1048576.0,
+        r.proxy_rss.1 as f64 / 1048576.0
+    );
     println!();
     Ok(())
 }
@@ -887,7 +1015,7 @@ fn demo(hold: u64, which: DemoGatekeeper) -> Result<()> {
         println!("    proxy registered itself at both gatekeepers; primary in control");
 
         step(
-            "12 endpoints register through the proxy (claim-7 endpoints: they drop calls when keepalives go unanswered)",
+            "12 endpoints register through the proxy (endpoints that drop calls when keepalives go unanswered)",
         );
         let mut ec = lab.ep.command(&lab_bin)?;
         ec.args([
@@ -904,7 +1032,7 @@ fn demo(hold: u64, which: DemoGatekeeper) -> Result<()> {
             "200",
             "--status-enquiry-ms",
             "1000",
-            "--claim7",
+            "--drop-calls-on-silence",
             "--report-ms",
             "200",
         ]);

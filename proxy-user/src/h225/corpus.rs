@@ -13,8 +13,7 @@ use super::ras::RasMessage;
 use super::uuie::H323UserInformation;
 use crate::q931::{self, CallRef, Cause, Ie, Message, PartyNumber, ie, msg};
 
-/// H.225.0 version 7 protocol identifier.
-pub const PROTOCOL_ID: &str = "0.0.8.2250.0.7";
+use super::PROTOCOL_ID;
 /// Endpoint identifier used throughout the corpus.
 pub const ENDPOINT_ID: &str = "EP-0001";
 /// Call identifier GUID (hex) used in the call signalling messages.

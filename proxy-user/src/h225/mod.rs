@@ -10,6 +10,10 @@
 //! `vendor/rasn/PATCH.md`), so decode then encode gives the same bytes.
 
 pub mod asn;
+
+/// The H.225.0 protocol identifier the proxy speaks (version 7), in the
+/// value notation the codec's builders take.
+pub const PROTOCOL_ID: &str = "0.0.8.2250.0.7";
 pub mod corpus;
 pub mod h235;
 pub mod ras;

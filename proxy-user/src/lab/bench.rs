@@ -14,7 +14,7 @@ use serde_json::json;
 use super::netns::Netns;
 use super::process::{LabProc, metric, scrape};
 use super::topology::{self, EP, GK1, GK2, Lab, PX_EP};
-use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::PROTOCOL_ID;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::value::{ras_from_json, transport_json};
 
@@ -56,8 +56,23 @@ fn until(
 }
 
 fn gk(bins: &Bins, ns: &Netns, ip: std::net::Ipv4Addr, id: &str) -> Result<LabProc, BenchError> {
+    gk_ttl(bins, ns, ip, id, None)
+}
+
+/// As [`gk`], granting `ttl` seconds (the lab gatekeeper's default when
+/// `None`).
+fn gk_ttl(
+    bins: &Bins,
+    ns: &Netns,
+    ip: std::net::Ipv4Addr,
+    id: &str,
+    ttl: Option<u32>,
+) -> Result<LabProc, BenchError> {
     let mut c = ns.command(&bins.lab)?;
     c.args(["gatekeeper", "--ras", &format!("{ip}:1719"), "--id", id]);
+    if let Some(t) = ttl {
+        c.args(["--ttl", &t.to_string()]);
+    }
     c.stderr(std::process::Stdio::null());
     let p = LabProc::spawn(id, c)?;
     until("gatekeeper start", 10, || p.last("gk listening").is_some())?;
@@ -351,26 +366,19 @@ fn rss_of(pid: u32) -> u64 {
         * 1024
 }
 
-/// `endpoints` (up to 100,000 and more) registered through one proxy at
-/// GnuGk, each with its own gatekeeper-side address: the proxy's
-/// `[gatekeeper_side]` holds `ceil(endpoints / 25,000)` addresses on its
-/// gatekeeper link with ports 2000-26999, the endpoints come from as many
-/// addresses of the endpoint host. Both GnuGks run with `TimeToLive` 3600
-/// (the proxy refreshes every binding within it; a 60 s one would cost
-/// GnuGk 1,700 lightweight RRQs a second at this size). Baseline in the
-/// same run: as many endpoints registering directly at the second GnuGk.
-pub fn gnugk_scale(
-    bins: &Bins,
-    peers: &std::path::Path,
-    endpoints: usize,
-    in_flight: usize,
-) -> Result<ScaleRun, BenchError> {
-    use super::peers::{GnuGk, Routing};
-    const PER_ADDR: usize = 25_000;
-    let addrs = endpoints.div_ceil(PER_ADDR).max(1);
-    let lab = Lab::create()?;
-    // Gatekeeper-side addresses 198.18.2.2.. on the proxy's primary link;
-    // endpoint sources 198.18.1.2.. on the endpoint host.
+/// Spread `n` endpoints over `ceil(n / per_addr)` addresses: as many
+/// gatekeeper-side addresses 198.18.2.2.. on the proxy's primary link (the
+/// `[gatekeeper_side]` section returned, ports from 2000) and endpoint
+/// source addresses 198.18.1.2.. on the endpoint host.
+fn spread(
+    lab: &Lab,
+    n: usize,
+    per_addr: usize,
+) -> Result<(Vec<std::net::Ipv4Addr>, String), BenchError> {
+    let per_addr = per_addr.clamp(1, 30_000);
+    let addrs = n
+        .div_ceil(per_addr)
+        .clamp(1, proxy_common::GK_SIDE_MAX_ADDRS);
     let gk_side: Vec<std::net::Ipv4Addr> = (0..addrs)
         .map(|i| std::net::Ipv4Addr::new(198, 18, 2, 2 + i as u8))
         .collect();
@@ -385,8 +393,6 @@ pub fn gnugk_scale(
         lab.ep
             .ip(&["addr", "add", &format!("{a}/24"), "dev", "ep0"])?;
     }
-    let gk1 = GnuGk::start_with_ttl(peers, &lab.gk1, GK1, "GK1", Routing::Routed, 3600)?;
-    let gk2 = GnuGk::start_with_ttl(peers, &lab.gk2, GK2, "GK2", Routing::Routed, 3600)?;
     let ranges = format!(
         "addresses = [{}]\nports = \"2000-{}\"",
         gk_side
@@ -394,17 +400,45 @@ pub fn gnugk_scale(
             .map(|a| format!("\"{a}\""))
             .collect::<Vec<_>>()
             .join(", "),
-        2000 + PER_ADDR - 1
+        2000 + per_addr - 1
     );
-    let cfg = bins.dir.join("proxy-scale.toml");
+    Ok((sources, ranges))
+}
+
+/// A proxy with the `[gatekeeper_side]` `ranges` (see [`spread`]),
+/// default heartbeat and re-registration pace.
+fn scale_proxy(bins: &Bins, lab: &Lab, ranges: &str, tag: &str) -> Result<LabProc, BenchError> {
+    let cfg = bins.dir.join(format!("proxy-{tag}.toml"));
     let text = topology::proxy_toml(&super::netns::unique_name("b"), 5000, None)
         .replace("stats_interval_secs = 1", "stats_interval_secs = 60")
         + &format!("[gatekeeper_side]\n{ranges}\n");
     std::fs::write(&cfg, text)?;
     let mut c = lab.px.command(&bins.proxy)?;
     c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
-    c.stderr(std::fs::File::create(bins.dir.join("proxy-scale.log"))?);
-    let px = LabProc::spawn("proxy", c)?;
+    c.stderr(std::fs::File::create(
+        bins.dir.join(format!("proxy-{tag}.log")),
+    )?);
+    Ok(LabProc::spawn("proxy", c)?)
+}
+
+/// `endpoints` registered through one proxy at GnuGk, each with its own
+/// gatekeeper-side address, `per_addr` per address (see [`spread`]). Both GnuGks run with `TimeToLive` 3600
+/// (the proxy refreshes every binding within it; a 60 s one would cost
+/// GnuGk 1,700 lightweight RRQs a second at this size). Baseline in the
+/// same run: as many endpoints registering directly at the second GnuGk.
+pub fn gnugk_scale(
+    bins: &Bins,
+    peers: &std::path::Path,
+    endpoints: usize,
+    per_addr: usize,
+    in_flight: usize,
+) -> Result<ScaleRun, BenchError> {
+    use super::peers::{GnuGk, Routing};
+    let lab = Lab::create()?;
+    let (sources, ranges) = spread(&lab, endpoints, per_addr)?;
+    let gk1 = GnuGk::start_with_ttl(peers, &lab.gk1, GK1, "GK1", Routing::Routed, 3600)?;
+    let gk2 = GnuGk::start_with_ttl(peers, &lab.gk2, GK2, "GK2", Routing::Routed, 3600)?;
+    let px = scale_proxy(bins, &lab, &ranges, "scale")?;
     until("proxy takes the primary", 20, || {
         m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
     })?;
@@ -456,6 +490,121 @@ pub fn gnugk_scale(
         proxy_rss: (rss0, rss1),
         moves,
         ranges: ranges.replace('\n', ", "),
+    })
+}
+
+/// What [`lab_scale`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct LabScaleRun {
+    /// Endpoints registered through the proxy (RCFs).
+    pub confirmed: usize,
+    /// Source addresses they came from, and the `[gatekeeper_side]`.
+    pub sources: usize,
+    /// See `sources`.
+    pub ranges: String,
+    /// First RRQ → the proxy holds them all at the primary.
+    pub registered_in: Duration,
+    /// Distinct call signalling addresses the primary saw, and full RRQs
+    /// not sent from the rasAddress they carry.
+    pub primary_addrs: (u64, u64),
+    /// Primary SIGKILL → every endpoint registered at the backup.
+    pub moved_in: Duration,
+    /// As `primary_addrs`, at the backup.
+    pub backup_addrs: (u64, u64),
+    /// Baseline: the same number registering directly at the backup.
+    pub direct: Duration,
+    /// Proxy resident memory before and after registering, bytes.
+    pub proxy_rss: (u64, u64),
+}
+
+fn gk_field(p: &LabProc, key: &str) -> u64 {
+    p.last("gk registrations=")
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `n` endpoints (100,000 and more) through one proxy at the lab
+/// gatekeepers, each with its own gatekeeper-side address (`per_addr` per
+/// address, see [`spread`]); then the primary is SIGKILLed and all of them
+/// move to the backup at the default pace (1,000 RRQs/s). The lab
+/// gatekeeper counts the distinct call signalling addresses it was given
+/// and the RRQs that did not come from their rasAddress. Baseline: the
+/// same number registering directly at the backup.
+pub fn lab_scale(bins: &Bins, n: usize, per_addr: usize) -> Result<LabScaleRun, BenchError> {
+    let lab = Lab::create()?;
+    let (sources, ranges) = spread(&lab, n, per_addr)?;
+    // A long timeToLive: the bench endpoints send no keepalives while
+    // 100,000 move at 1,000/s.
+    let mut gk1 = gk_ttl(bins, &lab.gk1, GK1, "GK-A", Some(3600))?;
+    let gk2 = gk_ttl(bins, &lab.gk2, GK2, "GK-B", Some(3600))?;
+    let px = scale_proxy(bins, &lab, &ranges, "labscale")?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let rss0 = rss_of(px.pid());
+    let t0 = Instant::now();
+    let (confirmed, _) = register_from(
+        &lab.ep,
+        &sources,
+        n,
+        20000,
+        SocketAddr::from((PX_EP, 1719)),
+        512,
+        3600,
+    )?;
+    let nf = confirmed as f64;
+    until("registrations at the primary", 60, || {
+        m(
+            &lab,
+            "h323proxy_gatekeeper_registrations{gatekeeper=\"primary\"}",
+        ) == Some(nf)
+    })?;
+    let registered_in = t0.elapsed();
+    let rss1 = rss_of(px.pid());
+    let primary_addrs = (
+        gk_field(&gk1, "signal_addrs"),
+        gk_field(&gk1, "not_from_ras"),
+    );
+    let t0 = Instant::now();
+    gk1.kill9();
+    until("every endpoint registered at the backup", 600, || {
+        m(
+            &lab,
+            "h323proxy_gatekeeper_registrations{gatekeeper=\"backup\"}",
+        ) == Some(nf)
+    })?;
+    let moved_in = t0.elapsed();
+    let backup_addrs = (
+        gk_field(&gk2, "signal_addrs"),
+        gk_field(&gk2, "not_from_ras"),
+    );
+    // Baseline: new endpoints (ports above the first set) straight to the
+    // backup.
+    let (ok, direct) = register_from(
+        &lab.ep,
+        &sources,
+        n,
+        20000,
+        SocketAddr::from((GK2, 1719)),
+        512,
+        3600,
+    )?;
+    if ok != n {
+        eprintln!("baseline: {ok} of {n} endpoints registered directly at the backup");
+    }
+    Ok(LabScaleRun {
+        confirmed,
+        sources: sources.len(),
+        ranges: ranges.replace('\n', ", "),
+        registered_in,
+        primary_addrs,
+        moved_in,
+        backup_addrs,
+        direct,
+        proxy_rss: (rss0, rss1),
     })
 }
 

@@ -5,7 +5,7 @@
 //! counts lost and out-of-order packets, and sends Q.931 STATUS ENQUIRY on
 //! its call.
 //!
-//! With `claim7` an endpoint behaves as claim 7 of the patent describes:
+//! With `drop_calls_on_silence` an endpoint behaves like many real phones:
 //! it tears its calls down when its keepalives go unanswered (it takes the
 //! gatekeeper for gone). Every endpoint ends a call when its signalling
 //! link drops.
@@ -27,9 +27,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::h225::PROTOCOL_ID;
 use crate::h225::asn::h323_messages::H323UUPDUH323MessageBody;
 use crate::h225::asn::multimedia_system_control::{OpenLogicalChannel, UnicastAddress};
-use crate::h225::corpus::PROTOCOL_ID;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::uuie::{self, H323UserInformation};
 use crate::h225::value::{bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json};
@@ -53,8 +53,8 @@ pub struct EpOptions {
     pub ttl: u32,
     /// Interval of lightweight RRQ keepalives.
     pub keepalive: Duration,
-    /// Tear calls down when keepalives go unanswered (claim 7).
-    pub claim7: bool,
+    /// Tear calls down when keepalives go unanswered.
+    pub drop_calls_on_silence: bool,
     /// Interval of Q.931 STATUS ENQUIRY on each call.
     pub status_enquiry: Duration,
     /// Endpoint 2k calls endpoint 2k+1 for k < pairs, once all registered.
@@ -271,8 +271,8 @@ impl Ep {
                     self.stats
                         .keepalives_unanswered
                         .fetch_add(1, Ordering::Relaxed);
-                    if self.opts.claim7 && consecutive >= 2 {
-                        // Claim 7: the gatekeeper is gone, so tear calls down.
+                    if self.opts.drop_calls_on_silence && consecutive >= 2 {
+                        // The gatekeeper looks gone, so tear calls down.
                         let _ = self.teardown.send(());
                     }
                 }

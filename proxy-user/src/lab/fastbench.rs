@@ -19,7 +19,7 @@ use crate::fastpath::{
     BENCH_FASTPATH_PROG, BENCH_PASS_PROG, BENCH_STAGE_PROGS, FastPath, KEEPALIVE_MAP, PASS_PROG,
     set_answering,
 };
-use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::PROTOCOL_ID;
 use crate::h225::ras;
 use crate::h225::value::{ras_from_json, transport_json};
 use crate::offload::{RcfTemplate, entry};

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 
-use crate::h225::corpus::PROTOCOL_ID;
+use crate::h225::PROTOCOL_ID;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::value::{
     alias_text, bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json,
@@ -79,6 +79,10 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
     let mut stdin_open = true;
     let mut last_status = String::new();
     let (mut full_rrqs, mut keepalive_rrqs) = (0u64, 0u64);
+    // Every call signalling address registered, and full RRQs that did not
+    // come from the rasAddress they carry (what GnuGk checks).
+    let mut signal_addrs: std::collections::HashSet<SocketAddr> = Default::default();
+    let mut not_from_ras = 0u64;
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
@@ -111,6 +115,10 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                             let aliases: Vec<String> = rrq.terminal_alias.iter().flatten().map(alias_text).collect();
                             // Same call signalling address and aliases: a re-registration.
                             let cs = rrq.call_signal_address.first().and_then(socket_addr);
+                            if rrq.ras_address.first().and_then(socket_addr) != Some(from) {
+                                not_from_ras += 1;
+                            }
+                            signal_addrs.extend(cs);
                             let key = format!("{aliases:?}/{cs:?}");
                             let id = by_key.entry(key).or_insert_with(|| { next += 1; format!("{}-{next}", o.id) }).clone();
                             if let Some(cs) = cs {
@@ -223,7 +231,10 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
         // Printed on change of registrations/calls (RRQ counts ride along).
         let key = format!("gk registrations={} calls={}", regs.len(), calls.len());
         if key != last_status {
-            println!("{key} full_rrqs={full_rrqs} keepalive_rrqs={keepalive_rrqs}");
+            println!(
+                "{key} full_rrqs={full_rrqs} keepalive_rrqs={keepalive_rrqs} signal_addrs={} not_from_ras={not_from_ras}",
+                signal_addrs.len()
+            );
             last_status = key;
         }
     }
