@@ -418,15 +418,15 @@ impl RasDriver {
             for t in out {
                 // UDP: an unreachable peer loses this datagram only; the
                 // protocols retransmit. A full buffer waits (backpressure).
-                let r = match t.side {
-                    Side::Endpoint => self.endpoint.send_to(&t.bytes, t.to).await,
-                    Side::Gatekeeper if t.from.is_some() => {
-                        send_from(t.from.unwrap_or(t.to), &t.bytes, t.to)
+                let r = match (t.side, t.from) {
+                    (Side::Endpoint, _) => self.endpoint.send_to(&t.bytes, t.to).await,
+                    (Side::Gatekeeper, Some(own)) => send_from(own, &t.bytes, t.to),
+                    (Side::Gatekeeper, None) => {
+                        match self.per_gk.iter().find(|(a, _)| *a == t.to) {
+                            Some((_, s)) => s.send(&t.bytes).await,
+                            None => self.gatekeeper.send_to(&t.bytes, t.to).await,
+                        }
                     }
-                    Side::Gatekeeper => match self.per_gk.iter().find(|(a, _)| *a == t.to) {
-                        Some((_, s)) => s.send(&t.bytes).await,
-                        None => self.gatekeeper.send_to(&t.bytes, t.to).await,
-                    },
                 };
                 if let Err(e) = r {
                     tracing::debug!(to = %t.to, error = %e, "RAS send failed");

@@ -1238,21 +1238,15 @@ mod names_tests {
 
     #[test]
     fn the_built_objects_define_every_shared_name() {
-        for n in [
-            RAS_CLASSIFY_MAP,
-            PACKETS_MAP,
-            KEEPALIVE_MAP,
-            LOCAL_ADDRS_MAP,
-            FP_CONFIG_MAP,
-            KA_REASONS_MAP,
-            GK_LIVENESS_MAP,
+        let others = [
             BENCH_FRAME_MAP,
             BENCH_SINK_MAP,
             RAS_CLASSIFY_PROG,
             FASTPATH_PROG,
             PASS_PROG,
             LIVENESS_PROG,
-        ] {
+        ];
+        for n in ALL_MAPS.into_iter().chain(others) {
             assert!(holds(BPF_OBJECT, n), "{n} is not in the proxy-ebpf object");
         }
         for n in [GK_SIDE_CONFIG_MAP, GK_SIDE_SOCKS_MAP, GK_SIDE_PROG] {

@@ -327,6 +327,14 @@ enum Pending {
 }
 
 impl Pending {
+    /// For a forwarded endpoint request: (endpoint, its sequence number).
+    fn forwarded_key(&self) -> Option<(SocketAddr, u16)> {
+        match self {
+            Pending::Forward { to, seq, .. } => Some((*to, *seq)),
+            _ => None,
+        }
+    }
+
     fn gatekeeper(&self) -> usize {
         match self {
             Pending::Probe { gk }
@@ -1078,19 +1086,14 @@ impl RasRelay {
         match ras::encode(&m) {
             Ok(bytes) => {
                 let from = self.sent_from(&p);
-                let key = match &p {
-                    Pending::Forward {
-                        to, seq: theirs, ..
-                    } => Some((*to, *theirs)),
-                    _ => None,
-                };
+                let key = p.forwarded_key();
                 self.pending.insert(seq, (p, self.now));
                 if let Some(key) = key {
                     self.forwarded.insert(key, seq);
                     if self.forwarded.len() > 2 * self.pending.len() + 1024 {
                         let pending = &self.pending;
-                        self.forwarded.retain(|(to, theirs), ours| {
-                            matches!(pending.get(ours), Some((Pending::Forward { to: t, seq: s, .. }, _)) if t == to && s == theirs)
+                        self.forwarded.retain(|key, ours| {
+                            pending.get(ours).and_then(|(p, _)| p.forwarded_key()) == Some(*key)
                         });
                     }
                 }
@@ -2073,21 +2076,11 @@ impl RasRelay {
         let hold = (self.gks[gk].hb.srtt().unwrap_or_default() * 2)
             .max(Duration::from_secs(1))
             .min(PENDING_LIFETIME);
-        match self.pending.get(&ours) {
-            Some((
-                Pending::Forward {
-                    gk: g, to, seq: s, ..
-                },
-                at,
-            )) if *g == gk
-                && *to == from
-                && *s == seq
-                && self.now.saturating_duration_since(*at) < hold =>
-            {
-                Some(ours)
-            }
-            _ => None,
-        }
+        let (p, at) = self.pending.get(&ours)?;
+        (p.gatekeeper() == gk
+            && p.forwarded_key() == Some((from, seq))
+            && self.now.saturating_duration_since(*at) < hold)
+            .then_some(ours)
     }
 
     fn endpoint_rrq(

@@ -421,6 +421,37 @@ fn scale_proxy(bins: &Bins, lab: &Lab, ranges: &str, tag: &str) -> Result<LabPro
     Ok(LabProc::spawn("proxy", c)?)
 }
 
+/// The common start of the scale runs: a proxy with `ranges` takes the
+/// primary, then `n` endpoints from `sources` register through it (asking
+/// for 3600 s). Returns the proxy, its resident memory before, when the
+/// registrations started and how many got an RCF.
+fn register_through_proxy(
+    bins: &Bins,
+    lab: &Lab,
+    ranges: &str,
+    tag: &str,
+    sources: &[std::net::Ipv4Addr],
+    n: usize,
+    in_flight: usize,
+) -> Result<(LabProc, u64, Instant, usize), BenchError> {
+    let px = scale_proxy(bins, lab, ranges, tag)?;
+    until("proxy takes the primary", 20, || {
+        m(lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let rss0 = rss_of(px.pid());
+    let t0 = Instant::now();
+    let (confirmed, _) = register_from(
+        &lab.ep,
+        sources,
+        n,
+        20000,
+        SocketAddr::from((PX_EP, 1719)),
+        in_flight,
+        3600,
+    )?;
+    Ok((px, rss0, t0, confirmed))
+}
+
 /// `endpoints` registered through one proxy at GnuGk, each with its own
 /// gatekeeper-side address, `per_addr` per address (see [`spread`]). Both GnuGks run with `TimeToLive` 3600
 /// (the proxy refreshes every binding within it; a 60 s one would cost
@@ -438,21 +469,8 @@ pub fn gnugk_scale(
     let (sources, ranges) = spread(&lab, endpoints, per_addr)?;
     let gk1 = GnuGk::start_with_ttl(peers, &lab.gk1, GK1, "GK1", Routing::Routed, 3600)?;
     let gk2 = GnuGk::start_with_ttl(peers, &lab.gk2, GK2, "GK2", Routing::Routed, 3600)?;
-    let px = scale_proxy(bins, &lab, &ranges, "scale")?;
-    until("proxy takes the primary", 20, || {
-        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
-    })?;
-    let rss0 = rss_of(px.pid());
-    let t0 = Instant::now();
-    let (confirmed, _) = register_from(
-        &lab.ep,
-        &sources,
-        endpoints,
-        20000,
-        SocketAddr::from((PX_EP, 1719)),
-        in_flight,
-        3600,
-    )?;
+    let (px, rss0, t0, confirmed) =
+        register_through_proxy(bins, &lab, &ranges, "scale", &sources, endpoints, in_flight)?;
     let all = confirmed + 1;
     // Bounded: the registrations are done; GnuGk only has to count them.
     until("GnuGk lists every endpoint of the proxy", 60, || {
@@ -540,21 +558,8 @@ pub fn lab_scale(bins: &Bins, n: usize, per_addr: usize) -> Result<LabScaleRun, 
     // 100,000 move at 1,000/s.
     let mut gk1 = gk_ttl(bins, &lab.gk1, GK1, "GK-A", Some(3600))?;
     let gk2 = gk_ttl(bins, &lab.gk2, GK2, "GK-B", Some(3600))?;
-    let px = scale_proxy(bins, &lab, &ranges, "labscale")?;
-    until("proxy takes the primary", 20, || {
-        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
-    })?;
-    let rss0 = rss_of(px.pid());
-    let t0 = Instant::now();
-    let (confirmed, _) = register_from(
-        &lab.ep,
-        &sources,
-        n,
-        20000,
-        SocketAddr::from((PX_EP, 1719)),
-        512,
-        3600,
-    )?;
+    let (px, rss0, t0, confirmed) =
+        register_through_proxy(bins, &lab, &ranges, "labscale", &sources, n, 512)?;
     let nf = confirmed as f64;
     until("registrations at the primary", 60, || {
         m(
