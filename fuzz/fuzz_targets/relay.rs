@@ -5,15 +5,16 @@
 //! Input: records of [op, len, payload(len)]. op % 5: 0/1 endpoint datagram
 //! (two endpoint addresses), 2 gatekeeper datagram (primary or backup by the
 //! op's high bit, sent to an endpoint's own address or the proxy's by bit
-//! 6), 3 advance time by payload[0] ms, 4 a call-signalling
-//! payload (SETUP first, then messages on alternating legs).
+//! 6), 3 advance time by payload[0] ms, 4 a call-signalling payload on
+//! alternating legs (the call routed by this relay, its callee leg
+//! connected or not by bit 7; bit 6 loses the leg instead).
 #![no_main]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use proxy_user::call::{Call, Leg};
+use proxy_user::call::{Call, CallConfig, CallEvent, Leg, LegLoss, LegSide};
 use proxy_user::gatekeeper::HeartbeatConfig;
 use proxy_user::identity::IdentityPool;
 use proxy_user::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
@@ -48,6 +49,14 @@ fn cfg() -> RelayConfig {
     }
 }
 
+fn call_cfg() -> CallConfig {
+    CallConfig {
+        endpoint_side: a("198.18.1.1:1720"),
+        gatekeeper_side: a("198.18.2.1:1720"),
+        setup_wait: Duration::from_secs(30),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut t = t0;
@@ -71,14 +80,40 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 t += Duration::from_millis(u64::from(payload.first().copied().unwrap_or(1)));
                 relay.handle_timeout(t);
+                if let Some(c) = &mut call {
+                    c.handle_timeout(t);
+                }
             }
-            _ => match &mut call {
-                None => call = Call::from_setup(payload).ok().map(|(c, _)| c),
-                Some(c) => {
-                    let _ = c.handle(leg, &Bytes::copy_from_slice(payload));
+            _ => {
+                let c = call.get_or_insert_with(|| {
+                    leg = Leg::Caller;
+                    Call::accept(t, call_cfg(), LegSide::Endpoint, None, None)
+                });
+                if op & 0x40 != 0 {
+                    c.handle_leg_lost(t, leg, LegLoss::Closed);
+                } else {
+                    c.handle_frame(t, leg, Bytes::copy_from_slice(payload));
+                }
+                // Serve its requests as the driver does.
+                while let Some(ev) = c.poll_event() {
+                    match ev {
+                        CallEvent::Route(q) => c.handle_route(t, relay.route(&q)),
+                        CallEvent::Connect { .. } if op & 0x80 == 0 => c.handle_connected(t),
+                        CallEvent::Connect { .. } => c.handle_connect_failed(t, "fuzz"),
+                        CallEvent::H245Listen { .. } => {
+                            c.handle_h245_listener(t, Ok(a("198.18.1.1:40000")))
+                        }
+                        _ => {}
+                    }
+                }
+                while c.poll_transmit().is_some() {}
+                if c.is_relaying() {
                     leg = leg.other();
                 }
-            },
+                if c.is_closed() {
+                    call = None;
+                }
+            }
         }
         while relay.poll_transmit().is_some() {}
         while relay.poll_event().is_some() {}

@@ -74,13 +74,26 @@ impl Registration {
     }
 }
 
-/// The table, indexed by local endpointIdentifier, by source address and by
-/// the gatekeeper-assigned identifier.
+/// The names an alias answers to: its text (`e164:1002`, `h323-ID:alice`)
+/// and its bare value (`1002`, `alice`).
+fn alias_keys(a: &AliasAddress) -> impl Iterator<Item = String> {
+    let t = alias_text(a);
+    let bare = t.split_once(':').map(|(_, v)| v.to_string());
+    std::iter::once(t).chain(bare)
+}
+
+/// The table, indexed by local endpointIdentifier, by source address, by
+/// the gatekeeper-assigned identifier, by alias and by E.164 number, so
+/// every lookup a request or a SETUP needs is a hash lookup.
 #[derive(Debug, Default)]
 pub struct Registry {
     by_id: HashMap<String, Registration>,
     by_source: HashMap<SocketAddr, String>,
     by_gk_id: HashMap<(usize, String), String>,
+    /// Alias text and bare value → endpoints answering to it, oldest first.
+    by_alias: HashMap<String, Vec<String>>,
+    /// E.164 digits → endpoints with that number, oldest first.
+    by_number: HashMap<String, Vec<String>>,
     /// Registrations bound per gatekeeper index.
     bound: HashMap<usize, usize>,
     /// Sources whose keepalives the kernel must stop answering.
@@ -110,8 +123,52 @@ impl Registry {
         }
     }
 
+    /// Every alias key and number `r` is found by (`true`: alias index).
+    fn names(r: &Registration) -> Vec<(bool, String)> {
+        let mut v: Vec<(bool, String)> = r
+            .aliases
+            .iter()
+            .flat_map(alias_keys)
+            .map(|k| (true, k))
+            .chain(r.numbers().map(|n| (false, n)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn index_names(&mut self, id: &str, names: Vec<(bool, String)>, add: bool) {
+        use std::collections::hash_map::Entry;
+        for (alias, key) in names {
+            let index = if alias {
+                &mut self.by_alias
+            } else {
+                &mut self.by_number
+            };
+            match index.entry(key) {
+                Entry::Occupied(mut e) => {
+                    e.get_mut().retain(|x| x != id);
+                    if add {
+                        e.get_mut().push(id.to_string());
+                    }
+                    if e.get().is_empty() {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) if add => {
+                    e.insert(vec![id.to_string()]);
+                }
+                Entry::Vacant(_) => {}
+            }
+        }
+    }
+
     /// Insert or replace a registration.
     pub fn insert(&mut self, r: Registration) {
+        if let Some(old) = self.by_id.get(&r.endpoint_id).map(Self::names) {
+            self.index_names(&r.endpoint_id, old, false);
+        }
+        self.index_names(&r.endpoint_id, Self::names(&r), true);
         if let Some(old) = self.by_id.get(&r.endpoint_id) {
             self.by_source.remove(&old.source);
             if old.offloaded.is_some() {
@@ -134,6 +191,7 @@ impl Registry {
     /// Remove by local identifier.
     pub fn remove(&mut self, id: &str) -> Option<Registration> {
         let r = self.by_id.remove(id)?;
+        self.index_names(id, Self::names(&r), false);
         self.by_source.remove(&r.source);
         if r.offloaded.is_some() {
             self.withdrawn.push(r.source);
@@ -172,9 +230,15 @@ impl Registry {
         self.by_id.get(self.by_gk_id.get(&(gk, id.to_string()))?)
     }
 
-    /// First registration answering to `alias`.
+    /// The oldest registration answering to `alias` (as `h323-ID:x`,
+    /// `e164:n` or the bare name/number).
     pub fn by_alias(&self, alias: &str) -> Option<&Registration> {
-        self.by_id.values().find(|r| r.answers_to(alias))
+        self.by_id.get(self.by_alias.get(alias)?.first()?)
+    }
+
+    /// The oldest registration with E.164 number `digits`.
+    pub fn by_number(&self, digits: &str) -> Option<&Registration> {
+        self.by_id.get(self.by_number.get(digits)?.first()?)
     }
 
     /// Set or clear the gatekeeper binding of `id`.

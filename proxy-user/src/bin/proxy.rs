@@ -224,7 +224,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
-    let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.relay())
+    let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.handle())
         .await
         .context("starting the call signalling relay")?;
     // Every endpoint's own gatekeeper-side address, served by these two
@@ -255,7 +255,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     };
     let calls = std::sync::Arc::new(calls);
     let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
-    let relay = ras.relay();
+    let ras_handle = ras.handle();
     let metrics_task = if cfg.metrics.enabled {
         let reg = proxy_user::metrics::registry(status_rx.clone(), calls.stats.clone());
         let addr = cfg.metrics.listen;
@@ -285,11 +285,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                 match Config::load(path.as_deref()) {
                     Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
                     Ok(new) => {
-                        let restart = {
-                            let mut r = proxy_user::driver::lock(&relay);
-                            let gk_ras = r.gatekeeper_ras();
-                            r.reconfigure(new.relay(gk_ras))
-                        };
+                        let restart = ras_handle.reconfigure(new.clone()).await.unwrap_or_default();
                         if new.fastpath != cfg.fastpath || new.instance != cfg.instance || new.metrics != cfg.metrics {
                             tracing::warn!("[fastpath], [metrics] and instance changes take effect at the next start");
                         }

@@ -218,6 +218,22 @@ pub fn set_seq_num(m: &mut RasMessage, seq: u16) -> Option<()> {
     each_ras_seq!(m, x => { x.request_seq_num.0 = seq; Some(()) })
 }
 
+/// The H.225.0 protocolIdentifier the proxy speaks (version 7, see
+/// [`super::PROTOCOL_ID`]).
+pub fn protocol_id() -> super::asn::h323_messages::ProtocolIdentifier {
+    const ARCS: &[u32] = &[0, 0, 8, 2250, 0, 7];
+    super::asn::h323_messages::ProtocolIdentifier(rasn::types::ObjectIdentifier::new_unchecked(
+        std::borrow::Cow::Borrowed(ARCS),
+    ))
+}
+
+/// A callIdentifier for a GUID.
+pub fn call_identifier(guid: &[u8; 16]) -> super::asn::h323_messages::CallIdentifier {
+    super::asn::h323_messages::CallIdentifier::new(super::asn::h323_messages::GloballyUniqueID(
+        rasn::types::FixedOctetString::new(*guid),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,7 +258,7 @@ async fn route_call(mut a: tokio::net::TcpStream, dir: Arc<Mutex<HashMap<String,
             Ok(_) => {}
         }
     };
-    let Ok((_, info)) = crate::call::Call::from_setup(&setup) else {
+    let Ok(info) = crate::call::setup_info(&setup) else {
         return;
     };
     let to = {

@@ -1,0 +1,769 @@
+//! One relayed call on the call signalling channel (H.225.0 / Q.931 over
+//! TPKT), as a sans-I/O state machine in the manner of quinn-proto's
+//! `Connection`: the driver feeds it frames, leg events, answers to its
+//! requests and time (`handle_*`), and sends what it asks for
+//! (`poll_transmit`, `poll_event`, `poll_timeout`). It owns no socket and
+//! reads no clock, so every decision below is unit-tested with made-up time.
+//!
+//! The proxy terminates both TCP legs. It answers keepalives on each leg
+//! itself (empty TPKT, STATUS ENQUIRY → STATUS with the call's real state),
+//! so a leg never depends on the other one, or on a gatekeeper, to stay up.
+//! Everything else is relayed: SETUP with its call signalling addresses
+//! rewritten to the proxy's, h245Address and a FACILITY's alternativeAddress
+//! pointed at the proxy, every other message byte-identical.
+//!
+//! The call is keyed by its callIdentifier, not by its legs: a
+//! gatekeeper-side leg may go while the endpoint's leg stays up, and the
+//! call then has the proxy as its [`Controller`].
+
+mod message;
+#[cfg(test)]
+mod tests;
+
+pub use message::{
+    SetupInfo, Signalling, h245_address, refuse, release_complete, setup_info, status,
+};
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::q931::{self, Message, call_state, msg};
+use crate::ras_relay::CallRoute;
+
+/// Errors decoding a call signalling message. None of them changes the call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The Q.931 message did not parse.
+    #[error("Q.931: {0}")]
+    Q931(#[from] q931::Q931Error),
+    /// The User-user IE did not decode.
+    #[error("H.225.0 UUIE: {0}")]
+    Uuie(#[from] crate::h225::PerError),
+    /// The first message on a new link was not SETUP.
+    #[error("first message on a call signalling link is {0}, not SETUP")]
+    NotSetup(&'static str),
+    /// A message without a User-user IE where one is needed.
+    #[error("no H.225.0 User-user IE")]
+    NoUuie,
+}
+
+/// Which leg a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    /// The side that sent SETUP.
+    Caller,
+    /// The side the proxy set the call up to.
+    Callee,
+}
+
+impl Leg {
+    /// The other leg.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::Caller => Leg::Callee,
+            Leg::Callee => Leg::Caller,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which side of the proxy a TCP leg is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegSide {
+    /// The endpoint LAN.
+    Endpoint,
+    /// Toward the gatekeepers.
+    Gatekeeper,
+}
+
+/// Call phase as the proxy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// SETUP relayed, nothing back yet.
+    Setup,
+    /// CALL PROCEEDING seen.
+    Proceeding,
+    /// ALERTING seen.
+    Alerting,
+    /// CONNECT seen.
+    Active,
+    /// RELEASE COMPLETE seen.
+    Released,
+}
+
+impl Phase {
+    /// Lower-case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Proceeding => "proceeding",
+            Phase::Alerting => "alerting",
+            Phase::Active => "active",
+            Phase::Released => "releasing",
+        }
+    }
+
+    /// Q.931 call state the proxy reports in STATUS (as the network side
+    /// toward the caller; the callee sees the same numbering, H.225.0 uses
+    /// the user-side values on both).
+    pub fn q931_state(self) -> u8 {
+        match self {
+            Phase::Setup => call_state::CALL_INITIATED,
+            Phase::Proceeding => call_state::OUTGOING_CALL_PROCEEDING,
+            Phase::Alerting => call_state::CALL_DELIVERED,
+            Phase::Active => call_state::ACTIVE,
+            Phase::Released => call_state::NULL,
+        }
+    }
+}
+
+/// Who controls a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Controller {
+    /// The gatekeeper of that name (it admitted or routed the call).
+    Gatekeeper(String),
+    /// The proxy itself: survivable mode, or a call kept up after its
+    /// gatekeeper-side leg was lost.
+    Proxy,
+}
+
+/// Q.850 causes the proxy puts in the RELEASE COMPLETEs it sends.
+pub mod cause {
+    /// No route to destination: no endpoint or gatekeeper route for the
+    /// SETUP's aliases.
+    pub const NO_ROUTE: u8 = 3;
+    /// Destination out of order: the callee's address did not accept.
+    pub const UNREACHABLE: u8 = 27;
+    /// Temporary failure: the other leg went away.
+    pub const TEMPORARY_FAILURE: u8 = 41;
+    /// Invalid information element contents: the first message did not
+    /// decode.
+    pub const INVALID_CONTENTS: u8 = 100;
+    /// Message not compatible with the call state: the first message was
+    /// not SETUP.
+    pub const WRONG_STATE: u8 = 101;
+}
+
+/// Addresses and limits of the call signalling relay.
+#[derive(Clone, Debug)]
+pub struct CallConfig {
+    /// The proxy's call signalling address on the endpoint LAN.
+    pub endpoint_side: SocketAddr,
+    /// The proxy's call signalling address toward the gatekeepers.
+    pub gatekeeper_side: SocketAddr,
+    /// How long a new link may stay without a SETUP (an idle link that
+    /// never starts a call would hold its resources forever).
+    pub setup_wait: Duration,
+}
+
+/// How long a new call-signalling link may stay without a SETUP, by default.
+pub const SETUP_WAIT: Duration = Duration::from_secs(30);
+
+/// What the call asks the RAS side to route a SETUP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteQuery {
+    /// callIdentifier of the SETUP.
+    pub call_id: Option<[u8; 16]>,
+    /// Its destinations as alias texts.
+    pub destinations: Vec<String>,
+    /// The SETUP came in on the gatekeeper side.
+    pub from_gatekeeper: bool,
+    /// The local address the caller's link was accepted on (an endpoint's
+    /// own gatekeeper-side address names the callee by itself).
+    pub accepted_on: Option<SocketAddr>,
+}
+
+/// The RAS side's answer to a [`RouteQuery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAnswer {
+    /// Where the call goes; `None`: nowhere.
+    pub route: Option<CallRoute>,
+    /// For a call placed by one of the proxy's endpoints: its own
+    /// gatekeeper-side call signalling address and the endpointIdentifier
+    /// the gatekeeper in control assigned it.
+    pub caller: Option<(SocketAddr, Option<String>)>,
+    /// The gatekeeper in control (`None`: survivable mode).
+    pub controller: Option<String>,
+}
+
+/// Why a leg ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LegLoss {
+    /// FIN from the peer.
+    Closed,
+    /// A socket error (RST, keepalive or retransmission timeout, ICMP).
+    Failed(String),
+    /// The byte stream is not TPKT.
+    BadFraming(String),
+}
+
+impl std::fmt::Display for LegLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LegLoss::Closed => f.write_str("closed"),
+            LegLoss::Failed(e) => write!(f, "{e}"),
+            LegLoss::BadFraming(e) => write!(f, "framing: {e}"),
+        }
+    }
+}
+
+/// Counters the driver keeps for every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A SETUP arrived.
+    Setup,
+    /// A message was relayed to the other leg.
+    Relayed,
+    /// A keepalive (empty TPKT, STATUS ENQUIRY) was answered or absorbed.
+    KeepaliveAnswered,
+    /// A malformed message was dropped, or a link closed for one.
+    Malformed,
+    /// A SETUP was refused for want of a route.
+    Unroutable,
+    /// A gatekeeper-side leg was lost and the endpoint's leg kept up.
+    KeptUp,
+}
+
+/// What the call asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEvent {
+    /// Route the SETUP; answer with [`Call::handle_route`].
+    Route(RouteQuery),
+    /// Open the callee leg; answer with [`Call::handle_connected`] or
+    /// [`Call::handle_connect_failed`].
+    Connect {
+        /// The callee's call signalling address.
+        to: SocketAddr,
+        /// The proxy's address to connect from.
+        local_ip: IpAddr,
+        /// Which side the leg is on.
+        side: LegSide,
+    },
+    /// Open an H.245 listener on the proxy's address of leg `listen_on`
+    /// that splices the first connection to `far_end`, reached from the
+    /// proxy's address of the other leg; answer with
+    /// [`Call::handle_h245_listener`]. The message that signalled it waits.
+    H245Listen {
+        /// The leg that receives the rewritten address.
+        listen_on: Leg,
+        /// The signalled h245Address.
+        far_end: SocketAddr,
+    },
+    /// A gatekeeper-side leg was lost from `peer`: a liveness hint for the
+    /// heartbeat (probe at once).
+    GatekeeperLegLost {
+        /// The lost leg's far end.
+        peer: IpAddr,
+    },
+    /// Count this.
+    Count(Counter),
+    /// The call is over: close both legs.
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// A link was accepted; waiting for its SETUP.
+    AwaitSetup,
+    /// SETUP received; waiting for the route.
+    Routing,
+    /// Route known; waiting for the callee leg to connect.
+    Connecting,
+    /// Both legs up (or one kept up): relaying.
+    Relaying,
+    /// Over.
+    Closed,
+}
+
+#[derive(Clone, Debug)]
+struct LegState {
+    side: LegSide,
+    open: bool,
+    peer: Option<SocketAddr>,
+    /// Something arrived on this leg.
+    heard: bool,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Call {
+    cfg: CallConfig,
+    state: State,
+    call_id: Option<[u8; 16]>,
+    crv: u16,
+    phase: Phase,
+    controller: Option<Controller>,
+    legs: [LegState; 2],
+    /// The proxy's address the caller's link reached.
+    accepted_on: Option<SocketAddr>,
+    /// The SETUP, decoded once, until it goes out on the callee leg.
+    setup: Option<Signalling>,
+    /// The SETUP's sourceCallSignalAddress and endpointIdentifier toward
+    /// the callee, from the route.
+    setup_as: Option<(SocketAddr, SocketAddr, Option<String>)>,
+    /// A message waiting for its H.245 listener, with the leg it goes to.
+    held: Option<(Leg, Signalling)>,
+    /// Frames that arrived while a message was held or the callee leg was
+    /// being opened, in order.
+    backlog: VecDeque<(Leg, Bytes)>,
+    deadline: Option<Instant>,
+    transmits: VecDeque<(Leg, Bytes)>,
+    events: VecDeque<CallEvent>,
+}
+
+impl Call {
+    /// A call signalling link from `peer` was accepted on the proxy's
+    /// address `local`, on `side`.
+    pub fn accept(
+        now: Instant,
+        cfg: CallConfig,
+        side: LegSide,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) -> Self {
+        let deadline = Some(now + cfg.setup_wait);
+        let leg = |side, peer| LegState {
+            side,
+            open: true,
+            peer,
+            heard: false,
+        };
+        Self {
+            cfg,
+            state: State::AwaitSetup,
+            call_id: None,
+            crv: 0,
+            phase: Phase::Setup,
+            controller: None,
+            // The callee leg is opened later; its side comes from the route.
+            legs: [leg(side, peer), {
+                let mut l = leg(LegSide::Endpoint, None);
+                l.open = false;
+                l
+            }],
+            accepted_on: local,
+            setup: None,
+            setup_as: None,
+            held: None,
+            backlog: VecDeque::new(),
+            deadline,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// callIdentifier, once the SETUP is in.
+    pub fn call_id(&self) -> Option<[u8; 16]> {
+        self.call_id
+    }
+
+    /// Call reference value (the same on both legs).
+    pub fn crv(&self) -> u16 {
+        self.crv
+    }
+
+    /// Phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Who controls the call (`None` until it is routed).
+    pub fn controller(&self) -> Option<&Controller> {
+        self.controller.as_ref()
+    }
+
+    /// The call has been relayed (both legs were up at some point) and is
+    /// not over.
+    pub fn is_relaying(&self) -> bool {
+        self.state == State::Relaying
+    }
+
+    /// The call is over.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether `leg` is open.
+    pub fn is_open(&self, leg: Leg) -> bool {
+        self.legs[leg.index()].open
+    }
+
+    /// The next message to send, and the leg it goes on.
+    pub fn poll_transmit(&mut self) -> Option<(Leg, Bytes)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next request or notice for the driver.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Call::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|d| now >= d) && self.state == State::AwaitSetup {
+            tracing::warn!(peer = ?self.legs[0].peer, "no SETUP within {:?}; closing the link", self.cfg.setup_wait);
+            self.count(Counter::Malformed);
+            self.close();
+        }
+    }
+
+    /// A TPKT payload arrived on `leg`.
+    pub fn handle_frame(&mut self, now: Instant, leg: Leg, payload: Bytes) {
+        let _ = now;
+        if self.state == State::Closed {
+            return;
+        }
+        self.legs[leg.index()].heard = true;
+        match self.state {
+            State::AwaitSetup if payload.is_empty() => {}
+            State::AwaitSetup => self.first_message(&payload),
+            State::Routing | State::Connecting => self.backlog.push_back((leg, payload)),
+            State::Relaying if self.held.is_some() => self.backlog.push_back((leg, payload)),
+            State::Relaying => self.relay(leg, payload),
+            State::Closed => {}
+        }
+    }
+
+    fn first_message(&mut self, payload: &Bytes) {
+        let refused = |e: &CallError| match e {
+            CallError::NotSetup(_) => cause::WRONG_STATE,
+            _ => cause::INVALID_CONTENTS,
+        };
+        let decoded = Message::decode(payload)
+            .map_err(CallError::from)
+            .and_then(|m| match m.message_type {
+                msg::SETUP => Signalling::from_message(m),
+                t => Err(CallError::NotSetup(msg::name(t))),
+            })
+            .and_then(|s| match s.setup_info() {
+                Some(info) => Ok((s, info)),
+                None => Err(CallError::NotSetup("a SETUP whose UUIE is not setup")),
+            });
+        let (setup, info) = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(peer = ?self.legs[0].peer, error = %e, "first message refused");
+                self.count(Counter::Malformed);
+                if let Some(rc) = refuse(payload, refused(&e)) {
+                    self.transmits.push_back((Leg::Caller, rc));
+                }
+                self.close();
+                return;
+            }
+        };
+        self.count(Counter::Setup);
+        self.call_id = info.call_id;
+        self.crv = setup.q931().call_ref.value;
+        self.deadline = None;
+        self.state = State::Routing;
+        self.setup = Some(setup);
+        let caller = &self.legs[Leg::Caller.index()];
+        self.events.push_back(CallEvent::Route(RouteQuery {
+            call_id: info.call_id,
+            destinations: info.destinations,
+            from_gatekeeper: caller.side == LegSide::Gatekeeper,
+            accepted_on: self.accepted_on,
+        }));
+    }
+
+    /// The RAS side answered the route query.
+    pub fn handle_route(&mut self, now: Instant, answer: RouteAnswer) {
+        let _ = now;
+        if self.state != State::Routing {
+            return;
+        }
+        self.controller = Some(match &answer.controller {
+            Some(gk) => Controller::Gatekeeper(gk.clone()),
+            None => Controller::Proxy,
+        });
+        let (to, side, local_ip) = match answer.route {
+            Some(CallRoute::Local {
+                call_signal,
+                endpoint_id,
+            }) => {
+                tracing::info!(%endpoint_id, to = %call_signal, "SETUP routed to a local endpoint");
+                (call_signal, LegSide::Endpoint, self.cfg.endpoint_side.ip())
+            }
+            Some(CallRoute::Remote(addr)) => {
+                tracing::info!(to = %addr, "SETUP routed to the gatekeeper side");
+                // From the caller's own gatekeeper-side address, so the far
+                // end sees the endpoint it registered.
+                let ip = answer
+                    .caller
+                    .as_ref()
+                    .map(|(cs, _)| cs.ip())
+                    .unwrap_or(self.cfg.gatekeeper_side.ip());
+                (addr, LegSide::Gatekeeper, ip)
+            }
+            None => {
+                tracing::warn!("no route: RELEASE COMPLETE cause {}", cause::NO_ROUTE);
+                self.count(Counter::Unroutable);
+                self.release(Leg::Caller, cause::NO_ROUTE);
+                self.close();
+                return;
+            }
+        };
+        // Toward a gatekeeper the SETUP names the caller as the gatekeeper
+        // knows it: its own address there and the endpointIdentifier it
+        // was assigned.
+        let (proxy_side, endpoint_id) = match (side, answer.caller) {
+            (LegSide::Gatekeeper, Some((cs, id))) => (cs, id),
+            _ => (
+                SocketAddr::new(local_ip, self.cfg.endpoint_side.port()),
+                None,
+            ),
+        };
+        self.setup_as = Some((proxy_side, to, endpoint_id));
+        self.legs[Leg::Callee.index()] = LegState {
+            side,
+            open: false,
+            peer: Some(to),
+            heard: false,
+        };
+        self.state = State::Connecting;
+        self.events
+            .push_back(CallEvent::Connect { to, local_ip, side });
+    }
+
+    /// The callee leg is connected: the SETUP goes out on it.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.state != State::Connecting {
+            return;
+        }
+        let (Some(mut setup), Some((proxy_side, to, endpoint_id))) =
+            (self.setup.take(), self.setup_as.take())
+        else {
+            return;
+        };
+        self.legs[Leg::Callee.index()].open = true;
+        setup.readdress_setup(proxy_side, to, endpoint_id.as_deref());
+        match setup.encode() {
+            Ok(bytes) => self.transmits.push_back((Leg::Callee, bytes)),
+            Err(e) => {
+                // Everything in it was decoded by the same codec: a bug.
+                tracing::warn!(error = %e, "SETUP could not be re-encoded");
+                self.close();
+                return;
+            }
+        }
+        self.state = State::Relaying;
+        self.drain_backlog(now);
+    }
+
+    /// The callee leg could not be opened.
+    pub fn handle_connect_failed(&mut self, now: Instant, why: &str) {
+        let _ = now;
+        if self.state != State::Connecting {
+            return;
+        }
+        tracing::warn!(
+            error = why,
+            "callee unreachable: RELEASE COMPLETE cause {}",
+            cause::UNREACHABLE
+        );
+        self.release(Leg::Caller, cause::UNREACHABLE);
+        self.close();
+    }
+
+    /// Sending on `leg` failed.
+    pub fn handle_send_failed(&mut self, now: Instant, leg: Leg) {
+        let _ = now;
+        if self.state == State::Closed {
+            return;
+        }
+        let l = &mut self.legs[leg.index()];
+        l.open = false;
+        // The SETUP never reached a callee that accepted the connection:
+        // that callee is as good as unreachable.
+        if leg == Leg::Callee && !l.heard && self.phase == Phase::Setup {
+            tracing::warn!(
+                "SETUP not delivered: RELEASE COMPLETE cause {}",
+                cause::UNREACHABLE
+            );
+            self.release(Leg::Caller, cause::UNREACHABLE);
+            self.close();
+        } else if !self.legs.iter().any(|l| l.open) {
+            self.close();
+        }
+    }
+
+    /// The H.245 listener for the held message is open at `mine` (or could
+    /// not be opened: the address is then left as it is).
+    pub fn handle_h245_listener(&mut self, now: Instant, mine: Result<SocketAddr, String>) {
+        let Some((to, mut m)) = self.held.take() else {
+            return;
+        };
+        match mine {
+            Ok(a) => m.set_h245_address(a),
+            Err(e) => tracing::warn!(error = %e, "no H.245 listener; address left as is"),
+        }
+        self.send_rewritten(to, m);
+        self.drain_backlog(now);
+    }
+
+    /// `leg` ended (EOF, error, bad framing).
+    pub fn handle_leg_lost(&mut self, now: Instant, leg: Leg, why: LegLoss) {
+        let _ = now;
+        if self.state == State::Closed {
+            return;
+        }
+        if matches!(why, LegLoss::BadFraming(_)) && self.state == State::AwaitSetup {
+            tracing::warn!(peer = ?self.legs[0].peer, error = %why, "call signalling framing");
+            self.count(Counter::Malformed);
+        }
+        let this = self.legs[leg.index()].clone();
+        self.legs[leg.index()].open = false;
+        if self.state != State::Relaying || self.phase == Phase::Released {
+            self.close();
+            return;
+        }
+        let other = &self.legs[leg.other().index()];
+        // The gatekeeper side of an established call went away (FIN, RST,
+        // keepalive or retransmission timeout, ICMP): keep the endpoint's
+        // call up. Only a RELEASE COMPLETE from the far end or a
+        // gatekeeper clears it; the proxy answers the endpoint's keepalives
+        // meanwhile and controls the call. A call not yet connected, or an
+        // endpoint's own leg, ends the call: keeping it would leave a
+        // zombie.
+        let keep = this.side == LegSide::Gatekeeper
+            && other.side == LegSide::Endpoint
+            && other.open
+            && self.phase == Phase::Active;
+        if keep {
+            tracing::warn!(?leg, peer = ?this.peer, %why, "gatekeeper-side leg lost; endpoint leg kept up");
+            self.count(Counter::KeptUp);
+            self.controller = Some(Controller::Proxy);
+            if let Some(p) = this.peer {
+                self.events
+                    .push_back(CallEvent::GatekeeperLegLost { peer: p.ip() });
+            }
+            return;
+        }
+        tracing::info!(?leg, %why, "leg closed; releasing the other leg");
+        if other.open {
+            self.release(leg.other(), cause::TEMPORARY_FAILURE);
+        }
+        self.close();
+    }
+
+    fn drain_backlog(&mut self, now: Instant) {
+        while self.held.is_none() && self.state == State::Relaying {
+            let Some((leg, f)) = self.backlog.pop_front() else {
+                return;
+            };
+            self.handle_frame(now, leg, f);
+        }
+    }
+
+    fn relay(&mut self, from: Leg, payload: Bytes) {
+        if payload.is_empty() {
+            // H.460.18 keepalive: each leg has its own.
+            self.count(Counter::KeepaliveAnswered);
+            return;
+        }
+        let m = match Message::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count(Counter::Malformed);
+                tracing::warn!(leg = ?from, error = %e, "malformed message dropped; call unchanged");
+                return;
+            }
+        };
+        match m.message_type {
+            msg::STATUS_ENQUIRY => {
+                self.count(Counter::KeepaliveAnswered);
+                let s = status(m.call_ref, self.phase.q931_state(), self.call_id.as_ref());
+                self.transmits.push_back((from, s));
+                return;
+            }
+            // A STATUS answers an enquiry of the far leg's peer, which the
+            // proxy answered itself: nothing to relay.
+            msg::STATUS => return,
+            msg::CALL_PROCEEDING if self.phase == Phase::Setup => self.phase = Phase::Proceeding,
+            msg::ALERTING if matches!(self.phase, Phase::Setup | Phase::Proceeding) => {
+                self.phase = Phase::Alerting
+            }
+            msg::CONNECT => self.phase = Phase::Active,
+            msg::RELEASE_COMPLETE => self.phase = Phase::Released,
+            _ => {}
+        }
+        let to = from.other();
+        self.count(Counter::Relayed);
+        // Only a message that signals an address of its own is re-encoded;
+        // everything else goes out byte-identical.
+        let m = match Signalling::from_message(m) {
+            Ok(s) if s.h245_address().is_some() || s.alternative_address().is_some() => s,
+            _ => {
+                self.send(to, payload);
+                return;
+            }
+        };
+        if let Some(far_end) = m.h245_address() {
+            // The receiver must reach H.245 through the proxy.
+            self.held = Some((to, m));
+            self.events.push_back(CallEvent::H245Listen {
+                listen_on: to,
+                far_end,
+            });
+            return;
+        }
+        self.send_rewritten(to, m);
+    }
+
+    /// Send `m` to `to` after pointing a FACILITY's alternativeAddress at
+    /// the proxy: the receiver comes back to the proxy, which routes its
+    /// new SETUP like any other, so the call cannot leave it.
+    fn send_rewritten(&mut self, to: Leg, mut m: Signalling) {
+        if let Some(alt) = m.alternative_address() {
+            let mine = match self.legs[to.index()].side {
+                LegSide::Endpoint => self.cfg.endpoint_side,
+                LegSide::Gatekeeper => self.cfg.gatekeeper_side,
+            };
+            m.set_alternative_address(mine);
+            tracing::info!(%alt, to = %mine, "FACILITY alternativeAddress rewritten to the proxy");
+        }
+        match m.encode() {
+            Ok(bytes) => self.send(to, bytes),
+            Err(e) => tracing::warn!(error = %e, "message could not be re-encoded; dropped"),
+        }
+    }
+
+    fn send(&mut self, to: Leg, bytes: Bytes) {
+        if self.legs[to.index()].open {
+            self.transmits.push_back((to, bytes));
+        }
+        if self.phase == Phase::Released {
+            tracing::info!("call released");
+            self.close();
+        }
+    }
+
+    /// Queue a RELEASE COMPLETE toward `to`.
+    fn release(&mut self, to: Leg, cause: u8) {
+        let rc = release_complete(self.crv, to == Leg::Caller, self.call_id.as_ref(), cause);
+        self.transmits.push_back((to, rc));
+    }
+
+    fn count(&mut self, c: Counter) {
+        self.events.push_back(CallEvent::Count(c));
+    }
+
+    fn close(&mut self) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.deadline = None;
+            self.events.push_back(CallEvent::Closed);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The call signalling driver: accepts TCP links on both sides, owns the
+//! two legs of each call and pumps its [`Call`] state machine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio_util::codec::{Decoder, Encoder};
+use tracing::Instrument;
+
+use super::{DriverError, RasHandle};
+use crate::call::{Call, CallConfig, CallEvent, Counter, Leg, LegLoss, LegSide, Phase};
+use crate::config::Config;
+use crate::tpkt::TpktCodec;
+
+/// Call signalling counters, shared by every call task.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// SETUPs received.
+    pub setups: AtomicU64,
+    /// Calls in setup (SETUP relayed, no answer yet).
+    pub in_setup: AtomicU64,
+    /// Calls proceeding.
+    pub proceeding: AtomicU64,
+    /// Calls alerting.
+    pub alerting: AtomicU64,
+    /// Calls currently connected (CONNECT seen, not released).
+    pub active: AtomicU64,
+    /// Calls releasing (a transient state while the legs close).
+    pub releasing: AtomicU64,
+    /// Calls whose gatekeeper-side leg dropped while the endpoint leg was
+    /// kept up.
+    pub kept_up: AtomicU64,
+    /// Messages relayed.
+    pub relayed: AtomicU64,
+    /// STATUS ENQUIRY and empty-TPKT keepalives answered by the proxy.
+    pub keepalives_answered: AtomicU64,
+    /// Links closed for a malformed first message or bad framing.
+    pub malformed: AtomicU64,
+    /// SETUPs refused for want of a route.
+    pub unroutable: AtomicU64,
+    /// Separate H.245 channels relayed.
+    pub h245_channels: AtomicU64,
+}
+
+impl CallStats {
+    /// Count what a call reported.
+    pub fn count(&self, c: Counter) {
+        let n = match c {
+            Counter::Setup => &self.setups,
+            Counter::Relayed => &self.relayed,
+            Counter::KeepaliveAnswered => &self.keepalives_answered,
+            Counter::Malformed => &self.malformed,
+            Counter::Unroutable => &self.unroutable,
+            Counter::KeptUp => &self.kept_up,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gauge counting calls in `p`.
+    pub fn gauge(&self, p: Phase) -> &AtomicU64 {
+        match p {
+            Phase::Setup => &self.in_setup,
+            Phase::Proceeding => &self.proceeding,
+            Phase::Alerting => &self.alerting,
+            Phase::Active => &self.active,
+            Phase::Released => &self.releasing,
+        }
+    }
+}
+
+/// One TCP leg of a call.
+struct LegIo {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl LegIo {
+    fn new(stream: TcpStream) -> Self {
+        set_keepalive(&stream);
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+        }
+    }
+
+    /// Next TPKT payload; `None` at EOF. Cancel-safe: a partly read frame
+    /// stays in `buf`.
+    async fn next(&mut self) -> Result<Option<Bytes>, LegLoss> {
+        loop {
+            match TpktCodec.decode(&mut self.buf) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => return Err(LegLoss::BadFraming(e.to_string())),
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(LegLoss::Failed(e.to_string())),
+            }
+        }
+    }
+
+    async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = BytesMut::with_capacity(payload.len() + 4);
+        TpktCodec
+            .encode(payload, &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        self.stream.write_all(&out).await
+    }
+}
+
+/// The next frame of a leg that may not exist yet.
+async fn next_frame(leg: &mut Option<LegIo>) -> Result<Option<Bytes>, LegLoss> {
+    match leg {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn slot(leg: Leg) -> usize {
+    match leg {
+        Leg::Caller => 0,
+        Leg::Callee => 1,
+    }
+}
+
+/// Short TCP keepalive on every signalling socket: Linux's 2 h default
+/// would hide a dead peer for hours.
+fn set_keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(3))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
+    let _ = s.set_nodelay(true);
+}
+
+/// The call signalling relay: listens on TCP `call_signal_port` on both
+/// sides and relays each call between two TCP legs it terminates.
+pub struct CallDriver {
+    ras: RasHandle,
+    cfg: CallConfig,
+    /// Counters.
+    pub stats: Arc<CallStats>,
+}
+
+impl CallDriver {
+    /// Bind both listeners.
+    pub async fn bind(
+        cfg: &Config,
+        ras: RasHandle,
+    ) -> Result<(Self, TcpListener, TcpListener), DriverError> {
+        let ep = SocketAddr::new(cfg.proxy.endpoint_address, cfg.proxy.call_signal_port);
+        let gk = SocketAddr::new(cfg.proxy.gatekeeper_address, cfg.proxy.call_signal_port);
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DriverError::Bind { what, addr, source })
+        };
+        let l_ep = bind("the endpoint-side call signalling listener", ep).await?;
+        let l_gk = bind("the gatekeeper-side call signalling listener", gk).await?;
+        tracing::info!(endpoint_side = %ep, gatekeeper_side = %gk, "call signalling relay listening");
+        Ok((
+            Self {
+                ras,
+                cfg: CallConfig {
+                    endpoint_side: ep,
+                    gatekeeper_side: gk,
+                    setup_wait: crate::call::SETUP_WAIT,
+                },
+                stats: Arc::default(),
+            },
+            l_ep,
+            l_gk,
+        ))
+    }
+
+    /// Accept calls until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        l_ep: TcpListener,
+        l_gk: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let (stream, peer, side) = tokio::select! {
+                r = l_ep.accept() => match r {
+                    Ok((s, p)) => (s, p, LegSide::Endpoint),
+                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
+                },
+                r = l_gk.accept() => match r {
+                    Ok((s, p)) => (s, p, LegSide::Gatekeeper),
+                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let me = self.clone();
+            let stop = shutdown.clone();
+            let span = tracing::info_span!(
+                "call",
+                %peer,
+                call_id = tracing::field::Empty,
+                crv = tracing::field::Empty
+            );
+            tokio::spawn(async move { me.serve(stream, side, stop).await }.instrument(span));
+        }
+    }
+
+    /// Pump one call: send what it produced, answer what it asks, feed it
+    /// frames, leg losses and time until it is over.
+    async fn serve(&self, stream: TcpStream, side: LegSide, mut shutdown: watch::Receiver<bool>) {
+        let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
+        let mut legs: [Option<LegIo>; 2] = [Some(LegIo::new(stream)), None];
+        let mut call = Call::accept(Instant::now(), self.cfg.clone(), side, peer, local);
+        let mut shown: Option<Phase> = None;
+        loop {
+            while let Some((leg, bytes)) = call.poll_transmit() {
+                let sent = match legs[slot(leg)].as_mut() {
+                    Some(io) => io.send(&bytes).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    call.handle_send_failed(Instant::now(), leg);
+                }
+            }
+            if let Some(ev) = call.poll_event() {
+                self.serve_event(&mut call, &mut legs, ev).await;
+                self.follow_phase(&call, &mut shown);
+                continue;
+            }
+            if call.is_closed() {
+                break;
+            }
+            let deadline = call.poll_timeout();
+            let [a, b] = &mut legs;
+            let (leg, frame) = tokio::select! {
+                f = next_frame(a), if call.is_open(Leg::Caller) => (Leg::Caller, f),
+                f = next_frame(b), if call.is_open(Leg::Callee) => (Leg::Callee, f),
+                _ = sleep_until(deadline) => {
+                    call.handle_timeout(Instant::now());
+                    continue;
+                }
+                _ = shutdown.changed() => break,
+            };
+            let now = Instant::now();
+            match frame {
+                Ok(Some(payload)) => call.handle_frame(now, leg, payload),
+                Ok(None) => call.handle_leg_lost(now, leg, LegLoss::Closed),
+                Err(e) => call.handle_leg_lost(now, leg, e),
+            }
+            if !call.is_open(leg) {
+                legs[slot(leg)] = None;
+            }
+            self.follow_phase(&call, &mut shown);
+        }
+        if let Some(p) = shown {
+            self.stats.gauge(p).fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn serve_event(&self, call: &mut Call, legs: &mut [Option<LegIo>; 2], ev: CallEvent) {
+        match ev {
+            CallEvent::Route(q) => {
+                let answer = self.ras.route(q).await;
+                call.handle_route(Instant::now(), answer);
+            }
+            CallEvent::Connect { to, local_ip, .. } => match connect(local_ip, to).await {
+                Ok(s) => {
+                    legs[slot(Leg::Callee)] = Some(LegIo::new(s));
+                    call.handle_connected(Instant::now());
+                }
+                Err(e) => call.handle_connect_failed(Instant::now(), &e.to_string()),
+            },
+            CallEvent::H245Listen { listen_on, far_end } => {
+                let mine = match (&legs[slot(listen_on.other())], &legs[slot(listen_on)]) {
+                    (Some(from), Some(to)) => self
+                        .h245_relay(from, to, far_end)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    _ => Err("a leg is gone".to_string()),
+                };
+                call.handle_h245_listener(Instant::now(), mine);
+            }
+            CallEvent::GatekeeperLegLost { peer } => self.ras.gatekeeper_leg_lost(peer).await,
+            CallEvent::Count(c) => {
+                if c == Counter::Setup {
+                    let id = call.call_id().map(|c| crate::h225::value::hex(&c));
+                    tracing::Span::current()
+                        .record("call_id", id.unwrap_or_default().as_str())
+                        .record("crv", call.crv());
+                }
+                self.stats.count(c);
+            }
+            CallEvent::Closed => {}
+        }
+    }
+
+    /// Keep the per-phase gauges in step with the call once it is relayed.
+    fn follow_phase(&self, call: &Call, shown: &mut Option<Phase>) {
+        if shown.is_none() && !call.is_relaying() {
+            return;
+        }
+        let now = call.phase();
+        if *shown == Some(now) {
+            return;
+        }
+        if let Some(before) = shown.replace(now) {
+            self.stats.gauge(before).fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(state = now.name(), controller = ?call.controller(), "call state");
+        }
+        self.stats.gauge(now).fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl CallDriver {
+    /// Open a listener on the receiving leg's side for an H.245 channel
+    /// whose far end listens at `orig` (on the sending leg's side), and
+    /// splice the first connection to it. Returns the listener's address.
+    async fn h245_relay(
+        &self,
+        from: &LegIo,
+        to: &LegIo,
+        orig: SocketAddr,
+    ) -> std::io::Result<SocketAddr> {
+        let listen_ip = to.stream.local_addr()?.ip();
+        let connect_ip = from.stream.local_addr()?.ip();
+        let listener = TcpListener::bind(SocketAddr::new(listen_ip, 0)).await?;
+        let mine = listener.local_addr()?;
+        let stats = self.stats.clone();
+        tokio::spawn(
+            async move {
+                let Ok(Ok((mut a, _))) =
+                    tokio::time::timeout(Duration::from_secs(60), listener.accept()).await
+                else {
+                    tracing::debug!(%mine, "no H.245 connection came");
+                    return;
+                };
+                let mut b = match connect(connect_ip, orig).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(%orig, error = %e, "H.245 far end unreachable");
+                        return;
+                    }
+                };
+                set_keepalive(&a);
+                set_keepalive(&b);
+                stats.h245_channels.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%mine, %orig, "H.245 channel relayed");
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            }
+            .in_current_span(),
+        );
+        Ok(mine)
+    }
+}
+
+async fn connect(local_ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if local_ip.is_ipv4() == to.is_ipv4() && !local_ip.is_unspecified() {
+        sock.bind(SocketAddr::new(local_ip, 0))?;
+    }
+    tokio::time::timeout(Duration::from_secs(5), sock.connect(to))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}

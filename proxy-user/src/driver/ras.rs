@@ -1,0 +1,593 @@
+//! The RAS driver: owns the relay, its UDP sockets and the kernel maps it
+//! reads and writes; the one task that changes RAS state.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::sockets::{
+    big_buffers, recv_original_destination, recv_with_destination, reuse_socket, send_from,
+};
+use super::{DriverError, RasStatus};
+use crate::call::{RouteAnswer, RouteQuery};
+use crate::config::Config;
+use crate::ras_relay::{Event, RasRelay, Side};
+
+/// What other tasks ask of the RAS driver, the relay's only owner.
+#[derive(Debug)]
+pub enum RasCommand {
+    /// Where a SETUP goes.
+    Route(RouteQuery, oneshot::Sender<RouteAnswer>),
+    /// A call's gatekeeper-side leg to this address was lost: a liveness
+    /// hint (probe that gatekeeper at once).
+    GatekeeperLegLost(IpAddr),
+    /// Apply a reloaded configuration; the reply names the fields that
+    /// take effect only at the next start.
+    Reconfigure(Box<Config>, oneshot::Sender<Vec<&'static str>>),
+}
+
+/// A clonable way into the RAS driver (see [`RasCommand`]).
+#[derive(Clone, Debug)]
+pub struct RasHandle {
+    tx: mpsc::Sender<RasCommand>,
+}
+
+impl RasHandle {
+    /// Route a SETUP; nowhere when the RAS driver is gone (shutting down).
+    pub async fn route(&self, q: RouteQuery) -> RouteAnswer {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(RasCommand::Route(q, tx)).await.is_err() {
+            return RouteAnswer::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// See [`RasCommand::GatekeeperLegLost`].
+    pub async fn gatekeeper_leg_lost(&self, peer: IpAddr) {
+        let _ = self.tx.send(RasCommand::GatekeeperLegLost(peer)).await;
+    }
+
+    /// See [`RasCommand::Reconfigure`]; `None` when the driver is gone.
+    pub async fn reconfigure(&self, cfg: Config) -> Option<Vec<&'static str>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(RasCommand::Reconfigure(Box::new(cfg), tx))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The bound RAS sockets, ready to run.
+pub struct RasDriver {
+    relay: RasRelay,
+    commands: mpsc::Receiver<RasCommand>,
+    handle: RasHandle,
+    endpoint: Arc<UdpSocket>,
+    /// Unconnected gatekeeper-side socket: receives from anyone, sends to
+    /// addresses that are not configured gatekeepers.
+    gatekeeper: Arc<UdpSocket>,
+    /// One socket per configured gatekeeper, on the same local address and
+    /// port (SO_REUSEPORT) but connected to it, so the kernel reports its
+    /// ICMP port/host unreachable as ECONNREFUSED/EHOSTUNREACH at once: a
+    /// killed gatekeeper process is seen at the next probe, not after
+    /// interval × multiplier.
+    per_gk: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// The kernel's learned-endpoint map, when the fast path runs.
+    offload: Option<Box<dyn OffloadTable>>,
+    /// The kernel's gatekeeper liveness map and the gatekeepers'
+    /// call-signalling port, when the TC program runs.
+    liveness: Option<(Box<dyn LivenessMap>, u16)>,
+    /// How often the liveness map is read (the heartbeat interval).
+    liveness_every: Duration,
+    /// Where the registration table is saved, and whether it changed.
+    state: Option<std::path::PathBuf>,
+}
+
+/// The kernel's learned-endpoint map as the RAS driver uses it
+/// (implemented by `fastpath::KeepaliveTable`; a trait so the control plane
+/// builds without aya, e.g. for fuzzing).
+pub trait OffloadTable: Send {
+    /// Let the kernel answer keepalives from `source` with `entry`.
+    fn learn(
+        &mut self,
+        source: SocketAddr,
+        entry: &proxy_common::KeepaliveEntry,
+    ) -> Result<(), String>;
+    /// Stop answering for `source`.
+    fn forget(&mut self, source: SocketAddr);
+    /// A reader of every learned endpoint with its entry, with a handle of
+    /// its own: reading a large map takes milliseconds, so it runs on a
+    /// thread of its own, off the driver loop.
+    fn reader(&self) -> Result<Box<dyn OffloadReader>, String>;
+}
+
+/// Reads the kernel's learned-endpoint map (see [`OffloadTable::reader`]).
+pub trait OffloadReader: Send {
+    /// Every learned endpoint with its entry.
+    fn entries(&mut self) -> Result<OffloadEntries, String>;
+}
+
+/// Learned endpoints with their kernel entries.
+pub type OffloadEntries = Vec<(SocketAddr, proxy_common::KeepaliveEntry)>;
+
+/// The kernel's gatekeeper liveness map as the RAS driver uses it
+/// (implemented by `fastpath::LivenessTable`).
+pub trait LivenessMap: Send {
+    /// Track a gatekeeper (RAS address, call-signalling port).
+    fn track(&mut self, ras: SocketAddr, signalling_port: u16) -> Result<(), String>;
+    /// Record the control plane's decision for the gatekeeper at `ip`.
+    fn set_state(&mut self, ip: std::net::IpAddr, state: u32, active: bool) -> Result<(), String>;
+    /// Every tracked gatekeeper host.
+    fn entries(&self) -> Vec<(std::net::IpAddr, proxy_common::GatekeeperLiveness)>;
+}
+
+/// How often the kernel's keepalive times are read back into the
+/// registration table (so offloaded endpoints do not lapse); less often
+/// when a read takes more than a fifth of it.
+const OFFLOAD_SYNC: Duration = Duration::from_secs(1);
+
+/// What the gatekeeper-side reader tasks hand to the driver loop.
+enum GkInput {
+    /// From, the local address it was sent to (when known), payload.
+    Datagram(SocketAddr, Option<SocketAddr>, Vec<u8>),
+    Unreachable(SocketAddr, std::io::Error),
+}
+
+impl RasDriver {
+    /// Bind the endpoint-side and gatekeeper-side RAS sockets.
+    pub async fn bind(cfg: &Config) -> Result<Self, DriverError> {
+        let ep_addr = SocketAddr::new(cfg.proxy.endpoint_address, cfg.proxy.ras_port);
+        let gk_addr = SocketAddr::new(cfg.proxy.gatekeeper_address, cfg.proxy.gatekeeper_ras_port);
+        let err = |what, addr| move |source| DriverError::Bind { what, addr, source };
+        let endpoint = UdpSocket::bind(ep_addr)
+            .await
+            .map_err(err("the endpoint-side RAS socket", ep_addr))?;
+        let gk_what = "the gatekeeper-side RAS socket";
+        let main = reuse_socket(gk_addr).map_err(err(gk_what, gk_addr))?;
+        let gk_local: SocketAddr = main
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(gk_addr);
+        // Every endpoint's own gatekeeper-side address is served by this
+        // socket (sk_lookup): the original destination tells them apart.
+        recv_original_destination(&main, gk_addr.is_ipv4()).map_err(err(gk_what, gk_addr))?;
+        let gatekeeper = UdpSocket::from_std(main.into()).map_err(err(gk_what, gk_addr))?;
+        let mut per_gk = Vec::new();
+        for g in &cfg.gatekeepers {
+            let s = reuse_socket(gk_local).map_err(err(gk_what, gk_local))?;
+            s.connect(&g.address.into())
+                .map_err(err(gk_what, g.address))?;
+            let s = UdpSocket::from_std(s.into()).map_err(err(gk_what, gk_local))?;
+            big_buffers(&s);
+            per_gk.push((g.address, Arc::new(s)));
+        }
+        // Thousands of endpoints re-registering at once must not overflow
+        // the socket buffers: a dropped probe reply is a false failover.
+        big_buffers(&endpoint);
+        big_buffers(&gatekeeper);
+        let mut relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
+        let state = (!cfg.proxy.state_dir.as_os_str().is_empty())
+            .then(|| cfg.proxy.state_dir.join(format!("{}.json", cfg.instance)));
+        if let Some(path) = &state {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(saved) => {
+                        let n = relay.restore(saved, Instant::now());
+                        tracing::info!(path = %path.display(), registrations = n, "registration table restored");
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "saved registration table unreadable; starting empty")
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "reading the saved registration table")
+                }
+            }
+        }
+        tracing::info!(endpoint_side = %ep_addr, gatekeeper_side = %gk_local, gatekeepers = cfg.gatekeepers.len(), "RAS relay listening");
+        let (tx, commands) = mpsc::channel(1024);
+        Ok(Self {
+            relay,
+            commands,
+            handle: RasHandle { tx },
+            endpoint: Arc::new(endpoint),
+            gatekeeper: Arc::new(gatekeeper),
+            per_gk,
+            offload: None,
+            liveness: None,
+            liveness_every: Duration::from_millis(cfg.heartbeat.interval_ms.max(1)),
+            state,
+        })
+    }
+
+    /// Write the registration table (atomically: a temporary file renamed).
+    fn save_state(&self) {
+        let Some(path) = &self.state else { return };
+        let snapshot = self.relay.snapshot();
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&snapshot)?)?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "saving the registration table");
+        }
+    }
+
+    /// Feed the failure detector from the kernel's gatekeeper liveness map
+    /// and write its decisions back there.
+    pub fn with_liveness(
+        mut self,
+        table: impl LivenessMap + 'static,
+        signalling_port: u16,
+    ) -> Self {
+        self.liveness = Some((Box::new(table), signalling_port));
+        self
+    }
+
+    /// One round of the liveness exchange with the kernel.
+    fn sync_liveness(&mut self) {
+        let Some((table, sig_port)) = self.liveness.as_mut() else {
+            return;
+        };
+        let relay = &mut self.relay;
+        for (ip, g) in table.entries() {
+            if g.last_ns != 0 {
+                relay.note_gatekeeper_seen(ip, crate::offload::instant_of(g.last_ns));
+            }
+        }
+        for g in relay.gatekeepers() {
+            if let Err(e) = table.track(g.ras, *sig_port) {
+                tracing::warn!(gatekeeper = %g.name, error = %e, "liveness map");
+            }
+            let state = match g.health {
+                crate::gatekeeper::Health::Up => proxy_common::gk_state::UP,
+                crate::gatekeeper::Health::Suspect => proxy_common::gk_state::SUSPECT,
+                crate::gatekeeper::Health::Down => proxy_common::gk_state::DOWN,
+            };
+            let _ = table.set_state(g.ras.ip(), state, g.active);
+        }
+    }
+
+    /// Let the kernel answer keepalives the relay has learned, through
+    /// this map.
+    pub fn with_offload(mut self, table: impl OffloadTable + 'static) -> Self {
+        self.offload = Some(Box::new(table));
+        self
+    }
+
+    /// Start the thread that reads the kernel's learned-endpoint map every
+    /// OFFLOAD_SYNC and hands the entries to the driver loop; it ends when
+    /// the loop is gone. Also returns the first reading.
+    fn start_offload_sync(
+        &self,
+    ) -> Option<(OffloadEntries, tokio::sync::mpsc::Receiver<OffloadEntries>)> {
+        let mut reader = match self.offload.as_ref()?.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the learned-endpoint map: offloaded endpoints will not be refreshed");
+                return None;
+            }
+        };
+        let first = reader.entries().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the learned-endpoint map");
+            Vec::new()
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("offload-sync".into())
+            .spawn(move || {
+                let mut pause = OFFLOAD_SYNC;
+                loop {
+                    std::thread::sleep(pause);
+                    let started = Instant::now();
+                    let read = reader.entries();
+                    // A very large map is read less often, so that reading
+                    // it takes at most a fifth of this thread's time (a
+                    // million endpoints take about half a second).
+                    pause = OFFLOAD_SYNC.max(started.elapsed() * 4);
+                    match read {
+                        Ok(entries) => {
+                            if tx.blocking_send(entries).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if tx.is_closed() => {
+                            tracing::debug!(error = %e, "offload sync ends");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading the learned-endpoint map"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the offload sync thread");
+            return None;
+        }
+        Some((first, rx))
+    }
+
+    /// Put the kernel's per-endpoint answer times into the relay.
+    fn sync_offload(&mut self, entries: OffloadEntries) {
+        if entries.is_empty() {
+            return;
+        }
+        let relay = &mut self.relay;
+        for (source, e) in entries {
+            if e.answered == 0 {
+                continue;
+            }
+            let at = crate::offload::instant_of(e.last_ns);
+            relay.note_offloaded_keepalives(source, at, e.answered);
+        }
+    }
+
+    /// The unconnected gatekeeper-side RAS socket: every endpoint's own
+    /// gatekeeper-side address is steered to it.
+    pub fn gatekeeper_socket(&self) -> &UdpSocket {
+        &self.gatekeeper
+    }
+
+    /// The way in for other tasks (routing, liveness hints, reloads).
+    pub fn handle(&self) -> RasHandle {
+        self.handle.clone()
+    }
+
+    fn handle_command(&mut self, cmd: RasCommand) {
+        match cmd {
+            RasCommand::Route(q, reply) => {
+                let _ = reply.send(self.relay.route(&q));
+            }
+            RasCommand::GatekeeperLegLost(ip) => {
+                if self.relay.is_gatekeeper_ip(ip) {
+                    self.relay.handle_transport_loss(Instant::now(), ip);
+                }
+            }
+            RasCommand::Reconfigure(cfg, reply) => {
+                let gk_ras = self.relay.gatekeeper_ras();
+                let _ = reply.send(self.relay.reconfigure(cfg.relay(gk_ras)));
+            }
+        }
+    }
+
+    /// Run until `shutdown` turns true; publishes a status snapshot after
+    /// every change.
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        status: watch::Sender<RasStatus>,
+    ) {
+        let mut live = tokio::time::interval(self.liveness_every);
+        live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut save = tokio::time::interval(Duration::from_secs(1));
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dirty = false;
+        let mut offload_rx = match self.start_offload_sync() {
+            Some((first, rx)) => {
+                let held: std::collections::HashSet<SocketAddr> =
+                    first.into_iter().map(|(s, _)| s).collect();
+                self.relay.retain_offloaded(&held);
+                Some(rx)
+            }
+            None => None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<GkInput>(4096);
+        let mut readers = Vec::new();
+        for (peer, sock) in self
+            .per_gk
+            .iter()
+            .cloned()
+            .map(|(a, s)| (Some(a), s))
+            .chain([(None, self.gatekeeper.clone())])
+        {
+            let tx = tx.clone();
+            readers.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let got = match peer {
+                        Some(_) => sock.recv_from(&mut buf).await.map(|(n, f)| (n, f, None)),
+                        None => recv_with_destination(&sock, &mut buf).await,
+                    };
+                    let input = match (peer, got) {
+                        (_, Ok((n, from, to))) => GkInput::Datagram(from, to, buf[..n].to_vec()),
+                        (Some(p), Err(e)) => GkInput::Unreachable(p, e),
+                        (None, Err(_)) => continue,
+                    };
+                    if tx.send(input).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut ebuf = vec![0u8; 65_536];
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.relay.poll_timeout());
+            // Biased: gatekeeper input and timers before endpoint traffic,
+            // so a flood of endpoint requests cannot starve the heartbeat.
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(input) = rx.recv() => match input {
+                    GkInput::Datagram(from, to, bytes) => self.relay.handle_gatekeeper_at(Instant::now(), from, to, &bytes),
+                    GkInput::Unreachable(gk, e) => {
+                        tracing::warn!(gatekeeper = %gk, error = %e, "gatekeeper unreachable (ICMP)");
+                        self.relay.handle_unreachable(Instant::now(), gk);
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => self.relay.handle_timeout(Instant::now()),
+                // After gatekeeper input and timers, before endpoint
+                // traffic; the loop then polls afresh, so an expedited
+                // probe leaves at once.
+                Some(cmd) = self.commands.recv() => self.handle_command(cmd),
+                Some(entries) = async { offload_rx.as_mut()?.recv().await }, if offload_rx.is_some() => self.sync_offload(entries),
+                _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
+                _ = save.tick(), if dirty && self.state.is_some() => {
+                    self.save_state();
+                    dirty = false;
+                }
+                r = self.endpoint.recv_from(&mut ebuf) => match r {
+                    Ok((n, from)) => self.relay.handle_endpoint(Instant::now(), from, &ebuf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "endpoint-side RAS socket"),
+                },
+            }
+            let out: Vec<_> = std::iter::from_fn(|| self.relay.poll_transmit()).collect();
+            for t in out {
+                // UDP: an unreachable peer loses this datagram only; the
+                // protocols retransmit. A full buffer waits (backpressure).
+                let r = match (t.side, t.from) {
+                    (Side::Endpoint, _) => self.endpoint.send_to(&t.bytes, t.to).await,
+                    (Side::Gatekeeper, Some(own)) => send_from(own, &t.bytes, t.to),
+                    (Side::Gatekeeper, None) => {
+                        match self.per_gk.iter().find(|(a, _)| *a == t.to) {
+                            Some((_, s)) => s.send(&t.bytes).await,
+                            None => self.gatekeeper.send_to(&t.bytes, t.to).await,
+                        }
+                    }
+                };
+                if let Err(e) = r {
+                    tracing::debug!(to = %t.to, error = %e, "RAS send failed");
+                }
+            }
+            let relay = &mut self.relay;
+            let mut changed = false;
+            while let Some(ev) = relay.poll_event() {
+                changed = true;
+                log_event(&ev);
+                dirty |= matches!(
+                    ev,
+                    Event::Registered { .. }
+                        | Event::Unregistered { .. }
+                        | Event::Offload { .. }
+                        | Event::OffloadWithdrawn { .. }
+                );
+                match (&mut self.offload, ev) {
+                    (Some(t), Event::Offload { source, entry }) => {
+                        if let Err(e) = t.learn(source, &entry) {
+                            tracing::warn!(%source, error = %e, "offloading keepalives");
+                        }
+                    }
+                    (Some(t), Event::OffloadWithdrawn { source }) => t.forget(source),
+                    _ => {}
+                }
+            }
+            let gks = relay.gatekeepers();
+            let stale = {
+                let s = status.borrow();
+                changed || s.stats != *relay.stats() || s.gatekeepers != gks
+            };
+            if stale {
+                let _ = status.send(RasStatus {
+                    active: relay.active().map(str::to_owned),
+                    registrations: relay.registrations().len(),
+                    calls: relay.calls().count(),
+                    reregistrations_pending: relay.reregistrations_pending(),
+                    stats: relay.stats().clone(),
+                    gatekeepers: gks,
+                });
+            }
+        }
+        if dirty {
+            self.save_state();
+        }
+        for r in readers {
+            r.abort();
+        }
+    }
+}
+
+fn log_event(ev: &Event) {
+    match ev {
+        Event::GatekeeperLearned { name, ras } => {
+            tracing::info!(gatekeeper = %name, %ras, "alternate gatekeeper learned")
+        }
+        Event::GatekeeperHealth { name, health } => {
+            tracing::info!(gatekeeper = %name, ?health, "gatekeeper heartbeat")
+        }
+        Event::ControlMoved { from, to } => tracing::warn!(
+            from = from.as_deref().unwrap_or("survivable"),
+            to = to.as_deref().unwrap_or("survivable"),
+            "control moved"
+        ),
+        Event::Registered {
+            endpoint_id,
+            gatekeeper,
+        } => tracing::info!(
+            %endpoint_id,
+            gatekeeper = gatekeeper.as_deref().unwrap_or("local"),
+            "endpoint registered"
+        ),
+        Event::Unregistered { endpoint_id } => {
+            tracing::info!(%endpoint_id, "endpoint unregistered")
+        }
+        Event::Rejected { from, reason } => tracing::debug!(%from, reason, "rejected"),
+        Event::Offload { source, .. } => {
+            tracing::debug!(%source, "keepalives offloaded to the kernel")
+        }
+        Event::OffloadWithdrawn { source } => {
+            tracing::debug!(%source, "keepalive offload withdrawn")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call's gatekeeper leg lost is a hint: the RAS task probes that
+    /// gatekeeper at once, not at the deadline it was sleeping on.
+    #[tokio::test]
+    async fn a_lost_gatekeeper_leg_wakes_the_loop_and_a_probe_leaves_at_once() {
+        let gk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let text = format!(
+            "[fastpath]\nenabled = false\n\
+             [proxy]\nendpoint_address = \"127.0.0.1\"\ngatekeeper_address = \"127.0.0.1\"\n\
+             ras_port = 0\nstate_dir = \"\"\n\
+             [gatekeeper_side]\nports = \"\"\n\
+             [heartbeat]\ninterval_ms = 60000\nmultiplier = 3\n\
+             [[gatekeeper]]\nname = \"primary\"\naddress = \"{}\"\n",
+            gk.local_addr().unwrap()
+        );
+        let cfg = Config::parse(&text, "test").unwrap();
+        let ras = RasDriver::bind(&cfg).await.unwrap();
+        let handle = ras.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (status_tx, _status) = watch::channel(RasStatus::default());
+        let task = tokio::spawn(ras.run(stop_rx, status_tx));
+        let mut buf = [0u8; 2048];
+        // The first probe leaves at start; the gatekeeper stays silent.
+        let first = tokio::time::timeout(Duration::from_secs(5), gk.recv_from(&mut buf)).await;
+        assert!(first.is_ok(), "no first probe");
+        // The next one is due a minute later: nothing in the meantime.
+        let mut buf2 = [0u8; 2048];
+        let quiet = tokio::time::timeout(Duration::from_secs(1), gk.recv_from(&mut buf2)).await;
+        assert!(
+            quiet.is_err(),
+            "a probe before the hint: the test shows nothing"
+        );
+        handle
+            .gatekeeper_leg_lost(gk.local_addr().unwrap().ip())
+            .await;
+        let mut buf3 = [0u8; 2048];
+        let probe = tokio::time::timeout(Duration::from_secs(5), gk.recv_from(&mut buf3))
+            .await
+            .expect("the hint did not send a probe: the loop slept on the old deadline")
+            .unwrap();
+        let m = crate::h225::ras::decode(&buf3[..probe.0]).unwrap();
+        assert!(
+            matches!(m, crate::h225::ras::RasMessage::registrationRequest(_)),
+            "{m:?}"
+        );
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

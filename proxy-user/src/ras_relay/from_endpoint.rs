@@ -1,0 +1,641 @@
+//! What endpoints send: forwarded to the gatekeeper in control, answered
+//! from the proxy's own table (keepalives, survivable mode), or refused.
+
+use super::*;
+
+impl RasRelay {
+    pub(super) fn send_to_endpoint(&mut self, to: SocketAddr, m: &RasMessage) {
+        // An endpoint that authenticates its gatekeeper (H.235) accepts only
+        // answers with a token it can check: the proxy signs as itself with
+        // that endpoint's password when it holds it. The gatekeeper's own
+        // tokens do not survive the proxy's rewriting.
+        let signed;
+        let m = match self.endpoint_password(to) {
+            Some(pw) => {
+                let mut c = m.clone();
+                let pw = pw.clone();
+                if let Err(e) = crate::h225::h235::authenticate(
+                    &mut c,
+                    &self.cfg.proxy_id,
+                    &pw,
+                    crate::h225::h235::unix_now(),
+                ) {
+                    tracing::warn!(%to, error = %e, "no H.235 token");
+                }
+                signed = c;
+                &signed
+            }
+            None => m,
+        };
+        match ras::encode(m) {
+            Ok(bytes) => self.out.push_back(Transmit {
+                side: Side::Endpoint,
+                to,
+                from: None,
+                bytes,
+            }),
+            Err(e) => tracing::warn!(%to, error = %e, "encoding toward an endpoint"),
+        }
+    }
+
+    /// Answer an endpoint from the proxy itself (survivable mode, or
+    /// requests the proxy always serves).
+    pub(super) fn answer(&mut self, to: SocketAddr, v: Value) {
+        self.stats.local_answers += 1;
+        self.send_json(to, v);
+    }
+
+    pub(super) fn send_json(&mut self, to: SocketAddr, v: Value) {
+        match ras_from_json(&v) {
+            Ok(m) => self.send_to_endpoint(to, &m),
+            Err(e) => tracing::error!(error = %e, "building a RAS message (bug)"),
+        }
+    }
+
+    pub(super) fn refuse(&mut self, from: SocketAddr, reason: &'static str) {
+        self.stats.refused += 1;
+        tracing::warn!(%from, reason, "RAS datagram refused");
+        self.events.push_back(Event::Rejected { from, reason });
+    }
+
+    /// A datagram arrived on the endpoint-side socket.
+    pub fn handle_endpoint(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.now = self.now.max(now);
+        // Every log line about this datagram carries the endpoint.
+        let id = self.regs.by_source(from).map(|r| r.endpoint_id.clone());
+        let span = tracing::info_span!(
+            "endpoint",
+            %from,
+            endpoint_id = id.as_deref().unwrap_or("-")
+        );
+        let _in_span = span.enter();
+        let m = match ras::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::warn!(%from, error = %e, "malformed RAS from endpoint");
+                self.events.push_back(Event::Rejected {
+                    from,
+                    reason: "malformed RAS",
+                });
+                return;
+            }
+        };
+        let Some(seq) = seq_num(&m) else {
+            let reason = if matches!(m, RasMessage::UnknownExtension(_)) {
+                "RAS message type of a later H.225.0 version"
+            } else {
+                "empty admissionConfirmSequence"
+            };
+            self.refuse(from, reason);
+            return;
+        };
+        match m {
+            RasMessage::gatekeeperRequest(_) => {
+                let v = json!({"gatekeeperConfirm": {
+                    "requestSeqNum": seq,
+                    "protocolIdentifier": PROTOCOL_ID,
+                    "gatekeeperIdentifier": self.cfg.proxy_id,
+                    "rasAddress": transport_json(self.cfg.endpoint_ras),
+                }});
+                self.answer(from, v);
+            }
+            RasMessage::registrationRequest(rrq) => self.endpoint_rrq(now, from, seq, rrq, bytes),
+            RasMessage::unregistrationRequest(u) => {
+                let Some(r) = self.regs.by_source(from).cloned() else {
+                    self.answer(from, json!({"unregistrationReject": {"requestSeqNum": seq, "rejectReason": {"notCurrentlyRegistered": null}}}));
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        let mut u = u;
+                        u.endpoint_identifier = Some(epid(&b.endpoint_id));
+                        u.call_signal_address = vec![transport(self.gk_side(from).0)];
+                        u.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::unregistrationRequest(u),
+                            Forwarded::Unregister(r.endpoint_id),
+                        );
+                    }
+                    _ => {
+                        self.regs.remove(&r.endpoint_id);
+                        self.events.push_back(Event::Unregistered {
+                            endpoint_id: r.endpoint_id,
+                        });
+                        self.answer(
+                            from,
+                            json!({"unregistrationConfirm": {"requestSeqNum": seq}}),
+                        );
+                    }
+                }
+            }
+            RasMessage::admissionRequest(arq) => self.endpoint_arq(from, seq, arq),
+            RasMessage::disengageRequest(mut d) => {
+                let Some(r) = self.registered(from, &bmp_text(&d.endpoint_identifier.0)) else {
+                    self.answer(from, json!({"disengageReject": {"requestSeqNum": seq, "rejectReason": {"notRegistered": null}}}));
+                    return;
+                };
+                let call_id = d
+                    .call_identifier
+                    .as_ref()
+                    .map(|c| guid(c.guid.0.as_ref()))
+                    .unwrap_or_default();
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        d.endpoint_identifier = epid(&b.endpoint_id);
+                        d.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::disengageRequest(d),
+                            Forwarded::Disengage((call_id, r.endpoint_id.clone())),
+                        );
+                    }
+                    _ => {
+                        self.calls.remove(&(call_id, r.endpoint_id.clone()));
+                        self.answer(from, json!({"disengageConfirm": {"requestSeqNum": seq}}));
+                    }
+                }
+            }
+            RasMessage::locationRequest(mut l) => {
+                if let Some(gk) = self.active {
+                    l.reply_address = transport(self.cfg.gatekeeper_ras);
+                    if let Some(e) = &l.endpoint_identifier {
+                        l.endpoint_identifier = self
+                            .regs
+                            .get(&bmp_text(&e.0))
+                            .and_then(|r| r.binding.as_ref())
+                            .map(|b| epid(&b.endpoint_id));
+                    }
+                    self.forward(
+                        gk,
+                        from,
+                        seq,
+                        RasMessage::locationRequest(l),
+                        Forwarded::Other,
+                    );
+                    return;
+                }
+                let found = l
+                    .destination_info
+                    .iter()
+                    .find_map(|a| self.route_local(a).map(|r| r.endpoint_id.clone()));
+                let v = match found {
+                    Some(_) => json!({"locationConfirm": {
+                        "requestSeqNum": seq,
+                        "callSignalAddress": transport_json(self.cfg.endpoint_call_signal),
+                        "rasAddress": transport_json(self.cfg.endpoint_ras),
+                    }}),
+                    None => {
+                        json!({"locationReject": {"requestSeqNum": seq, "rejectReason": {"requestDenied": null}}})
+                    }
+                };
+                self.answer(from, v);
+            }
+            RasMessage::bandwidthRequest(mut b) => {
+                let Some(r) = self.registered(from, &bmp_text(&b.endpoint_identifier.0)) else {
+                    self.refuse(from, "bandwidthRequest from an unregistered endpoint");
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(bd)) if bd.gatekeeper == gk => {
+                        b.endpoint_identifier = epid(&bd.endpoint_id);
+                        self.forward(gk, from, seq, RasMessage::bandwidthRequest(b), Forwarded::Other);
+                    }
+                    _ => self.answer(from, json!({"bandwidthConfirm": {"requestSeqNum": seq, "bandWidth": b.band_width.0}})),
+                }
+            }
+            RasMessage::infoRequestResponse(mut irr) => {
+                // A reply to a gatekeeper IRQ we forwarded, from the
+                // endpoint that was asked? Then it goes back rewritten like
+                // any IRR: the gatekeeper's identifier, the proxy's addresses.
+                if let Some((gk, their, target)) = self.take_ep_pending(seq, from) {
+                    if let Some(b) = self.regs.get(&target).and_then(|r| r.binding.clone()) {
+                        irr.endpoint_identifier = epid(&b.endpoint_id);
+                    }
+                    let (cs, ras) = self.gk_side(from);
+                    irr.ras_address = transport(ras);
+                    irr.call_signal_address = vec![transport(cs)];
+                    let own = self.own_address(from);
+                    self.reply_to_gatekeeper(gk, their, RasMessage::infoRequestResponse(irr), own);
+                    return;
+                }
+                let Some(r) = self.registered(from, &bmp_text(&irr.endpoint_identifier.0)) else {
+                    self.refuse(from, "infoRequestResponse from an unregistered endpoint");
+                    return;
+                };
+                match (self.active, r.binding.clone()) {
+                    (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                        irr.endpoint_identifier = epid(&b.endpoint_id);
+                        let (cs, ras) = self.gk_side(from);
+                        irr.ras_address = transport(ras);
+                        irr.call_signal_address = vec![transport(cs)];
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::infoRequestResponse(irr),
+                            Forwarded::Other,
+                        );
+                    }
+                    _ => {
+                        if irr.need_response == Some(true) {
+                            self.answer(from, json!({"infoRequestAck": {"requestSeqNum": seq}}));
+                        }
+                    }
+                }
+            }
+            // Endpoint replies to gatekeeper-initiated requests.
+            m @ (RasMessage::unregistrationConfirm(_)
+            | RasMessage::unregistrationReject(_)
+            | RasMessage::disengageConfirm(_)
+            | RasMessage::disengageReject(_)
+            | RasMessage::bandwidthConfirm(_)
+            | RasMessage::bandwidthReject(_)) => {
+                let Some((gk, their, target)) = self.take_ep_pending(seq, from) else {
+                    self.refuse(
+                        from,
+                        "reply to no request the proxy forwarded to this endpoint",
+                    );
+                    return;
+                };
+                let own = self.own_address(from);
+                if let RasMessage::unregistrationConfirm(_) = &m {
+                    self.regs.remove(&target);
+                    self.calls.retain(|(_, e), _| *e != target);
+                    self.events.push_back(Event::Unregistered {
+                        endpoint_id: target,
+                    });
+                }
+                self.reply_to_gatekeeper(gk, their, m, own);
+            }
+            other => {
+                self.refuse(
+                    from,
+                    "RAS message an endpoint does not send to its gatekeeper",
+                );
+                let _ = other;
+                self.answer(
+                    from,
+                    json!({"unknownMessageResponse": {"requestSeqNum": seq}}),
+                );
+            }
+        }
+    }
+
+    /// The forwarded gatekeeper request `seq`, if `from` is the endpoint it
+    /// went to (another endpoint guessing the number changes nothing).
+    pub(super) fn take_ep_pending(
+        &mut self,
+        seq: u16,
+        from: SocketAddr,
+    ) -> Option<(usize, u16, String)> {
+        let (_, _, target, _) = self.ep_pending.get(&seq)?;
+        if self.regs.by_source(from).map(|r| &r.endpoint_id) != Some(target) {
+            return None;
+        }
+        let (gk, their, target, _) = self.ep_pending.remove(&seq)?;
+        Some((gk, their, target))
+    }
+
+    /// The registration of the endpoint at `from` claiming `endpoint_id`.
+    pub(super) fn registered(&self, from: SocketAddr, endpoint_id: &str) -> Option<Registration> {
+        self.regs
+            .by_source(from)
+            .filter(|r| r.endpoint_id == endpoint_id)
+            .cloned()
+    }
+
+    pub(super) fn forward(
+        &mut self,
+        gk: usize,
+        from: SocketAddr,
+        seq: u16,
+        m: RasMessage,
+        what: Forwarded,
+    ) {
+        // A retransmission of a request still waiting at this gatekeeper is
+        // not sent again: the answer to the first reaches the endpoint under
+        // the same sequence number, and a gatekeeper slowed by load is not
+        // handed the same work once per endpoint retry (which would slow it
+        // further and bring more retries).
+        if self.waiting_forward(gk, from, seq).is_some() {
+            self.stats.retransmissions_absorbed += 1;
+            return;
+        }
+        self.stats.forwarded += 1;
+        self.send_msg_to_gk(
+            gk,
+            m,
+            Pending::Forward {
+                gk,
+                to: from,
+                seq,
+                what,
+            },
+        );
+    }
+
+    /// Our sequence number of the request `seq` from `from` forwarded to
+    /// gatekeeper `gk`, not yet answered and recent enough that its answer
+    /// is still to be expected: within twice the gatekeeper's smoothed round
+    /// trip, at least 1 s. An older copy may have been lost, so the
+    /// retransmission goes out.
+    pub(super) fn waiting_forward(&self, gk: usize, from: SocketAddr, seq: u16) -> Option<u16> {
+        let ours = *self.forwarded.get(&(from, seq))?;
+        let hold = (self.gks[gk].hb.srtt().unwrap_or_default() * 2)
+            .max(Duration::from_secs(1))
+            .min(PENDING_LIFETIME);
+        let (p, at) = self.pending.get(&ours)?;
+        (p.gatekeeper() == gk
+            && p.forwarded_key() == Some((from, seq))
+            && self.now.saturating_duration_since(*at) < hold)
+            .then_some(ours)
+    }
+
+    pub(super) fn endpoint_rrq(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u16,
+        rrq: RegistrationRequest,
+        bytes: &[u8],
+    ) {
+        if rrq.keep_alive == Some(true) {
+            let claimed = rrq.endpoint_identifier.as_ref().map(|e| bmp_text(&e.0));
+            let Some(id) = claimed.filter(|id| {
+                self.regs
+                    .by_source(from)
+                    .is_some_and(|r| &r.endpoint_id == id)
+            }) else {
+                self.stats.refused += 1;
+                self.events.push_back(Event::Rejected {
+                    from,
+                    reason: "keepalive from an unknown endpoint or address",
+                });
+                self.answer(
+                    from,
+                    json!({"registrationReject": {
+                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
+                        "rejectReason": {"fullRegistrationRequired": null},
+                        "gatekeeperIdentifier": self.cfg.proxy_id,
+                    }}),
+                );
+                return;
+            };
+            // Answer with the timeToLive the endpoint was granted: its
+            // registration lapses on that clock, whoever is in control.
+            let ttl = self
+                .regs
+                .get(&id)
+                .map(|r| r.granted_ttl)
+                .unwrap_or(self.cfg.local_ttl);
+            if let Some(r) = self.regs.get_mut(&id) {
+                r.last_keepalive = Some(now);
+                r.keepalives += 1;
+            }
+            self.stats.keepalives_answered += 1;
+            self.answer_keepalive(from, seq, &id, ttl, bytes);
+            return;
+        }
+        let aliases = rrq.terminal_alias.clone().unwrap_or_default();
+        let reg = Registration {
+            endpoint_id: String::new(),
+            aliases,
+            source: from,
+            ras: rrq
+                .ras_address
+                .first()
+                .and_then(socket_addr)
+                .unwrap_or(from),
+            call_signal: rrq.call_signal_address.first().and_then(socket_addr),
+            rrq: rrq.clone(),
+            binding: None,
+            granted_ttl: self.cfg.local_ttl,
+            last_keepalive: Some(now),
+            keepalives: 0,
+            rcf_template: None,
+            offloaded: None,
+            offloaded_answers: 0,
+        };
+        if let Some(gk) = self.active {
+            let Some((cs, ras)) = self.lease_gk_side(from) else {
+                self.answer(
+                    from,
+                    json!({"registrationReject": {
+                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
+                        "rejectReason": {"resourceUnavailable": null},
+                        "gatekeeperIdentifier": self.cfg.proxy_id,
+                    }}),
+                );
+                return;
+            };
+            let mut m = rrq.clone();
+            m.call_signal_address = vec![transport(cs)];
+            m.ras_address = vec![transport(ras)];
+            m.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
+            m.endpoint_identifier = None;
+            m.keep_alive = Some(false);
+            self.forward(
+                gk,
+                from,
+                seq,
+                RasMessage::registrationRequest(m),
+                Forwarded::Register(Box::new(reg)),
+            );
+            return;
+        }
+        // Survivable mode: register locally.
+        let id = match self.regs.by_source(from) {
+            Some(r) => r.endpoint_id.clone(),
+            None => self.regs.allocate_id(&self.cfg.proxy_id),
+        };
+        let mut reg = reg;
+        reg.endpoint_id = id.clone();
+        self.regs.insert(reg);
+        tracing::info!(endpoint_id = %id, "registered locally (survivable mode)");
+        self.events.push_back(Event::Registered {
+            endpoint_id: id.clone(),
+            gatekeeper: None,
+        });
+        let v = self.rcf_json(seq, &id, self.cfg.local_ttl);
+        self.answer(from, v);
+    }
+
+    /// Answer a keepalive from the registration's RCF template (built once),
+    /// and offer the pair to the kernel fast path.
+    pub(super) fn answer_keepalive(
+        &mut self,
+        from: SocketAddr,
+        seq: u16,
+        id: &str,
+        ttl: u32,
+        request: &[u8],
+    ) {
+        if self.regs.get(id).is_some_and(|r| r.rcf_template.is_none()) {
+            let tpl = self.rcf_template(id, ttl);
+            if let Some(r) = self.regs.get_mut(id) {
+                r.rcf_template = tpl;
+            }
+        }
+        let Some((answer, offer)) = self.regs.get(id).and_then(|r| {
+            let tpl = r.rcf_template.as_ref()?;
+            // Build an entry for the kernel only when this keepalive is not
+            // the one it already holds (the common case costs one hash).
+            let known = r.offloaded == Some(proxy_common::ka_hash(request, 0, 0).0);
+            let offer = (!known).then(|| crate::offload::entry(request, seq, id, tpl));
+            Some((tpl.answer(seq), offer))
+        }) else {
+            let v = self.rcf_json(seq, id, ttl);
+            self.send_json(from, v);
+            return;
+        };
+        self.out.push_back(Transmit {
+            side: Side::Endpoint,
+            to: from,
+            from: None,
+            bytes: answer,
+        });
+        match offer {
+            Some(Ok(entry)) => {
+                if let Some(r) = self.regs.get_mut(id) {
+                    r.offloaded = Some(entry.req_hash);
+                }
+                self.events.push_back(Event::Offload {
+                    source: from,
+                    entry: Box::new(entry),
+                });
+            }
+            Some(Err(e)) => {
+                tracing::debug!(endpoint_id = id, error = %e, "keepalive stays in userspace")
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn rcf_template(&self, id: &str, ttl: u32) -> Option<crate::offload::RcfTemplate> {
+        // Signed once (one timestamp) when the endpoint authenticates its
+        // gatekeeper: the H.235 MD5 token does not cover requestSeqNum.
+        let pw = self
+            .regs
+            .get(id)
+            .and_then(|r| self.endpoint_password(r.source))
+            .cloned();
+        let stamp = crate::h225::h235::unix_now();
+        let enc = |seq| {
+            let mut m = ras_from_json(&self.rcf_json(seq, id, ttl)).ok()?;
+            if let Some(pw) = &pw {
+                crate::h225::h235::authenticate(&mut m, &self.cfg.proxy_id, pw, stamp).ok()?;
+            }
+            ras::encode(&m).ok()
+        };
+        let (a, b) = (enc(1)?, enc(0xfffe)?);
+        crate::offload::RcfTemplate::from_encodings(&a, &b)
+            .map_err(|e| tracing::warn!(endpoint_id = id, error = %e, "no RCF template"))
+            .ok()
+    }
+
+    pub(super) fn rcf_json(&self, seq: u16, id: &str, ttl: u32) -> Value {
+        let r = self.regs.get(id);
+        let aliases: Vec<Value> = r
+            .map(|r| {
+                r.aliases
+                    .iter()
+                    .map(|a| alias_json(&alias_text(a)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut body = json!({
+            "requestSeqNum": seq,
+            "protocolIdentifier": PROTOCOL_ID,
+            "callSignalAddress": [transport_json(self.cfg.endpoint_call_signal)],
+            "gatekeeperIdentifier": self.cfg.proxy_id,
+            "endpointIdentifier": id,
+            "timeToLive": ttl,
+        });
+        if !aliases.is_empty() {
+            body["terminalAlias"] = Value::Array(aliases);
+        }
+        json!({ "registrationConfirm": body })
+    }
+
+    pub(super) fn endpoint_arq(&mut self, from: SocketAddr, seq: u16, mut arq: AdmissionRequest) {
+        let claimed = bmp_text(&arq.endpoint_identifier.0);
+        let Some(r) = self.registered(from, &claimed) else {
+            self.stats.refused += 1;
+            self.events.push_back(Event::Rejected {
+                from,
+                reason: "admissionRequest from an unregistered endpoint",
+            });
+            self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"callerNotRegistered": null}}}));
+            return;
+        };
+        let call = CallRecord {
+            call_id: arq
+                .call_identifier
+                .as_ref()
+                .map(|c| guid(c.guid.0.as_ref()))
+                .unwrap_or_default(),
+            conference_id: guid(arq.conference_id.0.0.as_ref()),
+            crv: arq.call_reference_value.0,
+            endpoint_id: r.endpoint_id.clone(),
+            answer_call: arq.answer_call,
+            bandwidth: arq.band_width.0,
+            destination: None,
+            dest_aliases: arq
+                .destination_info
+                .iter()
+                .flatten()
+                .map(alias_text)
+                .collect(),
+        };
+        match (self.active, r.binding.clone()) {
+            (Some(gk), Some(b)) if b.gatekeeper == gk => {
+                let cs = self.gk_side(from).0;
+                arq.endpoint_identifier = epid(&b.endpoint_id);
+                arq.src_call_signal_address = Some(transport(cs));
+                arq.gatekeeper_identifier = self.gks[gk].id.as_deref().map(gkid);
+                if arq.answer_call {
+                    arq.dest_call_signal_address = Some(transport(cs));
+                }
+                self.forward(
+                    gk,
+                    from,
+                    seq,
+                    RasMessage::admissionRequest(arq),
+                    Forwarded::Admit(Box::new(call)),
+                );
+            }
+            _ => {
+                // Survivable mode: admit calls answered here and calls to
+                // the proxy's own endpoints (by alias or dial plan).
+                let local = arq.answer_call
+                    || arq
+                        .destination_info
+                        .iter()
+                        .flatten()
+                        .any(|a| self.route_local(a).is_some());
+                if !local {
+                    self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"calledPartyNotRegistered": null}}}));
+                    return;
+                }
+                let bw = call.bandwidth;
+                self.calls
+                    .insert((call.call_id, call.endpoint_id.clone()), call);
+                self.answer(
+                    from,
+                    json!({"admissionConfirm": {
+                        "requestSeqNum": seq,
+                        "bandWidth": bw,
+                        "callModel": {"direct": null},
+                        "destCallSignalAddress": transport_json(self.cfg.endpoint_call_signal),
+                    }}),
+                );
+            }
+        }
+    }
+}

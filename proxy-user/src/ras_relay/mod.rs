@@ -1,0 +1,700 @@
+//! The RAS side of the proxy as a sans-I/O state machine.
+//!
+//! Endpoints see the proxy as their gatekeeper: one stable
+//! gatekeeperIdentifier, one RAS address, an endpointIdentifier that never
+//! changes. Behind it the proxy registers them at whichever gatekeeper is in
+//! control, answers their keepalives itself, watches every gatekeeper with a
+//! heartbeat (lightweight RRQs for the proxy's own registration), fails over
+//! to the next gatekeeper that is up, and with none up serves registration,
+//! admission, disengage and location itself (survivable mode).
+//!
+//! The driver feeds datagrams and time in ([`RasRelay::handle_endpoint`],
+//! [`RasRelay::handle_gatekeeper`], [`RasRelay::handle_timeout`]) and takes
+//! datagrams and events out ([`RasRelay::poll_transmit`],
+//! [`RasRelay::poll_event`]), in the style of quinn-proto.
+//!
+//! One struct, its methods split by role (like quinn-proto's
+//! `connection/`): this file has the state, the handle/poll surface and the
+//! timer pass; `from_endpoint` and `from_gatekeeper` handle what each side
+//! sends; `control` decides which gatekeeper is in control and talks to
+//! it; `routing` answers where a call goes; `persist` saves and restores
+//! the registration table.
+
+mod control;
+mod from_endpoint;
+mod from_gatekeeper;
+mod persist;
+mod routing;
+
+pub use persist::{SavedBinding, SavedRegistration};
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+use crate::h225::PROTOCOL_ID;
+use crate::h225::asn::h323_messages::{AdmissionRequest, AliasAddress, RegistrationRequest};
+use crate::h225::ras::{self, RasMessage};
+use crate::h225::value::{
+    alias_json, alias_text, bmp_text, epid, gkid, guid, hex, ras_from_json, seq_num, set_seq_num,
+    socket_addr, transport, transport_json, unhex,
+};
+use crate::identity::IdentityPool;
+use crate::registration::{Binding, Registration, Registry};
+
+/// A dial-plan rule for survivable mode: numbers starting with `prefix`
+/// have `strip` leading digits removed and `prepend` put in front, then are
+/// looked up among the proxy's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialRule {
+    /// Leading digits that select the rule.
+    pub prefix: String,
+    /// Digits removed from the front.
+    pub strip: usize,
+    /// Digits added in front after stripping.
+    pub prepend: String,
+}
+
+/// A gatekeeper the proxy may hand control to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperConfig {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+}
+
+/// Settings of the RAS relay.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// gatekeeperIdentifier endpoints see, and the proxy's own alias at the
+    /// gatekeepers.
+    pub proxy_id: String,
+    /// The proxy's RAS address on the endpoint side.
+    pub endpoint_ras: SocketAddr,
+    /// The proxy's call signalling address on the endpoint side.
+    pub endpoint_call_signal: SocketAddr,
+    /// The proxy's RAS address on the gatekeeper side.
+    pub gatekeeper_ras: SocketAddr,
+    /// The proxy's call signalling address on the gatekeeper side.
+    pub gatekeeper_call_signal: SocketAddr,
+    /// Gatekeepers in order of preference (primary first).
+    pub gatekeepers: Vec<GatekeeperConfig>,
+    /// Heartbeat toward every gatekeeper.
+    pub heartbeat: HeartbeatConfig,
+    /// How long a gatekeeper must stay up before control moves (back) to it.
+    pub failback_hold: Duration,
+    /// Move back to a more preferred gatekeeper once it has been up for the
+    /// hold time; `false` stays on the current one while it is up.
+    pub preempt: bool,
+    /// Full RRQs per second when re-registering endpoints at a new gatekeeper.
+    pub reregister_rate: u32,
+    /// Re-registrations outstanding at the gatekeeper at most (a window,
+    /// so a slow gatekeeper sets the pace instead of queueing them ahead
+    /// of the heartbeat).
+    pub reregister_in_flight: u32,
+    /// timeToLive granted in survivable mode, seconds.
+    pub local_ttl: u32,
+    /// Survivable-mode dial plan.
+    pub dial_plan: Vec<DialRule>,
+    /// Per-endpoint gatekeeper-side addresses (an empty pool of the
+    /// configured ranges); `None`: every endpoint is registered with the
+    /// proxy's own gatekeeper-side addresses (one endpoint per proxy at a
+    /// gatekeeper that keys on addresses, such as GnuGk).
+    pub identities: Option<IdentityPool>,
+    /// H.235 password of the proxy's own registration (alias `proxy_id`).
+    pub own_password: Option<String>,
+    /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
+    /// bare).
+    pub credentials: HashMap<String, String>,
+}
+
+/// Which socket a datagram goes out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Toward endpoints.
+    Endpoint,
+    /// Toward gatekeepers.
+    Gatekeeper,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Socket to send from.
+    pub side: Side,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Gatekeeper side: the endpoint's own gatekeeper-side address to send
+    /// from, so the gatekeeper sees the datagram come from the rasAddress
+    /// it registered (GnuGk rejects an RRQ whose callSignalAddress is not
+    /// on the address it came from). `None`: the proxy's own socket.
+    pub from: Option<SocketAddr>,
+    /// Payload (aligned PER).
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver should log or count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A gatekeeper announced in an alternateGatekeeper list was added.
+    GatekeeperLearned {
+        /// The name it gets (`alternate-<address>`).
+        name: String,
+        /// Its RAS address.
+        ras: SocketAddr,
+    },
+    /// A gatekeeper's heartbeat state changed.
+    GatekeeperHealth {
+        /// Its name.
+        name: String,
+        /// New state.
+        health: Health,
+    },
+    /// Control moved; `to: None` is survivable mode.
+    ControlMoved {
+        /// Previous gatekeeper.
+        from: Option<String>,
+        /// New gatekeeper.
+        to: Option<String>,
+    },
+    /// An endpoint registered (or re-registered at a new gatekeeper).
+    Registered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Gatekeeper, or `None` when registered locally.
+        gatekeeper: Option<String>,
+    },
+    /// An endpoint unregistered.
+    Unregistered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+    },
+    /// Userspace answered a keepalive of a confirmed registration: the
+    /// kernel fast path may answer the next ones from this entry.
+    Offload {
+        /// Where the keepalives come from.
+        source: SocketAddr,
+        /// What the kernel needs to answer them.
+        entry: Box<proxy_common::KeepaliveEntry>,
+    },
+    /// The registration behind `source` is gone or replaced.
+    OffloadWithdrawn {
+        /// Its keepalive source.
+        source: SocketAddr,
+    },
+    /// A datagram was rejected without changing state.
+    Rejected {
+        /// Sender.
+        from: SocketAddr,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Counters the driver exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Keepalive RRQs answered from the table.
+    pub keepalives_answered: u64,
+    /// Requests answered by the proxy itself in survivable mode.
+    pub local_answers: u64,
+    /// Endpoint requests forwarded to a gatekeeper.
+    pub forwarded: u64,
+    /// Endpoint retransmissions of a request still waiting for the
+    /// gatekeeper's answer, not forwarded again.
+    pub retransmissions_absorbed: u64,
+    /// RRQs sent to gatekeepers (probes, refreshes, re-registrations).
+    pub rrqs_to_gatekeepers: u64,
+    /// Times control moved between gatekeepers or to survivable mode.
+    pub failovers: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Datagrams that decoded but were refused (unknown endpoint, spoofed
+    /// source, unexpected message).
+    pub refused: u64,
+    /// Requests dropped because too many were outstanding at gatekeepers.
+    pub dropped_overload: u64,
+}
+
+/// One gatekeeper as the relay sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperStatus {
+    /// Configured name.
+    pub name: String,
+    /// Heartbeat state.
+    pub health: Health,
+    /// Round trip of the last answered probe.
+    pub rtt: Option<Duration>,
+    /// Endpoints registered there through the proxy.
+    pub registrations: usize,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+    /// In control now.
+    pub active: bool,
+}
+
+/// Where a call's signalling goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallRoute {
+    /// To one of the proxy's endpoints.
+    Local {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Its call signalling address.
+        call_signal: SocketAddr,
+    },
+    /// To a far end on the gatekeeper side.
+    Remote(SocketAddr),
+}
+
+/// A call the proxy admitted or saw admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// callIdentifier GUID.
+    pub call_id: [u8; 16],
+    /// conferenceID GUID.
+    pub conference_id: [u8; 16],
+    /// Endpoint's call reference value.
+    pub crv: u16,
+    /// Local endpointIdentifier of the endpoint that asked.
+    pub endpoint_id: String,
+    /// Whether the ARQ was for answering the call.
+    pub answer_call: bool,
+    /// Bandwidth granted (100 bit/s units).
+    pub bandwidth: u32,
+    /// Where the call goes: the far end's call signalling address as the
+    /// gatekeeper said, or `None` when it ends on one of the proxy's own
+    /// endpoints (routed by alias).
+    pub destination: Option<SocketAddr>,
+    /// The destination aliases of the ARQ.
+    pub dest_aliases: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Probe {
+        gk: usize,
+    },
+    Forward {
+        gk: usize,
+        to: SocketAddr,
+        seq: u16,
+        what: Forwarded,
+    },
+    Reregister {
+        gk: usize,
+        endpoint_id: String,
+    },
+    Refresh {
+        gk: usize,
+        endpoint_id: String,
+    },
+    CallReport {
+        gk: usize,
+        /// The endpoint's RAS source address.
+        source: SocketAddr,
+    },
+    Unregister {
+        gk: usize,
+        /// The endpoint's RAS source address.
+        source: SocketAddr,
+    },
+}
+
+impl Pending {
+    /// For a forwarded endpoint request: (endpoint, its sequence number).
+    fn forwarded_key(&self) -> Option<(SocketAddr, u16)> {
+        match self {
+            Pending::Forward { to, seq, .. } => Some((*to, *seq)),
+            _ => None,
+        }
+    }
+
+    fn gatekeeper(&self) -> usize {
+        match self {
+            Pending::Probe { gk }
+            | Pending::Forward { gk, .. }
+            | Pending::Reregister { gk, .. }
+            | Pending::Refresh { gk, .. }
+            | Pending::CallReport { gk, .. }
+            | Pending::Unregister { gk, .. } => *gk,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Forwarded {
+    Register(Box<Registration>),
+    Unregister(String),
+    Admit(Box<CallRecord>),
+    Disengage(([u8; 16], String)),
+    Other,
+}
+
+struct Gk {
+    cfg: GatekeeperConfig,
+    hb: Heartbeat,
+    /// gatekeeperIdentifier learned from its RCF to the proxy.
+    id: Option<String>,
+    /// The proxy's own endpointIdentifier there.
+    self_id: Option<String>,
+    /// Round trip of the last answered probe.
+    rtt: Option<Duration>,
+    last_health: Health,
+}
+
+/// The RAS relay state machine.
+pub struct RasRelay {
+    cfg: RelayConfig,
+    gks: Vec<Gk>,
+    active: Option<usize>,
+    /// Whether any gatekeeper has been in control yet: the first one takes
+    /// control as soon as it answers, later ones after the hold time.
+    ever_active: bool,
+    /// When the relay started: for a first choice of gatekeeper, those
+    /// earlier in the list get one detection time to answer.
+    started: Instant,
+    regs: Registry,
+    /// By (callIdentifier, local endpointIdentifier): both ends of a call
+    /// between two of the proxy's endpoints have a record.
+    calls: HashMap<([u8; 16], String), CallRecord>,
+    pending: HashMap<u16, (Pending, Instant)>,
+    /// Forwarded requests by (endpoint, its sequence number) → ours, to
+    /// recognise retransmissions; entries whose pending request is gone are
+    /// stale and pruned as the map grows.
+    forwarded: HashMap<(SocketAddr, u16), u16>,
+    /// Gatekeeper requests forwarded to endpoints: our seq → (gatekeeper,
+    /// its seq, the endpoint asked, when).
+    ep_pending: HashMap<u16, (usize, u16, String, Instant)>,
+    next_seq: u16,
+    rereg: VecDeque<String>,
+    rereg_tokens: f64,
+    rereg_last: Instant,
+    refresh: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The latest instant the driver passed in.
+    now: Instant,
+    /// Next scan for registrations whose keepalives stopped.
+    next_expiry_scan: Instant,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: RelayStats,
+    /// Per-endpoint gatekeeper-side addresses, when configured.
+    ids: Option<IdentityPool>,
+}
+
+/// How long an unanswered request is remembered.
+const PENDING_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Most requests outstanding at gatekeepers at once (of 65,535 sequence
+/// numbers), with room left for the proxy's own probes.
+const MAX_PENDING: usize = 60_000;
+
+/// How often registrations are checked for expiry.
+const EXPIRY_SCAN: Duration = Duration::from_secs(1);
+
+/// An unanswered re-registration is sent again after this long (a burst
+/// toward a busy gatekeeper may lose datagrams).
+const REREGISTER_RETRY: Duration = Duration::from_secs(2);
+
+impl RasRelay {
+    /// A relay in survivable mode with every gatekeeper down; the first
+    /// [`RasRelay::handle_timeout`] sends the proxy's registrations.
+    pub fn new(cfg: RelayConfig, now: Instant) -> Self {
+        let gks = cfg
+            .gatekeepers
+            .iter()
+            .map(|g| Gk {
+                cfg: g.clone(),
+                hb: own_heartbeat(&cfg, now),
+                id: None,
+                self_id: None,
+                rtt: None,
+                last_health: Health::Down,
+            })
+            .collect();
+        Self {
+            gks,
+            active: None,
+            ever_active: false,
+            started: now,
+            regs: Registry::default(),
+            calls: HashMap::new(),
+            pending: HashMap::new(),
+            forwarded: HashMap::new(),
+            ep_pending: HashMap::new(),
+            next_seq: 0,
+            rereg: VecDeque::new(),
+            rereg_tokens: 0.0,
+            rereg_last: now,
+            refresh: BinaryHeap::new(),
+            now,
+            next_expiry_scan: now + EXPIRY_SCAN,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: RelayStats::default(),
+            ids: cfg.identities.clone(),
+            cfg,
+        }
+    }
+
+    /// Apply a reloaded configuration. Timers, failover policy and the dial
+    /// plan change at once; the names of changed fields that need a restart
+    /// (addresses, the gatekeeper list) are returned and not applied.
+    pub fn reconfigure(&mut self, new: RelayConfig) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        let c = &self.cfg;
+        if new.proxy_id != c.proxy_id {
+            restart.push("proxy.id");
+        }
+        if new.endpoint_ras != c.endpoint_ras || new.endpoint_call_signal != c.endpoint_call_signal
+        {
+            restart.push("proxy.endpoint_address");
+        }
+        if new.gatekeeper_call_signal.ip() != c.gatekeeper_call_signal.ip() {
+            restart.push("proxy.gatekeeper_address");
+        }
+        if new.gatekeepers != c.gatekeepers {
+            restart.push("gatekeeper");
+        }
+        if new.heartbeat != c.heartbeat {
+            for g in &mut self.gks {
+                g.hb.set_config(new.heartbeat);
+            }
+        }
+        if new.identities.as_ref().map(IdentityPool::ranges)
+            != c.identities.as_ref().map(IdentityPool::ranges)
+        {
+            restart.push("gatekeeper_side");
+        }
+        let keep = (
+            c.identities.clone(),
+            c.proxy_id.clone(),
+            c.endpoint_ras,
+            c.endpoint_call_signal,
+            c.gatekeeper_ras,
+            c.gatekeeper_call_signal,
+            c.gatekeepers.clone(),
+        );
+        self.cfg = RelayConfig {
+            identities: keep.0,
+            proxy_id: keep.1,
+            endpoint_ras: keep.2,
+            endpoint_call_signal: keep.3,
+            gatekeeper_ras: keep.4,
+            gatekeeper_call_signal: keep.5,
+            gatekeepers: keep.6,
+            ..new
+        };
+        restart
+    }
+
+    /// The gatekeeper-side RAS address the driver bound.
+    pub fn gatekeeper_ras(&self) -> SocketAddr {
+        self.cfg.gatekeeper_ras
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+
+    /// The registration table.
+    pub fn registrations(&self) -> &Registry {
+        &self.regs
+    }
+
+    /// Calls admitted and not yet disengaged.
+    pub fn calls(&self) -> impl Iterator<Item = &CallRecord> {
+        self.calls.values()
+    }
+
+    /// A call by callIdentifier: the caller's record when both ends are here.
+    pub fn call(&self, call_id: &[u8; 16]) -> Option<&CallRecord> {
+        self.calls
+            .values()
+            .filter(|c| &c.call_id == call_id)
+            .min_by_key(|c| c.answer_call)
+    }
+
+    /// Name of the gatekeeper in control (`None`: survivable mode).
+    pub fn active(&self) -> Option<&str> {
+        self.active.map(|i| self.gks[i].cfg.name.as_str())
+    }
+
+    /// Each gatekeeper's state.
+    pub fn gatekeepers(&self) -> Vec<GatekeeperStatus> {
+        self.gks
+            .iter()
+            .enumerate()
+            .map(|(i, g)| GatekeeperStatus {
+                name: g.cfg.name.clone(),
+                health: g.hb.health(),
+                rtt: g.rtt,
+                registrations: self.regs.bound_at(i),
+                ras: g.cfg.ras,
+                active: self.active == Some(i),
+            })
+            .collect()
+    }
+
+    /// Registrations still waiting to be re-registered at the gatekeeper in
+    /// control.
+    pub fn reregistrations_pending(&self) -> usize {
+        self.rereg.len()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        for source in self.regs.take_withdrawn() {
+            self.events.push_back(Event::OffloadWithdrawn { source });
+        }
+        self.events.pop_front()
+    }
+
+    /// Keepalives the kernel answered for the endpoint at `source`, the
+    /// last at `at`: they count as heard, so the registration does not lapse.
+    pub fn note_offloaded_keepalives(&mut self, source: SocketAddr, at: Instant, answered: u64) {
+        let Some(id) = self.regs.by_source(source).map(|r| r.endpoint_id.clone()) else {
+            return;
+        };
+        if let Some(r) = self.regs.get_mut(&id) {
+            if r.last_keepalive.is_none_or(|l| l < at) {
+                r.last_keepalive = Some(at);
+            }
+            r.offloaded_answers = answered;
+        }
+    }
+
+    /// When [`RasRelay::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self
+            .gks
+            .iter()
+            .map(|g| g.hb.poll_timeout())
+            .min()
+            // No gatekeeper configured: only the expiry scan is due (it
+            // advances itself; `rereg_last` would stay in the past and spin
+            // the driver).
+            .unwrap_or(self.next_expiry_scan);
+        if let Some(Reverse((at, _))) = self.refresh.peek() {
+            t = t.min(*at);
+        }
+        if !self.rereg.is_empty() {
+            t = t.min(self.rereg_last + Duration::from_millis(10));
+        }
+        t.min(self.next_expiry_scan)
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// Advance to `now`: heartbeats, probes, control changes, paced
+    /// re-registration, registration refreshes, expiry of pending requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        for i in 0..self.gks.len() {
+            let due = self.gks[i].hb.handle_timeout(now);
+            self.note_health(i);
+            if due {
+                // Requests of ours the gatekeeper has not answered yet are
+                // queued ahead of this probe there.
+                let ahead = self
+                    .pending
+                    .values()
+                    .filter(|(p, _)| p.gatekeeper() == i && !matches!(p, Pending::Probe { .. }))
+                    .count();
+                self.send_probe(i);
+                self.gks[i].hb.queued_behind(ahead);
+            }
+        }
+        self.reselect(now);
+        self.pace_reregistration(now);
+        self.refresh_due(now);
+        if now >= self.next_expiry_scan {
+            self.next_expiry_scan = now + EXPIRY_SCAN;
+            self.expire(now);
+            if let Some(pool) = self.ids.as_mut() {
+                let regs = &self.regs;
+                pool.sweep(now, |s| regs.by_source(s).is_some());
+            }
+        }
+        let lost: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, (p, at))| {
+                matches!(p, Pending::Reregister { .. })
+                    && now.saturating_duration_since(*at) >= REREGISTER_RETRY
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            if let Some((Pending::Reregister { gk, endpoint_id }, _)) = self.pending.remove(&k) {
+                let unbound = self
+                    .regs
+                    .get(&endpoint_id)
+                    .is_some_and(|r| r.binding.is_none());
+                if Some(gk) == self.active && unbound {
+                    self.rereg.push_back(endpoint_id);
+                }
+            }
+        }
+        self.pending
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+        self.ep_pending
+            .retain(|_, (_, _, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+    }
+}
+
+/// A gatekeeper's failure detector: down until it answers; probes only on
+/// silence, and at least at the refresh time of the proxy's own
+/// registration there.
+fn own_heartbeat(cfg: &RelayConfig, now: Instant) -> Heartbeat {
+    let mut hb = Heartbeat::new_down(cfg.heartbeat, now);
+    hb.set_max_quiet(refresh_after(cfg.local_ttl));
+    hb
+}
+
+fn refresh_after(ttl: u32) -> Duration {
+    // H323Plus refreshes 5 s before expiry; stay well inside short TTLs too.
+    Duration::from_secs(u64::from(ttl.max(2))) * 2 / 3
+}
+
+fn vendor_json() -> Value {
+    json!({"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}})
+}
+
+fn choice(m: &RasMessage) -> usize {
+    ras::encode(m)
+        .ok()
+        .and_then(|b| b.first().copied())
+        .map(|b| proxy_common::ras_slot_of(b) as usize)
+        .filter(|&s| s < ras::CHOICE_NAMES.len())
+        .unwrap_or(0)
+}
+
+fn is_request(m: &RasMessage) -> bool {
+    matches!(
+        m,
+        RasMessage::gatekeeperRequest(_)
+            | RasMessage::registrationRequest(_)
+            | RasMessage::unregistrationRequest(_)
+            | RasMessage::admissionRequest(_)
+            | RasMessage::bandwidthRequest(_)
+            | RasMessage::disengageRequest(_)
+            | RasMessage::locationRequest(_)
+            | RasMessage::infoRequest(_)
+            | RasMessage::serviceControlIndication(_)
+    )
+}
+
+#[cfg(test)]
+mod tests;
