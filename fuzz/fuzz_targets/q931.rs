@@ -1,7 +1,7 @@
 //! Q.931: decode never panics; typed IE views never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use proxy_user::q931::{Message, PartyNumber, ie};
+use proxy_proto::q931::{Message, PartyNumber, ie};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Message::decode(data) {

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use proxy_user::call::{Call, CallConfig, CallEvent, Leg, LegLoss, LegSide};
-use proxy_user::gatekeeper::HeartbeatConfig;
-use proxy_user::identity::IdentityPool;
-use proxy_user::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
+use proxy_proto::call::{Call, CallConfig, CallEvent, Leg, LegLoss, LegSide};
+use proxy_proto::gatekeeper::HeartbeatConfig;
+use proxy_proto::identity::IdentityPool;
+use proxy_proto::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
 
 fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()

@@ -3,8 +3,8 @@
 //! Q.931 the re-encoded message decodes to the same message.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use proxy_user::h225::{ras, uuie};
-use proxy_user::q931::Message;
+use proxy_proto::h225::{ras, uuie};
+use proxy_proto::q931::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, data)) = data.split_first() else { return };

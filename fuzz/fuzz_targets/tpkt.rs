@@ -3,7 +3,7 @@
 #![no_main]
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use proxy_user::tpkt::{HEADER_LEN, MAX_LEN, TpktCodec};
+use proxy_proto::tpkt::{HEADER_LEN, MAX_LEN, TpktCodec};
 use tokio_util::codec::Decoder;
 
 fuzz_target!(|data: &[u8]| {

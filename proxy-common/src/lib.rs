@@ -670,4 +670,23 @@ pub mod names {
     pub const LIVENESS_PROG: &str = "gk_liveness";
     /// `gk_side.rs` `gk_side`: the sk_lookup program.
     pub const GK_SIDE_PROG: &str = "gk_side";
+    /// `bench.rs` `bench_pass` (the `bench` object, like every `bench_*`
+    /// program): put `BENCH_FRAME` back, pass. The baseline.
+    pub const BENCH_PASS_PROG: &str = "bench_pass";
+    /// `bench.rs` `bench_fastpath`: put the frame back, run the fast path.
+    pub const BENCH_FASTPATH_PROG: &str = "bench_fastpath";
+    /// `bench.rs` `bench_stage_*`: the fast path stopped after a stage
+    /// (program, what it stops after).
+    pub const BENCH_STAGE_PROGS: [(&str, &str); 3] = [
+        ("bench_stage_parsed", "header walk, counters"),
+        (
+            "bench_stage_looked_up",
+            "+ proxy address and endpoint lookups",
+        ),
+        ("bench_stage_hashed", "+ request load and hashes"),
+    ];
+    /// `bench.rs` `bench_gen`: the veth lab's traffic generator.
+    pub const BENCH_GEN_PROG: &str = "bench_gen";
+    /// `bench.rs` `bench_sink`: counts and drops what comes back.
+    pub const BENCH_SINK_PROG: &str = "bench_sink";
 }

@@ -12,6 +12,8 @@
 #![no_std]
 #![no_main]
 
+mod prelude;
+
 use aya_ebpf::{
     bindings::sk_action::SK_PASS,
     btf_maps::{Array, SockMap},
@@ -78,10 +80,4 @@ fn steer(ctx: &SkLookupContext) -> Option<()> {
         _ => return None,
     };
     GK_SIDE_SOCKS.redirect_sk_lookup(ctx, slot, 0).ok()
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }

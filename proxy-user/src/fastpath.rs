@@ -19,35 +19,21 @@ use proxy_common::{
 /// The eBPF object, compiled by build.rs for bpfel-unknown-none.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
+/// The benchmark programs' object (`proxy-ebpf/src/bench_main.rs`): loaded
+/// only by [`BenchPrograms`], never by the daemon.
+static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
+
 /// Where bpffs is expected.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 // Map and program names (as they appear under the pin directory) are
 // defined once, in `proxy_common::names`, next to the shared map types.
 pub use proxy_common::names::{
-    BENCH_FRAME_MAP, BENCH_SINK_MAP, FASTPATH_PROG, FP_CONFIG_MAP, GK_LIVENESS_MAP,
+    BENCH_FASTPATH_PROG, BENCH_FRAME_MAP, BENCH_GEN_PROG, BENCH_PASS_PROG, BENCH_SINK_MAP,
+    BENCH_SINK_PROG, BENCH_STAGE_PROGS, FASTPATH_PROG, FP_CONFIG_MAP, GK_LIVENESS_MAP,
     GK_SIDE_CONFIG_MAP, GK_SIDE_PROG, GK_SIDE_SOCKS_MAP, KA_REASONS_MAP, KEEPALIVE_MAP,
     LIVENESS_PROG, LOCAL_ADDRS_MAP, PACKETS_MAP, PASS_PROG, RAS_CLASSIFY_MAP, RAS_CLASSIFY_PROG,
 };
-/// Benchmark programs that put `BENCH_FRAME` back before each run (see
-/// `proxy-ebpf/src/bench.rs`): the baseline, the whole fast path, and the
-/// fast path stopped after each stage.
-pub const BENCH_PASS_PROG: &str = "bench_pass";
-/// See [`BENCH_PASS_PROG`].
-pub const BENCH_FASTPATH_PROG: &str = "bench_fastpath";
-/// See [`BENCH_PASS_PROG`]: (program, what it stops after).
-pub const BENCH_STAGE_PROGS: [(&str, &str); 3] = [
-    ("bench_stage_parsed", "header walk, counters"),
-    (
-        "bench_stage_looked_up",
-        "+ proxy address and endpoint lookups",
-    ),
-    ("bench_stage_hashed", "+ request load and hashes"),
-];
-/// The veth-lab traffic generator and its sink (see [`TrafficGen`]).
-pub const BENCH_GEN_PROG: &str = "bench_gen";
-/// See [`BENCH_GEN_PROG`].
-pub const BENCH_SINK_PROG: &str = "bench_sink";
 /// Every map the object pins, for clean-up.
 pub const ALL_MAPS: [&str; 7] = [
     RAS_CLASSIFY_MAP,
@@ -222,7 +208,7 @@ pub fn settings_from_pins(instance: &str) -> Result<FastpathSettings> {
     a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))
 }
 
-pub use crate::offload::{instant_of, monotonic_ns};
+pub use crate::clock::{instant_of, monotonic_ns};
 
 /// The gatekeeper liveness map, held by the RAS driver.
 pub struct LivenessTable {
@@ -321,17 +307,17 @@ impl PeerPass {
 /// interface, counts and drops what comes back. Lives in the calling
 /// thread's network namespace; detached on drop.
 pub struct TrafficGen {
-    fp: FastPath,
+    fp: BenchPrograms,
     ifindex: u32,
     frame: Vec<u8>,
 }
 
 impl TrafficGen {
-    /// Load a private copy of the object, attach the sink to `iface` and
-    /// set the frame to send.
+    /// Load a private copy of the benchmark object, attach the sink to
+    /// `iface` and set the frame to send.
     pub fn attach(iface: &str, frame: &[u8]) -> Result<Self> {
-        let mut fp = FastPath::load_private("trafficgen")?;
-        fp.set_bench_frame(frame)?;
+        let mut fp = BenchPrograms::load_private("trafficgen")?;
+        fp.set_frame(frame)?;
         let name =
             CString::new(iface).map_err(|_| FastPathError::BadInterface(iface.to_owned()))?;
         // SAFETY: a NUL-terminated name.
@@ -390,6 +376,114 @@ impl TrafficGen {
             PerCpuArray::try_from(map).map_err(map_err(BENCH_SINK_MAP))?;
         let per_cpu = a.get(&0, 0).map_err(map_err(BENCH_SINK_MAP))?;
         Ok(per_cpu.iter().map(|c| c.packets).sum())
+    }
+}
+
+/// An XDP program of `ebpf`, loaded (verified) on first use.
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str, iface: &str) -> Result<&'a mut Xdp> {
+    let perr = |source| FastPathError::Program {
+        iface: iface.to_owned(),
+        source,
+    };
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(FastPathError::Missing(name))?
+        .try_into()
+        .map_err(perr)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(perr)?;
+    }
+    Ok(prog)
+}
+
+/// Run program `name` of `ebpf` on one frame with BPF_PROG_TEST_RUN.
+fn test_run(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    frame: &[u8],
+    repeat: u32,
+    out: Option<&mut [u8]>,
+) -> Result<(u32, std::time::Duration, usize)> {
+    use aya::programs::TestRun as _;
+    let prog = xdp_program(ebpf, name, "(test run)")?;
+    let opts = aya::programs::TestRunOptions {
+        data_in: Some(frame),
+        data_out: out,
+        repeat,
+        ..Default::default()
+    };
+    let r = prog
+        .test_run(opts)
+        .map_err(|source| FastPathError::Program {
+            iface: "(test run)".into(),
+            source,
+        })?;
+    Ok((r.return_value, r.duration, r.data_size_out as usize))
+}
+
+/// The benchmark programs (`bench_*`, see [`BENCH_PASS_PROG`]) in their own
+/// object. Loaded beside a [`FastPath`], they share its pinned maps, so
+/// `bench_fastpath` answers from the same learned endpoints and counts in
+/// the same counters; `BENCH_FRAME` and `BENCH_SINK` are their own.
+pub struct BenchPrograms {
+    ebpf: Ebpf,
+}
+
+impl BenchPrograms {
+    /// Load the benchmark object over `fp`'s pinned maps.
+    pub fn load(fp: &FastPath) -> Result<Self> {
+        Self::load_in(&fp.pin_dir)
+    }
+
+    fn load_in(pin_dir: &Path) -> Result<Self> {
+        // The loader refuses a pinned map of another size than declared:
+        // take the learned-endpoint map's from its pin.
+        let max = aya::maps::MapInfo::from_pin(pin_dir.join(KEEPALIVE_MAP))
+            .map(|i| i.max_entries())
+            .unwrap_or(1);
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .map_max_entries(KEEPALIVE_MAP, max.max(1))
+            .load(BENCH_OBJECT)?;
+        Ok(Self { ebpf })
+    }
+
+    /// A private copy with maps of its own, their pins removed at once.
+    fn load_private(tag: &str) -> Result<Self> {
+        let fp = FastPath::load_private_pinned(tag)?;
+        let b = Self::load(&fp);
+        fp.remove_pins();
+        b
+    }
+
+    /// The frame the benchmark programs put back before every run.
+    pub fn set_frame(&mut self, frame: &[u8]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(BENCH_FRAME_MAP)
+            .ok_or(FastPathError::Missing(BENCH_FRAME_MAP))?;
+        let mut a: Array<_, proxy_common::BenchFrame> =
+            Array::try_from(map).map_err(map_err(BENCH_FRAME_MAP))?;
+        let mut f = proxy_common::BenchFrame::default();
+        let n = frame.len().min(f.bytes.len());
+        f.bytes[..n].copy_from_slice(&frame[..n]);
+        f.len = n as u32;
+        a.set(0, &f, 0).map_err(map_err(BENCH_FRAME_MAP))
+    }
+
+    /// A benchmark program, loaded (verified) on first use.
+    fn program(&mut self, name: &'static str, iface: &str) -> Result<&mut Xdp> {
+        xdp_program(&mut self.ebpf, name, iface)
+    }
+
+    /// As [`FastPath::test_run`], for a benchmark program.
+    pub fn test_run(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration)> {
+        test_run(&mut self.ebpf, name, frame, repeat, None).map(|(a, d, _)| (a, d))
     }
 }
 
@@ -687,20 +781,7 @@ impl FastPath {
 
     /// A program of the object, loaded (verified) on first use.
     fn program(&mut self, name: &'static str, iface: &str) -> Result<&mut Xdp> {
-        let perr = |source| FastPathError::Program {
-            iface: iface.to_owned(),
-            source,
-        };
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(FastPathError::Missing(name))?
-            .try_into()
-            .map_err(perr)?;
-        if prog.fd().is_err() {
-            prog.load().map_err(perr)?;
-        }
-        Ok(prog)
+        xdp_program(&mut self.ebpf, name, iface)
     }
 
     /// Run the RAS classifier on one frame with BPF_PROG_TEST_RUN (no
@@ -726,21 +807,7 @@ impl FastPath {
         repeat: u32,
         out: Option<&mut [u8]>,
     ) -> Result<(u32, std::time::Duration, usize)> {
-        use aya::programs::TestRun as _;
-        let prog = self.program(name, "(test run)")?;
-        let opts = aya::programs::TestRunOptions {
-            data_in: Some(frame),
-            data_out: out,
-            repeat,
-            ..Default::default()
-        };
-        let r = prog
-            .test_run(opts)
-            .map_err(|source| FastPathError::Program {
-                iface: "(test run)".into(),
-                source,
-            })?;
-        Ok((r.return_value, r.duration, r.data_size_out as usize))
+        test_run(&mut self.ebpf, name, frame, repeat, out)
     }
 
     /// Attach the RAS classifier to `iface`: native mode first, generic mode
@@ -888,30 +955,26 @@ impl FastPath {
     /// A private copy of the object for lab helpers (`tag-<pid>-<n>`),
     /// its pins removed at once: only this process's fds keep its maps.
     fn load_private(tag: &str) -> Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let instance = format!("{tag}-{}-{n}", std::process::id());
-        let fp = FastPath::load_sized(&instance, 1)?;
-        for name in ALL_MAPS {
-            let _ = std::fs::remove_file(fp.pin_dir.join(name));
-        }
-        let _ = std::fs::remove_dir(&fp.pin_dir);
+        let fp = Self::load_private_pinned(tag)?;
+        fp.remove_pins();
         Ok(fp)
     }
 
-    /// The frame the benchmark programs put back before every run.
-    pub fn set_bench_frame(&mut self, frame: &[u8]) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(BENCH_FRAME_MAP)
-            .ok_or(FastPathError::Missing(BENCH_FRAME_MAP))?;
-        let mut a: Array<_, proxy_common::BenchFrame> =
-            Array::try_from(map).map_err(map_err(BENCH_FRAME_MAP))?;
-        let mut f = proxy_common::BenchFrame::default();
-        let n = frame.len().min(f.bytes.len());
-        f.bytes[..n].copy_from_slice(&frame[..n]);
-        f.len = n as u32;
-        a.set(0, &f, 0).map_err(map_err(BENCH_FRAME_MAP))
+    /// As [`FastPath::load_private`], pins still in place.
+    fn load_private_pinned(tag: &str) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let instance = format!("{tag}-{}-{n}", std::process::id());
+        FastPath::load_sized(&instance, 1)
+    }
+
+    /// Remove the map pins and their directory (the maps live on while
+    /// this process holds them).
+    fn remove_pins(&self) {
+        for name in ALL_MAPS {
+            let _ = std::fs::remove_file(self.pin_dir.join(name));
+        }
+        let _ = std::fs::remove_dir(&self.pin_dir);
     }
 
     /// Replace the set of addresses the kernel answers for.
@@ -1238,19 +1301,30 @@ mod names_tests {
 
     #[test]
     fn the_built_objects_define_every_shared_name() {
-        let others = [
-            BENCH_FRAME_MAP,
-            BENCH_SINK_MAP,
-            RAS_CLASSIFY_PROG,
-            FASTPATH_PROG,
-            PASS_PROG,
-            LIVENESS_PROG,
-        ];
+        let others = [RAS_CLASSIFY_PROG, FASTPATH_PROG, PASS_PROG, LIVENESS_PROG];
         for n in ALL_MAPS.into_iter().chain(others) {
             assert!(holds(BPF_OBJECT, n), "{n} is not in the proxy-ebpf object");
         }
         for n in [GK_SIDE_CONFIG_MAP, GK_SIDE_SOCKS_MAP, GK_SIDE_PROG] {
             assert!(holds(GK_SIDE_OBJECT, n), "{n} is not in the gk-side object");
+        }
+        let bench = [
+            BENCH_FRAME_MAP,
+            BENCH_SINK_MAP,
+            BENCH_PASS_PROG,
+            BENCH_FASTPATH_PROG,
+        ];
+        let stages = BENCH_STAGE_PROGS.map(|(p, _)| p);
+        for n in bench
+            .into_iter()
+            .chain(stages)
+            .chain([BENCH_GEN_PROG, BENCH_SINK_PROG])
+        {
+            assert!(holds(BENCH_OBJECT, n), "{n} is not in the bench object");
+            assert!(
+                !holds(BPF_OBJECT, n),
+                "{n} is in the object the daemon loads"
+            );
         }
         assert!(!holds(BPF_OBJECT, "NO_SUCH_MAP"));
     }

@@ -1,25 +1,21 @@
-//! Control plane of the H.323 survivable proxy.
+//! The H.323 survivable proxy daemon.
 //!
-//! Protocol modules (`tpkt`, `q931`, `h225`, `call`, `offload`) are sans-I/O:
-//! they take bytes and return values or bytes; the state machines
-//! (`gatekeeper`, `ras_relay`, `registration`, `identity`) also take time.
-//! The drivers (`driver`, `fastpath`), the metrics server (`metrics`), the
-//! lab helpers (`lab`, `capture`) and the binaries touch sockets, files, maps
-//! and interfaces.
+//! The protocol lives in [`proxy_proto`] (re-exported here under the same
+//! module names): codecs and state machines that take bytes and time and
+//! return bytes and events. This crate is everything that touches the
+//! outside world: the tokio drivers that own the sockets and the clock and
+//! pump those state machines (`driver`), the aya loader of the XDP/TC fast
+//! path and its maps (`fastpath`), configuration (`config`), the metrics
+//! endpoint (`metrics`), the monotonic clock shared with the kernel
+//! (`clock`) and the `proxy` binary.
 
-pub mod call;
-pub mod capture;
+pub use proxy_proto::{
+    call, capture, gatekeeper, h225, identity, offload, q931, ras_relay, registration, tpkt,
+};
+
+pub mod clock;
 pub mod config;
 pub mod driver;
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
-pub mod gatekeeper;
-pub mod h225;
-pub mod identity;
-pub mod lab;
 pub mod metrics;
-pub mod offload;
-pub mod q931;
-pub mod ras_relay;
-pub mod registration;
-pub mod tpkt;

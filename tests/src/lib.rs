@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use proxy_user::lab::process::{LabProc, field};
-use proxy_user::lab::topology::{self, Lab};
+use proxy_lab::process::{LabProc, field};
+use proxy_lab::topology::{self, Lab};
 
 /// Path of a workspace binary built next to the test executable
 /// (`cargo xtask test` builds them before running the tests).
@@ -29,9 +29,9 @@ pub fn bin(name: &str) -> PathBuf {
 /// message saying why; in CI (CI=true, root) a missing privilege is a failure,
 /// never a silent skip.
 pub fn privileged(test: &str) -> bool {
-    match proxy_user::lab::netns::unprivileged_reason() {
+    match proxy_lab::netns::unprivileged_reason() {
         None => {
-            proxy_user::lab::netns::sweep_stale();
+            proxy_lab::netns::sweep_stale();
             true
         }
         Some(why) => {
@@ -127,7 +127,7 @@ impl Proxy {
     ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("proxy.toml");
-        let instance = proxy_user::lab::netns::unique_name("i");
+        let instance = proxy_lab::netns::unique_name("i");
         // The registration table is saved in the test's own directory.
         let text = tweak(topology::proxy_toml(&instance, hold_ms, xdp)).replace(
             "state_dir = \"\"",

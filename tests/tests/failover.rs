@@ -6,10 +6,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use proxy_lab::netns::Netns;
+use proxy_lab::process::{LabProc, field};
+use proxy_lab::topology::{EP, GK1, GK2, Lab, PX_EP};
 use proxy_tests::{Proxy, bin, privileged};
-use proxy_user::lab::netns::Netns;
-use proxy_user::lab::process::{LabProc, field};
-use proxy_user::lab::topology::{EP, GK1, GK2, Lab, PX_EP};
 
 fn gatekeeper(
     ns: &Netns,
@@ -297,12 +297,12 @@ fn partition_and_flapping_drop_no_call_and_bound_the_rrqs() {
 }
 
 fn scrape(lab: &Lab) -> String {
-    proxy_user::lab::process::scrape(&lab.px, "127.0.0.1:9719").unwrap()
+    proxy_lab::process::scrape(&lab.px, "127.0.0.1:9719").unwrap()
 }
 
 fn metric(text: &str, sample: &str) -> u64 {
-    proxy_user::lab::process::metric(text, sample)
-        .unwrap_or_else(|| panic!("no {sample} in\n{text}")) as u64
+    proxy_lab::process::metric(text, sample).unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+        as u64
 }
 
 #[test]

@@ -10,10 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proxy_common::{
     FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry, ka_hash, ka_slot, ones_sum,
 };
+use proxy_lab::frame::{Frame, checksum, vlan_tags};
+use proxy_lab::netns::unique_name;
 use proxy_tests::privileged;
 use proxy_user::fastpath::{FASTPATH_PROG, FastPath};
-use proxy_user::lab::frame::{Frame, checksum, vlan_tags};
-use proxy_user::lab::netns::unique_name;
 use proxy_user::offload::local_addr;
 
 const XDP_DROP: u32 = 1;

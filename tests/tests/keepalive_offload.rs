@@ -11,22 +11,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proxy_common::ka_slot;
+use proxy_lab::frame::{Frame, checksum};
+use proxy_lab::netns::{Netns, unique_name, veth, xdp_peer_pass};
+use proxy_lab::process::{metric, scrape};
 use proxy_tests::{Child, bin, privileged, wait_for};
 use proxy_user::fastpath::{Counters, set_answering};
 use proxy_user::h225::corpus::{Entry, Kind};
 use proxy_user::h225::ras::{self, RasMessage};
 use proxy_user::h225::value::{bmp_text, ras_from_json, transport_json};
-use proxy_user::lab::frame::{Frame, checksum};
-use proxy_user::lab::netns::{Netns, unique_name, veth, xdp_peer_pass};
-use proxy_user::lab::process::{metric, scrape};
 use serde_json::json;
 
 const PROTOCOL_ID: &str = "0.0.8.2250.0.4";
 
-use proxy_user::lab::fastbench::rrq;
+use proxy_lab::fastbench::rrq;
 
 fn keepalive(seq: u16, ras_addr: SocketAddr, id: &str) -> Vec<u8> {
-    proxy_user::lab::fastbench::keepalive(seq, ras_addr, id, "OFFLOAD-PX")
+    proxy_lab::fastbench::keepalive(seq, ras_addr, id, "OFFLOAD-PX")
 }
 
 /// Send and wait for one answer (None after 1 s).
@@ -669,7 +669,7 @@ fn test_run_turns_a_learned_keepalive_into_an_rcf_frame() {
 /// restarted daemon adopts them without a gap.
 #[test]
 fn keepalives_stay_answered_through_a_daemon_sigkill_and_restart() {
-    use proxy_user::lab::process::{LabProc, field};
+    use proxy_lab::process::{LabProc, field};
     if !privileged("keepalives_stay_answered_through_a_daemon_sigkill_and_restart") {
         return;
     }

@@ -16,13 +16,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use proxy_lab::impair::Impairment;
+use proxy_lab::link_sim::Link;
+use proxy_lab::netns::{Netns, veth};
+use proxy_lab::peers::{GnuGk, Routing, peers_bin, simple};
+use proxy_lab::process::{LabProc, field};
+use proxy_lab::topology::{EP, GK1, GK2, Lab, PX_EP};
 use proxy_tests::{Proxy, bin, privileged, wait_for};
-use proxy_user::lab::impair::Impairment;
-use proxy_user::lab::link_sim::Link;
-use proxy_user::lab::netns::{Netns, veth};
-use proxy_user::lab::peers::{GnuGk, Routing, peers_bin, simple};
-use proxy_user::lab::process::{LabProc, field};
-use proxy_user::lab::topology::{EP, GK1, GK2, Lab, PX_EP};
 
 /// The peer binaries; outside CI a missing build skips, saying why.
 fn peers(test: &str) -> Option<PathBuf> {

@@ -7,11 +7,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
 
 use proxy_common::{packet_slot, ras_slot, ras_slot_of};
+use proxy_lab::frame::{Frame, vlan_tags};
+use proxy_lab::netns::{Netns, unique_name, veth};
 use proxy_tests::{Child, bin, privileged, wait_for};
 use proxy_user::fastpath::{Counters, FastPath};
 use proxy_user::h225::corpus::{self, Kind};
-use proxy_user::lab::frame::{Frame, vlan_tags};
-use proxy_user::lab::netns::{Netns, unique_name, veth};
 
 #[test]
 fn xdp_counts_ras_messages_by_choice_on_a_veth() {

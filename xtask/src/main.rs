@@ -103,7 +103,7 @@ enum Cmd {
     /// pinned sources into a cache outside the checkout, once. Sources: the
     /// tarballs in $H323_PEERS_DIR, else the public repositories.
     Peers,
-    /// Regenerate the H.225.0 codec from the ASN.1 modules in proxy-user/asn1.
+    /// Regenerate the H.225.0 codec from the ASN.1 modules in proxy-proto/asn1.
     Codegen,
 }
 
@@ -193,9 +193,9 @@ fn main() -> Result<()> {
                     "codegen/Cargo.toml",
                     "--",
                 ])
-                .arg(root.join("proxy-user/asn1"))
-                .arg(root.join("proxy-user/src/h225/asn.rs")))?;
-            run(cargo_pinned().args(["fmt", "--package", "proxy-user"]))?;
+                .arg(root.join("proxy-proto/asn1"))
+                .arg(root.join("proxy-proto/src/h225/asn.rs")))?;
+            run(cargo_pinned().args(["fmt", "--package", "proxy-proto"]))?;
         }
     }
     Ok(())

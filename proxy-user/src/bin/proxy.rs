@@ -173,7 +173,9 @@ fn main() -> Result<()> {
             OffloadCmd::On { instance } => switch(&instance, true),
             OffloadCmd::Off { instance } => switch(&instance, false),
         },
-        Cmd::Decode { file, ports, json } => proxy_user::capture::decode_file(&file, &ports, json),
+        Cmd::Decode { file, ports, json } => {
+            Ok(proxy_user::capture::decode_file(&file, &ports, json)?)
+        }
     }
 }
 

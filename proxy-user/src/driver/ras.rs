@@ -242,7 +242,7 @@ impl RasDriver {
         let relay = &mut self.relay;
         for (ip, g) in table.entries() {
             if g.last_ns != 0 {
-                relay.note_gatekeeper_seen(ip, crate::offload::instant_of(g.last_ns));
+                relay.note_gatekeeper_seen(ip, crate::clock::instant_of(g.last_ns));
             }
         }
         for g in relay.gatekeepers() {
@@ -326,7 +326,7 @@ impl RasDriver {
             if e.answered == 0 {
                 continue;
             }
-            let at = crate::offload::instant_of(e.last_ns);
+            let at = crate::clock::instant_of(e.last_ns);
             relay.note_offloaded_keepalives(source, at, e.answered);
         }
     }

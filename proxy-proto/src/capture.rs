@@ -45,6 +45,9 @@ pub enum CaptureError {
         /// The reader's complaint.
         detail: String,
     },
+    /// Writing the report failed (a closed pipe).
+    #[error("writing the report: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 /// One decoded (or undecodable) H.225.0 message found in a capture.
@@ -377,7 +380,7 @@ fn read_packets(bytes: &[u8]) -> Result<Vec<RawPacket>, String> {
 }
 
 /// `proxy decode`: print one line (or one JSON object) per message.
-pub fn decode_file(path: &Path, ports: &[u16], json: bool) -> anyhow::Result<()> {
+pub fn decode_file(path: &Path, ports: &[u16], json: bool) -> Result<(), CaptureError> {
     let bytes = std::fs::read(path).map_err(|source| CaptureError::Io {
         path: path.display().to_string(),
         source,
@@ -390,7 +393,8 @@ pub fn decode_file(path: &Path, ports: &[u16], json: bool) -> anyhow::Result<()>
     let mut out = stdout.lock();
     for m in &report.messages {
         if json {
-            writeln!(out, "{}", serde_json::to_string(m)?)?;
+            let line = serde_json::to_string(m).map_err(std::io::Error::other)?;
+            writeln!(out, "{line}")?;
         } else {
             writeln!(out, "{}", m.line())?;
         }

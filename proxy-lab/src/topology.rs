@@ -44,7 +44,7 @@ pub struct Lab {
     /// Pass-only XDP on the endpoints' end of their veth, so the proxy's
     /// XDP_TX answers get through (see `netns::xdp_peer_pass`).
     #[cfg(feature = "fastpath")]
-    _ep_xdp: crate::fastpath::PeerPass,
+    _ep_xdp: proxy_user::fastpath::PeerPass,
 }
 
 impl Lab {

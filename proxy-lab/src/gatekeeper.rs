@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 
-use crate::h225::PROTOCOL_ID;
-use crate::h225::ras::{self, RasMessage};
-use crate::h225::value::{
+use proxy_user::h225::PROTOCOL_ID;
+use proxy_user::h225::ras::{self, RasMessage};
+use proxy_user::h225::value::{
     alias_text, bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json,
 };
 
@@ -54,7 +54,7 @@ struct CallInfo {
 /// Run the gatekeeper until stdin closes with `quit` or the process is killed.
 pub async fn run(o: GkOptions) -> std::io::Result<()> {
     let sock = UdpSocket::bind(o.ras).await?;
-    crate::driver::big_buffers(&sock);
+    proxy_user::driver::big_buffers(&sock);
     // Alias -> call signalling address, shared with the routed-call listener.
     let directory: Arc<Mutex<HashMap<String, SocketAddr>>> = Arc::default();
     if let Some(cs) = o.routed {
@@ -247,7 +247,7 @@ async fn route_call(mut a: tokio::net::TcpStream, dir: Arc<Mutex<HashMap<String,
     use tokio_util::codec::Decoder;
     let mut buf = bytes::BytesMut::new();
     let setup = loop {
-        match crate::tpkt::TpktCodec.decode(&mut buf) {
+        match proxy_user::tpkt::TpktCodec.decode(&mut buf) {
             Ok(Some(f)) if f.is_empty() => continue,
             Ok(Some(f)) => break f,
             Ok(None) => {}
@@ -258,7 +258,7 @@ async fn route_call(mut a: tokio::net::TcpStream, dir: Arc<Mutex<HashMap<String,
             Ok(_) => {}
         }
     };
-    let Ok(info) = crate::call::setup_info(&setup) else {
+    let Ok(info) = proxy_user::call::setup_info(&setup) else {
         return;
     };
     let to = {

@@ -378,7 +378,7 @@ pub struct RasRelay {
     refresh: BinaryHeap<Reverse<(Instant, String)>>,
     /// The latest instant the driver passed in.
     now: Instant,
-    /// Next scan for registrations whose keepalives stopped.
+    /// Next sweep (see [`Timer::Sweep`]).
     next_expiry_scan: Instant,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -394,8 +394,28 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(10);
 /// numbers), with room left for the proxy's own probes.
 const MAX_PENDING: usize = 60_000;
 
-/// How often registrations are checked for expiry.
+/// How often the sweep runs (see [`Timer::Sweep`]).
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
+
+/// How often paced re-registration wakes while its queue is not empty.
+const REREGISTER_TICK: Duration = Duration::from_millis(10);
+
+/// The relay's timers, in one table ([`RasRelay::timers`]): every deadline
+/// the relay can have, what it is for, and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// The earliest gatekeeper heartbeat deadline: a probe to send, or a
+    /// verdict on silence.
+    Heartbeat,
+    /// The earliest binding refresh at a gatekeeper (⅔ of its timeToLive).
+    Refresh,
+    /// The next re-registration the pace allows (only while some wait).
+    Reregister,
+    /// Once a second: registrations whose keepalives stopped, identities
+    /// whose registration never came, re-registrations lost on the way
+    /// (sent again), and requests never answered (forgotten).
+    Sweep,
+}
 
 /// An unanswered re-registration is sent again after this long (a burst
 /// toward a busy gatekeeper may lose datagrams).
@@ -577,22 +597,30 @@ impl RasRelay {
 
     /// When [`RasRelay::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Instant {
-        let mut t = self
-            .gks
-            .iter()
-            .map(|g| g.hb.poll_timeout())
+        self.timers()
+            .into_iter()
+            .filter_map(|(_, at)| at)
             .min()
-            // No gatekeeper configured: only the expiry scan is due (it
-            // advances itself; `rereg_last` would stay in the past and spin
-            // the driver).
-            .unwrap_or(self.next_expiry_scan);
-        if let Some(Reverse((at, _))) = self.refresh.peek() {
-            t = t.min(*at);
-        }
-        if !self.rereg.is_empty() {
-            t = t.min(self.rereg_last + Duration::from_millis(10));
-        }
-        t.min(self.next_expiry_scan)
+            .unwrap_or(self.next_expiry_scan)
+    }
+
+    /// Every timer and when it is next due (`None`: not armed).
+    fn timers(&self) -> [(Timer, Option<Instant>); 4] {
+        [
+            (
+                Timer::Heartbeat,
+                self.gks.iter().map(|g| g.hb.poll_timeout()).min(),
+            ),
+            (
+                Timer::Refresh,
+                self.refresh.peek().map(|Reverse((at, _))| *at),
+            ),
+            (
+                Timer::Reregister,
+                (!self.rereg.is_empty()).then(|| self.rereg_last + REREGISTER_TICK),
+            ),
+            (Timer::Sweep, Some(self.next_expiry_scan)),
+        ]
     }
 
     // ---------------------------------------------------------------- time
@@ -619,13 +647,24 @@ impl RasRelay {
         self.reselect(now);
         self.pace_reregistration(now);
         self.refresh_due(now);
-        if now >= self.next_expiry_scan {
+        let due = |t| {
+            self.timers()
+                .iter()
+                .any(|&(k, at)| k == t && at.is_some_and(|at| now >= at))
+        };
+        if due(Timer::Sweep) {
             self.next_expiry_scan = now + EXPIRY_SCAN;
-            self.expire(now);
-            if let Some(pool) = self.ids.as_mut() {
-                let regs = &self.regs;
-                pool.sweep(now, |s| regs.by_source(s).is_some());
-            }
+            self.sweep(now);
+        }
+    }
+
+    /// The [`Timer::Sweep`] work: each part scans a table, so it runs once
+    /// a second, not at every timeout.
+    fn sweep(&mut self, now: Instant) {
+        self.expire(now);
+        if let Some(pool) = self.ids.as_mut() {
+            let regs = &self.regs;
+            pool.sweep(now, |s| regs.by_source(s).is_some());
         }
         let lost: Vec<u16> = self
             .pending

@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+use proxy_user::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
 
 /// One direction's impairment (both directions get the same).
 #[derive(Clone, Copy, Debug)]

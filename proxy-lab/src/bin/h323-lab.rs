@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use proxy_lab::netns::{self, Netns};
+use proxy_lab::process::{LabProc, field, metric, scrape};
+use proxy_lab::topology::{self, EP, GK1, GK2, Lab, PX_EP};
 use proxy_user::capture::write_corpus_pcap;
 use proxy_user::h225::corpus;
-use proxy_user::lab::netns::{self, Netns};
-use proxy_user::lab::process::{LabProc, field, metric, scrape};
-use proxy_user::lab::topology::{self, EP, GK1, GK2, Lab, PX_EP};
 
 #[derive(Parser)]
 #[command(
@@ -47,7 +47,7 @@ enum DemoGatekeeper {
 /// A demo gatekeeper process.
 enum DemoGk {
     Lab(LabProc),
-    Real(Box<proxy_user::lab::peers::GnuGk>),
+    Real(Box<proxy_lab::peers::GnuGk>),
 }
 
 impl DemoGk {
@@ -281,8 +281,7 @@ fn main() -> Result<()> {
                     failed = true;
                 }
                 if gnugk_scale > 0 {
-                    let peers =
-                        proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+                    let peers = proxy_lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
                     if let Err(e) = gnugk_scale_bench(&bins, &peers, gnugk_scale, scale_per_address)
                     {
                         eprintln!("GnuGk scale run failed: {e:#}");
@@ -309,7 +308,7 @@ fn main() -> Result<()> {
             // status says whether all of them worked.
             let mut failed = Vec::new();
             if !fastpath_only
-                && std::env::var_os(proxy_user::lab::peers::PEERS_ENV).is_some()
+                && std::env::var_os(proxy_lab::peers::PEERS_ENV).is_some()
                 && let Err(e) = gnugk_bench(&gnugk)
             {
                 eprintln!("{e:#}");
@@ -348,8 +347,8 @@ fn main() -> Result<()> {
             alternates,
             routed,
         } => runtime()?
-            .block_on(proxy_user::lab::gatekeeper::run(
-                proxy_user::lab::gatekeeper::GkOptions {
+            .block_on(proxy_lab::gatekeeper::run(
+                proxy_lab::gatekeeper::GkOptions {
                     ras,
                     id,
                     ttl,
@@ -372,22 +371,20 @@ fn main() -> Result<()> {
             report_ms,
             h245,
         } => runtime()?
-            .block_on(proxy_user::lab::endpoint::run(
-                proxy_user::lab::endpoint::EpOptions {
-                    gatekeeper,
-                    ip,
-                    count,
-                    first_number,
-                    base_port,
-                    ttl,
-                    keepalive: Duration::from_millis(keepalive_ms),
-                    drop_calls_on_silence,
-                    status_enquiry: Duration::from_millis(status_enquiry_ms),
-                    pairs,
-                    report: Duration::from_millis(report_ms),
-                    h245,
-                },
-            ))
+            .block_on(proxy_lab::endpoint::run(proxy_lab::endpoint::EpOptions {
+                gatekeeper,
+                ip,
+                count,
+                first_number,
+                base_port,
+                ttl,
+                keepalive: Duration::from_millis(keepalive_ms),
+                drop_calls_on_silence,
+                status_enquiry: Duration::from_millis(status_enquiry_ms),
+                pairs,
+                report: Duration::from_millis(report_ms),
+                h245,
+            }))
             .context("lab endpoints"),
     }
 }
@@ -427,7 +424,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn fastpath_bench() -> Result<()> {
-    use proxy_user::lab::fastbench;
+    use proxy_lab::fastbench;
     if let Some(why) = netns::unprivileged_reason() {
         bail!("the benchmarks need root: {why}");
     }
@@ -530,22 +527,22 @@ fn fastpath_bench() -> Result<()> {
 }
 
 fn bench_nofile() {
-    proxy_user::lab::bench::raise_nofile();
+    proxy_lab::bench::raise_nofile();
 }
 
 /// The lab benchmarks' common start: root, stale namespaces swept, the
 /// open-file limit raised, the binaries next to this one, a scratch folder.
-fn bench_bins() -> Result<proxy_user::lab::bench::Bins> {
+fn bench_bins() -> Result<proxy_lab::bench::Bins> {
     if let Some(why) = netns::unprivileged_reason() {
         bail!("the benchmarks need root: {why}");
     }
     netns::sweep_stale();
-    proxy_user::lab::bench::raise_nofile();
+    proxy_lab::bench::raise_nofile();
     let dir_bin = std::env::current_exe()?
         .parent()
         .context("binary directory")?
         .to_path_buf();
-    let bins = proxy_user::lab::bench::Bins {
+    let bins = proxy_lab::bench::Bins {
         lab: dir_bin.join("h323-lab"),
         proxy: dir_bin.join("proxy"),
         dir: std::env::temp_dir().join(format!("h323-bench-{}", std::process::id())),
@@ -568,9 +565,9 @@ fn keep_or_remove(dir: &std::path::Path) {
 /// a gatekeeper that never fails, against the fixed-silence baseline, and
 /// how long a real death takes to detect on the same link.
 fn heartbeat_sim_bench(hours: u64) {
+    use proxy_lab::bench::percentile;
+    use proxy_lab::link_sim::{Detector, Link, detection_times, false_failovers};
     use proxy_user::gatekeeper::HeartbeatConfig;
-    use proxy_user::lab::bench::percentile;
-    use proxy_user::lab::link_sim::{Detector, Link, detection_times, false_failovers};
     let cfg = HeartbeatConfig {
         interval: Duration::from_millis(40),
         multiplier: 3,
@@ -636,7 +633,7 @@ struct GnuGkBench {
 /// reports its own error and the others still run.
 fn gnugk_bench(g: &GnuGkBench) -> Result<()> {
     let bins = bench_bins()?;
-    let peers = proxy_user::lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+    let peers = proxy_lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
     let mut failed = Vec::new();
     if g.scale > 0
         && let Err(e) = gnugk_scale_bench(&bins, &peers, g.scale, g.per_address)
@@ -672,7 +669,7 @@ fn gnugk_bench(g: &GnuGkBench) -> Result<()> {
 
 /// Many endpoints through one proxy at GnuGk.
 fn gnugk_scale_bench(
-    bins: &proxy_user::lab::bench::Bins,
+    bins: &proxy_lab::bench::Bins,
     peers: &std::path::Path,
     n: usize,
     per_address: usize,
@@ -680,7 +677,7 @@ fn gnugk_scale_bench(
     println!(
         "GnuGk scale: {n} endpoints registered through one proxy at GnuGk (routed mode, TimeToLive 3600), 16 RRQs in flight, against the same number registering directly at a second GnuGk"
     );
-    let r = proxy_user::lab::bench::gnugk_scale(bins, peers, n, per_address, 16)?;
+    let r = proxy_lab::bench::gnugk_scale(bins, peers, n, per_address, 16)?;
     let per = r.proxy_rss.1.saturating_sub(r.proxy_rss.0) as f64 / r.confirmed.max(1) as f64;
     println!();
     println!("| measurement | through the proxy | baseline: directly at GnuGk | ratio |");
@@ -709,15 +706,11 @@ fn gnugk_scale_bench(
 
 /// Many endpoints through one proxy at the lab gatekeepers, and their move
 /// to the backup.
-fn lab_scale_bench(
-    bins: &proxy_user::lab::bench::Bins,
-    n: usize,
-    per_address: usize,
-) -> Result<()> {
+fn lab_scale_bench(bins: &proxy_lab::bench::Bins, n: usize, per_address: usize) -> Result<()> {
     println!(
         "scale: {n} endpoints registered through one proxy at the lab gatekeeper (512 RRQs in flight), then the primary SIGKILLed and all moved to the backup at the default pace (1000/s)"
     );
-    let r = proxy_user::lab::bench::lab_scale(bins, n, per_address)?;
+    let r = proxy_lab::bench::lab_scale(bins, n, per_address)?;
     let per = r.proxy_rss.1.saturating_sub(r.proxy_rss.0) as f64 / r.confirmed.max(1) as f64;
     let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     println!();
@@ -757,11 +750,11 @@ fn lab_scale_bench(
 
 /// GnuGk primary kills with endpoints registered through one proxy.
 fn gnugk_failover_bench(
-    bins: &proxy_user::lab::bench::Bins,
+    bins: &proxy_lab::bench::Bins,
     peers: &std::path::Path,
     g: &GnuGkBench,
 ) -> Result<()> {
-    use proxy_user::lab::bench::{self, percentile};
+    use proxy_lab::bench::{self, percentile};
     let (runs, endpoints, hb) = (g.runs, g.endpoints, g.hb);
     println!(
         "GnuGk: {runs} SIGKILLs of the primary with {endpoints} endpoints registered through one proxy (heartbeat {} ms x {}, re-registration paced 1000/s)",
@@ -792,7 +785,7 @@ fn gnugk_load_bench(peers: &std::path::Path, counts: &[usize], secs: u64) -> Res
     println!(
         "Proxies per GnuGk at the default heartbeat (40 ms x 3, lightweight RRQ on silence): each proxy simulated by its own registration, RAS port and the proxy's own detector; GnuGk idle otherwise, so every proxy probes at its full rate; {secs} s per row, the ramp stops at the first false failover"
     );
-    let rows = proxy_user::lab::bench::gnugk_proxy_load(peers, counts, Duration::from_secs(secs))?;
+    let rows = proxy_lab::bench::gnugk_proxy_load(peers, counts, Duration::from_secs(secs))?;
     println!();
     println!(
         "| proxies (registered) | probes/s at GnuGk | answered | answer RTT p50 / p99 | GnuGk CPU (one core = 100%) | false failovers |"
@@ -817,11 +810,11 @@ fn gnugk_load_bench(peers: &std::path::Path, counts: &[usize], secs: u64) -> Res
 
 /// False failovers on a real lossy, jittery link to a real GnuGk.
 fn gnugk_lossy_bench(
-    bins: &proxy_user::lab::bench::Bins,
+    bins: &proxy_lab::bench::Bins,
     peers: &std::path::Path,
     secs: u64,
 ) -> Result<()> {
-    use proxy_user::lab::link_sim::Link;
+    use proxy_lab::link_sim::Link;
     let ms_ = Duration::from_millis;
     let links = [
         Link {
@@ -839,13 +832,8 @@ fn gnugk_lossy_bench(
     println!(
         "GnuGk primary behind an impaired link (NFQUEUE on its interface, both ways; this kernel has no netem), 20 endpoints registered through the proxy, default heartbeat 40 ms x 3, {secs} s per row; the primary never fails"
     );
-    let rows = proxy_user::lab::bench::gnugk_lossy_link(
-        bins,
-        peers,
-        20,
-        &links,
-        Duration::from_secs(secs),
-    )?;
+    let rows =
+        proxy_lab::bench::gnugk_lossy_link(bins, peers, 20, &links, Duration::from_secs(secs))?;
     println!();
     println!(
         "| link (each way) | held | packets through / dropped | control moves (false failovers and returns) | primary in control at the end |"
@@ -869,7 +857,7 @@ fn gnugk_lossy_bench(
 }
 
 fn bench(runs: usize, endpoints: usize, mass: usize) -> Result<()> {
-    use proxy_user::lab::bench::{self, percentile};
+    use proxy_lab::bench::{self, percentile};
     let bins = bench_bins()?;
     println!(
         "failover: {runs} SIGKILLs of the primary with {endpoints} endpoints registered (heartbeat 40 ms x 3)"
@@ -965,18 +953,18 @@ fn demo(hold: u64, which: DemoGatekeeper) -> Result<()> {
     let peers = match which {
         DemoGatekeeper::Lab => None,
         DemoGatekeeper::Gnugk => Some(
-            proxy_user::lab::peers::peers_bin()
+            proxy_lab::peers::peers_bin()
                 .map_err(|e| anyhow::anyhow!("--gatekeeper gnugk: {e}"))?,
         ),
     };
     let gk = |ns: &Netns, ip: std::net::Ipv4Addr, id: &str, alt: bool| -> Result<DemoGk> {
         if let Some(peers) = &peers {
-            let g = proxy_user::lab::peers::GnuGk::start(
+            let g = proxy_lab::peers::GnuGk::start(
                 peers,
                 ns,
                 ip,
                 id,
-                proxy_user::lab::peers::Routing::Routed,
+                proxy_lab::peers::Routing::Routed,
                 "",
             )?;
             return Ok(DemoGk::Real(Box::new(g)));

@@ -15,14 +15,14 @@ use serde_json::json;
 
 use super::frame::Frame;
 use super::netns::{Netns, unique_name, veth, xdp_peer_pass};
-use crate::fastpath::{
-    BENCH_FASTPATH_PROG, BENCH_PASS_PROG, BENCH_STAGE_PROGS, FastPath, KEEPALIVE_MAP, PASS_PROG,
-    set_answering,
+use proxy_user::fastpath::{
+    BENCH_FASTPATH_PROG, BENCH_PASS_PROG, BENCH_STAGE_PROGS, BenchPrograms, FastPath,
+    KEEPALIVE_MAP, PASS_PROG, set_answering,
 };
-use crate::h225::PROTOCOL_ID;
-use crate::h225::ras;
-use crate::h225::value::{ras_from_json, transport_json};
-use crate::offload::{RcfTemplate, entry};
+use proxy_user::h225::PROTOCOL_ID;
+use proxy_user::h225::ras;
+use proxy_user::h225::value::{ras_from_json, transport_json};
+use proxy_user::offload::{RcfTemplate, entry};
 
 /// A full RRQ from an endpoint at `ras_addr` with one h323-ID alias.
 pub fn rrq(seq: u16, ras_addr: SocketAddr, alias: &str) -> Vec<u8> {
@@ -52,7 +52,7 @@ pub fn keepalive(seq: u16, ras_addr: SocketAddr, id: &str, gk_id: &str) -> Vec<u
 pub enum FastBenchError {
     /// Loading, attaching or running a program.
     #[error("fast path: {0}")]
-    FastPath(#[from] crate::fastpath::FastPathError),
+    FastPath(#[from] proxy_user::fastpath::FastPathError),
     /// Lab plumbing.
     #[error("lab: {0}")]
     Io(#[from] std::io::Error),
@@ -115,7 +115,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// with the elements in it).
 fn map_memlock(instance: &str) -> Result<u64> {
     use std::os::fd::{AsFd, AsRawFd};
-    let pin = crate::fastpath::pin_dir(instance)?.join(KEEPALIVE_MAP);
+    let pin = proxy_user::fastpath::pin_dir(instance)?.join(KEEPALIVE_MAP);
     let data = aya::maps::MapData::from_pin(&pin)
         .map_err(|e| FastBenchError::Wrong(format!("{}: {e}", pin.display())))?;
     let fd = data.fd().as_fd().as_raw_fd();
@@ -134,7 +134,7 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
         fp.configure(proxy_common::FastpathSettings {
             answer: 1,
             ras_port: 1719,
-            endpoint_addr: crate::offload::local_addr(proxy.ip()),
+            endpoint_addr: proxy_user::offload::local_addr(proxy.ip()),
             has_endpoint_addr: 1,
             ..Default::default()
         })?;
@@ -171,7 +171,10 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
             )));
         }
         let frame = Frame::default().udp(me, proxy, &keepalive(77, me, id, "BENCH-PX"));
-        fp.set_bench_frame(&frame)?;
+        // The benchmark programs live in an object of their own, loaded
+        // over this fast path's pinned maps.
+        let mut bench = BenchPrograms::load(&fp)?;
+        bench.set_frame(&frame)?;
         // The kernel times the `repeat` runs of one call together and
         // returns the mean. A figure is the median of five calls.
         let time = |fp: &mut FastPath, prog: &'static str| -> Result<(u32, f64)> {
@@ -202,7 +205,7 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
                 for round in 0..ROUNDS {
                     for k in 0..progs.len() {
                         let i = (round + k) % progs.len();
-                        let (action, d, _) = fp.test_run(progs[i], &frame, repeat, None)?;
+                        let (action, d) = bench.test_run(progs[i], &frame, repeat)?;
                         if progs[i] == BENCH_FASTPATH_PROG && action != 3 {
                             return Err(FastBenchError::Wrong(format!(
                                 "bench_fastpath returned {action}, not XDP_TX"
@@ -235,7 +238,7 @@ pub fn test_run(n: u32, repeat: u32) -> Result<TestRunTime> {
             .enumerate()
             .map(|(k, (_, what))| (*what, net(2 + k)))
             .collect();
-        let (_, classify_ns) = time(&mut fp, crate::fastpath::RAS_CLASSIFY_PROG)?;
+        let (_, classify_ns) = time(&mut fp, proxy_user::fastpath::RAS_CLASSIFY_PROG)?;
         let (_, plain_pass_ns) = time(&mut fp, PASS_PROG)?;
         Ok(TestRunTime {
             endpoints: n,
@@ -310,7 +313,9 @@ pub fn throughput(
         if let Ok((n, _)) = sock.recv_from(&mut buf)
             && let Ok(ras::RasMessage::registrationConfirm(rcf)) = ras::decode(&buf[..n])
         {
-            id = Some(crate::h225::value::bmp_text(&rcf.endpoint_identifier.0));
+            id = Some(proxy_user::h225::value::bmp_text(
+                &rcf.endpoint_identifier.0,
+            ));
             break;
         }
     }
@@ -330,7 +335,7 @@ pub fn throughput(
     let pins = instance.clone();
     let rates = ep.run(move || -> Result<(f64, f64)> {
         pin_to_cpu(0);
-        let mut g = crate::fastpath::TrafficGen::attach("ep0", &frame)?;
+        let mut g = proxy_user::fastpath::TrafficGen::attach("ep0", &frame)?;
         let on = generate(&mut g, secs)?;
         set_answering(&pins, false)?;
         std::thread::sleep(Duration::from_millis(300));
@@ -346,7 +351,7 @@ pub fn throughput(
 
 /// Run the generator for a warm-up second and then `secs`; answers per
 /// second over the `secs`.
-fn generate(g: &mut crate::fastpath::TrafficGen, secs: u64) -> Result<f64> {
+fn generate(g: &mut proxy_user::fastpath::TrafficGen, secs: u64) -> Result<f64> {
     const CHUNK: u32 = 1 << 16;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(1) {
@@ -399,22 +404,26 @@ fn mac_of(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
 /// offload entry exist) in a relay in survivable mode, measured as the
 /// growth of this process's resident memory.
 pub fn daemon_bytes_per_endpoint(n: u32) -> f64 {
-    let cfg = crate::config::Config::parse(
+    let cfg = proxy_user::config::Config::parse(
         "[proxy]\nid = \"BENCH-PX\"\nendpoint_address = \"198.18.0.1\"\ngatekeeper_address = \"127.0.0.2\"\n",
         "bench",
     )
     .expect("bench config");
     let t = Instant::now();
     let before = rss_bytes();
-    let mut r =
-        crate::ras_relay::RasRelay::new(cfg.relay("127.0.0.2:1719".parse().expect("address")), t);
+    let mut r = proxy_user::ras_relay::RasRelay::new(
+        cfg.relay("127.0.0.2:1719".parse().expect("address")),
+        t,
+    );
     for i in 0..n {
         let me = source(i);
         r.handle_endpoint(t, me, &rrq(1, me, &format!("ep{i}")));
         let mut id = None;
         while let Some(tx) = r.poll_transmit() {
             if let Ok(ras::RasMessage::registrationConfirm(rcf)) = ras::decode(&tx.bytes) {
-                id = Some(crate::h225::value::bmp_text(&rcf.endpoint_identifier.0));
+                id = Some(proxy_user::h225::value::bmp_text(
+                    &rcf.endpoint_identifier.0,
+                ));
             }
         }
         if let Some(id) = id {

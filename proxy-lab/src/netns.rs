@@ -175,9 +175,9 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
 /// but on the kernels tried here it did not); without it the proxy's kernel
 /// answers are counted as sent and silently dropped. Real NICs need nothing.
 #[cfg(feature = "fastpath")]
-pub fn xdp_peer_pass(ns: &Netns, dev: &str) -> io::Result<crate::fastpath::PeerPass> {
+pub fn xdp_peer_pass(ns: &Netns, dev: &str) -> io::Result<proxy_user::fastpath::PeerPass> {
     let dev = dev.to_owned();
-    ns.run(move || crate::fastpath::PeerPass::attach(&dev))?
+    ns.run(move || proxy_user::fastpath::PeerPass::attach(&dev))?
         .map_err(io::Error::other)
 }
 

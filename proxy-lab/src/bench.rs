@@ -14,9 +14,9 @@ use serde_json::json;
 use super::netns::Netns;
 use super::process::{LabProc, metric, scrape};
 use super::topology::{self, EP, GK1, GK2, Lab, PX_EP};
-use crate::h225::PROTOCOL_ID;
-use crate::h225::ras::{self, RasMessage};
-use crate::h225::value::{ras_from_json, transport_json};
+use proxy_user::h225::PROTOCOL_ID;
+use proxy_user::h225::ras::{self, RasMessage};
+use proxy_user::h225::value::{ras_from_json, transport_json};
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +271,12 @@ pub fn gnugk_failover_runs(
 ) -> Result<(Vec<Duration>, Duration, u64), BenchError> {
     use super::peers::{GnuGk, Routing};
     let lab = Lab::create()?;
-    let start = |ns: &Netns, ip, name| GnuGk::start(peers, ns, ip, name, Routing::Routed, "");
+    // The bench endpoints register once and send no keepalives: with the
+    // tests' 60 s timeToLive the proxy expires them (1.5 x 60 s) before ten
+    // kill-and-return cycles are over, and the primary never lists them
+    // all again. Ten minutes outlasts the run.
+    let start =
+        |ns: &Netns, ip, name| GnuGk::start_with_ttl(peers, ns, ip, name, Routing::Routed, 600);
     let mut gk1 = start(&lab.gk1, GK1, "GK1")?;
     let gk2 = start(&lab.gk2, GK2, "GK2")?;
     // Default pacing of re-registration (1000/s): an unpaced burst of
@@ -711,7 +716,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// How many proxies one GnuGk carries at the default heartbeat: for each
 /// count in `counts`, that many proxies' heartbeats (the proxy's own
-/// [`Heartbeat`](crate::gatekeeper::Heartbeat) detector, each on its own
+/// [`Heartbeat`](proxy_user::gatekeeper::Heartbeat) detector, each on its own
 /// registration and RAS port, probing with lightweight RRQs on silence)
 /// run against one GnuGk for `hold`. A proxy is simulated, its detector is
 /// not: what it calls down is what a proxy would fail over from. Stops
@@ -746,8 +751,8 @@ pub fn gnugk_proxy_load(
 }
 
 fn heartbeat_load(n: usize, hold: Duration) -> std::io::Result<LoadRow> {
-    use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
-    use crate::h225::value::bmp_text;
+    use proxy_user::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+    use proxy_user::h225::value::bmp_text;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

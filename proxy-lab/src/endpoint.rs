@@ -27,14 +27,14 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::h225::PROTOCOL_ID;
-use crate::h225::asn::h323_messages::H323UUPDUH323MessageBody;
-use crate::h225::asn::multimedia_system_control::{OpenLogicalChannel, UnicastAddress};
-use crate::h225::ras::{self, RasMessage};
-use crate::h225::uuie::{self, H323UserInformation};
-use crate::h225::value::{bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json};
-use crate::q931::{self, CallRef, Ie, Message, PartyNumber, ie, msg};
-use crate::tpkt::TpktCodec;
+use proxy_user::h225::PROTOCOL_ID;
+use proxy_user::h225::asn::h323_messages::H323UUPDUH323MessageBody;
+use proxy_user::h225::asn::multimedia_system_control::{OpenLogicalChannel, UnicastAddress};
+use proxy_user::h225::ras::{self, RasMessage};
+use proxy_user::h225::uuie::{self, H323UserInformation};
+use proxy_user::h225::value::{bmp_text, hex, ras_from_json, seq_num, socket_addr, transport_json};
+use proxy_user::q931::{self, CallRef, Ie, Message, PartyNumber, ie, msg};
+use proxy_user::tpkt::TpktCodec;
 
 /// Settings of a lab endpoint process.
 #[derive(Clone, Debug)]
@@ -374,7 +374,7 @@ impl Ep {
                     let Ok(m) = Message::decode(&p) else { continue };
                     match m.message_type {
                         msg::CONNECT => {
-                            if let Some(h) = crate::call::h245_address(&p) {
+                            if let Some(h) = proxy_user::call::h245_address(&p) {
                                 let (ip, stats) = (self.cs_addr.ip(), self.stats.clone());
                                 tokio::spawn(async move {
                                     if h245_echo(ip, h).await.unwrap_or(false) {
@@ -646,14 +646,14 @@ fn fast_start_rtp(m: &Message) -> Option<SocketAddr> {
         _ => return None,
     };
     let olc: OpenLogicalChannel = rasn::aper::decode(fs.first()?).ok()?;
-    use crate::h225::asn::multimedia_system_control::OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters as Mp;
+    use proxy_user::h225::asn::multimedia_system_control::OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters as Mp;
     let Mp::h2250LogicalChannelParameters(p) =
         olc.forward_logical_channel_parameters.multiplex_parameters
     else {
         return None;
     };
     match p.media_channel? {
-        crate::h225::asn::multimedia_system_control::H245TransportAddress::unicastAddress(
+        proxy_user::h225::asn::multimedia_system_control::H245TransportAddress::unicastAddress(
             UnicastAddress::iPAddress(a),
         ) => {
             let o: [u8; 4] = a.network.as_ref().try_into().ok()?;
