@@ -10,6 +10,7 @@
 //! `vendor/rasn/PATCH.md`), so decode then encode gives the same bytes.
 
 pub mod asn;
+pub mod build;
 
 /// The H.225.0 protocol identifier the proxy speaks (version 7), in the
 /// value notation the codec's builders take.

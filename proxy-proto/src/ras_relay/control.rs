@@ -39,15 +39,14 @@ impl RasRelay {
         for (id, binding, source) in lapsed {
             tracing::info!(endpoint_id = %id, "registration expired (no keepalive within 1.5 x timeToLive)");
             if let Some(b) = binding.filter(|b| Some(b.gatekeeper) == self.active) {
-                let v = json!({"unregistrationRequest": {
-                    "requestSeqNum": 1,
-                    "callSignalAddress": [transport_json(self.gk_side(source).0)],
-                    "endpointIdentifier": b.endpoint_id,
-                    "reason": {"ttlExpired": null},
-                }});
-                self.send_to_gk(
+                let m = build::urq(
+                    self.gk_side(source).0,
+                    &b.endpoint_id,
+                    UnregRequestReason::ttlExpired(()),
+                );
+                self.send_msg_to_gk(
                     b.gatekeeper,
-                    &v,
+                    m,
                     Pending::Unregister {
                         gk: b.gatekeeper,
                         source,
@@ -203,10 +202,10 @@ impl RasRelay {
             }
             let gk = b.gatekeeper;
             let ras = self.gk_side(r.source).1;
-            let v = self.lightweight_rrq_json(gk, &b.endpoint_id, b.ttl, ras);
-            self.send_to_gk(
+            let m = self.lightweight_rrq(gk, &b.endpoint_id, b.ttl, ras);
+            self.send_msg_to_gk(
                 gk,
-                &v,
+                m,
                 Pending::Refresh {
                     gk,
                     endpoint_id: id,
@@ -230,66 +229,44 @@ impl RasRelay {
     }
 
     pub(super) fn send_probe(&mut self, gk: usize) {
-        let v = match self.gks[gk].self_id.clone() {
-            Some(id) => {
-                self.lightweight_rrq_json(gk, &id, self.cfg.local_ttl, self.cfg.gatekeeper_ras)
-            }
-            None => self.own_rrq_json(gk),
+        let m = match self.gks[gk].self_id.clone() {
+            Some(id) => self.lightweight_rrq(gk, &id, self.cfg.local_ttl, self.cfg.gatekeeper_ras),
+            None => self.own_rrq(gk),
         };
-        self.send_to_gk(gk, &v, Pending::Probe { gk });
+        self.send_msg_to_gk(gk, m, Pending::Probe { gk });
     }
 
-    pub(super) fn own_rrq_json(&self, gk: usize) -> Value {
-        let mut body = json!({
-            "requestSeqNum": 1,
-            "protocolIdentifier": PROTOCOL_ID,
-            "discoveryComplete": false,
-            "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
-            "rasAddress": [transport_json(self.cfg.gatekeeper_ras)],
-            "terminalType": {"gateway": {}, "mc": false, "undefinedNode": false},
-            "terminalAlias": [{"h323-ID": self.cfg.proxy_id}],
-            "endpointVendor": vendor_json(),
-            "timeToLive": self.cfg.local_ttl,
-            "keepAlive": false,
-        });
-        if let Some(id) = &self.gks[gk].id {
-            body["gatekeeperIdentifier"] = json!(id);
-        }
-        json!({ "registrationRequest": body })
+    /// The proxy's own full RRQ at `gk`, as a gateway.
+    pub(super) fn own_rrq(&self, gk: usize) -> RasMessage {
+        build::rrq(build::Rrq {
+            call_signal: vec![self.cfg.gatekeeper_call_signal],
+            ras: self.cfg.gatekeeper_ras,
+            node: build::Node::Gateway,
+            aliases: vec![AliasAddress::h323_ID(bmp(&self.cfg.proxy_id))],
+            gatekeeper_id: self.gks[gk].id.as_deref(),
+            ttl: self.cfg.local_ttl,
+            keep_alive: None,
+        })
     }
 
     /// A lightweight RRQ for the registration `endpoint_id` at `gk`, whose
     /// RAS address there is `ras` (the proxy's own, or an endpoint's).
-    pub(super) fn lightweight_rrq_json(
+    pub(super) fn lightweight_rrq(
         &self,
         gk: usize,
         endpoint_id: &str,
         ttl: u32,
         ras: SocketAddr,
-    ) -> Value {
-        let mut body = json!({
-            "requestSeqNum": 1,
-            "protocolIdentifier": PROTOCOL_ID,
-            "discoveryComplete": false,
-            "callSignalAddress": [],
-            "rasAddress": [transport_json(ras)],
-            "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-            "endpointVendor": vendor_json(),
-            "timeToLive": ttl,
-            "keepAlive": true,
-            "endpointIdentifier": endpoint_id,
-        });
-        if let Some(id) = &self.gks[gk].id {
-            body["gatekeeperIdentifier"] = json!(id);
-        }
-        json!({ "registrationRequest": body })
-    }
-
-    pub(super) fn send_to_gk(&mut self, gk: usize, v: &Value, p: Pending) {
-        match ras_from_json(v) {
-            Ok(m) => self.send_msg_to_gk(gk, m, p),
-            Err(e) => tracing::error!(error = %e, "building a RAS message (bug)"),
-        }
+    ) -> RasMessage {
+        build::rrq(build::Rrq {
+            call_signal: Vec::new(),
+            ras,
+            node: build::Node::Terminal,
+            aliases: Vec::new(),
+            gatekeeper_id: self.gks[gk].id.as_deref(),
+            ttl,
+            keep_alive: Some(endpoint_id),
+        })
     }
 
     pub(super) fn send_msg_to_gk(&mut self, gk: usize, mut m: RasMessage, p: Pending) {

@@ -40,16 +40,10 @@ impl RasRelay {
 
     /// Answer an endpoint from the proxy itself (survivable mode, or
     /// requests the proxy always serves).
-    pub(super) fn answer(&mut self, to: SocketAddr, v: Value) {
+    /// Answer an endpoint for the proxy as gatekeeper.
+    pub(super) fn answer(&mut self, to: SocketAddr, m: RasMessage) {
         self.stats.local_answers += 1;
-        self.send_json(to, v);
-    }
-
-    pub(super) fn send_json(&mut self, to: SocketAddr, v: Value) {
-        match ras_from_json(&v) {
-            Ok(m) => self.send_to_endpoint(to, &m),
-            Err(e) => tracing::error!(error = %e, "building a RAS message (bug)"),
-        }
+        self.send_to_endpoint(to, &m);
     }
 
     pub(super) fn refuse(&mut self, from: SocketAddr, reason: &'static str) {
@@ -92,18 +86,16 @@ impl RasRelay {
         };
         match m {
             RasMessage::gatekeeperRequest(_) => {
-                let v = json!({"gatekeeperConfirm": {
-                    "requestSeqNum": seq,
-                    "protocolIdentifier": PROTOCOL_ID,
-                    "gatekeeperIdentifier": self.cfg.proxy_id,
-                    "rasAddress": transport_json(self.cfg.endpoint_ras),
-                }});
-                self.answer(from, v);
+                let m = build::gcf(seq, &self.cfg.proxy_id, self.cfg.endpoint_ras);
+                self.answer(from, m);
             }
             RasMessage::registrationRequest(rrq) => self.endpoint_rrq(now, from, seq, rrq, bytes),
             RasMessage::unregistrationRequest(u) => {
                 let Some(r) = self.regs.by_source(from).cloned() else {
-                    self.answer(from, json!({"unregistrationReject": {"requestSeqNum": seq, "rejectReason": {"notCurrentlyRegistered": null}}}));
+                    self.answer(
+                        from,
+                        build::urj(seq, UnregRejectReason::notCurrentlyRegistered(())),
+                    );
                     return;
                 };
                 match (self.active, r.binding.clone()) {
@@ -125,17 +117,17 @@ impl RasRelay {
                         self.events.push_back(Event::Unregistered {
                             endpoint_id: r.endpoint_id,
                         });
-                        self.answer(
-                            from,
-                            json!({"unregistrationConfirm": {"requestSeqNum": seq}}),
-                        );
+                        self.answer(from, build::ucf(seq));
                     }
                 }
             }
             RasMessage::admissionRequest(arq) => self.endpoint_arq(from, seq, arq),
             RasMessage::disengageRequest(mut d) => {
                 let Some(r) = self.registered(from, &bmp_text(&d.endpoint_identifier.0)) else {
-                    self.answer(from, json!({"disengageReject": {"requestSeqNum": seq, "rejectReason": {"notRegistered": null}}}));
+                    self.answer(
+                        from,
+                        build::drj(seq, DisengageRejectReason::notRegistered(())),
+                    );
                     return;
                 };
                 let call_id = d
@@ -157,7 +149,7 @@ impl RasRelay {
                     }
                     _ => {
                         self.calls.remove(&(call_id, r.endpoint_id.clone()));
-                        self.answer(from, json!({"disengageConfirm": {"requestSeqNum": seq}}));
+                        self.answer(from, build::dcf(seq));
                     }
                 }
             }
@@ -185,14 +177,10 @@ impl RasRelay {
                     .iter()
                     .find_map(|a| self.route_local(a).map(|r| r.endpoint_id.clone()));
                 let v = match found {
-                    Some(_) => json!({"locationConfirm": {
-                        "requestSeqNum": seq,
-                        "callSignalAddress": transport_json(self.cfg.endpoint_call_signal),
-                        "rasAddress": transport_json(self.cfg.endpoint_ras),
-                    }}),
-                    None => {
-                        json!({"locationReject": {"requestSeqNum": seq, "rejectReason": {"requestDenied": null}}})
+                    Some(_) => {
+                        build::lcf(seq, self.cfg.endpoint_call_signal, self.cfg.endpoint_ras)
                     }
+                    None => build::lrj(seq, LocationRejectReason::requestDenied(())),
                 };
                 self.answer(from, v);
             }
@@ -204,9 +192,15 @@ impl RasRelay {
                 match (self.active, r.binding.clone()) {
                     (Some(gk), Some(bd)) if bd.gatekeeper == gk => {
                         b.endpoint_identifier = epid(&bd.endpoint_id);
-                        self.forward(gk, from, seq, RasMessage::bandwidthRequest(b), Forwarded::Other);
+                        self.forward(
+                            gk,
+                            from,
+                            seq,
+                            RasMessage::bandwidthRequest(b),
+                            Forwarded::Other,
+                        );
                     }
-                    _ => self.answer(from, json!({"bandwidthConfirm": {"requestSeqNum": seq, "bandWidth": b.band_width.0}})),
+                    _ => self.answer(from, build::bcf(seq, b.band_width.0)),
                 }
             }
             RasMessage::infoRequestResponse(mut irr) => {
@@ -244,7 +238,7 @@ impl RasRelay {
                     }
                     _ => {
                         if irr.need_response == Some(true) {
-                            self.answer(from, json!({"infoRequestAck": {"requestSeqNum": seq}}));
+                            self.answer(from, build::iack(seq));
                         }
                     }
                 }
@@ -279,10 +273,7 @@ impl RasRelay {
                     "RAS message an endpoint does not send to its gatekeeper",
                 );
                 let _ = other;
-                self.answer(
-                    from,
-                    json!({"unknownMessageResponse": {"requestSeqNum": seq}}),
-                );
+                self.answer(from, build::unknown_message_response(seq));
             }
         }
     }
@@ -379,11 +370,11 @@ impl RasRelay {
                 });
                 self.answer(
                     from,
-                    json!({"registrationReject": {
-                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
-                        "rejectReason": {"fullRegistrationRequired": null},
-                        "gatekeeperIdentifier": self.cfg.proxy_id,
-                    }}),
+                    build::rrj(
+                        seq,
+                        RegistrationRejectReason::fullRegistrationRequired(()),
+                        &self.cfg.proxy_id,
+                    ),
                 );
                 return;
             };
@@ -426,11 +417,11 @@ impl RasRelay {
             let Some((cs, ras)) = self.lease_gk_side(from) else {
                 self.answer(
                     from,
-                    json!({"registrationReject": {
-                        "requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID,
-                        "rejectReason": {"resourceUnavailable": null},
-                        "gatekeeperIdentifier": self.cfg.proxy_id,
-                    }}),
+                    build::rrj(
+                        seq,
+                        RegistrationRejectReason::resourceUnavailable(()),
+                        &self.cfg.proxy_id,
+                    ),
                 );
                 return;
             };
@@ -462,8 +453,8 @@ impl RasRelay {
             endpoint_id: id.clone(),
             gatekeeper: None,
         });
-        let v = self.rcf_json(seq, &id, self.cfg.local_ttl);
-        self.answer(from, v);
+        let m = self.rcf(seq, &id, self.cfg.local_ttl);
+        self.answer(from, m);
     }
 
     /// Answer a keepalive from the registration's RCF template (built once),
@@ -490,8 +481,8 @@ impl RasRelay {
             let offer = (!known).then(|| crate::offload::entry(request, seq, id, tpl));
             Some((tpl.answer(seq), offer))
         }) else {
-            let v = self.rcf_json(seq, id, ttl);
-            self.send_json(from, v);
+            let m = self.rcf(seq, id, ttl);
+            self.send_to_endpoint(from, &m);
             return;
         };
         self.out.push_back(Transmit {
@@ -527,7 +518,7 @@ impl RasRelay {
             .cloned();
         let stamp = crate::h225::h235::unix_now();
         let enc = |seq| {
-            let mut m = ras_from_json(&self.rcf_json(seq, id, ttl)).ok()?;
+            let mut m = self.rcf(seq, id, ttl);
             if let Some(pw) = &pw {
                 crate::h225::h235::authenticate(&mut m, &self.cfg.proxy_id, pw, stamp).ok()?;
             }
@@ -539,28 +530,22 @@ impl RasRelay {
             .ok()
     }
 
-    pub(super) fn rcf_json(&self, seq: u16, id: &str, ttl: u32) -> Value {
-        let r = self.regs.get(id);
-        let aliases: Vec<Value> = r
-            .map(|r| {
-                r.aliases
-                    .iter()
-                    .map(|a| alias_json(&alias_text(a)))
-                    .collect()
-            })
+    /// The RCF for registration `id`: the proxy as its gatekeeper, its
+    /// aliases as it registered them.
+    pub(super) fn rcf(&self, seq: u16, id: &str, ttl: u32) -> RasMessage {
+        let aliases = self
+            .regs
+            .get(id)
+            .map(|r| r.aliases.clone())
             .unwrap_or_default();
-        let mut body = json!({
-            "requestSeqNum": seq,
-            "protocolIdentifier": PROTOCOL_ID,
-            "callSignalAddress": [transport_json(self.cfg.endpoint_call_signal)],
-            "gatekeeperIdentifier": self.cfg.proxy_id,
-            "endpointIdentifier": id,
-            "timeToLive": ttl,
-        });
-        if !aliases.is_empty() {
-            body["terminalAlias"] = Value::Array(aliases);
-        }
-        json!({ "registrationConfirm": body })
+        build::rcf(
+            seq,
+            self.cfg.endpoint_call_signal,
+            &self.cfg.proxy_id,
+            id,
+            ttl,
+            aliases,
+        )
     }
 
     pub(super) fn endpoint_arq(&mut self, from: SocketAddr, seq: u16, mut arq: AdmissionRequest) {
@@ -571,7 +556,10 @@ impl RasRelay {
                 from,
                 reason: "admissionRequest from an unregistered endpoint",
             });
-            self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"callerNotRegistered": null}}}));
+            self.answer(
+                from,
+                build::arj(seq, AdmissionRejectReason::callerNotRegistered(())),
+            );
             return;
         };
         let call = CallRecord {
@@ -620,21 +608,16 @@ impl RasRelay {
                         .flatten()
                         .any(|a| self.route_local(a).is_some());
                 if !local {
-                    self.answer(from, json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"calledPartyNotRegistered": null}}}));
+                    self.answer(
+                        from,
+                        build::arj(seq, AdmissionRejectReason::calledPartyNotRegistered(())),
+                    );
                     return;
                 }
                 let bw = call.bandwidth;
                 self.calls
                     .insert((call.call_id, call.endpoint_id.clone()), call);
-                self.answer(
-                    from,
-                    json!({"admissionConfirm": {
-                        "requestSeqNum": seq,
-                        "bandWidth": bw,
-                        "callModel": {"direct": null},
-                        "destCallSignalAddress": transport_json(self.cfg.endpoint_call_signal),
-                    }}),
-                );
+                self.answer(from, build::acf(seq, bw, self.cfg.endpoint_call_signal));
             }
         }
     }

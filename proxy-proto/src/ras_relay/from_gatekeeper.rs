@@ -374,24 +374,28 @@ impl RasRelay {
                 // About the proxy itself, or an endpoint we do not know:
                 // answer for the proxy.
                 let reply = match &m {
-                    RasMessage::infoRequest(_) => Some(json!({"infoRequestResponse": {
-                        "requestSeqNum": seq,
-                        "endpointType": {"gateway": {}, "mc": false, "undefinedNode": false},
-                        "endpointIdentifier": self.gks[gk].self_id.clone().unwrap_or_else(|| self.cfg.proxy_id.clone()),
-                        "rasAddress": transport_json(self.cfg.gatekeeper_ras),
-                        "callSignalAddress": [transport_json(self.cfg.gatekeeper_call_signal)],
-                    }})),
+                    RasMessage::infoRequest(_) => Some(build::irr(build::Irr {
+                        seq,
+                        node: build::Node::Gateway,
+                        endpoint_id: self.gks[gk]
+                            .self_id
+                            .as_deref()
+                            .unwrap_or(&self.cfg.proxy_id),
+                        ras: self.cfg.gatekeeper_ras,
+                        call_signal: self.cfg.gatekeeper_call_signal,
+                        aliases: Vec::new(),
+                        calls: None,
+                    })),
                     RasMessage::unregistrationRequest(_) => {
                         self.gks[gk].self_id = None;
-                        Some(json!({"unregistrationConfirm": {"requestSeqNum": seq}}))
+                        Some(build::ucf(seq))
                     }
-                    RasMessage::disengageRequest(_) => Some(
-                        json!({"disengageReject": {"requestSeqNum": seq, "rejectReason": {"notRegistered": null}}}),
-                    ),
+                    RasMessage::disengageRequest(_) => {
+                        Some(build::drj(seq, DisengageRejectReason::notRegistered(())))
+                    }
                     _ => None,
                 };
-                if let Some(v) = reply
-                    && let Ok(r) = ras_from_json(&v)
+                if let Some(r) = reply
                     && let Ok(bytes) = ras::encode(&r)
                 {
                     self.out.push_back(Transmit {
@@ -415,42 +419,35 @@ impl RasRelay {
         };
         let Some(b) = &r.binding else { return };
         let (cs, ras) = self.gk_side(r.source);
-        let calls: Vec<Value> = self
+        let calls: Vec<build::CallInfo> = self
             .calls
             .values()
             .filter(|c| c.endpoint_id == endpoint_id)
-            .map(|c| {
-                json!({
-                    "callReferenceValue": c.crv,
-                    "conferenceID": hex(&c.conference_id),
-                    "originator": !c.answer_call,
-                    "h245": {},
-                    "callSignalling": {"recvAddress": transport_json(cs)},
-                    "callType": {"pointToPoint": null},
-                    "bandWidth": c.bandwidth,
-                    "callModel": {"direct": null},
-                    "callIdentifier": {"guid": hex(&c.call_id)},
-                })
+            .map(|c| build::CallInfo {
+                crv: c.crv,
+                conference_id: c.conference_id,
+                call_id: c.call_id,
+                originator: !c.answer_call,
+                call_signal: cs,
+                bandwidth: c.bandwidth,
             })
             .collect();
         if calls.is_empty() {
             return;
         }
         let n = calls.len();
-        let v = json!({"infoRequestResponse": {
-            "requestSeqNum": 1,
-            "endpointType": {"terminal": {}, "mc": false, "undefinedNode": false},
-            "endpointIdentifier": b.endpoint_id,
-            "rasAddress": transport_json(ras),
-            "callSignalAddress": [transport_json(cs)],
-            "endpointAlias": r.aliases.iter().map(|a| alias_json(&alias_text(a))).collect::<Vec<_>>(),
-            "perCallInfo": calls,
-            "needResponse": true,
-            "unsolicited": true,
-        }});
+        let m = build::irr(build::Irr {
+            seq: 1,
+            node: build::Node::Terminal,
+            endpoint_id: &b.endpoint_id,
+            ras,
+            call_signal: cs,
+            aliases: r.aliases.clone(),
+            calls: Some(calls),
+        });
         tracing::info!(endpoint_id, calls = n, gatekeeper = %self.gks[gk].cfg.name, "active calls reported");
         let source = r.source;
-        self.send_to_gk(gk, &v, Pending::CallReport { gk, source });
+        self.send_msg_to_gk(gk, m, Pending::CallReport { gk, source });
     }
 
     // ------------------------------------------------------- endpoint side

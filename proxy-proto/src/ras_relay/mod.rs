@@ -33,15 +33,17 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
 use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
-use crate::h225::PROTOCOL_ID;
-use crate::h225::asn::h323_messages::{AdmissionRequest, AliasAddress, RegistrationRequest};
+use crate::h225::asn::h323_messages::{
+    AdmissionRejectReason, AdmissionRequest, AliasAddress, DisengageRejectReason,
+    LocationRejectReason, RegistrationRejectReason, RegistrationRequest, UnregRejectReason,
+    UnregRequestReason,
+};
+use crate::h225::build;
 use crate::h225::ras::{self, RasMessage};
 use crate::h225::value::{
-    alias_json, alias_text, bmp_text, epid, gkid, guid, hex, ras_from_json, seq_num, set_seq_num,
-    socket_addr, transport, transport_json, unhex,
+    alias_text, bmp, bmp_text, epid, gkid, guid, hex, seq_num, set_seq_num, socket_addr, transport,
+    unhex,
 };
 use crate::identity::IdentityPool;
 use crate::registration::{Binding, Registration, Registry};
@@ -705,10 +707,6 @@ fn own_heartbeat(cfg: &RelayConfig, now: Instant) -> Heartbeat {
 fn refresh_after(ttl: u32) -> Duration {
     // H323Plus refreshes 5 s before expiry; stay well inside short TTLs too.
     Duration::from_secs(u64::from(ttl.max(2))) * 2 / 3
-}
-
-fn vendor_json() -> Value {
-    json!({"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}})
 }
 
 fn choice(m: &RasMessage) -> usize {

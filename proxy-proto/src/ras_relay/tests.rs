@@ -2,8 +2,15 @@
 
 use std::collections::HashMap;
 
+use serde_json::{Value, json};
+
 use super::*;
-use crate::h225::value::alias_text;
+use crate::h225::PROTOCOL_ID;
+use crate::h225::value::{alias_text, ras_from_json, transport_json};
+
+fn vendor_json() -> Value {
+    json!({"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}})
+}
 
 const MS: Duration = Duration::from_millis(1);
 
