@@ -74,12 +74,54 @@ impl Registration {
     }
 }
 
-/// The names an alias answers to: its text (`e164:1002`, `h323-ID:alice`)
-/// and its bare value (`1002`, `alice`).
-fn alias_keys(a: &AliasAddress) -> impl Iterator<Item = String> {
-    let t = alias_text(a);
-    let bare = t.split_once(':').map(|(_, v)| v.to_string());
-    std::iter::once(t).chain(bare)
+/// The key an alias is indexed by: its bare value (`1002`, `alice`), the
+/// part of its text after the type (`e164:1002`, `h323-ID:alice`). A
+/// lookup checks the candidates' types ([`Registration::answers_to`]), so
+/// one key per alias serves both spellings.
+fn alias_key(text: &str) -> &str {
+    text.split_once(':').map_or(text, |(_, v)| v)
+}
+
+/// The registrations under one alias key, by source address: one inline
+/// (the common case, no allocation), more in a list, oldest first.
+#[derive(Clone, Debug)]
+enum Holders {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[SocketAddr] {
+        match self {
+            Holders::One(s) => std::slice::from_ref(s),
+            Holders::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, s: SocketAddr) {
+        match self {
+            Holders::One(first) => *self = Holders::Many(vec![*first, s]),
+            Holders::Many(v) => v.push(s),
+        }
+    }
+
+    /// Remove `s`; `true` when none is left.
+    fn remove(&mut self, s: SocketAddr) -> bool {
+        match self {
+            Holders::One(x) => *x == s,
+            Holders::Many(v) => {
+                v.retain(|x| *x != s);
+                match v[..] {
+                    [] => true,
+                    [one] => {
+                        *self = Holders::One(one);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
 }
 
 /// The table, indexed by local endpointIdentifier, by source address, by
@@ -90,10 +132,14 @@ pub struct Registry {
     by_id: HashMap<String, Registration>,
     by_source: HashMap<SocketAddr, String>,
     by_gk_id: HashMap<(usize, String), String>,
-    /// Alias text and bare value → endpoints answering to it, oldest first.
-    by_alias: HashMap<String, Vec<String>>,
-    /// E.164 digits → endpoints with that number, oldest first.
-    by_number: HashMap<String, Vec<String>>,
+    /// Hash of a bare alias value → sources of the endpoints with an alias
+    /// of that value, oldest first (numbers are the bare values of E.164
+    /// aliases). Keyed by hash, not text, to keep it small at 100,000
+    /// endpoints; a lookup checks each candidate's aliases, so a collision
+    /// costs a comparison, never a wrong answer.
+    by_alias: HashMap<u64, Holders>,
+    /// Keys of the alias hash (random per table).
+    alias_hasher: std::hash::RandomState,
     /// Registrations bound per gatekeeper index.
     bound: HashMap<usize, usize>,
     /// Sources whose keepalives the kernel must stop answering.
@@ -123,52 +169,62 @@ impl Registry {
         }
     }
 
-    /// Every alias key and number `r` is found by (`true`: alias index).
-    fn names(r: &Registration) -> Vec<(bool, String)> {
-        let mut v: Vec<(bool, String)> = r
+    /// Every alias key of `r`, hashed.
+    fn names(&self, r: &Registration) -> Vec<u64> {
+        use std::hash::BuildHasher;
+        let mut v: Vec<u64> = r
             .aliases
             .iter()
-            .flat_map(alias_keys)
-            .map(|k| (true, k))
-            .chain(r.numbers().map(|n| (false, n)))
+            .map(|a| self.alias_hasher.hash_one(alias_key(&alias_text(a))))
             .collect();
-        v.sort();
+        v.sort_unstable();
         v.dedup();
         v
     }
 
-    fn index_names(&mut self, id: &str, names: Vec<(bool, String)>, add: bool) {
+    fn index_names(&mut self, source: SocketAddr, names: Vec<u64>, add: bool) {
         use std::collections::hash_map::Entry;
-        for (alias, key) in names {
-            let index = if alias {
-                &mut self.by_alias
-            } else {
-                &mut self.by_number
-            };
-            match index.entry(key) {
+        for key in names {
+            match self.by_alias.entry(key) {
                 Entry::Occupied(mut e) => {
-                    e.get_mut().retain(|x| x != id);
+                    let empty = e.get_mut().remove(source);
                     if add {
-                        e.get_mut().push(id.to_string());
-                    }
-                    if e.get().is_empty() {
+                        if empty {
+                            *e.get_mut() = Holders::One(source);
+                        } else {
+                            e.get_mut().push(source);
+                        }
+                    } else if empty {
                         e.remove();
                     }
                 }
                 Entry::Vacant(e) if add => {
-                    e.insert(vec![id.to_string()]);
+                    e.insert(Holders::One(source));
                 }
                 Entry::Vacant(_) => {}
             }
         }
     }
 
+    /// Registrations indexed under `key`, oldest first.
+    fn candidates<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Registration> + 'a {
+        use std::hash::BuildHasher;
+        self.by_alias
+            .get(&self.alias_hasher.hash_one(key))
+            .map(Holders::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| self.by_source(*s))
+    }
+
     /// Insert or replace a registration.
     pub fn insert(&mut self, r: Registration) {
-        if let Some(old) = self.by_id.get(&r.endpoint_id).map(Self::names) {
-            self.index_names(&r.endpoint_id, old, false);
+        if let Some(old) = self.by_id.get(&r.endpoint_id) {
+            let (source, names) = (old.source, self.names(old));
+            self.index_names(source, names, false);
         }
-        self.index_names(&r.endpoint_id, Self::names(&r), true);
+        let names = self.names(&r);
+        self.index_names(r.source, names, true);
         if let Some(old) = self.by_id.get(&r.endpoint_id) {
             self.by_source.remove(&old.source);
             if old.offloaded.is_some() {
@@ -191,7 +247,8 @@ impl Registry {
     /// Remove by local identifier.
     pub fn remove(&mut self, id: &str) -> Option<Registration> {
         let r = self.by_id.remove(id)?;
-        self.index_names(id, Self::names(&r), false);
+        let names = self.names(&r);
+        self.index_names(r.source, names, false);
         self.by_source.remove(&r.source);
         if r.offloaded.is_some() {
             self.withdrawn.push(r.source);
@@ -233,12 +290,14 @@ impl Registry {
     /// The oldest registration answering to `alias` (as `h323-ID:x`,
     /// `e164:n` or the bare name/number).
     pub fn by_alias(&self, alias: &str) -> Option<&Registration> {
-        self.by_id.get(self.by_alias.get(alias)?.first()?)
+        self.candidates(alias_key(alias))
+            .find(|r| r.answers_to(alias))
     }
 
     /// The oldest registration with E.164 number `digits`.
     pub fn by_number(&self, digits: &str) -> Option<&Registration> {
-        self.by_id.get(self.by_number.get(digits)?.first()?)
+        self.candidates(digits)
+            .find(|r| r.numbers().any(|n| n == digits))
     }
 
     /// Set or clear the gatekeeper binding of `id`.
@@ -273,5 +332,75 @@ impl Registry {
     /// All registrations.
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.by_id.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h225::build;
+    use crate::h225::ras::RasMessage;
+    use crate::h225::value::bmp;
+
+    fn e164(n: &str) -> AliasAddress {
+        AliasAddress::dialledDigits(rasn::types::Ia5String::try_from(n.to_string()).unwrap())
+    }
+
+    fn reg(id: &str, port: u16, aliases: Vec<AliasAddress>) -> Registration {
+        let source: SocketAddr = ([198, 18, 1, 11], port).into();
+        let RasMessage::registrationRequest(rrq) = build::rrq(build::Rrq {
+            call_signal: vec![source],
+            ras: source,
+            node: build::Node::Terminal,
+            aliases: aliases.clone(),
+            gatekeeper_id: None,
+            ttl: 60,
+            keep_alive: None,
+        }) else {
+            unreachable!("an RRQ")
+        };
+        Registration {
+            endpoint_id: id.into(),
+            aliases,
+            source,
+            ras: source,
+            call_signal: Some(source),
+            rrq,
+            binding: None,
+            granted_ttl: 60,
+            last_keepalive: None,
+            keepalives: 0,
+            rcf_template: None,
+            offloaded: None,
+            offloaded_answers: 0,
+        }
+    }
+
+    #[test]
+    fn aliases_and_numbers_are_hash_lookups_the_oldest_registration_first() {
+        let mut t = Registry::default();
+        t.insert(reg(
+            "a",
+            1,
+            vec![e164("1002"), AliasAddress::h323_ID(bmp("alice"))],
+        ));
+        t.insert(reg("b", 2, vec![e164("1002")]));
+        let id = |r: Option<&Registration>| r.map(|r| r.endpoint_id.clone());
+        for alias in ["e164:1002", "1002", "alice", "h323-ID:alice"] {
+            assert_eq!(id(t.by_alias(alias)), Some("a".into()), "{alias}");
+        }
+        // One key per alias; the type still counts.
+        assert_eq!(id(t.by_alias("h323-ID:1002")), None);
+        assert_eq!(id(t.by_alias("e164:alice")), None);
+        assert_eq!(id(t.by_number("1002")), Some("a".into()));
+        assert_eq!(id(t.by_number("alice")), None);
+        t.remove("a");
+        assert_eq!(id(t.by_alias("1002")), Some("b".into()));
+        assert_eq!(id(t.by_alias("alice")), None);
+        // Re-registering with other aliases moves the keys.
+        t.insert(reg("b", 2, vec![e164("2000")]));
+        assert_eq!(id(t.by_alias("1002")), None);
+        assert_eq!(id(t.by_number("2000")), Some("b".into()));
+        assert_eq!(t.by_alias.len(), 1, "emptied keys are dropped");
     }
 }

@@ -1,10 +1,13 @@
 //! Every call decision with made-up time: no socket, no clock.
 
 use super::*;
+use std::time::Duration;
+
 use crate::h225::asn::h323_messages::H323UUPDUH323MessageBody as Body;
 use crate::h225::corpus::{self, Kind};
 use crate::h225::uuie;
 use crate::h225::value::transport;
+use crate::q931::call_state;
 use crate::q931::ie;
 
 fn corpus_q931(t: u8) -> Bytes {

@@ -1,0 +1,234 @@
+//! The relay's public types: its configuration, what it hands the driver
+//! (datagrams, events, counters, status) and the call records and routes
+//! it keeps.
+
+use super::*;
+
+/// A dial-plan rule for survivable mode: numbers starting with `prefix`
+/// have `strip` leading digits removed and `prepend` put in front, then are
+/// looked up among the proxy's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialRule {
+    /// Leading digits that select the rule.
+    pub prefix: String,
+    /// Digits removed from the front.
+    pub strip: usize,
+    /// Digits added in front after stripping.
+    pub prepend: String,
+}
+
+/// A gatekeeper the proxy may hand control to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperConfig {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+}
+
+/// Settings of the RAS relay.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// gatekeeperIdentifier endpoints see, and the proxy's own alias at the
+    /// gatekeepers.
+    pub proxy_id: String,
+    /// The proxy's RAS address on the endpoint side.
+    pub endpoint_ras: SocketAddr,
+    /// The proxy's call signalling address on the endpoint side.
+    pub endpoint_call_signal: SocketAddr,
+    /// The proxy's RAS address on the gatekeeper side.
+    pub gatekeeper_ras: SocketAddr,
+    /// The proxy's call signalling address on the gatekeeper side.
+    pub gatekeeper_call_signal: SocketAddr,
+    /// Gatekeepers in order of preference (primary first).
+    pub gatekeepers: Vec<GatekeeperConfig>,
+    /// Heartbeat toward every gatekeeper.
+    pub heartbeat: HeartbeatConfig,
+    /// How long a gatekeeper must stay up before control moves (back) to it.
+    pub failback_hold: Duration,
+    /// Move back to a more preferred gatekeeper once it has been up for the
+    /// hold time; `false` stays on the current one while it is up.
+    pub preempt: bool,
+    /// Full RRQs per second when re-registering endpoints at a new gatekeeper.
+    pub reregister_rate: u32,
+    /// Re-registrations outstanding at the gatekeeper at most (a window,
+    /// so a slow gatekeeper sets the pace instead of queueing them ahead
+    /// of the heartbeat).
+    pub reregister_in_flight: u32,
+    /// timeToLive granted in survivable mode, seconds.
+    pub local_ttl: u32,
+    /// Survivable-mode dial plan.
+    pub dial_plan: Vec<DialRule>,
+    /// Per-endpoint gatekeeper-side addresses (an empty pool of the
+    /// configured ranges); `None`: every endpoint is registered with the
+    /// proxy's own gatekeeper-side addresses (one endpoint per proxy at a
+    /// gatekeeper that keys on addresses, such as GnuGk).
+    pub identities: Option<IdentityPool>,
+    /// H.235 password of the proxy's own registration (alias `proxy_id`).
+    pub own_password: Option<String>,
+    /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
+    /// bare).
+    pub credentials: HashMap<String, String>,
+}
+
+/// Which socket a datagram goes out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Toward endpoints.
+    Endpoint,
+    /// Toward gatekeepers.
+    Gatekeeper,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Socket to send from.
+    pub side: Side,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Gatekeeper side: the endpoint's own gatekeeper-side address to send
+    /// from, so the gatekeeper sees the datagram come from the rasAddress
+    /// it registered (GnuGk rejects an RRQ whose callSignalAddress is not
+    /// on the address it came from). `None`: the proxy's own socket.
+    pub from: Option<SocketAddr>,
+    /// Payload (aligned PER).
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver should log or count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A gatekeeper announced in an alternateGatekeeper list was added.
+    GatekeeperLearned {
+        /// The name it gets (`alternate-<address>`).
+        name: String,
+        /// Its RAS address.
+        ras: SocketAddr,
+    },
+    /// A gatekeeper's heartbeat state changed.
+    GatekeeperHealth {
+        /// Its name.
+        name: String,
+        /// New state.
+        health: Health,
+    },
+    /// Control moved; `to: None` is survivable mode.
+    ControlMoved {
+        /// Previous gatekeeper.
+        from: Option<String>,
+        /// New gatekeeper.
+        to: Option<String>,
+    },
+    /// An endpoint registered (or re-registered at a new gatekeeper).
+    Registered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Gatekeeper, or `None` when registered locally.
+        gatekeeper: Option<String>,
+    },
+    /// An endpoint unregistered.
+    Unregistered {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+    },
+    /// Userspace answered a keepalive of a confirmed registration: the
+    /// kernel fast path may answer the next ones from this entry.
+    Offload {
+        /// Where the keepalives come from.
+        source: SocketAddr,
+        /// What the kernel needs to answer them.
+        entry: Box<proxy_common::KeepaliveEntry>,
+    },
+    /// The registration behind `source` is gone or replaced.
+    OffloadWithdrawn {
+        /// Its keepalive source.
+        source: SocketAddr,
+    },
+    /// A datagram was rejected without changing state.
+    Rejected {
+        /// Sender.
+        from: SocketAddr,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Counters the driver exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Keepalive RRQs answered from the table.
+    pub keepalives_answered: u64,
+    /// Requests answered by the proxy itself in survivable mode.
+    pub local_answers: u64,
+    /// Endpoint requests forwarded to a gatekeeper.
+    pub forwarded: u64,
+    /// Endpoint retransmissions of a request still waiting for the
+    /// gatekeeper's answer, not forwarded again.
+    pub retransmissions_absorbed: u64,
+    /// RRQs sent to gatekeepers (probes, refreshes, re-registrations).
+    pub rrqs_to_gatekeepers: u64,
+    /// Times control moved between gatekeepers or to survivable mode.
+    pub failovers: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Datagrams that decoded but were refused (unknown endpoint, spoofed
+    /// source, unexpected message).
+    pub refused: u64,
+    /// Requests dropped because too many were outstanding at gatekeepers.
+    pub dropped_overload: u64,
+}
+
+/// One gatekeeper as the relay sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatekeeperStatus {
+    /// Configured name.
+    pub name: String,
+    /// Heartbeat state.
+    pub health: Health,
+    /// Round trip of the last answered probe.
+    pub rtt: Option<Duration>,
+    /// Endpoints registered there through the proxy.
+    pub registrations: usize,
+    /// Its RAS address.
+    pub ras: SocketAddr,
+    /// In control now.
+    pub active: bool,
+}
+
+/// Where a call's signalling goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallRoute {
+    /// To one of the proxy's endpoints.
+    Local {
+        /// Its endpointIdentifier.
+        endpoint_id: String,
+        /// Its call signalling address.
+        call_signal: SocketAddr,
+    },
+    /// To a far end on the gatekeeper side.
+    Remote(SocketAddr),
+}
+
+/// A call the proxy admitted or saw admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// callIdentifier GUID.
+    pub call_id: [u8; 16],
+    /// conferenceID GUID.
+    pub conference_id: [u8; 16],
+    /// Endpoint's call reference value.
+    pub crv: u16,
+    /// Local endpointIdentifier of the endpoint that asked.
+    pub endpoint_id: String,
+    /// Whether the ARQ was for answering the call.
+    pub answer_call: bool,
+    /// Bandwidth granted (100 bit/s units).
+    pub bandwidth: u32,
+    /// Where the call goes: the far end's call signalling address as the
+    /// gatekeeper said, or `None` when it ends on one of the proxy's own
+    /// endpoints (routed by alias).
+    pub destination: Option<SocketAddr>,
+    /// The destination aliases of the ARQ.
+    pub dest_aliases: Vec<String>,
+}
