@@ -263,11 +263,9 @@ async fn route_call(mut a: tokio::net::TcpStream, dir: Arc<Mutex<HashMap<String,
     };
     let to = {
         let d = dir.lock().unwrap();
-        info.destinations.iter().find_map(|x| {
-            d.get(x)
-                .or_else(|| d.get(&format!("e164:{}", x.trim_start_matches("e164:"))))
-                .copied()
-        })
+        info.destinations
+            .iter()
+            .find_map(|x| d.get(&x.to_string()).copied())
     };
     let Some(to) = to else {
         println!("gk routed call: no route for {:?}", info.destinations);

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::h225::alias::Alias;
 use crate::h225::asn::h323_messages::{AliasAddress, RegistrationRequest};
-use crate::h225::value::{alias_digits, alias_text};
+use crate::h225::value::alias_digits;
 
 /// Where an endpoint is registered on the gatekeeper side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,27 +60,15 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Whether `alias` (as `h323-ID:x`, `e164:n` or the bare name/number)
-    /// names this endpoint.
-    pub fn answers_to(&self, alias: &str) -> bool {
-        self.aliases.iter().any(|a| {
-            let t = alias_text(a);
-            t == alias || t.split_once(':').map(|(_, v)| v) == Some(alias)
-        })
+    /// Whether `alias` (type and value) names this endpoint.
+    pub fn answers_to(&self, alias: &Alias) -> bool {
+        self.aliases.iter().any(|a| Alias::of(a) == *alias)
     }
 
     /// Its E.164 numbers.
     pub fn numbers(&self) -> impl Iterator<Item = String> + '_ {
         self.aliases.iter().filter_map(alias_digits)
     }
-}
-
-/// The key an alias is indexed by: its bare value (`1002`, `alice`), the
-/// part of its text after the type (`e164:1002`, `h323-ID:alice`). A
-/// lookup checks the candidates' types ([`Registration::answers_to`]), so
-/// one key per alias serves both spellings.
-fn alias_key(text: &str) -> &str {
-    text.split_once(':').map_or(text, |(_, v)| v)
 }
 
 /// The registrations under one alias key, by source address: one inline
@@ -132,9 +121,9 @@ pub struct Registry {
     by_id: HashMap<String, Registration>,
     by_source: HashMap<SocketAddr, String>,
     by_gk_id: HashMap<(usize, String), String>,
-    /// Hash of a bare alias value → sources of the endpoints with an alias
-    /// of that value, oldest first (numbers are the bare values of E.164
-    /// aliases). Keyed by hash, not text, to keep it small at 100,000
+    /// Hash of an alias value ([`Alias::value`], the type left out) →
+    /// sources of the endpoints with an alias of that value, oldest first
+    /// (numbers are the values of E.164 aliases). Keyed by hash, not text, to keep it small at 100,000
     /// endpoints; a lookup checks each candidate's aliases, so a collision
     /// costs a comparison, never a wrong answer.
     by_alias: HashMap<u64, Holders>,
@@ -175,7 +164,7 @@ impl Registry {
         let mut v: Vec<u64> = r
             .aliases
             .iter()
-            .map(|a| self.alias_hasher.hash_one(alias_key(&alias_text(a))))
+            .map(|a| self.alias_hasher.hash_one(Alias::of(a).value()))
             .collect();
         v.sort_unstable();
         v.dedup();
@@ -207,10 +196,10 @@ impl Registry {
     }
 
     /// Registrations indexed under `key`, oldest first.
-    fn candidates<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Registration> + 'a {
+    fn candidates<'a>(&'a self, value: &str) -> impl Iterator<Item = &'a Registration> + 'a {
         use std::hash::BuildHasher;
         self.by_alias
-            .get(&self.alias_hasher.hash_one(key))
+            .get(&self.alias_hasher.hash_one(value))
             .map(Holders::as_slice)
             .unwrap_or_default()
             .iter()
@@ -287,10 +276,9 @@ impl Registry {
         self.by_id.get(self.by_gk_id.get(&(gk, id.to_string()))?)
     }
 
-    /// The oldest registration answering to `alias` (as `h323-ID:x`,
-    /// `e164:n` or the bare name/number).
-    pub fn by_alias(&self, alias: &str) -> Option<&Registration> {
-        self.candidates(alias_key(alias))
+    /// The oldest registration answering to `alias`.
+    pub fn by_alias(&self, alias: &Alias) -> Option<&Registration> {
+        self.candidates(&alias.value())
             .find(|r| r.answers_to(alias))
     }
 
@@ -386,20 +374,21 @@ mod tests {
         ));
         t.insert(reg("b", 2, vec![e164("1002")]));
         let id = |r: Option<&Registration>| r.map(|r| r.endpoint_id.clone());
+        let by = |t: &Registry, a: &str| id(t.by_alias(&Alias::parse(a)));
         for alias in ["e164:1002", "1002", "alice", "h323-ID:alice"] {
-            assert_eq!(id(t.by_alias(alias)), Some("a".into()), "{alias}");
+            assert_eq!(by(&t, alias), Some("a".into()), "{alias}");
         }
-        // One key per alias; the type still counts.
-        assert_eq!(id(t.by_alias("h323-ID:1002")), None);
-        assert_eq!(id(t.by_alias("e164:alice")), None);
+        // One key per value; the type still counts.
+        assert_eq!(by(&t, "h323-ID:1002"), None);
+        assert_eq!(by(&t, "e164:alice"), None);
         assert_eq!(id(t.by_number("1002")), Some("a".into()));
         assert_eq!(id(t.by_number("alice")), None);
         t.remove("a");
-        assert_eq!(id(t.by_alias("1002")), Some("b".into()));
-        assert_eq!(id(t.by_alias("alice")), None);
+        assert_eq!(by(&t, "1002"), Some("b".into()));
+        assert_eq!(by(&t, "alice"), None);
         // Re-registering with other aliases moves the keys.
         t.insert(reg("b", 2, vec![e164("2000")]));
-        assert_eq!(id(t.by_alias("1002")), None);
+        assert_eq!(by(&t, "1002"), None);
         assert_eq!(id(t.by_number("2000")), Some("b".into()));
         assert_eq!(t.by_alias.len(), 1, "emptied keys are dropped");
     }

@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::CallError;
+use crate::h225::alias::Alias;
 use crate::h225::asn::h323_messages::{
     H323UUPDU, H323UUPDUH323MessageBody as Body, H323UserInformation, ReleaseCompleteReason,
     ReleaseCompleteUUIE, StatusUUIE, TransportAddress,
 };
 use crate::h225::uuie;
-use crate::h225::value::{alias_text, call_identifier, guid, protocol_id, socket_addr, transport};
+use crate::h225::value::{call_identifier, guid, protocol_id, socket_addr, transport};
 use crate::q931::{self, Message, ie, msg};
 
 /// What a SETUP asks for, to route it.
@@ -22,8 +23,8 @@ use crate::q931::{self, Message, ie, msg};
 pub struct SetupInfo {
     /// callIdentifier GUID, when present.
     pub call_id: Option<[u8; 16]>,
-    /// destinationAddress aliases and the Called party number, as alias texts.
-    pub destinations: Vec<String>,
+    /// destinationAddress aliases and the Called party number.
+    pub destinations: Vec<Alias>,
 }
 
 /// A Q.931 message with its decoded H.225.0 User-user IE.
@@ -55,18 +56,18 @@ impl Signalling {
         let Body::setup(s) = &self.uu.h323_uu_pdu.h323_message_body else {
             return None;
         };
-        let mut destinations: Vec<String> = s
+        let mut destinations: Vec<Alias> = s
             .destination_address
             .iter()
             .flatten()
-            .map(alias_text)
+            .map(Alias::of)
             .collect();
         if let Some(Ok(n)) = self
             .q931
             .ie(ie::CALLED_PARTY_NUMBER)
             .map(|d| q931::PartyNumber::parse(ie::CALLED_PARTY_NUMBER, d))
         {
-            destinations.push(format!("e164:{}", n.digits));
+            destinations.push(Alias::E164(n.digits));
         }
         Some(SetupInfo {
             call_id: s.call_identifier.as_ref().map(|c| guid(c.guid.0.as_ref())),

@@ -112,7 +112,11 @@ fn setup_is_routed_then_sent_with_only_its_addresses_rewritten() {
     let Some(CallEvent::Route(q)) = ev.iter().find(|e| matches!(e, CallEvent::Route(_))) else {
         panic!("{ev:?}")
     };
-    assert!(q.destinations.contains(&"e164:1002".to_string()), "{q:?}");
+    assert!(
+        q.destinations
+            .contains(&crate::h225::alias::Alias::E164("1002".into())),
+        "{q:?}"
+    );
     assert!(!q.from_gatekeeper);
     assert_eq!(q.accepted_on, Some(a("198.18.1.1:1720")));
     assert_eq!(c.poll_timeout(), None, "the SETUP deadline is met");

@@ -128,8 +128,8 @@ pub const SETUP_WAIT: Duration = Duration::from_secs(30);
 pub struct RouteQuery {
     /// callIdentifier of the SETUP.
     pub call_id: Option<[u8; 16]>,
-    /// Its destinations as alias texts.
-    pub destinations: Vec<String>,
+    /// Its destinations.
+    pub destinations: Vec<crate::h225::alias::Alias>,
     /// The SETUP came in on the gatekeeper side.
     pub from_gatekeeper: bool,
     /// The local address the caller's link was accepted on (an endpoint's

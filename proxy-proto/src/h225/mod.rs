@@ -9,6 +9,7 @@
 //! (`_unknown_extensions` fields and `UnknownExtension` variants, see
 //! `vendor/rasn/PATCH.md`), so decode then encode gives the same bytes.
 
+pub mod alias;
 pub mod asn;
 pub mod build;
 

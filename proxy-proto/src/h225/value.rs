@@ -112,17 +112,7 @@ pub fn ras_from_json(v: &Value) -> Result<RasMessage, PerError> {
 
 /// A printable form of an alias: `h323-ID:alice`, `e164:1001`, ...
 pub fn alias_text(a: &AliasAddress) -> String {
-    match a {
-        AliasAddress::dialledDigits(d) => format!("e164:{}", String::from_utf8_lossy(d)),
-        AliasAddress::h323_ID(s) => format!("h323-ID:{}", bmp_text(s)),
-        AliasAddress::url_ID(s) => format!("url:{}", String::from_utf8_lossy(s)),
-        AliasAddress::email_ID(s) => format!("email:{}", String::from_utf8_lossy(s)),
-        AliasAddress::transportID(t) => match socket_addr(t) {
-            Some(s) => format!("transport:{s}"),
-            None => "transport:?".into(),
-        },
-        _ => "other".into(),
-    }
+    super::alias::Alias::of(a).to_string()
 }
 
 /// The dialled digits of an alias, when it is an E.164 number.

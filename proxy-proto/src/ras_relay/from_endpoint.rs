@@ -578,7 +578,7 @@ impl RasRelay {
                 .destination_info
                 .iter()
                 .flatten()
-                .map(alias_text)
+                .map(Alias::of)
                 .collect(),
         };
         match (self.active, r.binding.clone()) {

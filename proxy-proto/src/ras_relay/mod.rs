@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
+use crate::h225::alias::Alias;
 use crate::h225::asn::h323_messages::{
     AdmissionRejectReason, AdmissionRequest, AliasAddress, DisengageRejectReason,
     LocationRejectReason, RegistrationRejectReason, RegistrationRequest, UnregRejectReason,

@@ -95,7 +95,7 @@ impl RasRelay {
     pub fn route_call(
         &self,
         call_id: Option<[u8; 16]>,
-        destinations: &[String],
+        destinations: &[Alias],
         from_gatekeeper: bool,
     ) -> Option<CallRoute> {
         if let Some(dest) = call_id
@@ -116,15 +116,16 @@ impl RasRelay {
 
     /// The local endpoint an alias reaches, directly or through the dial plan.
     pub fn route_local(&self, a: &AliasAddress) -> Option<&Registration> {
-        self.route_alias(&alias_text(a))
+        self.route_alias(&Alias::of(a))
     }
 
-    /// The local endpoint an alias text (`h323-ID:x`, `e164:n`, bare) reaches.
-    pub fn route_alias(&self, alias: &str) -> Option<&Registration> {
+    /// The local endpoint an alias reaches: an endpoint registered with it,
+    /// else, for a number, the dial plan.
+    pub fn route_alias(&self, alias: &Alias) -> Option<&Registration> {
         if let Some(r) = self.regs.by_alias(alias) {
             return Some(r);
         }
-        let digits = alias.strip_prefix("e164:").unwrap_or(alias);
+        let digits = alias.digits()?;
         if !digits.chars().all(|c| c.is_ascii_digit()) {
             return None;
         }

@@ -230,5 +230,5 @@ pub struct CallRecord {
     /// endpoints (routed by alias).
     pub destination: Option<SocketAddr>,
     /// The destination aliases of the ARQ.
-    pub dest_aliases: Vec<String>,
+    pub dest_aliases: Vec<Alias>,
 }
