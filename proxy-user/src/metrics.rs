@@ -268,7 +268,16 @@ pub async fn serve(
     let registry = Arc::new(registry);
     loop {
         let (mut s, _) = tokio::select! {
-            r = listener.accept() => r?,
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    // A transient failure (out of descriptors) must not end
+                    // the endpoint for good; pause rather than spin.
+                    tracing::warn!(error = %e, "metrics accept failed; pausing 100 ms");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
             _ = shutdown.changed() => return Ok(()),
         };
         let registry = registry.clone();

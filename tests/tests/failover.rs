@@ -597,3 +597,85 @@ fn a_sigkilled_daemon_restarts_without_anything_registering_again() {
         get(&s, "keepalives_unanswered")
     );
 }
+
+/// A LAN host registers with the proxy's own call signalling address as its
+/// own, then calls that number. Before, the proxy accepted the RRQ and then
+/// called itself until its descriptors ran out. Now the RRQ is refused
+/// (invalidCallSignalAddress), the SETUP finds no route (cause 3), and the
+/// daemon's descriptor count stays where it was.
+#[test]
+fn an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself() {
+    if !privileged("an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    use std::io::{Read, Write};
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 5000);
+    // Numbered 3001 and 3002: 1002, the corpus SETUP's number, stays free.
+    let eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
+    wait_status(&eps, 20, |l| get(l, "registered") == 2);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 41,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json("198.18.1.1:1720".parse().unwrap())],
+        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "1002"}],
+        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+        "timeToLive": 60, "keepAlive": false}});
+    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+    let setup = proxy_user::h225::corpus::build()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name.to_lowercase().contains("setup"))
+        .expect("SETUP in the corpus")
+        .bytes;
+    let (answer, reply) = lab
+        .ep
+        .run(move || {
+            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).unwrap_or(0);
+            // The corpus SETUP calls e164 1002, the number just refused.
+            let mut t = std::net::TcpStream::connect("198.18.1.1:1720").unwrap();
+            t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut v = vec![3u8, 0];
+            v.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
+            v.extend_from_slice(&setup);
+            t.write_all(&v).unwrap();
+            let mut got = Vec::new();
+            let _ = t.read_to_end(&mut got);
+            (buf[..n].to_vec(), got)
+        })
+        .unwrap();
+    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
+    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
+        panic!("RRQ naming the proxy's address accepted: {m:?}")
+    };
+    assert!(
+        format!("{:?}", rrj.reject_reason).contains("invalidCallSignalAddress"),
+        "{rrj:?}"
+    );
+    assert!(reply.len() > 4, "no answer to the SETUP");
+    let rc = proxy_user::q931::Message::decode(&reply[4..]).expect("Q.931 reply");
+    assert_eq!(rc.message_type, proxy_user::q931::msg::RELEASE_COMPLETE);
+    assert_eq!(rc.cause().unwrap().unwrap().value, 3, "no route");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = fds();
+    assert!(
+        after <= before + 4,
+        "descriptors grew from {before} to {after}: the proxy is calling itself"
+    );
+    // The real endpoints were not disturbed.
+    assert_eq!(get(&status(&eps), "registered"), 2);
+}

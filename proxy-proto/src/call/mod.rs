@@ -302,6 +302,15 @@ impl Call {
                 return;
             }
         };
+        // The proxy's own endpoint-side listener would take the SETUP as a
+        // new call and route it here again: a loop, not a route.
+        if to == self.cfg.endpoint_side {
+            tracing::warn!(%to, "route names the proxy itself: RELEASE COMPLETE cause {}", cause::NO_ROUTE);
+            self.count(Counter::Unroutable);
+            self.release(Leg::Caller, cause::NO_ROUTE);
+            self.close();
+            return;
+        }
         // Toward a gatekeeper the SETUP names the caller as the gatekeeper
         // knows it: its own address there and the endpointIdentifier it
         // was assigned.

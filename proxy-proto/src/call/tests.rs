@@ -527,3 +527,28 @@ fn a_setup_from_the_gatekeeper_side_is_routed_as_such() {
         q.call_id
     );
 }
+
+#[test]
+fn a_route_to_the_proxys_own_endpoint_listener_is_refused_not_followed() {
+    let t0 = Instant::now();
+    let mut c = Call::accept(t0, cfg(), LegSide::Endpoint, None, None);
+    c.handle_frame(t0, Leg::Caller, corpus_q931(msg::SETUP));
+    c.handle_route(
+        t0,
+        RouteAnswer {
+            route: Some(CallRoute::Local {
+                endpoint_id: "loop".into(),
+                call_signal: cfg().endpoint_side,
+            }),
+            caller: None,
+            controller: None,
+        },
+    );
+    let (ev, tx) = drain(&mut c);
+    assert!(
+        !ev.iter().any(|e| matches!(e, CallEvent::Connect { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(cause_of(&tx[0].1), (msg::RELEASE_COMPLETE, cause::NO_ROUTE));
+    assert!(c.is_closed());
+}

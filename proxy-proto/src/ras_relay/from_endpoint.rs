@@ -393,6 +393,31 @@ impl RasRelay {
             self.answer_keepalive(from, seq, &id, ttl, bytes);
             return;
         }
+        // An endpoint whose call signalling or RAS address is one of the
+        // proxy's own would have the proxy call (or answer) itself: a SETUP
+        // to it comes back to the proxy, is routed to it again, and so on
+        // until the descriptors run out.
+        let own = |list: &[crate::h225::asn::h323_messages::TransportAddress]| {
+            list.iter()
+                .filter_map(socket_addr)
+                .any(|a| self.is_proxy_ip(a.ip()))
+        };
+        let bad = if own(&rrq.call_signal_address) {
+            Some(RegistrationRejectReason::invalidCallSignalAddress(()))
+        } else if own(&rrq.ras_address) {
+            Some(RegistrationRejectReason::invalidRASAddress(()))
+        } else {
+            None
+        };
+        if let Some(reason) = bad {
+            self.stats.refused += 1;
+            self.events.push_back(Event::Rejected {
+                from,
+                reason: "RRQ naming one of the proxy's own addresses",
+            });
+            self.answer(from, build::rrj(seq, reason, &self.cfg.proxy_id));
+            return;
+        }
         let aliases = rrq.terminal_alias.clone().unwrap_or_default();
         let reg = Registration {
             endpoint_id: String::new(),

@@ -34,6 +34,24 @@ impl RasRelay {
         addr == self.cfg.gatekeeper_call_signal || self.ids.as_ref().is_some_and(|p| p.covers(addr))
     }
 
+    /// Whether `ip` is one of the proxy's own addresses: either side, or a
+    /// per-endpoint gatekeeper-side address.
+    pub fn is_proxy_ip(&self, ip: std::net::IpAddr) -> bool {
+        let c = &self.cfg;
+        [
+            c.endpoint_ras,
+            c.endpoint_call_signal,
+            c.gatekeeper_ras,
+            c.gatekeeper_call_signal,
+        ]
+        .iter()
+        .any(|a| a.ip() == ip)
+            || self
+                .ids
+                .as_ref()
+                .is_some_and(|p| p.ranges().0.contains(&ip))
+    }
+
     /// Where a SETUP goes, with what the call needs to know to send it
     /// there: a gatekeeper's connection to an endpoint's own
     /// gatekeeper-side address is that endpoint's call, whatever the

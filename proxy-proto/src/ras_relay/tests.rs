@@ -1052,3 +1052,36 @@ fn with_credentials_requests_carry_fresh_password_tokens_also_after_failover() {
     );
     assert!(t1.iter().all(|(_, _, ok)| *ok), "{t1:?}");
 }
+
+/// An RRQ naming the proxy's own address as the endpoint's would make the
+/// proxy call itself for every SETUP to that endpoint (hostile LAN).
+#[test]
+fn an_rrq_naming_the_proxys_own_addresses_is_refused() {
+    let (mut r, mut gks, t, _) = registered();
+    let before = r.registrations().len();
+    let at_primary = gks[0].regs.len();
+    for (cs, ras, want) in [
+        (
+            "198.18.1.1:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
+        ("198.18.1.13:1720", "198.18.2.1:1719", "invalidRASAddress"),
+        ("198.18.1.13:1720", "198.18.1.1:1719", "invalidRASAddress"),
+    ] {
+        let v = json!({"registrationRequest": {"requestSeqNum": 9, "protocolIdentifier": PROTOCOL_ID,
+            "discoveryComplete": true, "callSignalAddress": [transport_json(addr(cs))],
+            "rasAddress": [transport_json(addr(ras))],
+            "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+            "terminalAlias": [{"h323-ID": "mallory"}], "endpointVendor": vendor_json(),
+            "timeToLive": 60, "keepAlive": false}});
+        let bytes = ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+        r.handle_endpoint(t, addr("198.18.1.13:1719"), &bytes);
+        let RasMessage::registrationReject(rrj) = only(pump(&mut r, t, &mut gks)) else {
+            panic!("{cs} {ras}: not refused")
+        };
+        assert!(format!("{:?}", rrj.reject_reason).contains(want), "{rrj:?}");
+    }
+    assert_eq!(r.registrations().len(), before, "nothing registered");
+    assert_eq!(gks[0].regs.len(), at_primary, "nothing forwarded");
+}

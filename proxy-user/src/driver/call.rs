@@ -189,16 +189,22 @@ impl CallDriver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            let (stream, peer, side) = tokio::select! {
-                r = l_ep.accept() => match r {
-                    Ok((s, p)) => (s, p, LegSide::Endpoint),
-                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
-                },
-                r = l_gk.accept() => match r {
-                    Ok((s, p)) => (s, p, LegSide::Gatekeeper),
-                    Err(e) => { tracing::warn!(error = %e, "accept"); continue; }
-                },
+            let accepted = tokio::select! {
+                r = l_ep.accept() => r.map(|(s, p)| (s, p, LegSide::Endpoint)),
+                r = l_gk.accept() => r.map(|(s, p)| (s, p, LegSide::Gatekeeper)),
                 _ = shutdown.changed() => return,
+            };
+            let (stream, peer, side) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or memory: the
+                    // pending connection stays queued and accept fails at
+                    // once again. Pause instead of spinning a core and
+                    // writing a log line per try.
+                    tracing::warn!(error = %e, "accept failed; pausing 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let me = self.clone();
             let stop = shutdown.clone();
