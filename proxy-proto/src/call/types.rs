@@ -26,7 +26,8 @@ impl Leg {
         }
     }
 
-    pub(super) fn index(self) -> usize {
+    /// 0 for the caller, 1 for the callee: a slot in per-leg arrays.
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -453,11 +453,6 @@ impl RasRelay {
         self.reselect(now);
     }
 
-    /// Whether `ip` is the address of a known gatekeeper.
-    pub fn is_gatekeeper_ip(&self, ip: std::net::IpAddr) -> bool {
-        self.gks.iter().any(|g| g.cfg.ras.ip() == ip)
-    }
-
     /// A gatekeeper's call signalling connection closed or was reset in the
     /// middle of a call (gatekeeper-routed model): probe the gatekeeper at
     /// that IP address at once and call it down if one interval passes

@@ -427,12 +427,7 @@ impl RasRelay {
         self.reselect(now);
         self.pace_reregistration(now);
         self.refresh_due(now);
-        let due = |t| {
-            self.timers()
-                .iter()
-                .any(|&(k, at)| k == t && at.is_some_and(|at| now >= at))
-        };
-        if due(Timer::Sweep) {
+        if now >= self.next_expiry_scan {
             self.next_expiry_scan = now + EXPIRY_SCAN;
             self.sweep(now);
         }

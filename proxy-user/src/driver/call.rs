@@ -123,13 +123,6 @@ async fn next_frame(leg: &mut Option<LegIo>) -> Result<Option<Bytes>, LegLoss> {
     }
 }
 
-fn slot(leg: Leg) -> usize {
-    match leg {
-        Leg::Caller => 0,
-        Leg::Callee => 1,
-    }
-}
-
 /// Short TCP keepalive on every signalling socket: Linux's 2 h default
 /// would hide a dead peer for hours.
 fn set_keepalive(s: &TcpStream) {
@@ -227,7 +220,7 @@ impl CallDriver {
         let mut shown: Option<Phase> = None;
         loop {
             while let Some((leg, bytes)) = call.poll_transmit() {
-                let sent = match legs[slot(leg)].as_mut() {
+                let sent = match legs[leg.index()].as_mut() {
                     Some(io) => io.send(&bytes).await.is_ok(),
                     None => false,
                 };
@@ -261,7 +254,7 @@ impl CallDriver {
                 Err(e) => call.handle_leg_lost(now, leg, e),
             }
             if !call.is_open(leg) {
-                legs[slot(leg)] = None;
+                legs[leg.index()] = None;
             }
             self.follow_phase(&call, &mut shown);
         }
@@ -278,13 +271,13 @@ impl CallDriver {
             }
             CallEvent::Connect { to, local_ip, .. } => match connect(local_ip, to).await {
                 Ok(s) => {
-                    legs[slot(Leg::Callee)] = Some(LegIo::new(s));
+                    legs[Leg::Callee.index()] = Some(LegIo::new(s));
                     call.handle_connected(Instant::now());
                 }
                 Err(e) => call.handle_connect_failed(Instant::now(), &e.to_string()),
             },
             CallEvent::H245Listen { listen_on, far_end } => {
-                let mine = match (&legs[slot(listen_on.other())], &legs[slot(listen_on)]) {
+                let mine = match (&legs[listen_on.other().index()], &legs[listen_on.index()]) {
                     (Some(from), Some(to)) => self
                         .h245_relay(from, to, far_end)
                         .await

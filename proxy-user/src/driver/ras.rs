@@ -348,9 +348,8 @@ impl RasDriver {
                 let _ = reply.send(self.relay.route(&q));
             }
             RasCommand::GatekeeperLegLost(ip) => {
-                if self.relay.is_gatekeeper_ip(ip) {
-                    self.relay.handle_transport_loss(Instant::now(), ip);
-                }
+                // A no-op unless `ip` is a configured gatekeeper's.
+                self.relay.handle_transport_loss(Instant::now(), ip);
             }
             RasCommand::Reconfigure(cfg, reply) => {
                 let gk_ras = self.relay.gatekeeper_ras();
