@@ -40,6 +40,7 @@ fn cfg() -> RelayConfig {
         reregister_rate: 1000,
         reregister_in_flight: 256,
         local_ttl: 60,
+        reanchor_deadline: Duration::from_secs(30),
         dial_plan: vec![DialRule { prefix: "9".into(), strip: 1, prepend: String::new() }],
         identities: Some(
             IdentityPool::new(vec![a("198.18.2.1:0").ip()], 20_000..=20_001).unwrap(),
@@ -54,6 +55,7 @@ fn call_cfg() -> CallConfig {
         endpoint_side: a("198.18.1.1:1720"),
         gatekeeper_side: a("198.18.2.1:1720"),
         setup_wait: Duration::from_secs(30),
+        unanchored: Default::default(),
     }
 }
 

@@ -12,7 +12,8 @@
 //!
 //! One process runs many endpoints. It prints a status line
 //! (`eps registered=.. calls_active=.. ...`) every `report` interval and
-//! reads commands on stdin: `call <index> <number>`, `status`, `quit`.
+//! reads commands on stdin: `call <index> <number>`, `hangup <index>`, `status`,
+//! `quit`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -847,6 +848,15 @@ pub async fn run(o: EpOptions) -> std::io::Result<()> {
                             if let Some(ep) = idx.parse::<usize>().ok().and_then(|i| eps.get(i)) {
                                 tokio::spawn(ep.clone().place(number.to_string(), next_call));
                                 next_call += 1;
+                            }
+                        }
+                        // Hang up every call of endpoint `idx` (RELEASE
+                        // COMPLETE, cause 16).
+                        ["hangup", idx] => {
+                            if let Some(ep) = idx.parse::<usize>().ok().and_then(|i| eps.get(i)) {
+                                for tx in ep.calls.lock().unwrap().values() {
+                                    let _ = tx.try_send(());
+                                }
                             }
                         }
                         ["status"] => println!("{}", stats.line()),

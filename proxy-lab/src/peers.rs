@@ -217,6 +217,28 @@ impl GnuGk {
             .unwrap_or(0))
     }
 
+    /// `c`: each call it holds as (call number, dialled destination).
+    pub fn call_list(&self) -> std::io::Result<Vec<(u32, String)>> {
+        let text = self.status("c")?;
+        let mut calls = Vec::new();
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            let Some(rest) = l.strip_prefix("Call No. ") else {
+                continue;
+            };
+            let n = rest.split(' ').next().and_then(|n| n.parse().ok());
+            let dial = lines
+                .next()
+                .and_then(|d| d.strip_prefix("Dial "))
+                .unwrap_or_default()
+                .to_string();
+            if let Some(n) = n {
+                calls.push((n, dial));
+            }
+        }
+        Ok(calls)
+    }
+
     /// `c`: the number of calls it holds.
     pub fn calls(&self) -> std::io::Result<usize> {
         let text = self.status("c")?;

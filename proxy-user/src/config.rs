@@ -64,6 +64,9 @@ pub struct Config {
     /// Survivable mode (no gatekeeper reachable).
     #[serde(default)]
     pub survivable: SurvivableConfig,
+    /// Active calls when control moves between gatekeepers.
+    #[serde(default)]
+    pub calls: CallsConfig,
     /// Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -253,6 +256,26 @@ impl Default for SurvivableConfig {
             reregister_per_second: 1000,
             reregister_in_flight: 256,
             dial_plan: Vec::new(),
+        }
+    }
+}
+
+/// `[calls]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// How long an active call may wait to be taken over by the gatekeeper
+    /// that took control, milliseconds.
+    pub reanchor_deadline_ms: u64,
+    /// What happens to a call not taken over within the deadline.
+    pub unanchored: crate::call::Unanchored,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            reanchor_deadline_ms: 30_000,
+            unanchored: crate::call::Unanchored::Keep,
         }
     }
 }
@@ -540,6 +563,7 @@ impl Config {
             reregister_rate: self.survivable.reregister_per_second,
             reregister_in_flight: self.survivable.reregister_in_flight,
             local_ttl: self.survivable.time_to_live_secs,
+            reanchor_deadline: Duration::from_millis(self.calls.reanchor_deadline_ms),
             dial_plan: self
                 .survivable
                 .dial_plan

@@ -239,6 +239,18 @@ impl Collector for ProxyCollector {
             "Calls whose gatekeeper-side leg dropped while the endpoint leg was kept",
             &[(vec![], get(&c.kept_up))],
         )?;
+        counter(
+            &mut e,
+            "h323proxy_calls_handed_over",
+            "Active calls handed to the gatekeeper that took control, by step: readmitted (ACF for the call's own callIdentifier), reanchored (its signalling set up again through that gatekeeper), spliced (such a SETUP answered here for the called endpoint), reanchor_failed (tried again), unanchored (not taken over within the deadline)",
+            &[
+                (l(&[("step", "readmitted")]), s.stats.readmitted),
+                (l(&[("step", "reanchored")]), get(&c.reanchored)),
+                (l(&[("step", "spliced")]), get(&c.spliced)),
+                (l(&[("step", "reanchor_failed")]), get(&c.reanchor_failed)),
+                (l(&[("step", "unanchored")]), s.stats.unanchored),
+            ],
+        )?;
         Ok(())
     }
 }

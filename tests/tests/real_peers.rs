@@ -360,6 +360,120 @@ fn gnugk_primary_and_backup_many_endpoints_through_one_proxy_sigkill_and_partiti
     check_capture(&mut tshark, &cap, true);
 }
 
+/// The proxy's counter `key` on its "call signalling counters" line.
+fn call_counter(proxy: &Proxy, key: &str) -> u64 {
+    proxy.counter("call signalling counters", key).unwrap_or(0)
+}
+
+#[test]
+fn gnugk_backup_takes_control_of_routed_calls_after_a_primary_sigkill() {
+    const T: &str = "gnugk_backup_takes_control_of_routed_calls_after_a_primary_sigkill";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let Scene {
+        lab,
+        _h,
+        mut gk1,
+        gk2,
+        proxy,
+        mut eps,
+        simple,
+        mut tshark,
+        cap,
+        _dir,
+    } = scene(&peers, Routing::Routed);
+    let h = [&simple.0, &simple.1];
+    assert_eq!(gk2.calls().unwrap(), 0, "the backup knows no call before");
+
+    gk1.proc.kill9();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    let moved = Instant::now();
+    // The backup lists both active calls: each re-admitted (ARQ with its
+    // own callIdentifier) and its signalling set up again through the
+    // backup, spliced onto the endpoint legs the proxy kept up.
+    let listed = wait_for(20, || {
+        let calls = gk2.call_list().ok()?;
+        (calls.len() == 2).then_some(calls)
+    });
+    let took = moved.elapsed();
+    let c = gk2.status("c").unwrap_or_default();
+    let calls = listed.unwrap_or_else(|| {
+        panic!(
+            "the backup does not list both calls:\n{c}\n{}",
+            proxy.log_text()
+        )
+    });
+    eprintln!("GK2 listed {calls:?} {took:?} after control moved:\n{c}");
+    assert!(
+        wait_for(10, || (call_counter(&proxy, "reanchored") >= 2
+            && call_counter(&proxy, "spliced") >= 2)
+            .then_some(()))
+        .is_some(),
+        "both calls re-anchored by their calling side and spliced at their called side:\n{}",
+        proxy.log_text()
+    );
+    hold(&lab, &eps, 2, &h, "calls under the backup's control", 90);
+    assert_eq!(
+        gk2.call_list().unwrap().len(),
+        2,
+        "{}",
+        gk2.status("c").unwrap()
+    );
+    // Neither endpoint saw a message it had to answer: the callee accepted
+    // one call, each side is in one.
+    let count = |p: &LabProc, what: &str| p.lines().iter().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        count(&simple.0, "Automatically accepting call"),
+        1,
+        "{:?}",
+        simple.0.lines()
+    );
+    for p in h {
+        assert_eq!(count(p, "In call with"), 1, "{:?}", p.lines());
+    }
+
+    // The backup's own "drop call" releases both H323Plus endpoints.
+    let (n, _) = calls
+        .iter()
+        .find(|(_, dial)| dial.contains("2001"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no call to 2001 at the backup: {calls:?}"));
+    let _ = gk2.status(&format!("DisconnectCall {n}"));
+    for p in h {
+        assert!(
+            wait_for(20, || p
+                .lines()
+                .iter()
+                .any(|l| l.contains("cleared the call"))
+                .then_some(()))
+            .is_some(),
+            "{} not released by the backup's DisconnectCall: {:?}",
+            p.name(),
+            p.lines()
+        );
+    }
+    // A hang-up at one end reaches the other through the backup.
+    eps.send("hangup 0");
+    let s = eps
+        .wait_for(20, "eps registered", |l| get(l, "calls_active") == 0)
+        .expect("the lab call released at both ends");
+    assert_eq!(get(&s, "calls_released"), 2, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert!(
+        wait_for(10, || (gk2.calls().ok()? == 0).then_some(())).is_some(),
+        "{}",
+        gk2.status("c").unwrap()
+    );
+    check_capture(&mut tshark, &cap, true);
+}
+
 #[test]
 fn gnugk_direct_mode_calls_survive_a_primary_sigkill() {
     const T: &str = "gnugk_direct_mode_calls_survive_a_primary_sigkill";

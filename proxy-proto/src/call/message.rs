@@ -11,8 +11,8 @@ use bytes::Bytes;
 use super::CallError;
 use crate::h225::alias::Alias;
 use crate::h225::asn::h323_messages::{
-    H323UUPDU, H323UUPDUH323MessageBody as Body, H323UserInformation, ReleaseCompleteReason,
-    ReleaseCompleteUUIE, StatusUUIE, TransportAddress,
+    ConnectUUIE, H323UUPDU, H323UUPDUH323MessageBody as Body, H323UserInformation,
+    ReleaseCompleteReason, ReleaseCompleteUUIE, StatusUUIE, TransportAddress,
 };
 use crate::h225::uuie;
 use crate::h225::value::{call_identifier, guid, protocol_id, socket_addr, transport};
@@ -31,7 +31,7 @@ pub struct SetupInfo {
 #[derive(Clone, Debug)]
 pub struct Signalling {
     q931: Message,
-    uu: H323UserInformation,
+    pub(super) uu: H323UserInformation,
 }
 
 impl Signalling {
@@ -92,6 +92,65 @@ impl Signalling {
             s.dest_call_signal_address = Some(transport(callee));
             s.endpoint_identifier = endpoint_id.map(crate::h225::value::epid);
         }
+    }
+
+    /// Take out of a SETUP what opens media or H.245 (fastStart,
+    /// h245Address, tunnelled or parallel H.245 messages): a SETUP that
+    /// re-anchors a call already up must not start a second media session.
+    /// The h245Tunnelling flag stays: the endpoints' H.245 session goes on
+    /// tunnelled through the new legs if it was.
+    pub fn strip_media(&mut self) {
+        let pdu = &mut self.uu.h323_uu_pdu;
+        pdu.h245_control = None;
+        if let Body::setup(s) = &mut pdu.h323_message_body {
+            s.fast_start = None;
+            s.h245_address = None;
+            s.parallel_h245_control = None;
+            s.media_wait_for_connect = None;
+        }
+    }
+
+    /// The CONNECT answering this SETUP on its own link (the call
+    /// reference with the destination flag, its conferenceID and
+    /// callIdentifier); `None` for any other message.
+    pub fn connect_answer(&self) -> Option<Bytes> {
+        let Body::setup(s) = &self.uu.h323_uu_pdu.h323_message_body else {
+            return None;
+        };
+        let body = Body::connect(ConnectUUIE::new(
+            protocol_id(),
+            None,
+            crate::h225::build::endpoint_type(crate::h225::build::Node::Terminal),
+            s.conference_id.clone(),
+            s.call_identifier.clone(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ));
+        let mut m = Message::new(
+            msg::CONNECT,
+            q931::CallRef::new(self.q931.call_ref.value, true),
+        );
+        let mut pdu = H323UUPDU::new(
+            body, None, None, None, None, None, None, None, None, None, None,
+        );
+        // Tunnelling as the SETUP offered it: the endpoints' H.245 session
+        // goes on inside the call signalling if it did.
+        pdu.h245_tunnelling = self.uu.h323_uu_pdu.h245_tunnelling;
+        m.set_user_user(&uuie::encode(&H323UserInformation::new(pdu, None)).ok()?);
+        Some(m.encode())
     }
 
     /// The h245Address the message signals (SETUP, CALL PROCEEDING,

@@ -25,8 +25,8 @@ pub use message::{
     SetupInfo, Signalling, h245_address, refuse, release_complete, setup_info, status,
 };
 pub use types::{
-    CallConfig, CallEvent, Controller, Counter, Leg, LegLoss, LegSide, Phase, RouteAnswer,
-    RouteQuery, SETUP_WAIT, cause,
+    CallConfig, CallEvent, Controller, Counter, Leg, LegLoss, LegSide, Phase, REANCHOR_WAIT,
+    RouteAnswer, RouteQuery, SETUP_WAIT, Unanchored, cause,
 };
 
 use std::collections::VecDeque;
@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::q931::{self, Message, msg};
-use crate::ras_relay::CallRoute;
+use crate::ras_relay::{CallRoute, Reanchor};
 
 /// Errors decoding a call signalling message. None of them changes the call.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,16 @@ struct LegState {
     heard: bool,
 }
 
+/// A re-anchoring in progress: the SETUP through the gatekeeper that took
+/// control, waiting for its leg and then its CONNECT.
+#[derive(Debug)]
+struct Reanchoring {
+    gatekeeper: String,
+    /// The SETUP, until the leg is connected.
+    setup: Option<Bytes>,
+    deadline: Instant,
+}
+
 /// One call.
 #[derive(Debug)]
 pub struct Call {
@@ -95,6 +105,10 @@ pub struct Call {
     /// The SETUP's sourceCallSignalAddress and endpointIdentifier toward
     /// the callee, from the route.
     setup_as: Option<(SocketAddr, SocketAddr, Option<String>)>,
+    /// The caller's SETUP as it came, for a call routed to a gatekeeper:
+    /// what re-anchoring sends again.
+    original_setup: Option<Signalling>,
+    reanchor: Option<Reanchoring>,
     /// A message waiting for its H.245 listener, with the leg it goes to.
     held: Option<(Leg, Signalling)>,
     /// Frames that arrived while a message was held or the callee leg was
@@ -138,6 +152,8 @@ impl Call {
             accepted_on: local,
             setup: None,
             setup_as: None,
+            original_setup: None,
+            reanchor: None,
             held: None,
             backlog: VecDeque::new(),
             deadline,
@@ -194,7 +210,11 @@ impl Call {
 
     /// When [`Call::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        let r = self.reanchor.as_ref().map(|r| r.deadline);
+        match (self.deadline, r) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Time passed.
@@ -203,6 +223,9 @@ impl Call {
             tracing::warn!(peer = ?self.legs[0].peer, "no SETUP within {:?}; closing the link", self.cfg.setup_wait);
             self.count(Counter::Malformed);
             self.close();
+        }
+        if self.reanchor.as_ref().is_some_and(|r| now >= r.deadline) {
+            self.reanchor_failed("no CONNECT in time");
         }
     }
 
@@ -217,6 +240,9 @@ impl Call {
             State::AwaitSetup if payload.is_empty() => {}
             State::AwaitSetup => self.first_message(&payload),
             State::Routing | State::Connecting => self.backlog.push_back((leg, payload)),
+            State::Relaying if leg == Leg::Callee && self.reanchor.is_some() => {
+                self.reanchor_frame(payload)
+            }
             State::Relaying if self.held.is_some() => self.backlog.push_back((leg, payload)),
             State::Relaying => self.relay(leg, payload),
             State::Closed => {}
@@ -335,6 +361,17 @@ impl Call {
 
     /// The callee leg is connected: the SETUP goes out on it.
     pub fn handle_connected(&mut self, now: Instant) {
+        if let Some(r) = self
+            .reanchor
+            .as_mut()
+            .filter(|_| self.state == State::Relaying)
+        {
+            if let Some(setup) = r.setup.take() {
+                self.legs[Leg::Callee.index()].open = true;
+                self.transmits.push_back((Leg::Callee, setup));
+            }
+            return;
+        }
         if self.state != State::Connecting {
             return;
         }
@@ -344,6 +381,11 @@ impl Call {
             return;
         };
         self.legs[Leg::Callee.index()].open = true;
+        if self.legs[Leg::Callee.index()].side == LegSide::Gatekeeper
+            && self.legs[Leg::Caller.index()].side == LegSide::Endpoint
+        {
+            self.original_setup = Some(setup.clone());
+        }
         setup.readdress_setup(proxy_side, to, endpoint_id.as_deref());
         match setup.encode() {
             Ok(bytes) => self.transmits.push_back((Leg::Callee, bytes)),
@@ -361,6 +403,10 @@ impl Call {
     /// The callee leg could not be opened.
     pub fn handle_connect_failed(&mut self, now: Instant, why: &str) {
         let _ = now;
+        if self.reanchor.is_some() && self.state == State::Relaying {
+            self.reanchor_failed(why);
+            return;
+        }
         if self.state != State::Connecting {
             return;
         }
@@ -377,6 +423,10 @@ impl Call {
     pub fn handle_send_failed(&mut self, now: Instant, leg: Leg) {
         let _ = now;
         if self.state == State::Closed {
+            return;
+        }
+        if leg == Leg::Callee && self.reanchor.is_some() {
+            self.reanchor_failed("the SETUP could not be sent");
             return;
         }
         let l = &mut self.legs[leg.index()];
@@ -419,6 +469,10 @@ impl Call {
             tracing::warn!(peer = ?self.legs[0].peer, error = %why, "call signalling framing");
             self.count(Counter::Malformed);
         }
+        if leg == Leg::Callee && self.reanchor.is_some() {
+            self.reanchor_failed(&why.to_string());
+            return;
+        }
         let this = self.legs[leg.index()].clone();
         self.legs[leg.index()].open = false;
         if self.state != State::Relaying || self.phase == Phase::Released {
@@ -450,6 +504,227 @@ impl Call {
         tracing::info!(?leg, %why, "leg closed; releasing the other leg");
         if other.open {
             self.release(leg.other(), cause::TEMPORARY_FAILURE);
+        }
+        self.close();
+    }
+
+    /// Whether the endpoint leg is the caller's (the calling side of a
+    /// call: the side that re-anchors it).
+    pub fn endpoint_is_caller(&self) -> bool {
+        self.legs[Leg::Caller.index()].side == LegSide::Endpoint
+    }
+
+    /// The gatekeeper now in control admitted this call again
+    /// ([`Reanchor`]): set it up through that gatekeeper, the same call
+    /// (callIdentifier, conferenceID, call reference and aliases of the
+    /// original SETUP, no media), and splice the new leg in when its
+    /// CONNECT comes. Only a call placed by the proxy's endpoint toward a
+    /// gatekeeper re-anchors; the endpoint sees nothing.
+    pub fn handle_reanchor(&mut self, now: Instant, r: &Reanchor) {
+        if self.state != State::Relaying || self.phase != Phase::Active || self.reanchor.is_some() {
+            return;
+        }
+        let [caller, callee] = &self.legs;
+        if caller.side != LegSide::Endpoint || !caller.open || callee.side != LegSide::Gatekeeper {
+            return;
+        }
+        if callee.open && self.controller == Some(Controller::Gatekeeper(r.gatekeeper.clone())) {
+            // Already through that gatekeeper.
+            self.events.push_back(CallEvent::Anchored {
+                gatekeeper: r.gatekeeper.clone(),
+            });
+            return;
+        }
+        let Some(mut setup) = self.original_setup.clone() else {
+            return;
+        };
+        setup.readdress_setup(r.caller, r.to, r.endpoint_id.as_deref());
+        setup.strip_media();
+        let bytes = match setup.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-anchoring SETUP could not be encoded");
+                return;
+            }
+        };
+        tracing::info!(gatekeeper = %r.gatekeeper, to = %r.to, "re-anchoring the call");
+        // The old gatekeeper leg belongs to a gatekeeper declared down:
+        // the driver drops it as the new one opens.
+        self.legs[Leg::Callee.index()] = LegState {
+            side: LegSide::Gatekeeper,
+            open: false,
+            peer: Some(r.to),
+            heard: false,
+        };
+        self.controller = Some(Controller::Proxy);
+        self.reanchor = Some(Reanchoring {
+            gatekeeper: r.gatekeeper.clone(),
+            setup: Some(bytes),
+            deadline: now + REANCHOR_WAIT,
+        });
+        self.events.push_back(CallEvent::Connect {
+            to: r.to,
+            local_ip: r.caller.ip(),
+            side: LegSide::Gatekeeper,
+        });
+    }
+
+    /// A frame on the re-anchoring leg: answered or absorbed until its
+    /// CONNECT, which completes the splice.
+    fn reanchor_frame(&mut self, payload: Bytes) {
+        self.legs[Leg::Callee.index()].heard = true;
+        if payload.is_empty() {
+            self.count(Counter::KeepaliveAnswered);
+            return;
+        }
+        let m = match Message::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count(Counter::Malformed);
+                tracing::warn!(error = %e, "malformed message on the re-anchoring leg dropped");
+                return;
+            }
+        };
+        match m.message_type {
+            msg::STATUS_ENQUIRY => {
+                self.count(Counter::KeepaliveAnswered);
+                let s = status(m.call_ref, self.phase.q931_state(), self.call_id.as_ref());
+                self.transmits.push_back((Leg::Callee, s));
+            }
+            msg::CONNECT => {
+                let Some(r) = self.reanchor.take() else {
+                    return;
+                };
+                tracing::info!(gatekeeper = %r.gatekeeper, "call re-anchored: that gatekeeper controls it");
+                self.controller = Some(Controller::Gatekeeper(r.gatekeeper.clone()));
+                self.count(Counter::Reanchored);
+                self.events.push_back(CallEvent::Anchored {
+                    gatekeeper: r.gatekeeper,
+                });
+            }
+            msg::RELEASE_COMPLETE => self.reanchor_failed("RELEASE COMPLETE"),
+            // CALL PROCEEDING, ALERTING, PROGRESS, FACILITY…: the endpoint
+            // is in the call already; nothing for it.
+            t => tracing::debug!(message = msg::name(t), "absorbed on the re-anchoring leg"),
+        }
+    }
+
+    fn reanchor_failed(&mut self, why: &str) {
+        let Some(r) = self.reanchor.take() else {
+            return;
+        };
+        tracing::warn!(gatekeeper = %r.gatekeeper, why, "re-anchoring failed; the proxy keeps the call");
+        self.legs[Leg::Callee.index()].open = false;
+        self.controller = Some(Controller::Proxy);
+        self.count(Counter::ReanchorFailed);
+        self.events.push_back(CallEvent::ReanchorFailed);
+    }
+
+    /// A gatekeeper opened a new link with a SETUP (`payload`) for this
+    /// call, which this proxy answers for its endpoint (the call came in
+    /// from the gatekeeper side): the calling side re-anchored the call
+    /// there. The proxy answers CONNECT on the new link itself and splices
+    /// it in for the old gatekeeper leg; the endpoint sees nothing.
+    /// `controller` is the gatekeeper in control. `Err(cause)`: not this
+    /// call's to take (the caller of this function refuses the link).
+    pub fn handle_splice(
+        &mut self,
+        now: Instant,
+        peer: Option<SocketAddr>,
+        payload: &[u8],
+        controller: Option<String>,
+    ) -> Result<(), u8> {
+        let _ = now;
+        let [caller, callee] = &self.legs;
+        let wanted = match &controller {
+            Some(g) => Controller::Gatekeeper(g.clone()),
+            None => Controller::Proxy,
+        };
+        // Already through the gatekeeper in control: a second SETUP for
+        // the call is not a re-anchoring.
+        let anchored = caller.open && self.controller.as_ref() == Some(&wanted);
+        let ours = self.state == State::Relaying
+            && self.phase == Phase::Active
+            && caller.side == LegSide::Gatekeeper
+            && callee.side == LegSide::Endpoint
+            && callee.open
+            && !anchored;
+        if !ours {
+            return Err(cause::WRONG_STATE);
+        }
+        let setup = Signalling::decode(payload).map_err(|_| cause::INVALID_CONTENTS)?;
+        let same = setup
+            .setup_info()
+            .is_some_and(|i| i.call_id.is_some() && i.call_id == self.call_id);
+        let connect = setup
+            .connect_answer()
+            .filter(|_| same)
+            .ok_or(cause::WRONG_STATE)?;
+        if setup.q931().call_ref.value != self.crv {
+            tracing::warn!(
+                crv = setup.q931().call_ref.value,
+                "re-anchoring SETUP with another call reference"
+            );
+        }
+        tracing::info!(?peer, gatekeeper = ?controller, "re-anchoring SETUP spliced onto the endpoint leg");
+        self.legs[Leg::Caller.index()] = LegState {
+            side: LegSide::Gatekeeper,
+            open: true,
+            peer,
+            heard: true,
+        };
+        self.controller = Some(wanted);
+        self.transmits.push_back((Leg::Caller, connect));
+        self.count(Counter::Spliced);
+        Ok(())
+    }
+
+    /// No gatekeeper took the call over within the deadline: counted, then
+    /// kept or released as configured.
+    pub fn handle_unanchored(&mut self, now: Instant) {
+        let _ = now;
+        if self.state != State::Relaying {
+            return;
+        }
+        self.count(Counter::Unanchored);
+        match self.cfg.unanchored {
+            Unanchored::Keep => {
+                tracing::warn!("no gatekeeper took the call over; the proxy keeps controlling it")
+            }
+            Unanchored::Release => {
+                tracing::warn!(
+                    "no gatekeeper took the call over; releasing it (cause {})",
+                    cause::TEMPORARY_FAILURE
+                );
+                self.phase = Phase::Released;
+                for leg in [Leg::Caller, Leg::Callee] {
+                    if self.legs[leg.index()].open {
+                        self.release(leg, cause::TEMPORARY_FAILURE);
+                    }
+                }
+                self.close();
+            }
+        }
+    }
+
+    /// The other end of this call, also held by this proxy, hung up while
+    /// neither call had a gatekeeper leg to carry it: release this end.
+    pub fn handle_far_end_released(&mut self, now: Instant) {
+        let _ = now;
+        let gatekeeper_leg = self
+            .legs
+            .iter()
+            .any(|l| l.open && l.side == LegSide::Gatekeeper);
+        // With a gatekeeper leg up, the hang-up comes through it.
+        if self.state != State::Relaying || self.reanchor.is_some() || gatekeeper_leg {
+            return;
+        }
+        tracing::info!("far end hung up while the proxy held the call; releasing this end");
+        self.phase = Phase::Released;
+        for leg in [Leg::Caller, Leg::Callee] {
+            if self.legs[leg.index()].open && self.legs[leg.index()].side == LegSide::Endpoint {
+                self.release(leg, cause::NORMAL_CLEARING);
+            }
         }
         self.close();
     }
@@ -496,6 +771,11 @@ impl Call {
             _ => {}
         }
         let to = from.other();
+        if self.phase == Phase::Released && !self.legs[to.index()].open {
+            // No leg carries the hang-up on: if the proxy holds the far
+            // end too, the driver releases it there.
+            self.events.push_back(CallEvent::ReleasedUnanchored);
+        }
         self.count(Counter::Relayed);
         // Only a message that signals an address of its own is re-encoded;
         // everything else goes out byte-identical.

@@ -29,6 +29,7 @@ fn cfg() -> CallConfig {
         endpoint_side: a("198.18.1.1:1720"),
         gatekeeper_side: a("198.18.2.1:1720"),
         setup_wait: Duration::from_secs(30),
+        unanchored: Default::default(),
     }
 }
 
@@ -551,4 +552,308 @@ fn a_route_to_the_proxys_own_endpoint_listener_is_refused_not_followed() {
     );
     assert_eq!(cause_of(&tx[0].1), (msg::RELEASE_COMPLETE, cause::NO_ROUTE));
     assert!(c.is_closed());
+}
+
+/// `to_gatekeeper`, connected, then its gatekeeper leg lost (kept up).
+fn kept_up_caller(t0: Instant) -> Call {
+    let mut c = to_gatekeeper(t0);
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    drain(&mut c);
+    c.handle_h245_listener(t0, Ok(a("198.18.1.1:40000")));
+    c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed);
+    drain(&mut c);
+    assert_eq!(c.controller(), Some(&Controller::Proxy));
+    c
+}
+
+fn reanchor() -> Reanchor {
+    Reanchor {
+        call_id: setup_info(&corpus_q931(msg::SETUP))
+            .unwrap()
+            .call_id
+            .unwrap(),
+        to: a("198.18.3.10:1721"),
+        caller: a("198.18.2.7:20001"),
+        endpoint_id: Some("GK2-EP-7".into()),
+        gatekeeper: "backup".into(),
+    }
+}
+
+#[test]
+fn the_calling_side_reanchors_a_kept_up_call_through_the_new_gatekeeper_unseen_by_its_endpoint() {
+    let t0 = Instant::now();
+    let mut c = kept_up_caller(t0);
+    c.handle_reanchor(t0, &reanchor());
+    let (ev, tx) = drain(&mut c);
+    assert!(tx.is_empty());
+    assert_eq!(
+        ev,
+        vec![CallEvent::Connect {
+            to: a("198.18.3.10:1721"),
+            local_ip: a("198.18.2.7:0").ip(),
+            side: LegSide::Gatekeeper,
+        }],
+        "a new leg from the caller's own address at the gatekeeper"
+    );
+    assert_eq!(c.poll_timeout(), Some(t0 + REANCHOR_WAIT));
+    c.handle_connected(t0);
+    let (_, tx) = drain(&mut c);
+    let [(Leg::Callee, setup)] = &tx[..] else {
+        panic!("{tx:?}")
+    };
+    // The same call: callIdentifier, conferenceID, CRV, aliases; readdressed;
+    // no media.
+    let orig = Signalling::decode(&corpus_q931(msg::SETUP)).unwrap();
+    let sent = Signalling::decode(setup).unwrap();
+    assert_eq!(sent.q931().call_ref, orig.q931().call_ref);
+    assert_eq!(sent.setup_info(), orig.setup_info());
+    let (Body::setup(o), Body::setup(s)) = (
+        &orig.uu.h323_uu_pdu.h323_message_body,
+        &sent.uu.h323_uu_pdu.h323_message_body,
+    ) else {
+        panic!()
+    };
+    assert_eq!(s.conference_id, o.conference_id);
+    assert_eq!(s.source_address, o.source_address);
+    assert_eq!(
+        s.dest_call_signal_address,
+        Some(transport(a("198.18.3.10:1721")))
+    );
+    assert_eq!(
+        s.source_call_signal_address,
+        Some(transport(a("198.18.2.7:20001")))
+    );
+    assert_eq!(
+        s.endpoint_identifier
+            .as_ref()
+            .map(|e| crate::h225::value::bmp_text(&e.0)),
+        Some("GK2-EP-7".into())
+    );
+    assert!(s.fast_start.is_none() && s.h245_address.is_none());
+    assert!(sent.uu.h323_uu_pdu.h245_control.is_none());
+
+    // What the gatekeeper sends before CONNECT is absorbed; a STATUS
+    // ENQUIRY is answered on that leg; the endpoint sees nothing.
+    for t in [msg::CALL_PROCEEDING, msg::ALERTING] {
+        c.handle_frame(t0, Leg::Callee, corpus_q931(t));
+    }
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::STATUS_ENQUIRY));
+    let (_, tx) = drain(&mut c);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].0, Leg::Callee);
+    assert_eq!(Message::decode(&tx[0].1).unwrap().message_type, msg::STATUS);
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    let (ev, tx) = drain(&mut c);
+    assert!(tx.is_empty(), "the endpoint sees nothing: {tx:?}");
+    assert!(ev.contains(&CallEvent::Anchored {
+        gatekeeper: "backup".into()
+    }));
+    assert_eq!(
+        c.controller(),
+        Some(&Controller::Gatekeeper("backup".into()))
+    );
+    assert_eq!(c.poll_timeout(), None);
+    // From now on the gatekeeper carries the hang-up either way.
+    c.handle_frame(t0, Leg::Caller, corpus_q931(msg::RELEASE_COMPLETE));
+    let (_, tx) = drain(&mut c);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].0, Leg::Callee);
+    assert!(c.is_closed());
+}
+
+#[test]
+fn a_failed_reanchoring_keeps_the_call_under_the_proxy_and_asks_again() {
+    let t0 = Instant::now();
+    for how in ["release", "timeout", "connect", "lost"] {
+        let mut c = kept_up_caller(t0);
+        c.handle_reanchor(t0, &reanchor());
+        drain(&mut c);
+        match how {
+            "connect" => c.handle_connect_failed(t0, "refused"),
+            _ => {
+                c.handle_connected(t0);
+                drain(&mut c);
+                match how {
+                    "release" => {
+                        c.handle_frame(t0, Leg::Callee, corpus_q931(msg::RELEASE_COMPLETE))
+                    }
+                    "timeout" => c.handle_timeout(t0 + REANCHOR_WAIT),
+                    _ => c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed),
+                }
+            }
+        }
+        let (ev, tx) = drain(&mut c);
+        assert!(tx.is_empty(), "{how}: {tx:?}");
+        assert!(ev.contains(&CallEvent::ReanchorFailed), "{how}: {ev:?}");
+        assert!(
+            !c.is_closed() && c.is_open(Leg::Caller) && !c.is_open(Leg::Callee),
+            "{how}"
+        );
+        assert_eq!(c.controller(), Some(&Controller::Proxy), "{how}");
+        // It can be tried again.
+        c.handle_reanchor(t0, &reanchor());
+        let (ev, _) = drain(&mut c);
+        assert!(
+            matches!(ev[..], [CallEvent::Connect { .. }]),
+            "{how}: {ev:?}"
+        );
+    }
+    // A call not kept up, or the called side, does not re-anchor.
+    let mut callee_side = Call::accept(t0, cfg(), LegSide::Gatekeeper, None, None);
+    callee_side.handle_frame(t0, Leg::Caller, corpus_q931(msg::SETUP));
+    callee_side.handle_route(t0, local_route());
+    callee_side.handle_connected(t0);
+    callee_side.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    drain(&mut callee_side);
+    callee_side.handle_reanchor(t0, &reanchor());
+    assert!(drain(&mut callee_side).0.is_empty());
+}
+
+/// A call from the gatekeeper side to a local endpoint, connected, its
+/// gatekeeper leg lost.
+fn kept_up_callee(t0: Instant) -> Call {
+    let mut c = Call::accept(
+        t0,
+        cfg(),
+        LegSide::Gatekeeper,
+        Some(a("198.18.2.10:40000")),
+        None,
+    );
+    c.handle_frame(t0, Leg::Caller, corpus_q931(msg::SETUP));
+    c.handle_route(t0, local_route());
+    c.handle_connected(t0);
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    c.handle_h245_listener(t0, Ok(a("198.18.2.1:40000")));
+    c.handle_leg_lost(t0, Leg::Caller, LegLoss::Failed("reset".into()));
+    drain(&mut c);
+    assert_eq!(c.controller(), Some(&Controller::Proxy));
+    c
+}
+
+#[test]
+fn the_called_side_splices_the_new_gatekeeper_leg_and_answers_connect_itself() {
+    let t0 = Instant::now();
+    let mut c = kept_up_callee(t0);
+    let setup = corpus_q931(msg::SETUP);
+    let peer = Some(a("198.18.3.10:40001"));
+    assert_eq!(
+        c.handle_splice(t0, peer, &setup, Some("backup".into())),
+        Ok(())
+    );
+    let (ev, tx) = drain(&mut c);
+    assert!(ev.contains(&CallEvent::Count(Counter::Spliced)));
+    let [(Leg::Caller, connect)] = &tx[..] else {
+        panic!("{tx:?}")
+    };
+    let m = Signalling::decode(connect).unwrap();
+    assert_eq!(m.q931().message_type, msg::CONNECT);
+    assert!(m.q931().call_ref.from_destination);
+    assert_eq!(
+        m.q931().call_ref.value,
+        Message::decode(&setup).unwrap().call_ref.value
+    );
+    let Body::connect(cn) = &m.uu.h323_uu_pdu.h323_message_body else {
+        panic!()
+    };
+    let orig = Signalling::decode(&setup).unwrap();
+    let Body::setup(s) = &orig.uu.h323_uu_pdu.h323_message_body else {
+        panic!()
+    };
+    assert_eq!(cn.conference_id, s.conference_id);
+    assert_eq!(cn.call_identifier, s.call_identifier);
+    assert_eq!(
+        c.controller(),
+        Some(&Controller::Gatekeeper("backup".into()))
+    );
+    assert!(c.is_open(Leg::Caller));
+    // The endpoint's hang-up now goes out through the new leg.
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::RELEASE_COMPLETE));
+    let (_, tx) = drain(&mut c);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].0, Leg::Caller);
+
+    // Refused: a second SETUP for a call that is not waiting for one, a
+    // SETUP of another call, a call not yet active.
+    let mut again = kept_up_callee(t0);
+    again.handle_splice(t0, peer, &setup, None).unwrap();
+    assert_eq!(
+        again.handle_splice(t0, peer, &setup, None),
+        Err(cause::WRONG_STATE)
+    );
+    let mut other = kept_up_callee(t0);
+    let mut foreign = Signalling::decode(&setup).unwrap();
+    if let Body::setup(s) = &mut foreign.uu.h323_uu_pdu.h323_message_body {
+        s.call_identifier = Some(crate::h225::value::call_identifier(&[0xEE; 16]));
+    }
+    let foreign = foreign.encode().unwrap();
+    assert_eq!(
+        other.handle_splice(t0, peer, &foreign, None),
+        Err(cause::WRONG_STATE)
+    );
+    assert!(drain(&mut other).1.is_empty());
+    let mut caller_side = kept_up_caller(t0);
+    assert_eq!(
+        caller_side.handle_splice(t0, peer, &setup, None),
+        Err(cause::WRONG_STATE)
+    );
+    assert_eq!(
+        other.handle_splice(t0, peer, b"garbage", None),
+        Err(cause::INVALID_CONTENTS)
+    );
+}
+
+#[test]
+fn an_unanchored_call_is_kept_or_released_as_configured() {
+    let t0 = Instant::now();
+    let mut kept = kept_up_caller(t0);
+    kept.handle_unanchored(t0);
+    let (ev, tx) = drain(&mut kept);
+    assert!(ev.contains(&CallEvent::Count(Counter::Unanchored)));
+    assert!(tx.is_empty() && !kept.is_closed());
+
+    let mut c = to_gatekeeper(t0);
+    c.cfg.unanchored = Unanchored::Release;
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    c.handle_h245_listener(t0, Ok(a("198.18.1.1:40000")));
+    c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed);
+    drain(&mut c);
+    c.handle_unanchored(t0);
+    let (ev, tx) = drain(&mut c);
+    assert!(ev.contains(&CallEvent::Count(Counter::Unanchored)));
+    assert_eq!(tx.len(), 1, "only the endpoint leg is left: {tx:?}");
+    assert_eq!(tx[0].0, Leg::Caller);
+    assert_eq!(
+        cause_of(&tx[0].1),
+        (msg::RELEASE_COMPLETE, cause::TEMPORARY_FAILURE)
+    );
+    assert!(c.is_closed());
+}
+
+#[test]
+fn a_hang_up_with_no_gatekeeper_leg_is_handed_to_the_other_end_the_proxy_holds() {
+    let t0 = Instant::now();
+    let mut caller = kept_up_caller(t0);
+    let mut callee = kept_up_callee(t0);
+    caller.handle_frame(t0, Leg::Caller, corpus_q931(msg::RELEASE_COMPLETE));
+    let (ev, tx) = drain(&mut caller);
+    assert!(tx.is_empty());
+    assert!(ev.contains(&CallEvent::ReleasedUnanchored), "{ev:?}");
+    assert!(caller.is_closed());
+    // The driver hands it to the call holding the other end.
+    callee.handle_far_end_released(t0);
+    let (_, tx) = drain(&mut callee);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].0, Leg::Callee);
+    assert_eq!(
+        cause_of(&tx[0].1),
+        (msg::RELEASE_COMPLETE, cause::NORMAL_CLEARING)
+    );
+    assert!(callee.is_closed());
+    // A call with its gatekeeper leg up ignores it: the hang-up comes
+    // through the gatekeeper.
+    let mut anchored = to_gatekeeper(t0);
+    anchored.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    drain(&mut anchored);
+    anchored.handle_far_end_released(t0);
+    assert!(!anchored.is_closed());
 }

@@ -99,6 +99,9 @@ pub mod cause {
     pub const NO_ROUTE: u8 = 3;
     /// Destination out of order: the callee's address did not accept.
     pub const UNREACHABLE: u8 = 27;
+    /// Normal call clearing: the far end hung up while the proxy held
+    /// the call.
+    pub const NORMAL_CLEARING: u8 = 16;
     /// Temporary failure: the other leg went away.
     pub const TEMPORARY_FAILURE: u8 = 41;
     /// Invalid information element contents: the first message did not
@@ -119,7 +122,25 @@ pub struct CallConfig {
     /// How long a new link may stay without a SETUP (an idle link that
     /// never starts a call would hold its resources forever).
     pub setup_wait: Duration,
+    /// What happens to a call the gatekeeper in control did not take over
+    /// within the deadline.
+    pub unanchored: Unanchored,
 }
+
+/// What happens to an active call that no gatekeeper took over within the
+/// re-anchoring deadline (`[calls] unanchored`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unanchored {
+    /// It stays up under the proxy's control.
+    #[default]
+    Keep,
+    /// Both legs get RELEASE COMPLETE, cause 41.
+    Release,
+}
+
+/// How long the re-anchoring SETUP may wait for its CONNECT.
+pub const REANCHOR_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a new call-signalling link may stay without a SETUP, by default.
 pub const SETUP_WAIT: Duration = Duration::from_secs(30);
@@ -187,6 +208,15 @@ pub enum Counter {
     Unroutable,
     /// A gatekeeper-side leg was lost and the endpoint's leg kept up.
     KeptUp,
+    /// A call was set up again through the gatekeeper that took control.
+    Reanchored,
+    /// A re-anchoring SETUP was refused, failed or not answered in time.
+    ReanchorFailed,
+    /// A gatekeeper's re-anchoring SETUP was spliced onto the endpoint leg
+    /// kept up (answered by the proxy; the endpoint saw nothing).
+    Spliced,
+    /// No gatekeeper took the call over within the deadline.
+    Unanchored,
 }
 
 /// What the call asks of its driver.
@@ -220,6 +250,17 @@ pub enum CallEvent {
         /// The lost leg's far end.
         peer: IpAddr,
     },
+    /// The call is anchored at `gatekeeper` again (re-anchoring done).
+    Anchored {
+        /// The gatekeeper now controlling it.
+        gatekeeper: String,
+    },
+    /// Re-anchoring failed: admit the call again later.
+    ReanchorFailed,
+    /// The endpoint hung up while the call had no gatekeeper leg to carry
+    /// the RELEASE COMPLETE: the other end, if the proxy holds it too,
+    /// must be released by the proxy ([`Call::handle_far_end_released`]).
+    ReleasedUnanchored,
     /// Count this.
     Count(Counter),
     /// The call is over: close both legs.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::asn::h323_messages::AliasAddress;
-use super::value::{bmp_text, socket_addr};
+use super::value::{bmp, bmp_text, socket_addr, transport};
 
 /// An alias.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +60,20 @@ impl Alias {
         } else {
             Alias::H323Id(text.into())
         }
+    }
+
+    /// The AliasAddress carrying it (`None` for [`Alias::Other`], or a
+    /// value its type cannot hold).
+    pub fn to_address(&self) -> Option<AliasAddress> {
+        let ia5 = |v: &str| rasn::types::Ia5String::try_from(v.to_string()).ok();
+        Some(match self {
+            Alias::E164(v) => AliasAddress::dialledDigits(ia5(v)?),
+            Alias::H323Id(v) => AliasAddress::h323_ID(bmp(v)),
+            Alias::Url(v) => AliasAddress::url_ID(ia5(v)?),
+            Alias::Email(v) => AliasAddress::email_ID(ia5(v)?),
+            Alias::Transport(Some(a)) => AliasAddress::transportID(transport(*a)),
+            Alias::Transport(None) | Alias::Other => return None,
+        })
     }
 
     /// Its value without the type: what the registry indexes by.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use rasn::types::SequenceOf;
 
 use super::asn::h323_messages::{
-    AdmissionConfirm, AdmissionReject, AdmissionRejectReason, AliasAddress,
+    AdmissionConfirm, AdmissionReject, AdmissionRejectReason, AdmissionRequest, AliasAddress,
     AnonymousInfoRequestResponsePerCallInfo, BandWidth, BandwidthConfirm, CallModel,
     CallReferenceValue, CallType, ConferenceIdentifier, DisengageConfirm, DisengageReject,
     DisengageRejectReason, EndpointType, GatekeeperConfirm, GatewayInfo, GloballyUniqueID,
@@ -36,7 +36,8 @@ pub enum Node {
     Terminal,
 }
 
-fn endpoint_type(node: Node) -> EndpointType {
+/// An EndpointType saying only what kind of node it is.
+pub fn endpoint_type(node: Node) -> EndpointType {
     let (gateway, terminal) = match node {
         Node::Gateway => (Some(GatewayInfo::new(None, None)), None),
         Node::Terminal => (None, Some(TerminalInfo::new(None))),
@@ -255,6 +256,78 @@ pub fn acf(seq: u16, bandwidth: u32, dest: SocketAddr) -> RasMessage {
         None,
         None,
         None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ))
+}
+
+/// An ARQ the proxy sends on an endpoint's behalf, for a call that is
+/// already up: its callIdentifier, conferenceID and call reference are the
+/// call's own, so the gatekeeper that takes control records that call.
+#[derive(Clone, Debug)]
+pub struct Arq<'a> {
+    /// The endpointIdentifier the gatekeeper assigned.
+    pub endpoint_id: &'a str,
+    /// gatekeeperIdentifier, when known.
+    pub gatekeeper_id: Option<&'a str>,
+    /// srcInfo: the endpoint's aliases.
+    pub src_info: Vec<AliasAddress>,
+    /// destinationInfo (an originating ARQ).
+    pub destinations: Vec<AliasAddress>,
+    /// The endpoint's call signalling address at the gatekeeper.
+    pub call_signal: SocketAddr,
+    /// Bandwidth, 100 bit/s units.
+    pub bandwidth: u32,
+    /// Call reference value.
+    pub crv: u16,
+    /// conferenceID.
+    pub conference_id: [u8; 16],
+    /// callIdentifier.
+    pub call_id: [u8; 16],
+    /// The endpoint answers the call.
+    pub answer_call: bool,
+}
+
+/// The ARQ `a` (requestSeqNum 1: the sender sets its own).
+pub fn arq(a: Arq<'_>) -> RasMessage {
+    let dest_cs = a.answer_call.then(|| transport(a.call_signal));
+    let destinations = (!a.destinations.is_empty()).then_some(a.destinations);
+    RasMessage::admissionRequest(AdmissionRequest::new(
+        RequestSeqNum(1),
+        CallType::pointToPoint(()),
+        None,
+        epid(a.endpoint_id),
+        destinations,
+        dest_cs,
+        None,
+        a.src_info,
+        Some(transport(a.call_signal)),
+        BandWidth(a.bandwidth),
+        CallReferenceValue(a.crv),
+        None,
+        None,
+        ConferenceIdentifier(GloballyUniqueID(rasn::types::FixedOctetString::new(
+            a.conference_id,
+        ))),
+        false,
+        a.answer_call,
+        None,
+        Some(call_identifier(&a.call_id)),
+        None,
+        None,
+        a.gatekeeper_id.map(gkid),
         None,
         None,
         None,

@@ -64,6 +64,16 @@ impl RasRelay {
         let h = self.gks[i].hb.health();
         if h != self.gks[i].last_health {
             self.gks[i].last_health = h;
+            if h == Health::Down {
+                // Its calls' signalling legs through it are gone with it:
+                // the gatekeeper that takes control is to admit them again.
+                let name = &self.gks[i].cfg.name;
+                for c in self.calls.values_mut() {
+                    if c.admitted_by.as_ref() == Some(name) {
+                        c.anchored = false;
+                    }
+                }
+            }
             self.events.push_back(Event::GatekeeperHealth {
                 name: self.gks[i].cfg.name.clone(),
                 health: h,
@@ -321,7 +331,9 @@ impl RasRelay {
             Pending::Reregister { endpoint_id, .. } | Pending::Refresh { endpoint_id, .. } => {
                 self.regs.get(endpoint_id)?.source
             }
-            Pending::CallReport { source, .. } | Pending::Unregister { source, .. } => *source,
+            Pending::CallReport { source, .. }
+            | Pending::Unregister { source, .. }
+            | Pending::Readmit { source, .. } => *source,
         };
         self.own_address(source)
     }
@@ -348,7 +360,12 @@ impl RasRelay {
                 .by_source(*to)
                 .map(|r| r.aliases.iter().map(alias_text).collect())
                 .unwrap_or_default(),
-            Pending::Reregister { endpoint_id, .. } | Pending::Refresh { endpoint_id, .. } => self
+            Pending::Reregister { endpoint_id, .. }
+            | Pending::Refresh { endpoint_id, .. }
+            | Pending::Readmit {
+                key: (_, endpoint_id),
+                ..
+            } => self
                 .regs
                 .get(endpoint_id)
                 .map(|r| r.aliases.iter().map(alias_text).collect())

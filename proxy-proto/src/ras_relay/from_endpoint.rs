@@ -605,6 +605,9 @@ impl RasRelay {
                 .flatten()
                 .map(Alias::of)
                 .collect(),
+            admitted_by: None,
+            routed: false,
+            anchored: false,
         };
         match (self.active, r.binding.clone()) {
             (Some(gk), Some(b)) if b.gatekeeper == gk => {

@@ -174,6 +174,7 @@ impl RasRelay {
                         gatekeeper: Some(self.gks[gk].cfg.name.clone()),
                     });
                     self.report_calls(gk, &endpoint_id);
+                    self.readmit_calls(gk, &endpoint_id);
                 }
                 other => {
                     tracing::warn!(
@@ -184,6 +185,7 @@ impl RasRelay {
                 }
             },
             Pending::CallReport { .. } | Pending::Unregister { .. } => {}
+            Pending::Readmit { key, .. } => self.readmit_reply(gk, key, m),
             Pending::Forward { to, seq, what, .. } => {
                 self.forwarded_reply(gk, to, seq, what, m, now)
             }
@@ -265,6 +267,9 @@ impl RasRelay {
                 let dest = socket_addr(&acf.dest_call_signal_address);
                 call.destination = dest.filter(|d| !self.is_own_gk_side(*d));
                 call.bandwidth = acf.band_width.0;
+                call.admitted_by = Some(self.gks[gk].cfg.name.clone());
+                call.anchored = true;
+                call.routed = matches!(acf.call_model, CallModel::gatekeeperRouted(_));
                 acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
                 acf.alternate_endpoints = None;
                 self.calls

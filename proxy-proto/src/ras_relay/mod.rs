@@ -24,14 +24,17 @@ mod control;
 mod from_endpoint;
 mod from_gatekeeper;
 mod persist;
+mod readmit;
 mod routing;
 
 mod types;
 
 pub use persist::{SavedBinding, SavedRegistration};
+use readmit::CallKey;
+pub use readmit::READMIT_RETRY;
 pub use types::{
-    CallRecord, CallRoute, DialRule, Event, GatekeeperConfig, GatekeeperStatus, RelayConfig,
-    RelayStats, Side, Transmit,
+    CallRecord, CallRoute, DialRule, Event, GatekeeperConfig, GatekeeperStatus, Reanchor,
+    RelayConfig, RelayStats, Side, Transmit,
 };
 
 use std::cmp::Reverse;
@@ -42,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::gatekeeper::{Health, Heartbeat, HeartbeatConfig};
 use crate::h225::alias::Alias;
 use crate::h225::asn::h323_messages::{
-    AdmissionRejectReason, AdmissionRequest, AliasAddress, DisengageRejectReason,
+    AdmissionRejectReason, AdmissionRequest, AliasAddress, CallModel, DisengageRejectReason,
     LocationRejectReason, RegistrationRejectReason, RegistrationRequest, UnregRejectReason,
     UnregRequestReason,
 };
@@ -84,6 +87,13 @@ enum Pending {
         /// The endpoint's RAS source address.
         source: SocketAddr,
     },
+    /// An active call admitted again where control moved.
+    Readmit {
+        gk: usize,
+        key: CallKey,
+        /// The endpoint's RAS source address.
+        source: SocketAddr,
+    },
 }
 
 impl Pending {
@@ -102,7 +112,8 @@ impl Pending {
             | Pending::Reregister { gk, .. }
             | Pending::Refresh { gk, .. }
             | Pending::CallReport { gk, .. }
-            | Pending::Unregister { gk, .. } => *gk,
+            | Pending::Unregister { gk, .. }
+            | Pending::Readmit { gk, .. } => *gk,
         }
     }
 }
@@ -156,6 +167,10 @@ pub struct RasRelay {
     rereg_tokens: f64,
     rereg_last: Instant,
     refresh: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Active calls not yet admitted where control moved, since when.
+    unanchored_since: HashMap<CallKey, Instant>,
+    /// Re-admissions to try again, by when.
+    readmit_due: BinaryHeap<Reverse<(Instant, CallKey)>>,
     /// The latest instant the driver passed in.
     now: Instant,
     /// Next sweep (see [`Timer::Sweep`]).
@@ -191,6 +206,8 @@ enum Timer {
     Refresh,
     /// The next re-registration the pace allows (only while some wait).
     Reregister,
+    /// The earliest refused re-admission of an active call to try again.
+    Readmit,
     /// Once a second: registrations whose keepalives stopped, identities
     /// whose registration never came, re-registrations lost on the way
     /// (sent again), and requests never answered (forgotten).
@@ -232,6 +249,8 @@ impl RasRelay {
             rereg_tokens: 0.0,
             rereg_last: now,
             refresh: BinaryHeap::new(),
+            unanchored_since: HashMap::new(),
+            readmit_due: BinaryHeap::new(),
             now,
             next_expiry_scan: now + EXPIRY_SCAN,
             out: VecDeque::new(),
@@ -385,7 +404,7 @@ impl RasRelay {
     }
 
     /// Every timer and when it is next due (`None`: not armed).
-    fn timers(&self) -> [(Timer, Option<Instant>); 4] {
+    fn timers(&self) -> [(Timer, Option<Instant>); 5] {
         [
             (
                 Timer::Heartbeat,
@@ -398,6 +417,10 @@ impl RasRelay {
             (
                 Timer::Reregister,
                 (!self.rereg.is_empty()).then(|| self.rereg_last + REREGISTER_TICK),
+            ),
+            (
+                Timer::Readmit,
+                self.readmit_due.peek().map(|Reverse((at, _))| *at),
             ),
             (Timer::Sweep, Some(self.next_expiry_scan)),
         ]
@@ -427,6 +450,7 @@ impl RasRelay {
         self.reselect(now);
         self.pace_reregistration(now);
         self.refresh_due(now);
+        self.readmit_due(now);
         if now >= self.next_expiry_scan {
             self.next_expiry_scan = now + EXPIRY_SCAN;
             self.sweep(now);
@@ -461,8 +485,18 @@ impl RasRelay {
                 }
             }
         }
-        self.pending
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+        let mut unanswered = Vec::new();
+        self.pending.retain(|_, (p, at)| {
+            let keep = now.saturating_duration_since(*at) < PENDING_LIFETIME;
+            if let (false, Pending::Readmit { key, .. }) = (keep, &p) {
+                unanswered.push(key.clone());
+            }
+            keep
+        });
+        // A re-admission lost on the way is tried again, within the deadline.
+        for key in unanswered {
+            self.retry_readmit(key);
+        }
         self.ep_pending
             .retain(|_, (_, _, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
     }

@@ -44,6 +44,7 @@ fn cfg() -> RelayConfig {
         reregister_rate: 1000,
         reregister_in_flight: 32,
         local_ttl: 60,
+        reanchor_deadline: Duration::from_secs(30),
         dial_plan: vec![DialRule {
             prefix: "9".into(),
             strip: 1,
@@ -78,6 +79,12 @@ struct FakeGk {
     /// Password tokens of RRQs: (keepAlive, alias, whether the hash
     /// verifies with the password the test gave that alias).
     tokens: Vec<(bool, String, bool)>,
+    /// ARQs received: (callIdentifier, answerCall).
+    arqs: Vec<([u8; 16], bool)>,
+    /// Gatekeeper-routed: ACFs name its own signalling port.
+    routed: bool,
+    /// ARQs to refuse (calledPartyNotRegistered) before admitting.
+    refuse_arqs: usize,
 }
 
 impl FakeGk {
@@ -95,6 +102,9 @@ impl FakeGk {
             addrs: HashMap::new(),
             refreshed: vec![],
             tokens: vec![],
+            arqs: vec![],
+            routed: false,
+            refuse_arqs: 0,
         }
     }
 
@@ -174,7 +184,21 @@ impl FakeGk {
                     self.regs.contains_key(&id),
                     "ARQ with the gatekeeper's own id, got {id}"
                 );
-                json!({"admissionConfirm": {"requestSeqNum": seq, "bandWidth": 640, "callModel": {"direct": null}, "destCallSignalAddress": transport_json(addr("198.18.2.1:1720"))}})
+                let call = arq
+                    .call_identifier
+                    .as_ref()
+                    .map(|c| guid(c.guid.0.as_ref()));
+                self.arqs.push((call.unwrap_or_default(), arq.answer_call));
+                if self.refuse_arqs > 0 {
+                    self.refuse_arqs -= 1;
+                    json!({"admissionReject": {"requestSeqNum": seq, "rejectReason": {"calledPartyNotRegistered": null}}})
+                } else if self.routed {
+                    let mut own = self.addr;
+                    own.set_port(1721);
+                    json!({"admissionConfirm": {"requestSeqNum": seq, "bandWidth": 640, "callModel": {"gatekeeperRouted": null}, "destCallSignalAddress": transport_json(own)}})
+                } else {
+                    json!({"admissionConfirm": {"requestSeqNum": seq, "bandWidth": 640, "callModel": {"direct": null}, "destCallSignalAddress": transport_json(addr("198.18.2.1:1720"))}})
+                }
             }
             RasMessage::infoRequestResponse(irr) => {
                 let n = irr.per_call_info.as_ref().map(|p| p.0.len()).unwrap_or(0);
@@ -357,6 +381,18 @@ fn primary_silence_moves_control_to_the_backup_without_changing_endpoint_ids() {
         gks[1].irrs,
         vec![("GK-B-2".to_string(), 1)],
         "the backup was told about the active call"
+    );
+    assert_eq!(
+        gks[1].arqs,
+        vec![([9; 16], false)],
+        "the backup admitted the active call, by its own callIdentifier"
+    );
+    assert_eq!(r.stats().readmitted, 1);
+    assert!(
+        r.call(&[9; 16])
+            .is_some_and(|c| c.admitted_by.as_deref() == Some("backup")),
+        "{:?}",
+        r.call(&[9; 16])
     );
     // The endpoint still uses its old identifier, and is still answered.
     r.handle_endpoint(t, addr(EP1), &keepalive(40, &id, EP1));
@@ -1084,4 +1120,121 @@ fn an_rrq_naming_the_proxys_own_addresses_is_refused() {
     }
     assert_eq!(r.registrations().len(), before, "nothing registered");
     assert_eq!(gks[0].regs.len(), at_primary, "nothing forwarded");
+}
+
+/// Events of `kind` the relay has produced so far.
+fn drain_events(r: &mut RasRelay) -> Vec<Event> {
+    std::iter::from_fn(|| r.poll_event()).collect()
+}
+
+/// A gatekeeper-routed call placed by EP1 through the primary; the primary
+/// dies; the backup refuses the call's re-admission `refusals` times (its
+/// callee not yet registered there).
+fn routed_call_after_failover(
+    refusals: usize,
+    deadline: Duration,
+) -> (RasRelay, Vec<FakeGk>, Instant, Vec<Event>) {
+    let mut c = cfg();
+    c.reanchor_deadline = deadline;
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    gks[0].routed = true;
+    gks[1].routed = true;
+    gks[1].refuse_arqs = refusals;
+    let mut r = RasRelay::new(c, t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected")
+    };
+    let id = bmp_text(&rcf.endpoint_identifier.0);
+    r.handle_endpoint(t, addr(EP1), &arq(2, &id, "1002", 9));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::admissionConfirm(_)
+    ));
+    assert!(r.call(&[9; 16]).is_some_and(|c| c.routed && c.anchored));
+    drain_events(&mut r);
+    gks[0].alive = false;
+    let mut events = vec![];
+    let until = t + 300 * MS;
+    while t < until {
+        t += 10 * MS;
+        pump(&mut r, t, &mut gks);
+        events.extend(drain_events(&mut r));
+    }
+    assert_eq!(r.active(), Some("backup"));
+    (r, gks, t, events)
+}
+
+#[test]
+fn a_routed_call_is_readmitted_at_the_backup_and_handed_to_its_call_to_reanchor() {
+    let (mut r, mut gks, mut t, mut events) =
+        routed_call_after_failover(3, Duration::from_secs(30));
+    // Three refusals, 500 ms apart, then the ACF.
+    let until = t + 3 * READMIT_RETRY + 100 * MS;
+    while t < until {
+        t += 10 * MS;
+        pump(&mut r, t, &mut gks);
+        events.extend(drain_events(&mut r));
+    }
+    assert_eq!(
+        gks[1].arqs,
+        vec![([9; 16], false); 4],
+        "one ARQ, three retries"
+    );
+    let reanchors: Vec<&Reanchor> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reanchor(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reanchors,
+        vec![&Reanchor {
+            call_id: [9; 16],
+            to: addr("198.18.2.11:1721"),
+            caller: addr("198.18.2.1:1720"),
+            endpoint_id: Some("GK-B-2".into()),
+            gatekeeper: "backup".into(),
+        }],
+        "the calling side sets the call up through the backup's own signalling port"
+    );
+    assert_eq!(r.stats().readmitted, 1);
+    assert_eq!(r.stats().unanchored, 0);
+    // The call task reports the SETUP refused: admitted again, re-anchored again.
+    r.reanchor_failed(t, &[9; 16]);
+    run(&mut r, &mut t, READMIT_RETRY + 20 * MS, &mut gks);
+    assert_eq!(gks[1].arqs.len(), 5);
+    assert!(
+        drain_events(&mut r)
+            .iter()
+            .any(|e| matches!(e, Event::Reanchor(_)))
+    );
+    // Once anchored nothing more is sent.
+    r.call_anchored(&[9; 16]);
+    run(&mut r, &mut t, 3 * READMIT_RETRY, &mut gks);
+    assert_eq!(gks[1].arqs.len(), 5);
+}
+
+#[test]
+fn a_call_the_backup_never_admits_is_reported_unanchored_at_the_deadline() {
+    let deadline = Duration::from_secs(2);
+    let (mut r, mut gks, mut t, mut events) = routed_call_after_failover(usize::MAX, deadline);
+    run(&mut r, &mut t, deadline + READMIT_RETRY, &mut gks);
+    events.extend(drain_events(&mut r));
+    let tries = gks[1].arqs.len();
+    // Tried every 500 ms for the 2 s deadline.
+    assert!((4..=6).contains(&tries), "{tries} ARQs");
+    assert!(!events.iter().any(|e| matches!(e, Event::Reanchor(_))));
+    let unanchored: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Unanchored { .. }))
+        .collect();
+    assert_eq!(unanchored.len(), 1, "{events:?}");
+    assert_eq!(r.stats().unanchored, 1);
+    // And then it stops asking.
+    run(&mut r, &mut t, 3 * READMIT_RETRY, &mut gks);
+    assert_eq!(gks[1].arqs.len(), tries);
 }

@@ -64,6 +64,10 @@ pub struct RelayConfig {
     /// proxy's own gatekeeper-side addresses (one endpoint per proxy at a
     /// gatekeeper that keys on addresses, such as GnuGk).
     pub identities: Option<IdentityPool>,
+    /// How long an active call may wait to be admitted by the gatekeeper
+    /// that took control (retried while it refuses, e.g. while the callee
+    /// is not yet registered there) before it is reported unanchored.
+    pub reanchor_deadline: Duration,
     /// H.235 password of the proxy's own registration (alias `proxy_id`).
     pub own_password: Option<String>,
     /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
@@ -145,6 +149,20 @@ pub enum Event {
         /// Its keepalive source.
         source: SocketAddr,
     },
+    /// A gatekeeper-routed call this proxy placed was admitted again by
+    /// the gatekeeper now in control: its call task sets the call up
+    /// through that gatekeeper again and splices the new leg in
+    /// (re-anchoring), so that gatekeeper controls the call.
+    Reanchor(Reanchor),
+    /// A call could not be re-admitted at the gatekeeper in control within
+    /// the deadline: it stays under the proxy's control (or is released,
+    /// as the call policy says).
+    Unanchored {
+        /// callIdentifier.
+        call_id: [u8; 16],
+        /// The endpoint whose call it is.
+        endpoint_id: String,
+    },
     /// A datagram was rejected without changing state.
     Rejected {
         /// Sender.
@@ -152,6 +170,25 @@ pub enum Event {
         /// Why.
         reason: &'static str,
     },
+}
+
+/// Where and how a call is set up again through the gatekeeper that took
+/// control (see [`Event::Reanchor`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reanchor {
+    /// callIdentifier.
+    pub call_id: [u8; 16],
+    /// The call signalling address the ACF named (the gatekeeper's own,
+    /// in routed mode).
+    pub to: SocketAddr,
+    /// The caller's call signalling address at that gatekeeper (the
+    /// proxy's, or the endpoint's own gatekeeper-side address): the SETUP
+    /// comes from its IP and names it.
+    pub caller: SocketAddr,
+    /// The endpointIdentifier the gatekeeper assigned the caller.
+    pub endpoint_id: Option<String>,
+    /// The gatekeeper's name.
+    pub gatekeeper: String,
 }
 
 /// Counters the driver exports.
@@ -177,6 +214,10 @@ pub struct RelayStats {
     pub refused: u64,
     /// Requests dropped because too many were outstanding at gatekeepers.
     pub dropped_overload: u64,
+    /// Active calls admitted again at a gatekeeper that took control.
+    pub readmitted: u64,
+    /// Active calls not re-admitted within the deadline.
+    pub unanchored: u64,
 }
 
 /// One gatekeeper as the relay sees it.
@@ -231,4 +272,13 @@ pub struct CallRecord {
     pub destination: Option<SocketAddr>,
     /// The destination aliases of the ARQ.
     pub dest_aliases: Vec<Alias>,
+    /// The gatekeeper that admitted it (`None`: the proxy, in survivable
+    /// mode).
+    pub admitted_by: Option<String>,
+    /// The gatekeeper routes its call signalling (ACF callModel
+    /// gatekeeperRouted).
+    pub routed: bool,
+    /// The gatekeeper that admitted it still holds it; `false` once that
+    /// gatekeeper was declared down, until another admits it.
+    pub anchored: bool,
 }

@@ -229,6 +229,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.handle())
         .await
         .context("starting the call signalling relay")?;
+    let ras = ras.with_calls(calls.calls.clone());
     // Every endpoint's own gatekeeper-side address, served by these two
     // sockets through sk_lookup; held until shutdown.
     let _steering = match cfg.identity_pool() {
@@ -322,6 +323,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     failovers = s.stats.failovers,
                     malformed = s.stats.malformed,
                     refused = s.stats.refused,
+                    readmitted = s.stats.readmitted,
+                    unanchored = s.stats.unanchored,
                     "RAS counters"
                 );
                 let c = &calls.stats;
@@ -330,6 +333,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     setups = get(&c.setups),
                     active = get(&c.active),
                     kept_up = get(&c.kept_up),
+                    reanchored = get(&c.reanchored),
+                    spliced = get(&c.spliced),
+                    reanchor_failed = get(&c.reanchor_failed),
+                    unanchored = get(&c.unanchored),
                     relayed = get(&c.relayed),
                     keepalives_answered = get(&c.keepalives_answered),
                     malformed = get(&c.malformed),

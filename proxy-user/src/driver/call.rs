@@ -1,21 +1,23 @@
 //! The call signalling driver: accepts TCP links on both sides, owns the
 //! two legs of each call and pumps its [`Call`] state machine.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::Instrument;
 
 use super::{DriverError, RasHandle};
-use crate::call::{Call, CallConfig, CallEvent, Counter, Leg, LegLoss, LegSide, Phase};
+use crate::call::{Call, CallConfig, CallEvent, Counter, Leg, LegLoss, LegSide, Phase, refuse};
 use crate::config::Config;
+use crate::ras_relay::Reanchor;
 use crate::tpkt::TpktCodec;
 
 /// Call signalling counters, shared by every call task.
@@ -46,6 +48,14 @@ pub struct CallStats {
     pub unroutable: AtomicU64,
     /// Separate H.245 channels relayed.
     pub h245_channels: AtomicU64,
+    /// Calls set up again through the gatekeeper that took control.
+    pub reanchored: AtomicU64,
+    /// Re-anchoring attempts that failed (tried again).
+    pub reanchor_failed: AtomicU64,
+    /// Re-anchoring SETUPs spliced onto a kept-up endpoint leg.
+    pub spliced: AtomicU64,
+    /// Calls no gatekeeper took over within the deadline.
+    pub unanchored: AtomicU64,
 }
 
 impl CallStats {
@@ -58,6 +68,10 @@ impl CallStats {
             Counter::Malformed => &self.malformed,
             Counter::Unroutable => &self.unroutable,
             Counter::KeptUp => &self.kept_up,
+            Counter::Reanchored => &self.reanchored,
+            Counter::ReanchorFailed => &self.reanchor_failed,
+            Counter::Spliced => &self.spliced,
+            Counter::Unanchored => &self.unanchored,
         };
         n.fetch_add(1, Ordering::Relaxed);
     }
@@ -74,8 +88,95 @@ impl CallStats {
     }
 }
 
+/// Which end of a call a task holds: the proxy's endpoint placed it, or
+/// answers it. With both ends behind one proxy, two tasks share the
+/// callIdentifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The endpoint leg is the caller's.
+    Calling,
+    /// The endpoint leg is the callee's (the call came from a gatekeeper).
+    Answering,
+}
+
+impl Role {
+    fn other(self) -> Role {
+        match self {
+            Role::Calling => Role::Answering,
+            Role::Answering => Role::Calling,
+        }
+    }
+}
+
+/// What reaches a running call task from outside its two legs.
+pub enum CallInput {
+    /// The gatekeeper now in control admitted the call: set it up through
+    /// that gatekeeper (the calling side).
+    Reanchor(Box<Reanchor>),
+    /// No gatekeeper took the call over within the deadline.
+    Unanchored,
+    /// A gatekeeper's SETUP for this call on a new link (the called side).
+    Splice {
+        io: Box<LegIo>,
+        setup: Bytes,
+        peer: Option<SocketAddr>,
+        controller: Option<String>,
+    },
+    /// The other end, held by this proxy too, hung up.
+    FarEndReleased,
+}
+
+type Mailboxes = HashMap<([u8; 16], Role), mpsc::UnboundedSender<CallInput>>;
+
+/// The running call tasks by (callIdentifier, role): how the RAS driver
+/// and other call tasks reach a call. Only mailboxes: each call's state
+/// stays with its task.
+#[derive(Clone, Default)]
+pub struct CallTable {
+    inner: Arc<Mutex<Mailboxes>>,
+}
+
+impl CallTable {
+    fn insert(&self, id: [u8; 16], role: Role, tx: mpsc::UnboundedSender<CallInput>) {
+        self.lock().insert((id, role), tx);
+    }
+
+    fn remove(&self, id: [u8; 16], role: Role) {
+        self.lock().remove(&(id, role));
+    }
+
+    fn contains(&self, id: [u8; 16], role: Role) -> bool {
+        self.lock().contains_key(&(id, role))
+    }
+
+    /// Hand `input` to the task holding (`id`, `role`); gives it back when
+    /// there is none.
+    pub fn send(&self, id: [u8; 16], role: Role, input: CallInput) -> Result<(), CallInput> {
+        let tx = self.lock().get(&(id, role)).cloned();
+        match tx {
+            Some(tx) => tx.send(input).map_err(|e| e.0),
+            None => Err(input),
+        }
+    }
+
+    /// Calls running.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No call running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mailboxes> {
+        // A panic elsewhere cannot leave a map of senders inconsistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One TCP leg of a call.
-struct LegIo {
+pub struct LegIo {
     stream: TcpStream,
     buf: BytesMut,
 }
@@ -141,6 +242,8 @@ pub struct CallDriver {
     cfg: CallConfig,
     /// Counters.
     pub stats: Arc<CallStats>,
+    /// Running calls by callIdentifier.
+    pub calls: CallTable,
 }
 
 impl CallDriver {
@@ -166,8 +269,10 @@ impl CallDriver {
                     endpoint_side: ep,
                     gatekeeper_side: gk,
                     setup_wait: crate::call::SETUP_WAIT,
+                    unanchored: cfg.calls.unanchored,
                 },
                 stats: Arc::default(),
+                calls: CallTable::default(),
             },
             l_ep,
             l_gk,
@@ -212,12 +317,20 @@ impl CallDriver {
     }
 
     /// Pump one call: send what it produced, answer what it asks, feed it
-    /// frames, leg losses and time until it is over.
+    /// frames, leg losses, inputs from its mailbox and time until it is
+    /// over (or its link was handed to the call it re-anchors).
     async fn serve(&self, stream: TcpStream, side: LegSide, mut shutdown: watch::Receiver<bool>) {
         let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
         let mut legs: [Option<LegIo>; 2] = [Some(LegIo::new(stream)), None];
         let mut call = Call::accept(Instant::now(), self.cfg.clone(), side, peer, local);
         let mut shown: Option<Phase> = None;
+        let (tx, mut inbox) = mpsc::unbounded_channel();
+        let mut task = Task {
+            tx,
+            key: None,
+            first: None,
+            handed_over: false,
+        };
         loop {
             while let Some((leg, bytes)) = call.poll_transmit() {
                 let sent = match legs[leg.index()].as_mut() {
@@ -229,18 +342,30 @@ impl CallDriver {
                 }
             }
             if let Some(ev) = call.poll_event() {
-                self.serve_event(&mut call, &mut legs, ev).await;
+                self.serve_event(&mut call, &mut legs, &mut task, ev).await;
                 self.follow_phase(&call, &mut shown);
                 continue;
             }
-            if call.is_closed() {
+            if call.is_closed() || task.handed_over {
                 break;
+            }
+            // A leg the call closed (a dead gatekeeper leg replaced, a
+            // failed re-anchoring) is dropped here.
+            for leg in [Leg::Caller, Leg::Callee] {
+                if !call.is_open(leg) && legs[leg.index()].is_some() {
+                    legs[leg.index()] = None;
+                }
             }
             let deadline = call.poll_timeout();
             let [a, b] = &mut legs;
             let (leg, frame) = tokio::select! {
                 f = next_frame(a), if call.is_open(Leg::Caller) => (Leg::Caller, f),
                 f = next_frame(b), if call.is_open(Leg::Callee) => (Leg::Callee, f),
+                Some(input) = inbox.recv() => {
+                    self.serve_input(&mut call, &mut legs, input).await;
+                    self.follow_phase(&call, &mut shown);
+                    continue;
+                }
                 _ = sleep_until(deadline) => {
                     call.handle_timeout(Instant::now());
                     continue;
@@ -249,7 +374,12 @@ impl CallDriver {
             };
             let now = Instant::now();
             match frame {
-                Ok(Some(payload)) => call.handle_frame(now, leg, payload),
+                Ok(Some(payload)) => {
+                    if task.first.is_none() && leg == Leg::Caller && !payload.is_empty() {
+                        task.first = Some(payload.clone());
+                    }
+                    call.handle_frame(now, leg, payload)
+                }
                 Ok(None) => call.handle_leg_lost(now, leg, LegLoss::Closed),
                 Err(e) => call.handle_leg_lost(now, leg, e),
             }
@@ -258,15 +388,87 @@ impl CallDriver {
             }
             self.follow_phase(&call, &mut shown);
         }
+        if let Some((id, role)) = task.key {
+            self.calls.remove(id, role);
+        }
         if let Some(p) = shown {
             self.stats.gauge(p).fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    async fn serve_event(&self, call: &mut Call, legs: &mut [Option<LegIo>; 2], ev: CallEvent) {
+    /// Something from outside the call's legs.
+    async fn serve_input(&self, call: &mut Call, legs: &mut [Option<LegIo>; 2], input: CallInput) {
+        let now = Instant::now();
+        match input {
+            CallInput::Reanchor(r) => call.handle_reanchor(now, &r),
+            CallInput::Unanchored => call.handle_unanchored(now),
+            CallInput::FarEndReleased => call.handle_far_end_released(now),
+            CallInput::Splice {
+                mut io,
+                setup,
+                peer,
+                controller,
+            } => match call.handle_splice(now, peer, &setup, controller) {
+                Ok(()) => legs[Leg::Caller.index()] = Some(*io),
+                Err(cause) => {
+                    tracing::warn!(
+                        ?peer,
+                        cause,
+                        "a SETUP for this call that is no re-anchoring: refused"
+                    );
+                    if let Some(rc) = refuse(&setup, cause) {
+                        let _ = io.send(&rc).await;
+                    }
+                }
+            },
+        }
+    }
+
+    async fn serve_event(
+        &self,
+        call: &mut Call,
+        legs: &mut [Option<LegIo>; 2],
+        task: &mut Task,
+        ev: CallEvent,
+    ) {
         match ev {
             CallEvent::Route(q) => {
+                let (id, from_gatekeeper) = (q.call_id, q.from_gatekeeper);
                 let answer = self.ras.route(q).await;
+                let role = if call.endpoint_is_caller() {
+                    Role::Calling
+                } else {
+                    Role::Answering
+                };
+                // A gatekeeper's SETUP for a call this proxy answers for
+                // its endpoint already: the calling side re-anchored it
+                // there. The link goes to that call's task.
+                if let (Some(id), true) = (id, from_gatekeeper)
+                    && self.calls.contains(id, Role::Answering)
+                    && let (Some(io), Some(setup)) =
+                        (legs[Leg::Caller.index()].take(), task.first.clone())
+                {
+                    let peer = io.stream.peer_addr().ok();
+                    let input = CallInput::Splice {
+                        io: Box::new(io),
+                        setup,
+                        peer,
+                        controller: answer.controller.clone(),
+                    };
+                    match self.calls.send(id, Role::Answering, input) {
+                        Ok(()) => {
+                            task.handed_over = true;
+                            return;
+                        }
+                        // That call ended meanwhile: route it as any SETUP.
+                        Err(CallInput::Splice { io, .. }) => legs[Leg::Caller.index()] = Some(*io),
+                        Err(_) => {}
+                    }
+                }
+                if let Some(id) = id {
+                    self.calls.insert(id, role, task.tx.clone());
+                    task.key = Some((id, role));
+                }
                 call.handle_route(Instant::now(), answer);
             }
             CallEvent::Connect { to, local_ip, .. } => match connect(local_ip, to).await {
@@ -287,6 +489,21 @@ impl CallDriver {
                 call.handle_h245_listener(Instant::now(), mine);
             }
             CallEvent::GatekeeperLegLost { peer } => self.ras.gatekeeper_leg_lost(peer).await,
+            CallEvent::Anchored { .. } => {
+                if let Some(id) = call.call_id() {
+                    self.ras.anchored(id).await;
+                }
+            }
+            CallEvent::ReanchorFailed => {
+                if let Some(id) = call.call_id() {
+                    self.ras.reanchor_failed(id).await;
+                }
+            }
+            CallEvent::ReleasedUnanchored => {
+                if let Some((id, role)) = task.key {
+                    let _ = self.calls.send(id, role.other(), CallInput::FarEndReleased);
+                }
+            }
             CallEvent::Count(c) => {
                 if c == Counter::Setup {
                     let id = call.call_id().map(|c| crate::h225::value::hex(&c));
@@ -315,6 +532,19 @@ impl CallDriver {
         }
         self.stats.gauge(now).fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A call task's own bookkeeping beside its [`Call`].
+struct Task {
+    /// Its mailbox, as the call table hands it out.
+    tx: mpsc::UnboundedSender<CallInput>,
+    /// Its entry in the call table.
+    key: Option<([u8; 16], Role)>,
+    /// The first message on the caller's leg (the SETUP), as it came: what
+    /// a splice hands over.
+    first: Option<Bytes>,
+    /// Its link went to the call it re-anchors; nothing left to do.
+    handed_over: bool,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -14,7 +14,7 @@ mod call;
 mod ras;
 mod sockets;
 
-pub use call::{CallDriver, CallStats};
+pub use call::{CallDriver, CallInput, CallStats, CallTable, Role};
 pub use ras::{
     LivenessMap, OffloadEntries, OffloadReader, OffloadTable, RasCommand, RasDriver, RasHandle,
 };

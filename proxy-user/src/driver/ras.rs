@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::call::{CallInput, CallTable, Role};
 use super::sockets::{
     big_buffers, recv_original_destination, recv_with_destination, reuse_socket, send_from,
 };
@@ -27,6 +28,10 @@ pub enum RasCommand {
     /// Apply a reloaded configuration; the reply names the fields that
     /// take effect only at the next start.
     Reconfigure(Box<Config>, oneshot::Sender<Vec<&'static str>>),
+    /// The call re-anchored at the gatekeeper in control.
+    Anchored([u8; 16]),
+    /// Re-anchoring the call failed: admit it again later.
+    ReanchorFailed([u8; 16]),
 }
 
 /// A clonable way into the RAS driver (see [`RasCommand`]).
@@ -48,6 +53,16 @@ impl RasHandle {
     /// See [`RasCommand::GatekeeperLegLost`].
     pub async fn gatekeeper_leg_lost(&self, peer: IpAddr) {
         let _ = self.tx.send(RasCommand::GatekeeperLegLost(peer)).await;
+    }
+
+    /// See [`RasCommand::Anchored`].
+    pub async fn anchored(&self, call_id: [u8; 16]) {
+        let _ = self.tx.send(RasCommand::Anchored(call_id)).await;
+    }
+
+    /// See [`RasCommand::ReanchorFailed`].
+    pub async fn reanchor_failed(&self, call_id: [u8; 16]) {
+        let _ = self.tx.send(RasCommand::ReanchorFailed(call_id)).await;
     }
 
     /// See [`RasCommand::Reconfigure`]; `None` when the driver is gone.
@@ -85,6 +100,8 @@ pub struct RasDriver {
     liveness_every: Duration,
     /// Where the registration table is saved, and whether it changed.
     state: Option<std::path::PathBuf>,
+    /// The running call tasks, for the calls the relay hands over.
+    calls: Option<CallTable>,
 }
 
 /// The kernel's learned-endpoint map as the RAS driver uses it
@@ -203,6 +220,7 @@ impl RasDriver {
             liveness: None,
             liveness_every: Duration::from_millis(cfg.heartbeat.interval_ms.max(1)),
             state,
+            calls: None,
         })
     }
 
@@ -256,6 +274,12 @@ impl RasDriver {
             };
             let _ = table.set_state(g.ras.ip(), state, g.active);
         }
+    }
+
+    /// Hand the calls the relay re-admits to their tasks in `calls`.
+    pub fn with_calls(mut self, calls: CallTable) -> Self {
+        self.calls = Some(calls);
+        self
     }
 
     /// Let the kernel answer keepalives the relay has learned, through
@@ -355,6 +379,8 @@ impl RasDriver {
                 let gk_ras = self.relay.gatekeeper_ras();
                 let _ = reply.send(self.relay.reconfigure(cfg.relay(gk_ras)));
             }
+            RasCommand::Anchored(id) => self.relay.call_anchored(&id),
+            RasCommand::ReanchorFailed(id) => self.relay.reanchor_failed(Instant::now(), &id),
         }
     }
 
@@ -470,6 +496,24 @@ impl RasDriver {
                         | Event::OffloadWithdrawn { .. }
                 );
                 match (&mut self.offload, ev) {
+                    (_, Event::Reanchor(r)) => {
+                        if let Some(calls) = &self.calls {
+                            let id = r.call_id;
+                            if calls
+                                .send(id, Role::Calling, CallInput::Reanchor(Box::new(r)))
+                                .is_err()
+                            {
+                                tracing::debug!(call_id = %crate::h225::value::hex(&id), "no call task to re-anchor");
+                            }
+                        }
+                    }
+                    (_, Event::Unanchored { call_id, .. }) => {
+                        if let Some(calls) = &self.calls {
+                            for role in [Role::Calling, Role::Answering] {
+                                let _ = calls.send(call_id, role, CallInput::Unanchored);
+                            }
+                        }
+                    }
                     (Some(t), Event::Offload { source, entry }) => {
                         if let Err(e) = t.learn(source, &entry) {
                             tracing::warn!(%source, error = %e, "offloading keepalives");
@@ -529,6 +573,20 @@ fn log_event(ev: &Event) {
             tracing::info!(%endpoint_id, "endpoint unregistered")
         }
         Event::Rejected { from, reason } => tracing::debug!(%from, reason, "rejected"),
+        Event::Reanchor(r) => tracing::info!(
+            call_id = %crate::h225::value::hex(&r.call_id),
+            gatekeeper = %r.gatekeeper,
+            to = %r.to,
+            "call admitted where control moved; re-anchoring"
+        ),
+        Event::Unanchored {
+            call_id,
+            endpoint_id,
+        } => tracing::warn!(
+            call_id = %crate::h225::value::hex(call_id),
+            %endpoint_id,
+            "call not taken over by the gatekeeper in control within the deadline"
+        ),
         Event::Offload { source, .. } => {
             tracing::debug!(%source, "keepalives offloaded to the kernel")
         }
