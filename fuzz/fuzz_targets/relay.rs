@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use proxy_proto::call::{Call, CallConfig, CallEvent, Leg, LegLoss, LegSide};
 use proxy_proto::gatekeeper::HeartbeatConfig;
 use proxy_proto::identity::IdentityPool;
-use proxy_proto::ras_relay::{DialRule, GatekeeperConfig, RasRelay, RelayConfig};
+use proxy_proto::ras_relay::{DialRule, Event, GatekeeperConfig, RasRelay, RelayConfig};
 
 fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -91,7 +91,10 @@ fuzz_target!(|data: &[u8]| {
                     leg = Leg::Caller;
                     Call::accept(t, call_cfg(), LegSide::Endpoint, None, None)
                 });
-                if op & 0x40 != 0 {
+                if op & 0x60 == 0x60 {
+                    // A gatekeeper's SETUP for this call on a new link.
+                    let _ = c.handle_splice(t, None, payload, Some("backup".into()));
+                } else if op & 0x40 != 0 {
                     c.handle_leg_lost(t, leg, LegLoss::Closed);
                 } else {
                     c.handle_frame(t, leg, Bytes::copy_from_slice(payload));
@@ -118,7 +121,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while relay.poll_transmit().is_some() {}
-        while relay.poll_event().is_some() {}
+        while let Some(ev) = relay.poll_event() {
+            if let (Event::Reanchor(r), Some(c)) = (ev, call.as_mut()) {
+                c.handle_reanchor(t, &r);
+            }
+        }
     }
     // Only the two endpoint addresses exist; nothing else can be registered.
     assert!(relay.registrations().len() <= 2);

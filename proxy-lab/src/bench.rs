@@ -332,6 +332,137 @@ pub fn gnugk_failover_runs(
     Ok((out, t0.elapsed(), failovers))
 }
 
+/// What [`gnugk_call_takeover`] saw.
+#[derive(Clone, Debug)]
+pub struct TakeoverRun {
+    /// Per SIGKILL: until the gatekeeper that took the calls lists all.
+    pub all_listed: Vec<Duration>,
+    /// Every call of every SIGKILL: until that call was listed there.
+    pub per_call: Vec<Duration>,
+    /// Baseline, same run: the same calls set up through the proxy at the
+    /// primary, from the end of registration until it lists them all.
+    pub setup_all: Duration,
+    /// Calls the proxy counted as not taken over in time (expected 0).
+    pub unanchored: u64,
+}
+
+/// The calls a GnuGk lists by dialled number, polled until it lists
+/// `want` of them or `secs` pass: when each number was first seen, from `t0`.
+fn first_listed(
+    gk: &super::peers::GnuGk,
+    want: usize,
+    secs: u64,
+    t0: Instant,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut seen: std::collections::HashMap<String, Duration> = Default::default();
+    until("the gatekeeper lists every call", secs, || {
+        if let Ok(calls) = gk.call_list() {
+            let at = t0.elapsed();
+            for (_, dial) in calls {
+                seen.entry(dial).or_insert(at);
+            }
+        }
+        seen.len() >= want
+    })?;
+    Ok(seen.into_values().collect())
+}
+
+/// `calls` gatekeeper-routed calls between lab endpoints through one proxy
+/// at GnuGk (primary and backup, routed mode). `runs` times, the
+/// gatekeeper holding the calls is SIGKILLed and restarted: the primary in
+/// control (the calls go with control to the backup), then the backup
+/// holding them while control is back at the primary (they go to the
+/// primary at once), alternately. Each time: until the gatekeeper that
+/// takes them lists every call, and when each call appears there.
+pub fn gnugk_call_takeover(
+    bins: &Bins,
+    peers: &std::path::Path,
+    calls: usize,
+    runs: usize,
+) -> Result<TakeoverRun, BenchError> {
+    use super::peers::{GnuGk, Routing};
+    let lab = Lab::create()?;
+    let start =
+        |ns: &Netns, ip, name| GnuGk::start_with_ttl(peers, ns, ip, name, Routing::Routed, 600);
+    let mut gks = [start(&lab.gk1, GK1, "GK1")?, start(&lab.gk2, GK2, "GK2")?];
+    let _px = proxy_with(bins, &lab, 300, 1000, "takeover", (40, 3))?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let n = 2 * calls;
+    let mut c = lab.ep.command(&bins.lab)?;
+    c.args(["endpoints", "--gatekeeper", &format!("{PX_EP}:1719")])
+        .args(["--ip", &EP.to_string(), "--count", &n.to_string()])
+        .args(["--pairs", &calls.to_string(), "--ttl", "600"])
+        .args(["--keepalive-ms", "20000", "--status-enquiry-ms", "20000"])
+        .args(["--report-ms", "200"])
+        .stderr(std::process::Stdio::null());
+    let eps = LabProc::spawn("endpoints", c)?;
+    // The endpoints place their calls right after the line that shows
+    // them all registered.
+    let registered = |l: &str| super::process::field(l, "registered") == Some(n as u64);
+    until("every lab endpoint registered", 120, || {
+        eps.wait_for(0, "eps registered", registered).is_some()
+    })?;
+    let t0 = Instant::now();
+    first_listed(&gks[0], calls, 120, t0)?;
+    let setup_all = t0.elapsed();
+    until("every call up at the endpoints", 60, || {
+        eps.wait_for(0, "eps registered", |l| {
+            super::process::field(l, "calls_active") == Some(n as u64)
+        })
+        .is_some()
+    })?;
+    let mut out = TakeoverRun {
+        all_listed: Vec::new(),
+        per_call: Vec::new(),
+        setup_all,
+        unanchored: 0,
+    };
+    for run in 0..runs {
+        // Control at the primary with every endpoint registered there and
+        // both gatekeepers up; the calls at `victim`.
+        until("control at the primary, both gatekeepers up", 60, || {
+            m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+                && m(
+                    &lab,
+                    "h323proxy_gatekeeper_state{gatekeeper=\"backup\",state=\"up\"}",
+                ) == Some(1.0)
+                && gks[0].count().unwrap_or(0) > n
+        })?;
+        let victim = run % 2;
+        until("the calls at the gatekeeper about to die", 60, || {
+            gks[victim].calls().unwrap_or(0) >= calls
+        })?;
+        std::thread::sleep(Duration::from_millis(200 + (run as u64 * 7) % 40));
+        let t0 = Instant::now();
+        gks[victim].proc.kill9();
+        let per = first_listed(&gks[1 - victim], calls, 60, t0)?;
+        out.all_listed
+            .push(per.iter().copied().max().unwrap_or_default());
+        out.per_call.extend(per);
+        let (ns, ip, name) = if victim == 0 {
+            (&lab.gk1, GK1, "GK1")
+        } else {
+            (&lab.gk2, GK2, "GK2")
+        };
+        gks[victim] = start(ns, ip, name)?;
+    }
+    let active = eps
+        .last("eps registered")
+        .and_then(|l| super::process::field(&l, "calls_active"))
+        .unwrap_or(0);
+    if active != n as u64 {
+        eprintln!("takeover bench: {active} of {n} call legs still up at the end");
+    }
+    out.unanchored = m(
+        &lab,
+        "h323proxy_calls_handed_over_total{step=\"unanchored\"}",
+    )
+    .unwrap_or(0.0) as u64;
+    Ok(out)
+}
+
 /// What [`gnugk_scale`] saw.
 #[derive(Clone, Debug, Default)]
 pub struct ScaleRun {

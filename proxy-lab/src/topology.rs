@@ -95,6 +95,94 @@ impl Lab {
     }
 }
 
+/// A second proxy, `py`, in front of the same two gatekeepers, with an
+/// endpoint network of its own:
+///
+/// ```text
+///  198.18.8.2 --py0/h0-- 198.18.8.1 py 198.18.6.1 --py1/gk1b-- 198.18.6.10 gk1
+///                                       198.18.7.1 --py2/gk2b-- 198.18.7.10 gk2
+/// ```
+///
+/// Its gatekeeper-side address is 198.18.6.1 (reached from both
+/// gatekeepers). Media between the two endpoint networks crosses the
+/// backup's namespace, which keeps forwarding whatever happens to the
+/// primary (killed or cut off).
+pub struct SecondProxy {
+    /// The proxy's namespace.
+    pub py: Netns,
+    /// A host on its endpoint side (198.18.8.2).
+    pub host: Netns,
+}
+
+/// Second proxy, endpoint side.
+pub const PY_EP: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 1);
+/// Second proxy, gatekeeper side.
+pub const PY_GK: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 1);
+/// The host behind the second proxy.
+pub const PY_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 2);
+
+impl Lab {
+    /// Add [`SecondProxy`].
+    pub fn second_proxy(&self) -> io::Result<SecondProxy> {
+        let py = Netns::create("py")?;
+        let host = Netns::create("h8")?;
+        veth(&py, "py0", &host, "h0")?;
+        veth(&py, "py1", &self.gk1, "gk1b")?;
+        veth(&py, "py2", &self.gk2, "gk2b")?;
+        py.ip(&["addr", "add", "198.18.8.1/24", "dev", "py0"])?;
+        py.ip(&["addr", "add", "198.18.6.1/24", "dev", "py1"])?;
+        py.ip(&["addr", "add", "198.18.7.1/24", "dev", "py2"])?;
+        host.ip(&["addr", "add", "198.18.8.2/24", "dev", "h0"])?;
+        host.ip(&["route", "add", "198.18.0.0/15", "via", "198.18.8.1"])?;
+        self.gk1
+            .ip(&["addr", "add", "198.18.6.10/24", "dev", "gk1b"])?;
+        self.gk2
+            .ip(&["addr", "add", "198.18.7.10/24", "dev", "gk2b"])?;
+        // The gatekeepers reach the second proxy's gatekeeper side (and
+        // its hosts) through their own links to it.
+        self.gk2
+            .ip(&["route", "add", "198.18.6.0/24", "via", "198.18.7.1"])?;
+        self.gk2
+            .ip(&["route", "add", "198.18.8.0/24", "via", "198.18.7.1"])?;
+        py.ip(&["route", "add", "198.18.2.10/32", "via", "198.18.6.10"])?;
+        py.ip(&["route", "add", "198.18.3.10/32", "via", "198.18.7.10"])?;
+        // Everything else (the first proxy's hosts) through the backup's
+        // namespace.
+        py.ip(&["route", "add", "198.18.0.0/15", "via", "198.18.7.10"])?;
+        self.px
+            .ip(&["route", "add", "198.18.8.0/24", "via", "198.18.3.10"])?;
+        for ns in [&py, &self.gk1, &self.gk2] {
+            let out = ns
+                .command("sysctl")?
+                .args(["-qw", "net.ipv4.ip_forward=1"])
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "sysctl ip_forward in {}: {}",
+                    ns.name(),
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+        }
+        Ok(SecondProxy { py, host })
+    }
+}
+
+/// A configuration for the second proxy (see [`SecondProxy`]): as
+/// [`proxy_toml`], its own addresses and identity.
+pub fn second_proxy_toml(instance: &str, failback_hold_ms: u64) -> String {
+    proxy_toml(instance, failback_hold_ms, None)
+        .replace(
+            &format!("endpoint_address = \"{PX_EP}\""),
+            &format!("endpoint_address = \"{PY_EP}\""),
+        )
+        .replace(
+            &format!("gatekeeper_address = \"{PX_GK}\""),
+            &format!("gatekeeper_address = \"{PY_GK}\""),
+        )
+        .replace("id = \"LAB-PROXY\"", "id = \"LAB-PROXY-B\"")
+}
+
 /// A proxy configuration for the lab: both gatekeepers, a short heartbeat,
 /// the XDP fast path on `xdp_iface` (off when `None`).
 pub fn proxy_toml(instance: &str, failback_hold_ms: u64, xdp_iface: Option<&str>) -> String {

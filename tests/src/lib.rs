@@ -129,13 +129,26 @@ impl Proxy {
         let cfg = dir.path().join("proxy.toml");
         let instance = proxy_lab::netns::unique_name("i");
         // The registration table is saved in the test's own directory.
-        let text = tweak(topology::proxy_toml(&instance, hold_ms, xdp)).replace(
+        let text = tweak(topology::proxy_toml(&instance, hold_ms, xdp));
+        Self::start_in(&lab.px, dir, cfg, instance, text)
+    }
+
+    /// Start in `ns` on the configuration `text` (written to `cfg` in
+    /// `dir`, which also gets the saved registration table and the log).
+    pub fn start_in(
+        ns: &proxy_lab::netns::Netns,
+        dir: tempfile::TempDir,
+        cfg: PathBuf,
+        instance: String,
+        text: String,
+    ) -> Proxy {
+        let text = text.replace(
             "state_dir = \"\"",
             &format!("state_dir = \"{}\"", dir.path().display()),
         );
         std::fs::write(&cfg, text).unwrap();
         let log = dir.path().join("proxy.log");
-        let mut c = lab.px.command(bin("proxy")).unwrap();
+        let mut c = ns.command(bin("proxy")).unwrap();
         c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
         c.stderr(std::fs::File::create(&log).unwrap());
         let proc = LabProc::spawn("proxy", c).unwrap();

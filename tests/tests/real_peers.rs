@@ -181,6 +181,17 @@ const NUMBERS: [&str; 10] = [
 ];
 
 fn scene(peers: &std::path::Path, routing: Routing) -> Scene {
+    scene_with(peers, routing, ["", ""], |t| t)
+}
+
+/// As [`scene`], with `extra` appended to each GnuGk's ini and the proxy's
+/// configuration changed by `tweak`.
+fn scene_with(
+    peers: &std::path::Path,
+    routing: Routing,
+    extra: [&str; 2],
+    tweak: impl Fn(String) -> String,
+) -> Scene {
     let lab = Lab::create().unwrap();
     let h1 = h323plus_host(&lab, "px3", 4);
     let h2 = h323plus_host(&lab, "px4", 5);
@@ -195,11 +206,11 @@ fn scene(peers: &std::path::Path, routing: Routing) -> Scene {
         c
     })
     .unwrap();
-    let gk1 = GnuGk::start(peers, &lab.gk1, GK1, "GK1", routing, "").unwrap();
-    let gk2 = GnuGk::start(peers, &lab.gk2, GK2, "GK2", routing, "").unwrap();
+    let gk1 = GnuGk::start(peers, &lab.gk1, GK1, "GK1", routing, extra[0]).unwrap();
+    let gk2 = GnuGk::start(peers, &lab.gk2, GK2, "GK2", routing, extra[1]).unwrap();
     // The default heartbeat (40 ms x 3): it must not cry wolf with GnuGk
     // on a loaded 2-core machine.
-    let proxy = Proxy::start_with(&lab, 2000, Some("px0"));
+    let proxy = Proxy::start_tweaked(&lab, 2000, Some("px0"), tweak);
     let eps = lab_endpoints(&lab, 8, 1);
     let s2001 = simple(
         peers,
@@ -474,6 +485,246 @@ fn gnugk_backup_takes_control_of_routed_calls_after_a_primary_sigkill() {
     check_capture(&mut tshark, &cap, true);
 }
 
+/// GnuGk ini lines writing a call detail record (its callIdentifier) to
+/// `file` when a call ends.
+fn cdr_ini(file: &std::path::Path) -> String {
+    format!(
+        "[Gatekeeper::Acct]\nFileAcct=optional;stop\n[FileAcct]\nDetailFile={}\nCDRString=%{{CallId}}\n",
+        file.display()
+    )
+}
+
+/// The callIdentifiers in a CDR file, each with how often it appears.
+fn cdrs(file: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        if !l.trim().is_empty() {
+            *m.entry(l.trim().to_string()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn gnugk_backup_takes_control_after_a_partition_and_keeps_it_past_the_primarys_stale_records() {
+    const T: &str =
+        "gnugk_backup_takes_control_after_a_partition_and_keeps_it_past_the_primarys_stale_records";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let acct = tempfile::tempdir().unwrap();
+    let (cdr1, cdr2) = (acct.path().join("gk1.cdr"), acct.path().join("gk2.cdr"));
+    let Scene {
+        lab,
+        _h,
+        gk1,
+        gk2,
+        proxy,
+        mut eps,
+        simple,
+        mut tshark,
+        cap,
+        _dir,
+    } = scene_with(
+        &peers,
+        Routing::Routed,
+        [&cdr_ini(&cdr1), &cdr_ini(&cdr2)],
+        |t| t,
+    );
+    let h = [&simple.0, &simple.1];
+    let held_by_gk1 = gk1.call_list().unwrap();
+    assert_eq!(held_by_gk1.len(), 2);
+
+    // The primary's link cut, held 90 s: its legs die by TCP keepalive,
+    // it keeps (stale) records of both calls.
+    lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover on partition:\n{}",
+        proxy.log_text()
+    );
+    let moved = Instant::now();
+    let listed = wait_for(20, || (gk2.call_list().ok()?.len() == 2).then_some(()));
+    let took = moved.elapsed();
+    assert!(
+        listed.is_some(),
+        "{}\n{}",
+        gk2.status("c").unwrap(),
+        proxy.log_text()
+    );
+    eprintln!("partition: GK2 listed both calls {took:?} after control moved");
+    hold(
+        &lab,
+        &eps,
+        2,
+        &h,
+        "primary partitioned, calls at the backup",
+        90,
+    );
+
+    // The partition heals; control fails back to the primary after the
+    // hold time. The calls stay with the backup, which is up and holds
+    // them: no collision with the primary's stale records, no release.
+    lab.px.ip(&["link", "set", "px1", "up"]).unwrap();
+    assert!(
+        wait_for(30, || (moves_to(&proxy, "primary") > 1).then_some(())).is_some(),
+        "no fail back after the partition:\n{}",
+        proxy.log_text()
+    );
+    all_listed(&gk1, &NUMBERS, 20);
+    hold(&lab, &eps, 2, &h, "after fail back", 30);
+    assert_eq!(
+        gk2.call_list().unwrap().len(),
+        2,
+        "{}",
+        gk2.status("c").unwrap()
+    );
+    let stale = gk1.call_list().unwrap();
+    eprintln!("GK1 after the partition healed: {stale:?} (stale records of the calls it held)");
+    // A new call goes through the primary again.
+    eps.send("call 2 1004");
+    eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 4)
+        .expect("a new call through the primary");
+
+    // Hang-ups through the backup: its DisconnectCall for the H323Plus
+    // call, a lab endpoint's for the lab call; then the new call's.
+    let calls = gk2.call_list().unwrap();
+    let (n, _) = calls
+        .iter()
+        .find(|(_, d)| d.contains("2001"))
+        .cloned()
+        .unwrap();
+    let _ = gk2.status(&format!("DisconnectCall {n}"));
+    for p in h {
+        assert!(
+            wait_for(20, || p
+                .lines()
+                .iter()
+                .any(|l| l.contains("cleared the call"))
+                .then_some(()))
+            .is_some(),
+            "{}: {:?}",
+            p.name(),
+            p.lines()
+        );
+    }
+    eps.send("hangup 0");
+    eps.send("hangup 2");
+    let s = eps
+        .wait_for(20, "eps registered", |l| get(l, "calls_active") == 0)
+        .expect("every lab call released at both ends");
+    assert_eq!(get(&s, "calls_released"), 4, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert!(wait_for(10, || (gk2.calls().ok()? == 0).then_some(())).is_some());
+
+    // Accounting: each call once per gatekeeper that held it. The backup
+    // recorded the two calls it took over; the primary records the calls
+    // it held once each (the stale ones when it drops them, at the latest
+    // when their registrations' time to live ran out during the cut).
+    let ids: Vec<String> = {
+        let c2 = cdrs(&cdr2);
+        assert_eq!(c2.len(), 2, "GK2 CDRs {c2:?}");
+        assert!(
+            c2.values().all(|&n| n == 1),
+            "GK2 counted a call twice: {c2:?}"
+        );
+        c2.keys().cloned().collect()
+    };
+    let ok = wait_for(60, || {
+        let c1 = cdrs(&cdr1);
+        (ids.iter().all(|i| c1.get(i) == Some(&1))).then_some(c1)
+    });
+    let c1 = cdrs(&cdr1);
+    eprintln!("CDRs: GK1 {c1:?}, GK2 {:?}", cdrs(&cdr2));
+    assert!(
+        ok.is_some(),
+        "GK1 must count each call it held once: {c1:?}, GK2 {ids:?}"
+    );
+    assert!(
+        c1.values().all(|&n| n == 1),
+        "GK1 counted a call twice: {c1:?}"
+    );
+    check_capture(&mut tshark, &cap, true);
+}
+
+#[test]
+fn gnugk_a_call_whose_callee_never_registers_at_the_backup_is_released_at_the_deadline() {
+    const T: &str =
+        "gnugk_a_call_whose_callee_never_registers_at_the_backup_is_released_at_the_deadline";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    // The backup refuses to register 1002: the call 1001 -> 1002 cannot
+    // be admitted there (ARJ, retried until the deadline).
+    let refuse_1002 =
+        "[Gatekeeper::Auth]\nAliasAuth=optional;RRQ\n[RasSrv::RRQAuth]\n1002=reject\n";
+    let Scene {
+        lab,
+        _h,
+        mut gk1,
+        gk2,
+        proxy,
+        eps,
+        simple,
+        tshark: _tshark,
+        cap: _cap,
+        _dir,
+    } = scene_with(&peers, Routing::Routed, ["", refuse_1002], |t| {
+        format!("{t}\n[calls]\nreanchor_deadline_ms = 5000\nunanchored = \"release\"\n")
+    });
+    let h = [&simple.0, &simple.1];
+    gk1.proc.kill9();
+    assert!(
+        proxy.wait_log(15, |l| l.contains("control moved")
+            && l.contains("to=\"backup\"")),
+        "no failover:\n{}",
+        proxy.log_text()
+    );
+    // The H323Plus call is taken over; the lab call is not, and at the
+    // deadline it is counted and released at both ends (policy release).
+    assert!(wait_for(20, || (gk2.calls().ok()? == 1).then_some(())).is_some());
+    let s = eps
+        .wait_for(30, "eps registered", |l| get(l, "calls_active") == 0)
+        .unwrap_or_else(|| {
+            panic!(
+                "the unanchored call was not released:\n{}",
+                proxy.log_text()
+            )
+        });
+    assert_eq!(get(&s, "calls_released"), 2, "released, not dropped: {s}");
+    assert!(
+        wait_for(5, || (proxy.counter("RAS counters", "unanchored")? >= 1
+            && call_counter(&proxy, "unanchored") >= 1)
+            .then_some(()))
+        .is_some(),
+        "not counted:\n{}",
+        proxy.log_text()
+    );
+    let logged = proxy
+        .log_text()
+        .lines()
+        .any(|l| l.contains("not taken over by the gatekeeper in control within the deadline"));
+    assert!(logged, "{}", proxy.log_text());
+    // The call the backup took stays up, 60 s.
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(10));
+        let (a, b) = media_rate(&lab, 2);
+        assert!(a >= 40 && b >= 40, "H323Plus media {a}/s {b}/s");
+        for p in h {
+            assert!(
+                !p.lines().iter().any(|l| l.contains("cleared")),
+                "{:?}",
+                p.lines()
+            );
+        }
+    }
+    assert_eq!(gk2.calls().unwrap(), 1, "{}", gk2.status("c").unwrap());
+}
+
 #[test]
 fn gnugk_direct_mode_calls_survive_a_primary_sigkill() {
     const T: &str = "gnugk_direct_mode_calls_survive_a_primary_sigkill";
@@ -534,13 +785,28 @@ fn gnugk_direct_mode_calls_survive_a_primary_sigkill() {
         "no failover:\n{}",
         proxy.log_text()
     );
+    // Each active call admitted again at the backup (ARQs from both ends
+    // with its callIdentifier): it lists both, as one call each.
+    let listed = wait_for(20, || (gk2.call_list().ok()?.len() == 2).then_some(()));
+    let c = gk2.status("c").unwrap_or_default();
+    assert!(
+        listed.is_some(),
+        "the backup does not list both direct calls:\n{c}"
+    );
+    eprintln!("GK2 `c` (direct) after failover:\n{c}");
     hold(&lab, &eps, 2, &h, "direct mode, primary SIGKILLed", 90);
+    assert_eq!(
+        gk2.call_list().unwrap().len(),
+        2,
+        "{}",
+        gk2.status("c").unwrap()
+    );
     let after = all_listed(&gk2, &NUMBERS, 10);
     eprintln!("GK2 status `r` (direct) after failover:\n{after}");
     eps.send("call 2 1004");
     eps.wait_for(20, "eps registered", |l| get(l, "calls_active") == 4)
         .expect("a new call through the backup");
-    assert!(gk2.calls().unwrap() >= 1, "{}", gk2.status("c").unwrap());
+    assert_eq!(gk2.calls().unwrap(), 3, "{}", gk2.status("c").unwrap());
     check_capture(&mut tshark, &cap, false);
 }
 

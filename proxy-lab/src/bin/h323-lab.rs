@@ -213,6 +213,16 @@ enum Cmd {
         /// Seconds each proxy count is held.
         #[arg(long, default_value_t = 30)]
         load_secs: u64,
+        /// Active gatekeeper-routed calls handed to the gatekeeper that
+        /// takes control, in the GnuGk call takeover benchmark (0 skips it).
+        #[arg(long, default_value_t = 100)]
+        takeover_calls: usize,
+        /// SIGKILLs of the gatekeeper holding the calls in that benchmark.
+        #[arg(long, default_value_t = 4)]
+        takeover_runs: usize,
+        /// Only the GnuGk call takeover benchmark.
+        #[arg(long)]
+        takeover_only: bool,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -256,6 +266,9 @@ fn main() -> Result<()> {
             lossy_secs,
             load_proxies,
             load_secs,
+            takeover_calls,
+            takeover_runs,
+            takeover_only,
         } => {
             let load: (Vec<usize>, u64) = (
                 load_proxies.into_iter().filter(|&n| n > 0).collect(),
@@ -300,7 +313,15 @@ fn main() -> Result<()> {
                 hb,
                 lossy_secs,
                 load,
+                takeover: (takeover_calls, takeover_runs),
             };
+            if takeover_only {
+                let bins = bench_bins()?;
+                let peers = proxy_lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
+                let r = gnugk_takeover_bench(&bins, &peers, takeover_calls, takeover_runs);
+                keep_or_remove(&bins.dir);
+                return r;
+            }
             if gnugk_only {
                 return gnugk_bench(&gnugk);
             }
@@ -627,6 +648,8 @@ struct GnuGkBench {
     hb: (u64, u32),
     lossy_secs: u64,
     load: (Vec<usize>, u64),
+    /// Calls and SIGKILLs of the call takeover benchmark.
+    takeover: (usize, usize),
 }
 
 /// The GnuGk benchmarks: scale, failover, lossy link, load; each part
@@ -646,6 +669,13 @@ fn gnugk_bench(g: &GnuGkBench) -> Result<()> {
     {
         eprintln!("GnuGk failover runs failed: {e:#}");
         failed.push("failover");
+    }
+    if g.takeover.0 > 0
+        && g.takeover.1 > 0
+        && let Err(e) = gnugk_takeover_bench(&bins, &peers, g.takeover.0, g.takeover.1)
+    {
+        eprintln!("GnuGk call takeover failed: {e:#}");
+        failed.push("call takeover");
     }
     if g.lossy_secs > 0
         && let Err(e) = gnugk_lossy_bench(&bins, &peers, g.lossy_secs)
@@ -775,6 +805,43 @@ fn gnugk_failover_bench(
     println!(
         "| control moves in the run: {failovers} ({} from the kills and returns) | - | - | - | - |",
         2 * runs
+    );
+    println!();
+    Ok(())
+}
+
+/// Active calls handed to the gatekeeper that takes control.
+fn gnugk_takeover_bench(
+    bins: &proxy_lab::bench::Bins,
+    peers: &std::path::Path,
+    calls: usize,
+    runs: usize,
+) -> Result<()> {
+    use proxy_lab::bench::percentile;
+    println!(
+        "GnuGk call takeover: {calls} gatekeeper-routed calls between lab endpoints through one proxy; {runs} SIGKILLs of the gatekeeper holding them (alternately the primary in control, and the backup holding them after control returned to the primary), each restarted after"
+    );
+    let r = proxy_lab::bench::gnugk_call_takeover(bins, peers, calls, runs)?;
+    let p50 = percentile(&r.all_listed, 50.0);
+    println!();
+    println!("| measurement | p50 | p99 | baseline | ratio (p50 / baseline) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| SIGKILL -> the other GnuGk lists all {calls} active calls ({runs} runs) | {} | {} | the same {calls} calls set up through the proxy at the primary until it lists them: {} | {:.2} |",
+        ms(p50),
+        ms(percentile(&r.all_listed, 99.0)),
+        ms(r.setup_all),
+        p50.as_secs_f64() / r.setup_all.as_secs_f64()
+    );
+    println!(
+        "| SIGKILL -> one call listed there ({} calls) | {} | {} | - | - |",
+        r.per_call.len(),
+        ms(percentile(&r.per_call, 50.0)),
+        ms(percentile(&r.per_call, 99.0)),
+    );
+    println!(
+        "| calls not taken over within the deadline: {} | - | - | - | - |",
+        r.unanchored
     );
     println!();
     Ok(())

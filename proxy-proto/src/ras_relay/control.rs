@@ -73,6 +73,12 @@ impl RasRelay {
                         c.anchored = false;
                     }
                 }
+                // Calls held by a gatekeeper not in control (they stay with
+                // the one that took them over): the one in control takes
+                // them now, its registrations being in place.
+                if let Some(a) = self.active.filter(|&a| a != i) {
+                    self.readmit_orphans(a);
+                }
             }
             self.events.push_back(Event::GatekeeperHealth {
                 name: self.gks[i].cfg.name.clone(),

@@ -54,6 +54,29 @@ impl RasRelay {
         }
     }
 
+    /// Admit at `gk` (in control) every call whose gatekeeper was declared
+    /// down, for endpoints already registered there.
+    pub(super) fn readmit_orphans(&mut self, gk: usize) {
+        let mut endpoints: Vec<String> = self
+            .calls
+            .values()
+            .filter(|c| c.admitted_by.is_some() && !c.anchored)
+            .map(|c| c.endpoint_id.clone())
+            .collect();
+        endpoints.sort();
+        endpoints.dedup();
+        for e in endpoints {
+            let bound = self
+                .regs
+                .get(&e)
+                .and_then(|r| r.binding.as_ref())
+                .is_some_and(|b| b.gatekeeper == gk);
+            if bound {
+                self.readmit_calls(gk, &e);
+            }
+        }
+    }
+
     /// Send the ARQ re-admitting call `key` at `gk`, if its endpoint is
     /// registered there.
     fn send_readmit(&mut self, gk: usize, key: CallKey) {

@@ -1238,3 +1238,37 @@ fn a_call_the_backup_never_admits_is_reported_unanchored_at_the_deadline() {
     run(&mut r, &mut t, 3 * READMIT_RETRY, &mut gks);
     assert_eq!(gks[1].arqs.len(), tries);
 }
+
+#[test]
+fn calls_held_by_a_gatekeeper_not_in_control_move_to_the_one_in_control_when_it_dies() {
+    // The call is taken over by the backup; the primary returns and takes
+    // control again (the call stays with the backup, which is up); then
+    // the backup dies: the primary, where the endpoint is registered,
+    // admits the call at once.
+    let (mut r, mut gks, mut t, _) = routed_call_after_failover(0, Duration::from_secs(30));
+    assert_eq!(gks[1].arqs.len(), 1);
+    r.call_anchored(&[9; 16]);
+    gks[0].alive = true;
+    gks[0].regs.clear();
+    run(&mut r, &mut t, 1_500 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(
+        gks[0].arqs,
+        vec![([9; 16], false)],
+        "only the original admission: fail-back leaves the call with the backup"
+    );
+    let before = gks[0].arqs.len();
+    assert!(
+        r.call(&[9; 16])
+            .is_some_and(|c| c.admitted_by.as_deref() == Some("backup"))
+    );
+    gks[1].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(gks[0].arqs.len(), before + 1, "{:?}", gks[0].arqs);
+    assert_eq!(gks[0].arqs.last(), Some(&([9; 16], false)));
+    assert!(
+        r.call(&[9; 16])
+            .is_some_and(|c| c.admitted_by.as_deref() == Some("primary"))
+    );
+}
