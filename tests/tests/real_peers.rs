@@ -1,6 +1,6 @@
 //! Root tests against real peers: GnuGk 5.15 as primary and backup
 //! gatekeeper and H323Plus 1.28's `simple` endpoint beside the project's
-//! lab endpoints, all through one proxy (binaries from `cargo xtask peers`,
+//! lab endpoints, through one proxy and (one test) across two (binaries from `cargo xtask peers`,
 //! named by H323_PEERS_BIN). Faults are held for 90 s, past H323Plus's
 //! H.245 round-trip probe (60 s + 10 s) and the proxy's TCP keepalive.
 //!
@@ -951,4 +951,245 @@ fn authenticated_gnugk_registrations_admissions_and_reregistration_at_the_backup
             p.lines()
         );
     }
+}
+
+/// `numbers` are registered at `gk`, each with a callSignalAddress on
+/// `via` (the gatekeeper side of the proxy that fronts it).
+fn listed_via(gk: &GnuGk, numbers: &[(&str, &str)], secs: u64) {
+    let ok = wait_for(secs, || {
+        let regs = gk.registrations().ok()?;
+        numbers
+            .iter()
+            .all(|(n, via)| {
+                regs.iter().any(|(cs, aliases, _)| {
+                    cs.starts_with(&format!("{via}:"))
+                        && aliases
+                            .split([',', '='])
+                            .any(|a| a.split(':').next() == Some(n))
+                })
+            })
+            .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "{numbers:?} not listed at {}:\n{}",
+        gk.proc.name(),
+        gk.status("r").unwrap_or_default()
+    );
+}
+
+/// Calls across two proxies in front of the same two GnuGks: 2002 behind
+/// the second proxy calls 2001 behind the first, 2003 behind the first
+/// calls 2004 behind the second. The primary is SIGKILLed mid-call; the
+/// calling side's proxy of each call re-establishes it through the
+/// backup, the called side's proxy splices it onto the endpoint leg it
+/// kept. Held 90 s; then the backup's DisconnectCall releases one call
+/// at both ends and a hang-up by the other call's callee reaches its
+/// caller through the backup and both proxies.
+///
+/// ```text
+///  simple 2001 198.18.4.2 ─px3┐                        ┌py0─ 198.18.8.2 simple 2002
+///  simple 2003 198.18.5.2 ─px4┤ px ─ GK1, GK2 ─ py ├py3─ 198.18.9.2 simple 2004
+/// ```
+#[test]
+fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
+    const T: &str = "gnugk_calls_across_two_proxies_are_taken_over_by_the_backup";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let lab = Lab::create().unwrap();
+    let second = lab.second_proxy().unwrap();
+    let h1 = h323plus_host(&lab, "px3", 4);
+    let h3 = h323plus_host(&lab, "px4", 5);
+    // A second host behind the second proxy.
+    let h4 = Netns::create("h9").unwrap();
+    veth(&second.py, "py3", &h4, "eth0").unwrap();
+    second
+        .py
+        .ip(&["addr", "add", "198.18.9.1/24", "dev", "py3"])
+        .unwrap();
+    h4.ip(&["addr", "add", "198.18.9.2/24", "dev", "eth0"])
+        .unwrap();
+    h4.ip(&["route", "add", "198.18.0.0/15", "via", "198.18.9.1"])
+        .unwrap();
+    lab.gk2
+        .ip(&["route", "add", "198.18.9.0/24", "via", "198.18.7.1"])
+        .unwrap();
+    lab.px
+        .ip(&["route", "add", "198.18.9.0/24", "via", "198.18.3.10"])
+        .unwrap();
+
+    let mut gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
+    let gk2 = GnuGk::start(&peers, &lab.gk2, GK2, "GK2", Routing::Routed, "").unwrap();
+    let px = Proxy::start_tweaked(&lab, 2000, None, |t| t);
+    let py = {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("proxy.toml");
+        let instance = proxy_lab::netns::unique_name("i");
+        let text = proxy_lab::topology::second_proxy_toml(&instance, 2000);
+        Proxy::start_in(&second.py, dir, cfg, instance, text)
+    };
+    let (px_ep, py_ep) = (PX_EP, proxy_lab::topology::PY_EP);
+    let mut s2001 = simple(
+        &peers,
+        &h1,
+        px_ep,
+        "198.18.4.2".parse().unwrap(),
+        "2001",
+        None,
+        None,
+    )
+    .unwrap();
+    let s2004 = simple(
+        &peers,
+        &h4,
+        py_ep,
+        "198.18.9.2".parse().unwrap(),
+        "2004",
+        None,
+        None,
+    )
+    .unwrap();
+    listed_via(&gk1, &[("2001", "198.18.2.1"), ("2004", "198.18.6.1")], 30);
+    let s2002 = simple(
+        &peers,
+        &second.host,
+        py_ep,
+        "198.18.8.2".parse().unwrap(),
+        "2002",
+        Some("2001"),
+        None,
+    )
+    .unwrap();
+    let s2003 = simple(
+        &peers,
+        &h3,
+        px_ep,
+        "198.18.5.2".parse().unwrap(),
+        "2003",
+        Some("2004"),
+        None,
+    )
+    .unwrap();
+    for (p, to) in [(&s2002, "2001"), (&s2003, "2004")] {
+        assert!(
+            p.wait_for(30, &format!("In call with {to}"), |_| true)
+                .is_some(),
+            "{}: the call did not come up: {:?}\n{}\n{}",
+            p.name(),
+            p.lines(),
+            px.log_text(),
+            py.log_text()
+        );
+    }
+    assert!(wait_for(10, || (gk1.calls().ok()? == 2).then_some(())).is_some());
+    let all = [&s2001, &s2002, &s2003, &s2004];
+    // RTP arriving at each proxy from each H323Plus host.
+    let rx = |what: &str| {
+        let devs = [
+            (&lab.px, "px3"),
+            (&lab.px, "px4"),
+            (&second.py, "py0"),
+            (&second.py, "py3"),
+        ];
+        let a: Vec<u64> = devs.iter().map(|(n, d)| rx_packets(n, d)).collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let rates: Vec<u64> = devs
+            .iter()
+            .zip(&a)
+            .map(|((n, d), a)| (rx_packets(n, d) - a) / 3)
+            .collect();
+        assert!(rates.iter().all(|&r| r >= 40), "{what}: RTP {rates:?}/s");
+        for p in all {
+            let cleared: Vec<String> = p
+                .lines()
+                .into_iter()
+                .filter(|l| l.contains("cleared"))
+                .collect();
+            assert!(cleared.is_empty(), "{what}: {} {cleared:?}", p.name());
+        }
+        eprintln!("{what}: RTP from 2001, 2003, 2002, 2004 {rates:?}/s");
+    };
+    rx("before the fault");
+
+    gk1.proc.kill9();
+    let killed = Instant::now();
+    for p in [&px, &py] {
+        assert!(
+            p.wait_log(15, |l| l.contains("control moved")
+                && l.contains("to=\"backup\"")),
+            "no failover:\n{}",
+            p.log_text()
+        );
+    }
+    let listed = wait_for(20, || (gk2.call_list().ok()?.len() == 2).then_some(()));
+    assert!(
+        listed.is_some(),
+        "{}\n{}\n{}",
+        gk2.status("c").unwrap_or_default(),
+        px.log_text(),
+        py.log_text()
+    );
+    eprintln!(
+        "two proxies: GK2 listed both calls {:?} after the primary was killed",
+        killed.elapsed()
+    );
+    let until = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(7));
+        rx("primary killed, calls at the backup");
+    }
+    for (p, key) in [(&px, "spliced"), (&py, "reanchored")] {
+        assert!(
+            call_counter(p, key) >= 1,
+            "no call {key} on this proxy:\n{}",
+            p.log_text()
+        );
+    }
+
+    // The backup's DisconnectCall releases 2002 -> 2001 at both ends.
+    let calls = gk2.call_list().unwrap();
+    let (n, _) = calls
+        .iter()
+        .find(|(_, d)| d.contains("2001"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let _ = gk2.status(&format!("DisconnectCall {n}"));
+    for p in [&s2001, &s2002] {
+        assert!(
+            wait_for(20, || p
+                .lines()
+                .iter()
+                .any(|l| l.contains("cleared the call"))
+                .then_some(()))
+            .is_some(),
+            "{}: {:?}",
+            p.name(),
+            p.lines()
+        );
+    }
+    // 2004 (the called side, behind the second proxy) hangs up: 2003
+    // behind the first proxy hears it through the backup.
+    let mut s2004 = s2004;
+    s2004.send("H");
+    // The endpoint that hangs up prints "completed", its peer "... has
+    // cleared the call".
+    for (p, says) in [(&s2003, "cleared the call"), (&s2004, "completed")] {
+        assert!(
+            wait_for(20, || p
+                .lines()
+                .iter()
+                .any(|l| l.contains(says))
+                .then_some(()))
+            .is_some(),
+            "{}: {:?}\n{}\n{}",
+            p.name(),
+            p.lines(),
+            px.log_text(),
+            py.log_text()
+        );
+    }
+    assert!(wait_for(10, || (gk2.calls().ok()? == 0).then_some(())).is_some());
+    s2001.send("X");
 }
