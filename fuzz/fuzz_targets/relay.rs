@@ -122,8 +122,11 @@ fuzz_target!(|data: &[u8]| {
         }
         while relay.poll_transmit().is_some() {}
         while let Some(ev) = relay.poll_event() {
-            if let (Event::Reanchor(r), Some(c)) = (ev, call.as_mut()) {
-                c.handle_reanchor(t, &r);
+            match (ev, call.as_mut()) {
+                (Event::Reanchor(r), Some(c)) => c.handle_reanchor(t, &r),
+                (Event::ControllerLost { .. }, Some(c)) => c.handle_controller_lost(t),
+                (Event::Unanchored { .. }, Some(c)) => c.handle_unanchored(t),
+                _ => {}
             }
         }
     }

@@ -251,6 +251,12 @@ impl Collector for ProxyCollector {
                 (l(&[("step", "unanchored")]), s.stats.unanchored),
             ],
         )?;
+        counter(
+            &mut e,
+            "h323proxy_calls_media_lost",
+            "Calls released (cause 38) because their media passed through a gatekeeper's RTP proxy and that gatekeeper went away",
+            &[(vec![], get(&c.media_lost))],
+        )?;
         Ok(())
     }
 }

@@ -1193,3 +1193,90 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
     assert!(wait_for(10, || (gk2.calls().ok()? == 0).then_some(())).is_some());
     s2001.send("X");
 }
+
+/// GnuGk's RTP proxy carries the H323Plus call's media (`[Proxy]`): when
+/// that gatekeeper is SIGKILLed the call is silent, and the proxy
+/// releases it at both ends with cause 38 instead of keeping it up. The
+/// lab call, whose media goes endpoint to endpoint, is taken over by the
+/// backup as usual.
+#[test]
+fn gnugk_a_call_whose_media_the_dead_gatekeeper_proxied_is_released_not_kept_silent() {
+    const T: &str =
+        "gnugk_a_call_whose_media_the_dead_gatekeeper_proxied_is_released_not_kept_silent";
+    if !privileged(T) {
+        return;
+    }
+    let Some(peers) = peers(T) else { return };
+    let rtp_proxy = "[Proxy]\nEnable=1\nProxyAlways=1\n";
+    let Scene {
+        lab,
+        _h,
+        mut gk1,
+        gk2,
+        proxy,
+        eps,
+        simple,
+        tshark: _tshark,
+        cap: _cap,
+        _dir,
+    } = scene_with(&peers, Routing::Routed, [rtp_proxy, ""], |t| t);
+    // Independent check that GK1 relays the media: both streams cross
+    // the proxy host's link to it, in and out.
+    let before = rx_packets(&lab.px, "px1");
+    std::thread::sleep(Duration::from_secs(2));
+    let via_gk1 = (rx_packets(&lab.px, "px1") - before) / 2;
+    assert!(via_gk1 >= 80, "RTP from GK1's proxy {via_gk1}/s");
+    eprintln!("RTP arriving from GK1's RTP proxy: {via_gk1}/s");
+    let seen = wait_for(10, || {
+        proxy
+            .log_text()
+            .lines()
+            .any(|l| l.contains("media passes through the gatekeeper"))
+            .then_some(())
+    });
+    assert!(seen.is_some(), "{}", proxy.log_text());
+
+    gk1.proc.kill9();
+    let killed = Instant::now();
+    for p in [&simple.0, &simple.1] {
+        assert!(
+            wait_for(20, || p
+                .lines()
+                .iter()
+                .any(|l| l.contains("cleared the call"))
+                .then_some(()))
+            .is_some(),
+            "{} kept a silent call: {:?}\n{}",
+            p.name(),
+            p.lines(),
+            proxy.log_text()
+        );
+    }
+    eprintln!(
+        "both H323Plus endpoints released {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(
+        wait_for(5, || (call_counter(&proxy, "media_lost") >= 1)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        proxy.log_text()
+    );
+    let cause38 = proxy
+        .log_text()
+        .lines()
+        .any(|l| l.contains("went away; releasing the call") && l.contains("cause=38"));
+    assert!(cause38, "{}", proxy.log_text());
+    // The lab call is not touched: taken over by the backup, held 60 s.
+    assert!(wait_for(20, || (gk2.calls().ok()? == 1).then_some(())).is_some());
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(10));
+        let s = eps.last("eps registered").unwrap_or_default();
+        assert_eq!(get(&s, "calls_active"), 2, "{s}");
+        assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+        assert_eq!(get(&s, "rtp_lost"), 0, "{s}");
+    }
+    assert_eq!(gk2.calls().unwrap(), 1, "{}", gk2.status("c").unwrap());
+}

@@ -174,6 +174,35 @@ impl Signalling {
         }
     }
 
+    /// Whether the H.245 this message carries (tunnelled h245Control,
+    /// fastStart channels) names `ip` as a transport address: how a
+    /// gatekeeper that proxies the call's media (RTP proxy) shows itself.
+    ///
+    /// The project decodes no H.245, so this is a byte search: in aligned
+    /// PER an H.245 IPv4 address is an octet-aligned 4-octet string, so
+    /// the address appears whole in the PDU's octets. A chance match of
+    /// four given octets in the few hundred octets of a call's H.245 is
+    /// unlikely, and costs at most one needless release after a
+    /// gatekeeper failure.
+    pub fn h245_names(&self, ip: std::net::Ipv4Addr) -> bool {
+        let pdu = &self.uu.h323_uu_pdu;
+        let fast_start = match &pdu.h323_message_body {
+            Body::setup(x) => x.fast_start.as_ref(),
+            Body::callProceeding(x) => x.fast_start.as_ref(),
+            Body::alerting(x) => x.fast_start.as_ref(),
+            Body::connect(x) => x.fast_start.as_ref(),
+            Body::facility(x) => x.fast_start.as_ref(),
+            Body::progress(x) => x.fast_start.as_ref(),
+            _ => None,
+        };
+        let octets = ip.octets();
+        pdu.h245_control
+            .iter()
+            .chain(fast_start)
+            .flatten()
+            .any(|h245| h245.windows(4).any(|w| w == octets))
+    }
+
     /// Replace a FACILITY's alternativeAddress.
     pub fn set_alternative_address(&mut self, new: SocketAddr) {
         if let Body::facility(f) = &mut self.uu.h323_uu_pdu.h323_message_body {

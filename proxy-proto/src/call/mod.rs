@@ -109,6 +109,10 @@ pub struct Call {
     /// what re-anchoring sends again.
     original_setup: Option<Signalling>,
     reanchor: Option<Reanchoring>,
+    /// The gatekeeper (the peer of a gatekeeper-side leg) whose H.245 named
+    /// its own address for media: its RTP proxy carries the call's media,
+    /// which dies with it.
+    media_via: Option<std::net::IpAddr>,
     /// A message waiting for its H.245 listener, with the leg it goes to.
     held: Option<(Leg, Signalling)>,
     /// Frames that arrived while a message was held or the callee leg was
@@ -154,6 +158,7 @@ impl Call {
             setup_as: None,
             original_setup: None,
             reanchor: None,
+            media_via: None,
             held: None,
             backlog: VecDeque::new(),
             deadline,
@@ -491,6 +496,13 @@ impl Call {
             && other.side == LegSide::Endpoint
             && other.open
             && self.phase == Phase::Active;
+        if keep
+            && let Some(gk) = self.media_via
+            && this.peer.map(|p| p.ip()) == Some(gk)
+        {
+            self.release_media_lost(gk);
+            return;
+        }
         if keep {
             tracing::warn!(?leg, peer = ?this.peer, %why, "gatekeeper-side leg lost; endpoint leg kept up");
             self.count(Counter::KeptUp);
@@ -526,6 +538,12 @@ impl Call {
         }
         let [caller, callee] = &self.legs;
         if caller.side != LegSide::Endpoint || !caller.open || callee.side != LegSide::Gatekeeper {
+            return;
+        }
+        // Its media went through the gatekeeper that failed: a new
+        // signalling path would not bring it back.
+        if let Some(gk) = self.media_via {
+            self.release_media_lost(gk);
             return;
         }
         if callee.open && self.controller == Some(Controller::Gatekeeper(r.gatekeeper.clone())) {
@@ -707,6 +725,19 @@ impl Call {
         }
     }
 
+    /// The gatekeeper that held this call was declared down. A call whose
+    /// media it proxied is released (cause 38); any other call stays up,
+    /// to be taken over by the gatekeeper in control.
+    pub fn handle_controller_lost(&mut self, now: Instant) {
+        let _ = now;
+        if self.state != State::Relaying {
+            return;
+        }
+        if let Some(gk) = self.media_via {
+            self.release_media_lost(gk);
+        }
+    }
+
     /// The other end of this call, also held by this proxy, hung up while
     /// neither call had a gatekeeper leg to carry it: release this end.
     pub fn handle_far_end_released(&mut self, now: Instant) {
@@ -779,7 +810,11 @@ impl Call {
         self.count(Counter::Relayed);
         // Only a message that signals an address of its own is re-encoded;
         // everything else goes out byte-identical.
-        let m = match Signalling::from_message(m) {
+        let m = Signalling::from_message(m);
+        if let Ok(s) = &m {
+            self.note_media_path(from, s);
+        }
+        let m = match m {
             Ok(s) if s.h245_address().is_some() || s.alternative_address().is_some() => s,
             _ => {
                 self.send(to, payload);
@@ -796,6 +831,41 @@ impl Call {
             return;
         }
         self.send_rewritten(to, m);
+    }
+
+    /// Note whether `s`, from leg `from`, shows that the gatekeeper on that
+    /// leg proxies the call's media.
+    fn note_media_path(&mut self, from: Leg, s: &Signalling) {
+        let leg = &self.legs[from.index()];
+        if self.media_via.is_some() || leg.side != LegSide::Gatekeeper {
+            return;
+        }
+        if let Some(peer) = leg.peer
+            && let std::net::IpAddr::V4(ip) = peer.ip()
+            && s.h245_names(ip)
+        {
+            tracing::info!(gatekeeper = %ip, "the call's media passes through the gatekeeper (its H.245 names its address)");
+            self.media_via = Some(peer.ip());
+        }
+    }
+
+    /// Release every open leg with `cause`: a call whose media went
+    /// through a gatekeeper that went away is silent, and a silent call
+    /// kept up is worse than a clear release.
+    fn release_media_lost(&mut self, gatekeeper: std::net::IpAddr) {
+        tracing::warn!(
+            %gatekeeper,
+            cause = cause::NETWORK_OUT_OF_ORDER,
+            "the call's media passed through a gatekeeper that went away; releasing the call"
+        );
+        self.count(Counter::MediaLost);
+        self.phase = Phase::Released;
+        for leg in [Leg::Caller, Leg::Callee] {
+            if self.legs[leg.index()].open {
+                self.release(leg, cause::NETWORK_OUT_OF_ORDER);
+            }
+        }
+        self.close();
     }
 
     /// Send `m` to `to` after pointing a FACILITY's alternativeAddress at

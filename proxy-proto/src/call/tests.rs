@@ -857,3 +857,120 @@ fn a_hang_up_with_no_gatekeeper_leg_is_handed_to_the_other_end_the_proxy_holds()
     anchored.handle_far_end_released(t0);
     assert!(!anchored.is_closed());
 }
+
+/// A FACILITY carrying tunnelled H.245 octets that contain `ip` (as a
+/// gatekeeper's RTP proxy puts its own address in OpenLogicalChannel).
+fn tunnelled_h245_naming(ip: [u8; 4]) -> Bytes {
+    // Made-up H.245 octets around an octet-aligned IPv4 address and port.
+    let mut h245 = vec![0x03, 0x00, 0x00, 0x80, 0x0c, 0x00];
+    h245.extend_from_slice(&ip);
+    h245.extend_from_slice(&[0x13, 0x89, 0x00]);
+    let body = serde_json::json!({"h323-uu-pdu": {
+        "h323-message-body": {"facility": {
+            "protocolIdentifier": crate::h225::PROTOCOL_ID,
+            "reason": {"undefinedReason": null},
+            "callIdentifier": {"guid": crate::h225::value::hex(&[5u8; 16])}}},
+        "h245Tunnelling": true,
+        "h245Control": [crate::h225::value::hex(&h245)]}});
+    let uu: crate::h225::asn::h323_messages::H323UserInformation =
+        rasn::jer::decode(&body.to_string()).unwrap();
+    let mut m = Message::new(msg::FACILITY, q931::CallRef::new(9, true));
+    m.set_user_user(&uuie::encode(&uu).unwrap());
+    m.encode()
+}
+
+/// An active call toward the gatekeeper at 198.18.2.10 whose tunnelled
+/// H.245 from that side named `ip`.
+fn active_with_h245_naming(t0: Instant, ip: [u8; 4]) -> Call {
+    let mut c = to_gatekeeper(t0);
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    drain(&mut c);
+    c.handle_h245_listener(t0, Ok(a("198.18.1.1:40000")));
+    drain(&mut c);
+    let f = tunnelled_h245_naming(ip);
+    assert!(Signalling::decode(&f).unwrap().h245_names(ip.into()));
+    c.handle_frame(t0, Leg::Callee, f.clone());
+    let (_, tx) = drain(&mut c);
+    assert_eq!(tx, vec![(Leg::Caller, f)], "relayed unchanged");
+    c
+}
+
+#[test]
+fn a_call_whose_media_a_lost_gatekeeper_proxied_is_released_with_cause_38_not_kept_silent() {
+    let t0 = Instant::now();
+    // The gatekeeper's H.245 named its own address: its RTP proxy
+    // carries the media. Its leg lost: the endpoint hears cause 38.
+    let mut c = active_with_h245_naming(t0, [198, 18, 2, 10]);
+    c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed);
+    let (ev, tx) = drain(&mut c);
+    assert_eq!(tx.len(), 1, "{tx:?}");
+    assert_eq!(tx[0].0, Leg::Caller);
+    assert_eq!(
+        cause_of(&tx[0].1),
+        (msg::RELEASE_COMPLETE, cause::NETWORK_OUT_OF_ORDER)
+    );
+    assert!(ev.contains(&CallEvent::Count(Counter::MediaLost)));
+    assert!(!ev.contains(&CallEvent::Count(Counter::KeptUp)));
+    assert!(c.is_closed());
+
+    // Media between the endpoints (the H.245 names someone else): kept
+    // up as before, and the gatekeeper's loss changes nothing more.
+    let mut c = active_with_h245_naming(t0, [198, 18, 1, 12]);
+    c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed);
+    let (ev, tx) = drain(&mut c);
+    assert!(tx.is_empty());
+    assert!(ev.contains(&CallEvent::Count(Counter::KeptUp)));
+    c.handle_controller_lost(t0);
+    assert!(drain(&mut c).1.is_empty());
+    assert!(!c.is_closed());
+
+    // The gatekeeper's address in H.245 from the endpoint's side says
+    // nothing about the gatekeeper's media path.
+    let mut c = to_gatekeeper(t0);
+    c.handle_frame(t0, Leg::Callee, corpus_q931(msg::CONNECT));
+    drain(&mut c);
+    c.handle_h245_listener(t0, Ok(a("198.18.1.1:40000")));
+    drain(&mut c);
+    c.handle_frame(t0, Leg::Caller, tunnelled_h245_naming([198, 18, 2, 10]));
+    drain(&mut c);
+    c.handle_leg_lost(t0, Leg::Callee, LegLoss::Closed);
+    let (ev, _) = drain(&mut c);
+    assert!(ev.contains(&CallEvent::Count(Counter::KeptUp)));
+}
+
+#[test]
+fn a_gatekeeper_declared_down_releases_the_calls_whose_media_it_proxied_before_any_leg_drops() {
+    let t0 = Instant::now();
+    // Partitioned: the gatekeeper leg is still open (half-open).
+    let mut c = active_with_h245_naming(t0, [198, 18, 2, 10]);
+    c.handle_controller_lost(t0);
+    let (ev, tx) = drain(&mut c);
+    let legs: Vec<Leg> = tx.iter().map(|(l, _)| *l).collect();
+    assert_eq!(legs, vec![Leg::Caller, Leg::Callee], "both legs hear it");
+    for (_, b) in &tx {
+        assert_eq!(
+            cause_of(b),
+            (msg::RELEASE_COMPLETE, cause::NETWORK_OUT_OF_ORDER)
+        );
+    }
+    assert!(ev.contains(&CallEvent::Count(Counter::MediaLost)));
+    assert!(c.is_closed());
+    // Once is enough.
+    c.handle_controller_lost(t0);
+    assert!(drain(&mut c).1.is_empty());
+
+    // A re-admission that reaches it first does not re-anchor it: a new
+    // signalling path would not bring the media back.
+    let mut c = active_with_h245_naming(t0, [198, 18, 2, 10]);
+    c.handle_reanchor(t0, &reanchor());
+    let (ev, tx) = drain(&mut c);
+    assert!(
+        !ev.iter().any(|e| matches!(e, CallEvent::Connect { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(
+        cause_of(&tx[0].1),
+        (msg::RELEASE_COMPLETE, cause::NETWORK_OUT_OF_ORDER)
+    );
+    assert!(c.is_closed());
+}

@@ -104,6 +104,9 @@ pub mod cause {
     pub const NORMAL_CLEARING: u8 = 16;
     /// Temporary failure: the other leg went away.
     pub const TEMPORARY_FAILURE: u8 = 41;
+    /// Network out of order: the call's media passed through a gatekeeper
+    /// (its RTP proxy) that went away, so the call is silent.
+    pub const NETWORK_OUT_OF_ORDER: u8 = 38;
     /// Invalid information element contents: the first message did not
     /// decode.
     pub const INVALID_CONTENTS: u8 = 100;
@@ -217,6 +220,9 @@ pub enum Counter {
     Spliced,
     /// No gatekeeper took the call over within the deadline.
     Unanchored,
+    /// A call whose media passed through a gatekeeper that went away was
+    /// released (it would stay up silent).
+    MediaLost,
 }
 
 /// What the call asks of its driver.

@@ -68,10 +68,21 @@ impl RasRelay {
                 // Its calls' signalling legs through it are gone with it:
                 // the gatekeeper that takes control is to admit them again.
                 let name = &self.gks[i].cfg.name;
+                let mut lost = Vec::new();
                 for c in self.calls.values_mut() {
                     if c.admitted_by.as_ref() == Some(name) {
                         c.anchored = false;
+                        lost.push(c.call_id);
                     }
+                }
+                // Both ends of a call through this proxy share one id.
+                lost.sort_unstable();
+                lost.dedup();
+                for call_id in lost {
+                    self.events.push_back(Event::ControllerLost {
+                        call_id,
+                        gatekeeper: name.clone(),
+                    });
                 }
                 // Calls held by a gatekeeper not in control (they stay with
                 // the one that took them over): the one in control takes

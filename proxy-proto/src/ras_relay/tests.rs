@@ -1171,6 +1171,19 @@ fn routed_call_after_failover(
 fn a_routed_call_is_readmitted_at_the_backup_and_handed_to_its_call_to_reanchor() {
     let (mut r, mut gks, mut t, mut events) =
         routed_call_after_failover(3, Duration::from_secs(30));
+    // The primary's death reaches the call's tasks once (they release it
+    // if the primary also carried its media).
+    let lost: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::ControllerLost { .. }))
+        .collect();
+    assert_eq!(
+        lost,
+        vec![&Event::ControllerLost {
+            call_id: [9; 16],
+            gatekeeper: "primary".into()
+        }]
+    );
     // Three refusals, 500 ms apart, then the ACF.
     let until = t + 3 * READMIT_RETRY + 100 * MS;
     while t < until {

@@ -163,6 +163,14 @@ pub enum Event {
         /// The endpoint whose call it is.
         endpoint_id: String,
     },
+    /// The gatekeeper that admitted a call was declared down: its call
+    /// tasks release it if that gatekeeper also carried its media.
+    ControllerLost {
+        /// callIdentifier.
+        call_id: [u8; 16],
+        /// The gatekeeper's name.
+        gatekeeper: String,
+    },
     /// A datagram was rejected without changing state.
     Rejected {
         /// Sender.

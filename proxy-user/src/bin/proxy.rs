@@ -337,6 +337,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     spliced = get(&c.spliced),
                     reanchor_failed = get(&c.reanchor_failed),
                     unanchored = get(&c.unanchored),
+                    media_lost = get(&c.media_lost),
                     relayed = get(&c.relayed),
                     keepalives_answered = get(&c.keepalives_answered),
                     malformed = get(&c.malformed),

@@ -56,6 +56,9 @@ pub struct CallStats {
     pub spliced: AtomicU64,
     /// Calls no gatekeeper took over within the deadline.
     pub unanchored: AtomicU64,
+    /// Calls released because their media went through a gatekeeper that
+    /// went away.
+    pub media_lost: AtomicU64,
 }
 
 impl CallStats {
@@ -72,6 +75,7 @@ impl CallStats {
             Counter::ReanchorFailed => &self.reanchor_failed,
             Counter::Spliced => &self.spliced,
             Counter::Unanchored => &self.unanchored,
+            Counter::MediaLost => &self.media_lost,
         };
         n.fetch_add(1, Ordering::Relaxed);
     }
@@ -124,6 +128,8 @@ pub enum CallInput {
     },
     /// The other end, held by this proxy too, hung up.
     FarEndReleased,
+    /// The gatekeeper that held the call was declared down.
+    ControllerLost,
 }
 
 type Mailboxes = HashMap<([u8; 16], Role), mpsc::UnboundedSender<CallInput>>;
@@ -403,6 +409,7 @@ impl CallDriver {
             CallInput::Reanchor(r) => call.handle_reanchor(now, &r),
             CallInput::Unanchored => call.handle_unanchored(now),
             CallInput::FarEndReleased => call.handle_far_end_released(now),
+            CallInput::ControllerLost => call.handle_controller_lost(now),
             CallInput::Splice {
                 mut io,
                 setup,

@@ -514,6 +514,13 @@ impl RasDriver {
                             }
                         }
                     }
+                    (_, Event::ControllerLost { call_id, .. }) => {
+                        if let Some(calls) = &self.calls {
+                            for role in [Role::Calling, Role::Answering] {
+                                let _ = calls.send(call_id, role, CallInput::ControllerLost);
+                            }
+                        }
+                    }
                     (Some(t), Event::Offload { source, entry }) => {
                         if let Err(e) = t.learn(source, &entry) {
                             tracing::warn!(%source, error = %e, "offloading keepalives");
@@ -586,6 +593,14 @@ fn log_event(ev: &Event) {
             call_id = %crate::h225::value::hex(call_id),
             %endpoint_id,
             "call not taken over by the gatekeeper in control within the deadline"
+        ),
+        Event::ControllerLost {
+            call_id,
+            gatekeeper,
+        } => tracing::info!(
+            call_id = %crate::h225::value::hex(call_id),
+            %gatekeeper,
+            "the gatekeeper that held the call is down"
         ),
         Event::Offload { source, .. } => {
             tracing::debug!(%source, "keepalives offloaded to the kernel")
