@@ -985,19 +985,97 @@ fn listed_via(gk: &GnuGk, numbers: &[(&str, &str)], secs: u64) {
 /// backup, the called side's proxy splices it onto the endpoint leg it
 /// kept. Held 90 s; then the backup's DisconnectCall releases one call
 /// at both ends and a hang-up by the other call's callee reaches its
-/// caller through the backup and both proxies.
+/// caller through the backup and both proxies. A capture on every
+/// endpoint link shows that no endpoint saw a call signalling message
+/// other than the far end's tunnelled H.245 between the fault and the
+/// hang-ups.
 ///
 /// ```text
 ///  simple 2001 198.18.4.2 ─px3┐                        ┌py0─ 198.18.8.2 simple 2002
 ///  simple 2003 198.18.5.2 ─px4┤ px ─ GK1, GK2 ─ py ├py3─ 198.18.9.2 simple 2004
 /// ```
 #[test]
-fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
-    const T: &str = "gnugk_calls_across_two_proxies_are_taken_over_by_the_backup";
-    if !privileged(T) {
+fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup_after_a_sigkill() {
+    two_proxies(
+        "gnugk_calls_across_two_proxies_are_taken_over_by_the_backup_after_a_sigkill",
+        Fault::Kill,
+    );
+}
+
+/// As the SIGKILL case, the primary cut off from both proxies instead;
+/// the cut heals after 90 s and control fails back, the calls staying
+/// with the backup past the primary's stale records.
+#[test]
+fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup_after_a_partition() {
+    two_proxies(
+        "gnugk_calls_across_two_proxies_are_taken_over_by_the_backup_after_a_partition",
+        Fault::Partition,
+    );
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    Kill,
+    Partition,
+}
+
+/// Seconds since the Unix epoch (as tshark's frame.time_epoch).
+fn epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Q.931 message types (SETUP 0x05, CONNECT 0x07, FACILITY 0x62...) sent
+/// to `hosts` between `from` and `to` (epoch
+/// seconds) in the capture `cap`, with their counts.
+fn q931_to(
+    cap: &std::path::Path,
+    hosts: &[&str],
+    from: f64,
+    to: f64,
+) -> std::collections::BTreeMap<u8, usize> {
+    let dst = hosts.join(", ");
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(cap)
+        .args([
+            "-Y",
+            &format!(
+                "q931 && ip.dst in {{{dst}}} && frame.time_epoch >= {from} && frame.time_epoch <= {to}"
+            ),
+        ])
+        .args(["-T", "fields", "-e", "q931.message_type"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut m = std::collections::BTreeMap::new();
+    for t in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .flat_map(|l| l.split(','))
+    {
+        // BASE_HEX fields print as 0x.., older tshark print decimal.
+        let t = t.trim();
+        let v = match t.strip_prefix("0x") {
+            Some(h) => u8::from_str_radix(h, 16),
+            None => t.parse(),
+        };
+        *m.entry(v.unwrap_or_else(|_| panic!("message type {t:?}")))
+            .or_default() += 1;
+    }
+    m
+}
+
+fn two_proxies(name: &str, fault: Fault) {
+    if !privileged(name) {
         return;
     }
-    let Some(peers) = peers(T) else { return };
+    let Some(peers) = peers(name) else { return };
     let lab = Lab::create().unwrap();
     let second = lab.second_proxy().unwrap();
     let h1 = h323plus_host(&lab, "px3", 4);
@@ -1020,6 +1098,23 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
         .ip(&["route", "add", "198.18.9.0/24", "via", "198.18.3.10"])
         .unwrap();
 
+    // Every packet on the endpoints' links, for tshark.
+    let dir = tempfile::tempdir().unwrap();
+    let caps = [
+        dir.path().join("px-eps.pcapng"),
+        dir.path().join("py-eps.pcapng"),
+    ];
+    let mut tsharks = [
+        (&lab.px, ["px3", "px4"], &caps[0]),
+        (&second.py, ["py0", "py3"], &caps[1]),
+    ]
+    .map(|(ns, [i1, i2], cap)| {
+        let mut c = ns.command("tshark").unwrap();
+        c.args(["-q", "-n", "-i", i1, "-i", i2, "-w"])
+            .arg(cap)
+            .stderr(Stdio::null());
+        LabProc::spawn("tshark", c).unwrap()
+    });
     let mut gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
     let gk2 = GnuGk::start(&peers, &lab.gk2, GK2, "GK2", Routing::Routed, "").unwrap();
     let px = Proxy::start_tweaked(&lab, 2000, None, |t| t);
@@ -1113,7 +1208,15 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
     };
     rx("before the fault");
 
-    gk1.proc.kill9();
+    let fault_at = epoch();
+    match fault {
+        Fault::Kill => gk1.proc.kill9(),
+        Fault::Partition => {
+            for dev in ["gk0", "gk1b"] {
+                lab.gk1.ip(&["link", "set", dev, "down"]).unwrap();
+            }
+        }
+    }
     let killed = Instant::now();
     for p in [&px, &py] {
         assert!(
@@ -1132,7 +1235,7 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
         py.log_text()
     );
     eprintln!(
-        "two proxies: GK2 listed both calls {:?} after the primary was killed",
+        "two proxies, {fault:?}: GK2 listed both calls {:?} after the fault",
         killed.elapsed()
     );
     let until = Instant::now() + Duration::from_secs(90);
@@ -1140,6 +1243,32 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
         std::thread::sleep(Duration::from_secs(7));
         rx("primary killed, calls at the backup");
     }
+    if fault == Fault::Partition {
+        // The cut heals: control fails back to the primary; the calls
+        // stay with the backup, which holds them.
+        for dev in ["gk0", "gk1b"] {
+            lab.gk1.ip(&["link", "set", dev, "up"]).unwrap();
+        }
+        for p in [&px, &py] {
+            assert!(
+                wait_for(30, || (moves_to(p, "primary") > 1).then_some(())).is_some(),
+                "no fail back after the partition:\n{}",
+                p.log_text()
+            );
+        }
+        listed_via(&gk1, &[("2001", "198.18.2.1"), ("2004", "198.18.6.1")], 30);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_secs(7));
+            rx("after fail back");
+        }
+        assert_eq!(gk2.call_list().unwrap().len(), 2);
+        eprintln!(
+            "GK1 calls after the partition healed: {:?}",
+            gk1.call_list().unwrap_or_default()
+        );
+    }
+    let hangups_at = epoch();
     for (p, key) in [(&px, "spliced"), (&py, "reanchored")] {
         assert!(
             call_counter(p, key) >= 1,
@@ -1192,6 +1321,27 @@ fn gnugk_calls_across_two_proxies_are_taken_over_by_the_backup() {
     }
     assert!(wait_for(10, || (gk2.calls().ok()? == 0).then_some(())).is_some());
     s2001.send("X");
+
+    // What reached the endpoints from the fault to the hang-ups: only the
+    // far ends' tunnelled H.245 (FACILITY), nothing to answer.
+    for t in &mut tsharks {
+        unsafe { libc::kill(t.pid() as i32, libc::SIGINT) };
+        let _ = wait_for(10, || t.exited());
+    }
+    let hosts = ["198.18.4.2", "198.18.5.2", "198.18.8.2", "198.18.9.2"];
+    for cap in &caps {
+        let before = q931_to(cap, &hosts, 0.0, fault_at);
+        assert!(
+            before.contains_key(&0x05) && before.contains_key(&0x07),
+            "the capture has the calls' set-up: {before:?}"
+        );
+        let seen = q931_to(cap, &hosts, fault_at, hangups_at);
+        eprintln!("to the endpoints during the fault: {seen:?} (Q.931 message type: count)");
+        assert!(
+            seen.keys().all(|&t| t == 0x62),
+            "an endpoint saw more than the far end's FACILITY: {seen:?}"
+        );
+    }
 }
 
 /// GnuGk's RTP proxy carries the H323Plus call's media (`[Proxy]`): when
