@@ -714,13 +714,7 @@ impl Call {
                     "no gatekeeper took the call over; releasing it (cause {})",
                     cause::TEMPORARY_FAILURE
                 );
-                self.phase = Phase::Released;
-                for leg in [Leg::Caller, Leg::Callee] {
-                    if self.legs[leg.index()].open {
-                        self.release(leg, cause::TEMPORARY_FAILURE);
-                    }
-                }
-                self.close();
+                self.release_all(cause::TEMPORARY_FAILURE, |_| true);
             }
         }
     }
@@ -751,13 +745,7 @@ impl Call {
             return;
         }
         tracing::info!("far end hung up while the proxy held the call; releasing this end");
-        self.phase = Phase::Released;
-        for leg in [Leg::Caller, Leg::Callee] {
-            if self.legs[leg.index()].open && self.legs[leg.index()].side == LegSide::Endpoint {
-                self.release(leg, cause::NORMAL_CLEARING);
-            }
-        }
-        self.close();
+        self.release_all(cause::NORMAL_CLEARING, |l| l.side == LegSide::Endpoint);
     }
 
     fn drain_backlog(&mut self, now: Instant) {
@@ -859,10 +847,17 @@ impl Call {
             "the call's media passed through a gatekeeper that went away; releasing the call"
         );
         self.count(Counter::MediaLost);
+        self.release_all(cause::NETWORK_OUT_OF_ORDER, |_| true);
+    }
+
+    /// End the call: a RELEASE COMPLETE with `cause` on every open leg
+    /// `which` picks.
+    fn release_all(&mut self, cause: u8, which: impl Fn(&LegState) -> bool) {
         self.phase = Phase::Released;
         for leg in [Leg::Caller, Leg::Callee] {
-            if self.legs[leg.index()].open {
-                self.release(leg, cause::NETWORK_OUT_OF_ORDER);
+            let l = &self.legs[leg.index()];
+            if l.open && which(l) {
+                self.release(leg, cause);
             }
         }
         self.close();
