@@ -679,3 +679,80 @@ fn an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself() {
     // The real endpoints were not disturbed.
     assert_eq!(get(&status(&eps), "registered"), 2);
 }
+
+/// Hostile LAN, the alias hijack: with no gatekeeper, the proxy is the
+/// gatekeeper, and a host on the LAN registering a live endpoint's number
+/// from another address is refused (RRJ duplicateAlias); calls to that
+/// number still reach its owner, never the claimant.
+#[test]
+fn in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number() {
+    if !privileged("in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    let lab = Lab::create().unwrap();
+    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let mut gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 2000);
+    let mut eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
+    wait_status(&eps, 20, |l| get(l, "registered") == 2);
+    gk1.kill9();
+    gk2.kill9();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"survivable\"")),
+        "no survivable mode:\n{}",
+        proxy.log_text()
+    );
+    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 42,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json("198.18.1.2:41720".parse().unwrap())],
+        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "3002"}],
+        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+        "timeToLive": 60, "keepAlive": false}});
+    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+    let (answer, claimant) = lab
+        .ep
+        .run(move || {
+            // Where a SETUP for 3002 would arrive, were the claim accepted.
+            let l = std::net::TcpListener::bind("198.18.1.2:41720").unwrap();
+            l.set_nonblocking(true).unwrap();
+            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).unwrap_or(0);
+            (buf[..n].to_vec(), l)
+        })
+        .unwrap();
+    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
+    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
+        panic!("a second owner of 3002 accepted: {m:?}")
+    };
+    use proxy_user::h225::alias::Alias;
+    use proxy_user::h225::asn::h323_messages::RegistrationRejectReason;
+    let RegistrationRejectReason::duplicateAlias(taken) = &rrj.reject_reason else {
+        panic!("{:?}", rrj.reject_reason)
+    };
+    let taken: Vec<Alias> = taken.iter().map(Alias::of).collect();
+    assert_eq!(taken, vec![Alias::E164("3002".into())]);
+    // 3001 calls 3002: the owner answers, the claimant hears nothing.
+    eps.send("call 0 3002");
+    wait_status(&eps, 10, |l| get(l, "calls_active") == 2);
+    assert!(
+        claimant.accept().is_err(),
+        "the SETUP for 3002 went to the claimant"
+    );
+    let s = status(&eps);
+    assert_eq!(get(&s, "registered"), 2, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert!(
+        proxy_tests::wait_for(5, || (proxy.counter("RAS counters", "refused")? >= 1)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        proxy.log_text()
+    );
+}

@@ -465,6 +465,37 @@ impl RasRelay {
             );
             return;
         }
+        // Survivable mode: the proxy is the gatekeeper, and an alias has
+        // one owner. Another source claiming a live endpoint's alias would
+        // take its calls (routing by alias finds one registration), and
+        // keep them past fail-back: refused, naming the aliases
+        // (H.225.0 duplicateAlias).
+        let taken: Vec<AliasAddress> = reg
+            .aliases
+            .iter()
+            .filter(|a| {
+                self.regs
+                    .by_alias(&Alias::of(a))
+                    .is_some_and(|owner| owner.source != from)
+            })
+            .cloned()
+            .collect();
+        if !taken.is_empty() {
+            self.stats.refused += 1;
+            self.events.push_back(Event::Rejected {
+                from,
+                reason: "RRQ for an alias another endpoint holds",
+            });
+            self.answer(
+                from,
+                build::rrj(
+                    seq,
+                    RegistrationRejectReason::duplicateAlias(taken),
+                    &self.cfg.proxy_id,
+                ),
+            );
+            return;
+        }
         // Survivable mode: register locally.
         let id = match self.regs.by_source(from) {
             Some(r) => r.endpoint_id.clone(),

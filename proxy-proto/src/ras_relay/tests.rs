@@ -1285,3 +1285,40 @@ fn calls_held_by_a_gatekeeper_not_in_control_move_to_the_one_in_control_when_it_
             .is_some_and(|c| c.admitted_by.as_deref() == Some("primary"))
     );
 }
+
+#[test]
+fn in_survivable_mode_an_alias_a_live_endpoint_holds_is_refused_to_another_source() {
+    let (mut r, mut gks, mut t, _) = registered();
+    gks[0].alive = false;
+    gks[1].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), None, "survivable mode");
+    let before = r.registrations().len();
+    // Another host claims alice's number 1001.
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "mallory", "1001", EP2));
+    let RasMessage::registrationReject(rrj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("a second owner of 1001 accepted")
+    };
+    let RegistrationRejectReason::duplicateAlias(taken) = &rrj.reject_reason else {
+        panic!("{rrj:?}")
+    };
+    let taken: Vec<Alias> = taken.iter().map(Alias::of).collect();
+    assert_eq!(taken, vec![Alias::E164("1001".into())]);
+    assert_eq!(r.registrations().len(), before);
+    assert_eq!(
+        r.route_alias(&Alias::E164("1001".into())).map(|x| x.source),
+        Some(addr(EP1)),
+        "calls to 1001 still reach alice"
+    );
+    // Its own aliases are welcome, and alice may register hers again.
+    r.handle_endpoint(t, addr(EP2), &rrq(2, "bob", "1002", EP2));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+    r.handle_endpoint(t, addr(EP1), &rrq(3, "alice", "1001", EP1));
+    assert!(matches!(
+        only(pump(&mut r, t, &mut gks)),
+        RasMessage::registrationConfirm(_)
+    ));
+}
