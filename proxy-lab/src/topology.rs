@@ -79,19 +79,25 @@ impl Lab {
             .ip(&["route", "add", "198.18.0.0/15", "via", "198.18.2.1"])?;
         lab.gk2
             .ip(&["route", "add", "198.18.0.0/15", "via", "198.18.3.1"])?;
-        let out = lab
-            .px
-            .command("sysctl")?
-            .args(["-qw", "net.ipv4.ip_forward=1"])
-            .output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "sysctl ip_forward in {}: {}",
-                lab.px.name(),
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+        forwarding(&lab.px)?;
         Ok(lab)
+    }
+}
+
+/// Turn on IPv4 forwarding in `ns` (a router between two of its links).
+fn forwarding(ns: &Netns) -> io::Result<()> {
+    let out = ns
+        .command("sysctl")?
+        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "sysctl ip_forward in {}: {}",
+            ns.name(),
+            String::from_utf8_lossy(&out.stderr)
+        )))
     }
 }
 
@@ -152,17 +158,7 @@ impl Lab {
         self.px
             .ip(&["route", "add", "198.18.8.0/24", "via", "198.18.3.10"])?;
         for ns in [&py, &self.gk1, &self.gk2] {
-            let out = ns
-                .command("sysctl")?
-                .args(["-qw", "net.ipv4.ip_forward=1"])
-                .output()?;
-            if !out.status.success() {
-                return Err(io::Error::other(format!(
-                    "sysctl ip_forward in {}: {}",
-                    ns.name(),
-                    String::from_utf8_lossy(&out.stderr)
-                )));
-            }
+            forwarding(ns)?;
         }
         Ok(SecondProxy { py, host })
     }
