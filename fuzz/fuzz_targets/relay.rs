@@ -47,6 +47,12 @@ fn cfg() -> RelayConfig {
         ),
         own_password: None,
         credentials: [("1001".to_string(), "secret".to_string())].into(),
+        // Small enough that long inputs reach the budget's refusals.
+        ras_budget: proxy_proto::budget::Rate {
+            per_second: 1000,
+            burst: 64,
+        },
+        max_sources: 4,
     }
 }
 

@@ -179,6 +179,18 @@ pub fn second_proxy_toml(instance: &str, failback_hold_ms: u64) -> String {
         .replace("id = \"LAB-PROXY\"", "id = \"LAB-PROXY-B\"")
 }
 
+/// The lab's `[limits]`: its endpoint host is a whole LAN of simulated
+/// endpoints behind one address, so the per-source budgets are as large as
+/// the global ones. The hostile-LAN tests take this block out (the
+/// daemon's defaults) and attack from other addresses.
+pub const LAB_LIMITS: &str = "[limits]
+ras_per_source_per_second = 1000000
+ras_per_source_burst = 1000000
+connections_per_source_per_second = 100000
+connections_per_source_burst = 100000
+max_connections_per_source = 8192
+";
+
 /// A proxy configuration for the lab: both gatekeepers, a short heartbeat,
 /// the XDP fast path on `xdp_iface` (off when `None`).
 pub fn proxy_toml(instance: &str, failback_hold_ms: u64, xdp_iface: Option<&str>) -> String {
@@ -206,7 +218,7 @@ failback_hold_ms = {failback_hold_ms}
 [[survivable.dial_plan]]
 prefix = "9"
 strip = 1
-[[gatekeeper]]
+{LAB_LIMITS}[[gatekeeper]]
 name = "primary"
 address = "{GK1}:1719"
 [[gatekeeper]]

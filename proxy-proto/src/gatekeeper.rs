@@ -72,6 +72,9 @@ pub struct Heartbeat {
     cfg: HeartbeatConfig,
     last_heard: Instant,
     next_probe: Instant,
+    /// The latest hint taken ([`Heartbeat::expedite`]): at most one an
+    /// interval.
+    last_hint: Option<Instant>,
     health: Health,
     /// Since when the gatekeeper has been continuously up (for fail-back
     /// hold times); `None` while it is not up.
@@ -112,6 +115,7 @@ impl Heartbeat {
             cfg,
             last_heard: now,
             next_probe: now + cfg.interval,
+            last_hint: None,
             health: Health::Up,
             up_since: Some(now),
             last_probe: now,
@@ -292,19 +296,26 @@ impl Heartbeat {
         }
     }
 
-    /// The transport reported the gatekeeper unreachable: down at once.
-    pub fn handle_transport_error(&mut self) {
-        self.health = Health::Down;
-        self.up_since = None;
-    }
-
     /// A hint that the gatekeeper may be gone (its TCP connection closed
-    /// mid-call): probe at once and call it down if that probe goes
-    /// unanswered, instead of waiting for a whole run of misses.
+    /// mid-call, an ICMP unreachable): probe at once and call it down if
+    /// that probe goes unanswered, instead of waiting for a whole run of
+    /// misses. A hint is never a verdict: anyone can forge one, and an
+    /// answer to the probe undoes it. Hints are taken once an interval at
+    /// most, and with a probe already out none more is sent: a stream of
+    /// forged hints sends no stream of probes.
     pub fn expedite(&mut self, now: Instant) {
+        if self
+            .last_hint
+            .is_some_and(|h| now.saturating_duration_since(h) < self.cfg.interval)
+        {
+            return;
+        }
+        self.last_hint = Some(now);
         let back = self.cfg.interval * self.cfg.multiplier.saturating_sub(1);
         self.last_heard = self.last_heard.min(now.checked_sub(back).unwrap_or(now));
-        self.next_probe = now;
+        if self.outstanding.is_empty() {
+            self.next_probe = now;
+        }
         if self.health != Health::Down {
             self.missed = self.missed.max(self.misses_needed().saturating_sub(1));
             self.last_missed = Some(self.last_missed.unwrap_or(now).min(now));
@@ -578,20 +589,6 @@ mod tests {
         }
         assert_eq!(hb.health(), Health::Down);
         assert!(now - dead < 1000 * MS, "{:?}", now - dead);
-    }
-
-    #[test]
-    fn transport_error_is_down_at_once_and_a_reply_brings_it_back() {
-        let t0 = Instant::now();
-        let mut hb = Heartbeat::new(cfg(), t0);
-        hb.handle_transport_error();
-        assert_eq!(hb.health(), Health::Down);
-        // Down stays down through timeouts until something is heard.
-        hb.handle_timeout(t0 + 10 * MS);
-        assert_eq!(hb.health(), Health::Down);
-        hb.handle_reply(t0 + 20 * MS);
-        assert_eq!(hb.health(), Health::Up);
-        assert_eq!(hb.up_for(t0 + 120 * MS), Some(100 * MS));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! Nothing here opens a socket, reads a clock or starts a runtime: the
 //! daemon (`proxy-user`) does, and the tests here run without root.
 
+pub mod budget;
 pub mod call;
 pub mod capture;
 pub mod gatekeeper;

@@ -70,6 +70,9 @@ pub struct Config {
     /// Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[limits]`: the budgets inputs from the endpoint LAN spend.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Gatekeepers in order of preference, primary first (`[[gatekeeper]]`).
     #[serde(default, rename = "gatekeeper")]
     pub gatekeepers: Vec<GatekeeperEntry>,
@@ -280,6 +283,72 @@ impl Default for CallsConfig {
     }
 }
 
+/// `[limits]`: what one host on the endpoint LAN may make the proxy do.
+/// Checked before anything is decoded; what is refused is counted in
+/// `h323proxy_refused_total{port,reason}`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// RAS datagrams a second from one source address (keepalives the
+    /// kernel fast path answers never reach this budget).
+    pub ras_per_source_per_second: u32,
+    /// RAS datagrams one source address may send at once.
+    pub ras_per_source_burst: u32,
+    /// New call signalling connections a second from one source address.
+    pub connections_per_source_per_second: u32,
+    /// New connections one source address may open at once.
+    pub connections_per_source_burst: u32,
+    /// Endpoint-side call signalling connections held at once.
+    pub max_connections: u32,
+    /// Endpoint-side call signalling connections held from one address.
+    pub max_connections_per_source: u32,
+    /// Source addresses given a budget of their own; past it, new sources
+    /// share one.
+    pub max_sources: u32,
+    /// H.245 listeners the proxy opens for one call.
+    pub h245_listeners_per_call: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            ras_per_source_per_second: 200,
+            ras_per_source_burst: 400,
+            connections_per_source_per_second: 20,
+            connections_per_source_burst: 40,
+            max_connections: 8192,
+            max_connections_per_source: 512,
+            max_sources: 65_536,
+            h245_listeners_per_call: 2,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The RAS budget of one source.
+    pub fn ras_rate(&self) -> crate::budget::Rate {
+        crate::budget::Rate {
+            per_second: self.ras_per_source_per_second,
+            burst: self.ras_per_source_burst,
+        }
+    }
+
+    /// The new-connection budget of one source.
+    pub fn connection_rate(&self) -> crate::budget::Rate {
+        crate::budget::Rate {
+            per_second: self.connections_per_source_per_second,
+            burst: self.connections_per_source_burst,
+        }
+    }
+
+    /// Descriptors the caps may need at once: two legs, two H.245
+    /// listeners and two H.245 links per endpoint-side connection at most,
+    /// plus room for the rest of the daemon.
+    pub fn descriptors_needed(&self) -> u64 {
+        u64::from(self.max_connections) * (2 + 2 * u64::from(self.h245_listeners_per_call)) + 1024
+    }
+}
+
 /// `[[survivable.dial_plan]]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -461,6 +530,37 @@ impl Config {
         if cfg.heartbeat.multiplier == 0 {
             return Err(invalid("heartbeat.multiplier", "must be at least 1".into()));
         }
+        for (field, v) in [
+            (
+                "limits.ras_per_source_per_second",
+                cfg.limits.ras_per_source_per_second,
+            ),
+            (
+                "limits.ras_per_source_burst",
+                cfg.limits.ras_per_source_burst,
+            ),
+            (
+                "limits.connections_per_source_per_second",
+                cfg.limits.connections_per_source_per_second,
+            ),
+            (
+                "limits.connections_per_source_burst",
+                cfg.limits.connections_per_source_burst,
+            ),
+            ("limits.max_connections", cfg.limits.max_connections),
+            (
+                "limits.max_connections_per_source",
+                cfg.limits.max_connections_per_source,
+            ),
+            ("limits.max_sources", cfg.limits.max_sources),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    field,
+                    "must be at least 1 (0 would refuse everything)".into(),
+                ));
+            }
+        }
         if cfg.survivable.reregister_in_flight == 0 {
             return Err(invalid(
                 "survivable.reregister_in_flight",
@@ -576,6 +676,8 @@ impl Config {
                 .collect(),
             identities: self.identity_pool(),
             own_password: Some(self.proxy.password.clone()).filter(|p| !p.is_empty()),
+            ras_budget: self.limits.ras_rate(),
+            max_sources: self.limits.max_sources as usize,
             credentials: self
                 .credentials
                 .iter()

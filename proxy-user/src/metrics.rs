@@ -199,6 +199,37 @@ impl Collector for ProxyCollector {
         )?;
         counter(
             &mut e,
+            "h323proxy_refused",
+            "Inputs from the endpoint LAN refused before any work was done on them, by port and reason (the [limits] budgets and the H.245 relay's checks)",
+            &[
+                (
+                    l(&[("port", "1719"), ("reason", "rate")]),
+                    s.stats.over_budget,
+                ),
+                (
+                    l(&[("port", "1720"), ("reason", "rate")]),
+                    get(&c.refused_rate),
+                ),
+                (
+                    l(&[("port", "1720"), ("reason", "connections")]),
+                    get(&c.refused_connections),
+                ),
+                (
+                    l(&[("port", "1720"), ("reason", "connections_per_source")]),
+                    get(&c.refused_connections_per_source),
+                ),
+                (
+                    l(&[("port", "h245"), ("reason", "address")]),
+                    get(&c.h245_refused),
+                ),
+                (
+                    l(&[("port", "h245"), ("reason", "stranger")]),
+                    get(&c.h245_strangers),
+                ),
+            ],
+        )?;
+        counter(
+            &mut e,
             "h323proxy_ras_forwarded",
             "Endpoint RAS requests forwarded to a gatekeeper",
             &[(vec![], s.stats.forwarded)],

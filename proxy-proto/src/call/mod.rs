@@ -293,6 +293,7 @@ impl Call {
             destinations: info.destinations,
             from_gatekeeper: caller.side == LegSide::Gatekeeper,
             accepted_on: self.accepted_on,
+            peer: caller.peer,
         }));
     }
 

@@ -53,6 +53,7 @@ fn local_route() -> RouteAnswer {
         }),
         caller: None,
         controller: Some("primary".into()),
+        from_controller: true,
     }
 }
 
@@ -88,6 +89,7 @@ fn to_gatekeeper(t0: Instant) -> Call {
             route: Some(CallRoute::Remote(a("198.18.2.10:1720"))),
             caller: Some((a("198.18.2.7:20001"), Some("GK-EP-7".into()))),
             controller: Some("primary".into()),
+            from_controller: true,
         },
     );
     c.handle_connected(t0);
@@ -169,6 +171,7 @@ fn setup_toward_a_gatekeeper_names_the_caller_as_the_gatekeeper_knows_it() {
             route: Some(CallRoute::Remote(a("198.18.2.10:1720"))),
             caller: Some((a("198.18.2.7:20001"), Some("GK-EP-7".into()))),
             controller: Some("backup".into()),
+            from_controller: true,
         },
     );
     let (ev, _) = drain(&mut c);
@@ -543,6 +546,7 @@ fn a_route_to_the_proxys_own_endpoint_listener_is_refused_not_followed() {
             }),
             caller: None,
             controller: None,
+            from_controller: true,
         },
     );
     let (ev, tx) = drain(&mut c);

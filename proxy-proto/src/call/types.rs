@@ -160,6 +160,8 @@ pub struct RouteQuery {
     /// The local address the caller's link was accepted on (an endpoint's
     /// own gatekeeper-side address names the callee by itself).
     pub accepted_on: Option<SocketAddr>,
+    /// Who sent the SETUP.
+    pub peer: Option<SocketAddr>,
 }
 
 /// The RAS side's answer to a [`RouteQuery`].
@@ -173,6 +175,10 @@ pub struct RouteAnswer {
     pub caller: Option<(SocketAddr, Option<String>)>,
     /// The gatekeeper in control (`None`: survivable mode).
     pub controller: Option<String>,
+    /// The SETUP came from the gatekeeper in control (its address): the
+    /// only sender whose SETUP for a held call may take over that call's
+    /// endpoint leg.
+    pub from_controller: bool,
 }
 
 /// Why a leg ended.

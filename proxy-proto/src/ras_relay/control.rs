@@ -474,17 +474,17 @@ impl RasRelay {
     }
 
     /// The transport reported a gatekeeper unreachable (ICMP port or host
-    /// unreachable on its connected socket): down at once.
+    /// unreachable on its connected socket): probe it at once.
     pub fn handle_unreachable(&mut self, now: Instant, gatekeeper: SocketAddr) {
         self.now = self.now.max(now);
         let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == gatekeeper) else {
             return;
         };
-        self.gks[gk].hb.handle_transport_error();
-        // Its registration of the proxy may be gone with the process.
-        self.gks[gk].self_id = None;
+        // ICMP is unauthenticated: any host that can guess the flow can
+        // forge one. A hint, never a verdict: probe at once; the
+        // gatekeeper is down only if that probe goes unanswered too.
+        self.gks[gk].hb.expedite(now);
         self.note_health(gk);
-        self.reselect(now);
     }
 
     /// A gatekeeper's call signalling connection closed or was reset in the

@@ -55,6 +55,13 @@ impl RasRelay {
     /// A datagram arrived on the endpoint-side socket.
     pub fn handle_endpoint(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.now = self.now.max(now);
+        // The budget first: a flood costs a lookup per datagram, not a
+        // decode, and never another source's share. Not logged one by one
+        // (the count is in the stats).
+        if !self.budget.allow(from.ip(), now) {
+            self.stats.over_budget += 1;
+            return;
+        }
         // Every log line about this datagram carries the endpoint.
         let id = self.regs.by_source(from).map(|r| r.endpoint_id.clone());
         let span = tracing::info_span!(

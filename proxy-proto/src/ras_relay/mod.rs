@@ -180,6 +180,8 @@ pub struct RasRelay {
     stats: RelayStats,
     /// Per-endpoint gatekeeper-side addresses, when configured.
     ids: Option<IdentityPool>,
+    /// What each endpoint-side source may still send.
+    budget: crate::budget::SourceBudget,
 }
 
 /// How long an unanswered request is remembered.
@@ -257,6 +259,7 @@ impl RasRelay {
             events: VecDeque::new(),
             stats: RelayStats::default(),
             ids: cfg.identities.clone(),
+            budget: crate::budget::SourceBudget::new(cfg.ras_budget, cfg.max_sources, now),
             cfg,
         }
     }
@@ -280,6 +283,7 @@ impl RasRelay {
         if new.gatekeepers != c.gatekeepers {
             restart.push("gatekeeper");
         }
+        self.budget.set_rate(new.ras_budget);
         if new.heartbeat != c.heartbeat {
             for g in &mut self.gks {
                 g.hb.set_config(new.heartbeat);

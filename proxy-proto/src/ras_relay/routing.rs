@@ -67,6 +67,11 @@ impl RasRelay {
             route,
             caller: q.call_id.and_then(|c| self.caller_identity(&c)),
             controller: self.active().map(str::to_owned),
+            from_controller: q.from_gatekeeper
+                && q.peer.is_some_and(|p| {
+                    self.active
+                        .is_some_and(|g| self.gks[g].cfg.ras.ip() == p.ip())
+                }),
         }
     }
 

@@ -53,6 +53,11 @@ fn cfg() -> RelayConfig {
         identities: None,
         own_password: None,
         credentials: HashMap::new(),
+        ras_budget: crate::budget::Rate {
+            per_second: 1_000_000,
+            burst: 1_000_000,
+        },
+        max_sources: 1024,
     }
 }
 
@@ -625,14 +630,41 @@ fn reregistrations_wait_for_answers_beyond_the_window() {
 }
 
 #[test]
-fn an_icmp_unreachable_primary_is_down_at_once() {
-    let (mut r, mut gks, t, _) = registered();
+fn an_icmp_unreachable_is_a_hint_a_live_primary_keeps_control_a_dead_one_loses_it_within_a_probe() {
+    let (mut r, mut gks, mut t, _) = registered();
+    let primary = addr("198.18.2.10:1719");
+    // The heartbeat's own RRQs over 2 s, for comparison.
+    let quiet = r.stats().rrqs_to_gatekeepers;
+    run(&mut r, &mut t, 2000 * MS, &mut gks);
+    let baseline = r.stats().rrqs_to_gatekeepers - quiet;
+    let sent_before = r.stats().rrqs_to_gatekeepers;
+    // Forged unreachables, 100 a second for 2 s, while the primary answers.
+    for _ in 0..200 {
+        r.handle_unreachable(t, primary);
+        run(&mut r, &mut t, 10 * MS, &mut gks);
+        assert_eq!(r.active(), Some("primary"), "a forged ICMP moved control");
+    }
+    assert_eq!(r.stats().failovers, 0);
+    // One hint an interval: 200 forgeries in 2 s of a 50 ms heartbeat
+    // add 40 probes at most, not 200.
+    let probes = r.stats().rrqs_to_gatekeepers - sent_before;
+    assert!(
+        probes <= baseline + 40,
+        "{probes} RRQs for 200 forged ICMPs ({baseline} without)"
+    );
+    // A real one: the process is gone. Down within one probe's wait, not
+    // interval × multiplier of silence.
     gks[0].alive = false;
-    r.handle_unreachable(t, addr("198.18.2.10:1719"));
-    assert_eq!(
-        r.active(),
-        Some("backup"),
-        "no waiting for interval x multiplier"
+    let at = t;
+    r.handle_unreachable(t, primary);
+    while r.active() == Some("primary") && t - at < 1000 * MS {
+        run(&mut r, &mut t, 10 * MS, &mut gks);
+    }
+    assert_eq!(r.active(), Some("backup"));
+    assert!(
+        t - at <= 120 * MS,
+        "control moved {:?} after the ICMP",
+        t - at
     );
     pump(&mut r, t, &mut gks);
     assert_eq!(

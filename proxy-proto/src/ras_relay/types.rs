@@ -73,6 +73,11 @@ pub struct RelayConfig {
     /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
     /// bare).
     pub credentials: HashMap<String, String>,
+    /// RAS datagrams one endpoint-side source address may send (spent
+    /// before decoding).
+    pub ras_budget: crate::budget::Rate,
+    /// Source addresses given a budget of their own.
+    pub max_sources: usize,
 }
 
 /// Which socket a datagram goes out of.
@@ -222,6 +227,9 @@ pub struct RelayStats {
     pub refused: u64,
     /// Requests dropped because too many were outstanding at gatekeepers.
     pub dropped_overload: u64,
+    /// Endpoint-side datagrams dropped unread: their source had spent its
+    /// budget.
+    pub over_budget: u64,
     /// Active calls admitted again at a gatekeeper that took control.
     pub readmitted: u64,
     /// Active calls not re-admitted within the deadline.

@@ -179,12 +179,51 @@ fn main() -> Result<()> {
     }
 }
 
+/// Raise the soft open-file limit to what the `[limits]` caps may need (up
+/// to the hard limit): at the usual soft limit of 1,024, a few hundred
+/// calls would run the daemon out of descriptors long before its caps
+/// refuse anything.
+fn raise_open_file_limit(needed: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open file limit");
+        return;
+    }
+    let want = needed.min(lim.rlim_max);
+    if want > lim.rlim_cur {
+        let before = lim.rlim_cur;
+        lim.rlim_cur = want;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "raising the open file limit");
+            return;
+        }
+        tracing::info!(
+            from = before,
+            to = want,
+            "open file limit raised for the [limits] caps"
+        );
+    }
+    if lim.rlim_max < needed {
+        tracing::warn!(
+            hard_limit = lim.rlim_max,
+            needed,
+            "the hard open file limit is below what limits.max_connections may need; lower it or raise LimitNOFILE"
+        );
+    }
+}
+
 async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     // Signal handlers first: a supervisor (or a test) that sees the pins
     // appear may send SIGTERM at once, and must get a clean shutdown.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    raise_open_file_limit(cfg.limits.descriptors_needed());
     let mut fast = None;
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load_sized(&cfg.instance, cfg.fastpath.max_endpoints)
@@ -325,6 +364,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     refused = s.stats.refused,
                     readmitted = s.stats.readmitted,
                     unanchored = s.stats.unanchored,
+                    over_budget = s.stats.over_budget,
                     "RAS counters"
                 );
                 let c = &calls.stats;
@@ -342,6 +382,11 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     keepalives_answered = get(&c.keepalives_answered),
                     malformed = get(&c.malformed),
                     unroutable = get(&c.unroutable),
+                    refused_rate = get(&c.refused_rate),
+                    refused_connections = get(&c.refused_connections),
+                    refused_per_source = get(&c.refused_connections_per_source),
+                    h245_refused = get(&c.h245_refused),
+                    h245_strangers = get(&c.h245_strangers),
                     "call signalling counters"
                 );
                 if let Some(fp) = &fast {

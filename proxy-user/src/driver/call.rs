@@ -2,7 +2,7 @@
 //! two legs of each call and pumps its [`Call`] state machine.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tracing::Instrument;
 
 use super::{DriverError, RasHandle};
+use crate::budget::{ConnectionCaps, Refusal, SourceBudget};
 use crate::call::{Call, CallConfig, CallEvent, Counter, Leg, LegLoss, LegSide, Phase, refuse};
 use crate::config::Config;
 use crate::ras_relay::Reanchor;
@@ -59,9 +60,35 @@ pub struct CallStats {
     /// Calls released because their media went through a gatekeeper that
     /// went away.
     pub media_lost: AtomicU64,
+    /// Endpoint-side connections closed unread: their source had spent its
+    /// budget of new connections.
+    pub refused_rate: AtomicU64,
+    /// Endpoint-side connections closed unread: the proxy held
+    /// `limits.max_connections`.
+    pub refused_connections: AtomicU64,
+    /// Endpoint-side connections closed unread: their source held
+    /// `limits.max_connections_per_source`.
+    pub refused_connections_per_source: AtomicU64,
+    /// H.245 addresses not relayed: the call had its listeners already, or
+    /// the address was not the signalling peer's own.
+    pub h245_refused: AtomicU64,
+    /// Connections to an H.245 listener from another host than the peer
+    /// expected, closed unread.
+    pub h245_strangers: AtomicU64,
 }
 
 impl CallStats {
+    /// Count a connection refused before it was read.
+    pub fn refuse(&self, why: crate::budget::Refusal) {
+        use crate::budget::Refusal;
+        let n = match why {
+            Refusal::Rate => &self.refused_rate,
+            Refusal::Connections => &self.refused_connections,
+            Refusal::ConnectionsPerSource => &self.refused_connections_per_source,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Count what a call reported.
     pub fn count(&self, c: Counter) {
         let n = match c {
@@ -246,6 +273,9 @@ fn set_keepalive(s: &TcpStream) {
 pub struct CallDriver {
     ras: RasHandle,
     cfg: CallConfig,
+    limits: crate::config::LimitsConfig,
+    /// Endpoint-side connections held, in total and per source.
+    caps: Arc<Mutex<ConnectionCaps>>,
     /// Counters.
     pub stats: Arc<CallStats>,
     /// Running calls by callIdentifier.
@@ -277,6 +307,11 @@ impl CallDriver {
                     setup_wait: crate::call::SETUP_WAIT,
                     unanchored: cfg.calls.unanchored,
                 },
+                limits: cfg.limits.clone(),
+                caps: Arc::new(Mutex::new(ConnectionCaps::new(
+                    cfg.limits.max_connections as usize,
+                    cfg.limits.max_connections_per_source as usize,
+                ))),
                 stats: Arc::default(),
                 calls: CallTable::default(),
             },
@@ -292,6 +327,13 @@ impl CallDriver {
         l_gk: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        // The accept loop is the budget's only user: no lock.
+        let mut budget = SourceBudget::new(
+            self.limits.connection_rate(),
+            self.limits.max_sources as usize,
+            Instant::now(),
+        );
+        let mut last_warning: Option<Instant> = None;
         loop {
             let accepted = tokio::select! {
                 r = l_ep.accept() => r.map(|(s, p)| (s, p, LegSide::Endpoint)),
@@ -310,6 +352,28 @@ impl CallDriver {
                     continue;
                 }
             };
+            // The endpoint LAN spends budgets before a byte is read; the
+            // gatekeeper network is trusted.
+            let held = match side {
+                LegSide::Endpoint => match self.admit(&mut budget, peer.ip()) {
+                    Ok(h) => Some(h),
+                    Err(why) => {
+                        self.stats.refuse(why);
+                        // One line per 10 s at most, whatever the flood.
+                        let now = Instant::now();
+                        if last_warning.is_none_or(|t| now >= t + Duration::from_secs(10)) {
+                            last_warning = Some(now);
+                            tracing::warn!(%peer, reason = why.name(), "call signalling connection refused (further refusals for 10 s are only counted)");
+                        }
+                        // Reset at once (linger 0 does not block): no
+                        // FIN_WAIT state kept for it.
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        drop(stream);
+                        continue;
+                    }
+                },
+                LegSide::Gatekeeper => None,
+            };
             let me = self.clone();
             let stop = shutdown.clone();
             let span = tracing::info_span!(
@@ -318,8 +382,27 @@ impl CallDriver {
                 call_id = tracing::field::Empty,
                 crv = tracing::field::Empty
             );
-            tokio::spawn(async move { me.serve(stream, side, stop).await }.instrument(span));
+            tokio::spawn(
+                async move {
+                    me.serve(stream, side, stop).await;
+                    drop(held);
+                }
+                .instrument(span),
+            );
         }
+    }
+
+    /// A new endpoint-side connection from `ip`: within its source's
+    /// budget and the caps, or refused.
+    fn admit(&self, budget: &mut SourceBudget, ip: IpAddr) -> Result<Held, Refusal> {
+        if !budget.allow(ip, Instant::now()) {
+            return Err(Refusal::Rate);
+        }
+        lock(&self.caps).open(ip)?;
+        Ok(Held {
+            caps: self.caps.clone(),
+            ip,
+        })
     }
 
     /// Pump one call: send what it produced, answer what it asks, feed it
@@ -336,6 +419,7 @@ impl CallDriver {
             key: None,
             first: None,
             handed_over: false,
+            h245_listeners: 0,
         };
         loop {
             while let Some((leg, bytes)) = call.poll_transmit() {
@@ -450,8 +534,24 @@ impl CallDriver {
                 // A gatekeeper's SETUP for a call this proxy answers for
                 // its endpoint already: the calling side re-anchored it
                 // there. The link goes to that call's task.
+                // Only the gatekeeper in control may: a SETUP with a held
+                // call's callIdentifier from anyone else (a guessed or
+                // sniffed identifier) is refused, and never takes over the
+                // endpoint's leg nor reaches the endpoint as a second call.
+                let mut answer = answer;
+                if let (Some(id), true) = (id, from_gatekeeper)
+                    && !answer.from_controller
+                    && self.calls.contains(id, Role::Answering)
+                {
+                    tracing::warn!(
+                        peer = ?legs[Leg::Caller.index()].as_ref().and_then(|l| l.stream.peer_addr().ok()),
+                        "a SETUP for a held call from a host not in control: refused"
+                    );
+                    answer.route = None;
+                }
                 if let (Some(id), true) = (id, from_gatekeeper)
                     && self.calls.contains(id, Role::Answering)
+                    && answer.from_controller
                     && let (Some(io), Some(setup)) =
                         (legs[Leg::Caller.index()].take(), task.first.clone())
                 {
@@ -487,10 +587,20 @@ impl CallDriver {
             },
             CallEvent::H245Listen { listen_on, far_end } => {
                 let mine = match (&legs[listen_on.other().index()], &legs[listen_on.index()]) {
-                    (Some(from), Some(to)) => self
-                        .h245_relay(from, to, far_end)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    _ if task.h245_listeners >= self.limits.h245_listeners_per_call => {
+                        self.stats.h245_refused.fetch_add(1, Ordering::Relaxed);
+                        Err(format!(
+                            "the call has its {} H.245 listeners (limits.h245_listeners_per_call)",
+                            task.h245_listeners
+                        ))
+                    }
+                    (Some(from), Some(to)) => {
+                        let r = self.h245_relay(from, to, far_end).await;
+                        if r.is_ok() {
+                            task.h245_listeners += 1;
+                        }
+                        r.map_err(|e| e.to_string())
+                    }
                     _ => Err("a leg is gone".to_string()),
                 };
                 call.handle_h245_listener(Instant::now(), mine);
@@ -541,6 +651,23 @@ impl CallDriver {
     }
 }
 
+/// A place among the connection caps, given back when dropped.
+struct Held {
+    caps: Arc<Mutex<ConnectionCaps>>,
+    ip: IpAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        lock(&self.caps).release(self.ip);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Counts stay consistent whatever panicked while holding them.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A call task's own bookkeeping beside its [`Call`].
 struct Task {
     /// Its mailbox, as the call table hands it out.
@@ -552,6 +679,8 @@ struct Task {
     first: Option<Bytes>,
     /// Its link went to the call it re-anchors; nothing left to do.
     handed_over: bool,
+    /// H.245 listeners opened for this call.
+    h245_listeners: u32,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -573,16 +702,42 @@ impl CallDriver {
     ) -> std::io::Result<SocketAddr> {
         let listen_ip = to.stream.local_addr()?.ip();
         let connect_ip = from.stream.local_addr()?.ip();
+        // The relay connects only to the signalling peer that sent the
+        // address and takes a connection only from the peer it was sent
+        // to: otherwise any host could have the proxy open connections to
+        // hosts of its choosing, or win the race for a call's H.245 channel
+        // and redirect its media.
+        let sender = from.stream.peer_addr()?.ip();
+        let expected = to.stream.peer_addr()?.ip();
+        if orig.ip() != sender {
+            self.stats.h245_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("h245Address {orig} is not the sender's own ({sender})"),
+            ));
+        }
         let listener = TcpListener::bind(SocketAddr::new(listen_ip, 0)).await?;
         let mine = listener.local_addr()?;
         let stats = self.stats.clone();
         tokio::spawn(
             async move {
-                let Ok(Ok((mut a, _))) =
-                    tokio::time::timeout(Duration::from_secs(60), listener.accept()).await
-                else {
-                    tracing::debug!(%mine, "no H.245 connection came");
-                    return;
+                let until = tokio::time::Instant::now() + Duration::from_secs(60);
+                let mut a = loop {
+                    match tokio::time::timeout_at(until, listener.accept()).await {
+                        Ok(Ok((a, from))) if from.ip() == expected => break a,
+                        Ok(Ok((_, from))) => {
+                            stats.h245_strangers.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%mine, %from, %expected, "H.245 connection from a stranger closed");
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%mine, error = %e, "H.245 accept");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%mine, "no H.245 connection came");
+                            return;
+                        }
+                    }
                 };
                 let mut b = match connect(connect_ip, orig).await {
                     Ok(b) => b,

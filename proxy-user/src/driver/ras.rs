@@ -435,6 +435,7 @@ impl RasDriver {
         }
         drop(tx);
         let mut ebuf = vec![0u8; 65_536];
+        let mut icmp_logged: Option<Instant> = None;
         loop {
             let deadline = tokio::time::Instant::from_std(self.relay.poll_timeout());
             // Biased: gatekeeper input and timers before endpoint traffic,
@@ -445,8 +446,14 @@ impl RasDriver {
                 Some(input) = rx.recv() => match input {
                     GkInput::Datagram(from, to, bytes) => self.relay.handle_gatekeeper_at(Instant::now(), from, to, &bytes),
                     GkInput::Unreachable(gk, e) => {
-                        tracing::warn!(gatekeeper = %gk, error = %e, "gatekeeper unreachable (ICMP)");
-                        self.relay.handle_unreachable(Instant::now(), gk);
+                        // Forgeable, so possibly a flood: logged once per
+                        // 10 s, and only a hint to the relay.
+                        let now = Instant::now();
+                        if icmp_logged.is_none_or(|t| now >= t + Duration::from_secs(10)) {
+                            icmp_logged = Some(now);
+                            tracing::warn!(gatekeeper = %gk, error = %e, "gatekeeper unreachable (ICMP): probing it at once (further reports for 10 s are not logged)");
+                        }
+                        self.relay.handle_unreachable(now, gk);
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.relay.handle_timeout(Instant::now()),
