@@ -230,6 +230,12 @@ impl Collector for ProxyCollector {
         )?;
         counter(
             &mut e,
+            "h323proxy_gatekeeper_unreachable_hints",
+            "ICMP unreachables reported for a gatekeeper's RAS flow: each is a hint (the gatekeeper is probed at once, at most once an interval), never a verdict, since anyone can forge one",
+            &[(vec![], s.stats.unreachable_hints)],
+        )?;
+        counter(
+            &mut e,
             "h323proxy_ras_forwarded",
             "Endpoint RAS requests forwarded to a gatekeeper",
             &[(vec![], s.stats.forwarded)],

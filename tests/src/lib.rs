@@ -4,8 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::process::Stdio;
+
+use proxy_lab::netns::Netns;
 use proxy_lab::process::{LabProc, field};
 use proxy_lab::topology::{self, Lab};
+use proxy_lab::topology::{EP, Lab as TheLab};
 
 /// Path of a workspace binary built next to the test executable
 /// (`cargo xtask test` builds them before running the tests).
@@ -214,4 +218,123 @@ pub fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+/// The lab's own gatekeeper (`h323-lab gatekeeper`) in `ns` at `ip`:1719,
+/// naming `alternate` in its RCFs.
+pub fn gatekeeper(
+    ns: &Netns,
+    ip: std::net::Ipv4Addr,
+    id: &str,
+    alternate: Option<std::net::Ipv4Addr>,
+) -> LabProc {
+    gatekeeper_with(ns, ip, id, alternate, &[])
+}
+
+/// [`gatekeeper`] with extra arguments.
+pub fn gatekeeper_with(
+    ns: &Netns,
+    ip: std::net::Ipv4Addr,
+    id: &str,
+    alternate: Option<std::net::Ipv4Addr>,
+    extra: &[&str],
+) -> LabProc {
+    let mut c = ns.command(bin("h323-lab")).unwrap();
+    c.args([
+        "gatekeeper",
+        "--ras",
+        &format!("{ip}:1719"),
+        "--id",
+        id,
+        "--ttl",
+        "30",
+    ]);
+    if let Some(a) = alternate {
+        c.args(["--alternate", &format!("{a}:1719")]);
+    }
+    c.args(extra);
+    c.stderr(Stdio::inherit());
+    let p = LabProc::spawn(id, c).unwrap();
+    assert!(
+        p.wait_for(10, "gk listening", |_| true).is_some(),
+        "{id} did not start"
+    );
+    p
+}
+
+/// `count` lab endpoints on the endpoint host registered at `gatekeeper`,
+/// `pairs` calls between them, dropping calls on silence.
+pub fn endpoints(
+    lab: &TheLab,
+    gatekeeper: std::net::Ipv4Addr,
+    count: usize,
+    pairs: usize,
+) -> LabProc {
+    endpoints_with(lab, gatekeeper, count, pairs, &[])
+}
+
+/// [`endpoints`] with extra arguments.
+pub fn endpoints_with(
+    lab: &TheLab,
+    gatekeeper: std::net::Ipv4Addr,
+    count: usize,
+    pairs: usize,
+    extra: &[&str],
+) -> LabProc {
+    let mut c = lab.ep.command(bin("h323-lab")).unwrap();
+    c.args([
+        "endpoints",
+        "--gatekeeper",
+        &format!("{gatekeeper}:1719"),
+        "--ip",
+        &EP.to_string(),
+        "--count",
+        &count.to_string(),
+        "--pairs",
+        &pairs.to_string(),
+        "--keepalive-ms",
+        "200",
+        "--status-enquiry-ms",
+        "1000",
+        "--drop-calls-on-silence",
+        "--report-ms",
+        "250",
+    ]);
+    c.args(extra);
+    c.stderr(Stdio::inherit());
+    LabProc::spawn("endpoints", c).unwrap()
+}
+
+/// The endpoints' latest status line.
+pub fn status(eps: &LabProc) -> String {
+    eps.last("eps registered").unwrap_or_default()
+}
+
+/// Wait (bounded) for a status line matching `pred`; panics naming the
+/// last one otherwise.
+pub fn wait_status(eps: &LabProc, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+    eps.wait_for(secs, "eps registered", pred)
+        .unwrap_or_else(|| {
+            panic!(
+                "endpoints never reached the expected state; last: {}",
+                status(eps)
+            )
+        })
+}
+
+/// The number after `key=` in a status line.
+pub fn get(line: &str, key: &str) -> u64 {
+    field(line, key).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+/// The proxy's metrics (the lab configuration serves them on
+/// 127.0.0.1:9719 in the proxy's namespace).
+pub fn scrape(lab: &TheLab) -> String {
+    proxy_lab::process::scrape(&lab.px, "127.0.0.1:9719").unwrap()
+}
+
+/// One sample of a scrape.
+pub fn metric(text: &str, sample: &str) -> u64 {
+    proxy_lab::process::metric(text, sample).unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+        as u64
 }

@@ -480,6 +480,7 @@ impl RasRelay {
         let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == gatekeeper) else {
             return;
         };
+        self.stats.unreachable_hints += 1;
         // ICMP is unauthenticated: any host that can guess the flow can
         // forge one. A hint, never a verdict: probe at once; the
         // gatekeeper is down only if that probe goes unanswered too.

@@ -230,6 +230,9 @@ pub struct RelayStats {
     /// Endpoint-side datagrams dropped unread: their source had spent its
     /// budget.
     pub over_budget: u64,
+    /// ICMP unreachables reported for a gatekeeper's flow: hints, never
+    /// verdicts (anyone can forge one).
+    pub unreachable_hints: u64,
     /// Active calls admitted again at a gatekeeper that took control.
     pub readmitted: u64,
     /// Active calls not re-admitted within the deadline.

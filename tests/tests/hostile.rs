@@ -1,0 +1,631 @@
+//! Root tests of the hostile endpoint LAN: one host attacks while calls
+//! are up, a gatekeeper is in control and the kernel fast path answers
+//! keepalives. Each attack is held 60 s, then the same verdict: no call
+//! dropped, no keepalive or STATUS ENQUIRY of another endpoint unanswered
+//! at any time, RTP loss no worse than in as long a quiet spell before, no
+//! failover (`h323proxy_failovers_total` unchanged) and the primary still
+//! up, the daemon's descriptors and memory within a stated bound, and the
+//! attack counted by reason in `h323proxy_refused_total`.
+//!
+//! The attacker is another address on the endpoint LAN (198.18.1.66); the
+//! proxy runs the daemon's default `[limits]` (the lab's own raise them
+//! for its one-address LAN of simulated endpoints) and the lab's heartbeat
+//! (40 ms × 3: a stall of 120 ms in the RAS loop would be a failover).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use proxy_lab::process::LabProc;
+use proxy_lab::topology::{GK1, GK2, LAB_LIMITS, Lab, PX_EP, PX_GK};
+use proxy_tests::{
+    Proxy, endpoints, endpoints_with, gatekeeper, get, metric, privileged, scrape, status,
+    wait_status,
+};
+
+/// The attacking host's address on the endpoint LAN.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 66);
+
+/// How long every attack is held: long enough for TCP keepalive (10 s +
+/// 3 × 3 s), RAS retries and the 30 s SETUP wait to fire.
+const HOLD: Duration = Duration::from_secs(60);
+
+/// The lab with calls up, and what was measured before the attack.
+struct Scene {
+    lab: Lab,
+    _gk1: LabProc,
+    _gk2: LabProc,
+    proxy: Proxy,
+    eps: LabProc,
+    /// The most descriptors and resident KiB seen during the attack.
+    peak: std::sync::Mutex<(usize, u64)>,
+}
+
+/// What the verdict compares.
+#[derive(Debug)]
+struct Reading {
+    status: String,
+    metrics: String,
+    fds: usize,
+    rss_kib: u64,
+}
+
+fn scene() -> Scene {
+    let lab = Lab::create().unwrap();
+    lab.ep
+        .ip(&["addr", "add", &format!("{ATTACKER}/24"), "dev", "ep0"])
+        .unwrap();
+    let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start_tweaked(&lab, 5000, Some("px0"), |t| t.replace(LAB_LIMITS, ""));
+    let eps = endpoints(&lab, PX_EP, 4, 2);
+    wait_status(&eps, 20, |l| {
+        get(l, "calls_active") == 4 && get(l, "rtp_received") > 0
+    });
+    Scene {
+        lab,
+        _gk1: gk1,
+        _gk2: gk2,
+        proxy,
+        eps,
+        peak: std::sync::Mutex::new((0, 0)),
+    }
+}
+
+impl Scene {
+    fn read(&self) -> Reading {
+        let pid = self.proxy.proc.pid();
+        let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        Reading {
+            status: status(&self.eps),
+            metrics: scrape(&self.lab),
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            rss_kib,
+        }
+    }
+
+    /// RTP packets lost in `d` without any attack: what the verdict allows.
+    fn quiet_loss(&self, d: Duration) -> u64 {
+        let a = get(&status(&self.eps), "rtp_lost");
+        std::thread::sleep(d);
+        get(&status(&self.eps), "rtp_lost") - a
+    }
+
+    /// Run `attack` on the attacking host for [`HOLD`], watching the
+    /// endpoints every second throughout: a keepalive or STATUS ENQUIRY
+    /// unanswered, or a call dropped, fails the test at once. Returns what
+    /// the attack reported.
+    fn attack<R: Send + 'static>(
+        &self,
+        what: &str,
+        attack: impl FnOnce(Instant) -> R + Send + 'static,
+    ) -> R {
+        let start = status(&self.eps);
+        let until = Instant::now() + HOLD;
+        std::thread::scope(|s| {
+            let ns = &self.lab.ep;
+            let h = s.spawn(move || ns.run(move || attack(until)).unwrap());
+            while !h.is_finished() && Instant::now() < until + Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_secs(1));
+                let r = self.read();
+                let mut peak = self.peak.lock().unwrap();
+                peak.0 = peak.0.max(r.fds);
+                peak.1 = peak.1.max(r.rss_kib);
+                drop(peak);
+                let now = r.status;
+                for key in [
+                    "keepalives_unanswered",
+                    "enquiries_unanswered",
+                    "calls_dropped",
+                ] {
+                    assert_eq!(
+                        get(&now, key),
+                        get(&start, key),
+                        "{what}: {key} grew during the attack: {now}\n{}",
+                        self.proxy.log_text()
+                    );
+                }
+            }
+            h.join().expect("the attack thread")
+        })
+    }
+
+    /// The verdict after an attack (see the module docs). `refused` names
+    /// the sample of `h323proxy_refused_total` (or another counter) that
+    /// must have counted it; the descriptors may grow by `fd_bound` at
+    /// most, the resident memory by `rss_bound_kib`.
+    fn verdict(
+        &self,
+        what: &str,
+        before: &Reading,
+        quiet_lost: u64,
+        refused: &str,
+        fd_bound: usize,
+        rss_bound_kib: u64,
+    ) -> Reading {
+        let after = self.read();
+        let (peak_fds, peak_rss) = *self.peak.lock().unwrap();
+        let (peak_fds, peak_rss) = (peak_fds.max(after.fds), peak_rss.max(after.rss_kib));
+        let log = || self.proxy.log_text();
+        assert_eq!(
+            get(&after.status, "calls_active"),
+            4,
+            "{what}: calls dropped: {}\n{}",
+            after.status,
+            log()
+        );
+        for key in [
+            "calls_dropped",
+            "keepalives_unanswered",
+            "enquiries_unanswered",
+        ] {
+            assert_eq!(
+                get(&after.status, key),
+                get(&before.status, key),
+                "{what}: {key}: {}",
+                after.status
+            );
+        }
+        let lost = get(&after.status, "rtp_lost") - get(&before.status, "rtp_lost");
+        let sent = get(&after.status, "rtp_sent") - get(&before.status, "rtp_sent");
+        assert!(
+            lost <= quiet_lost + sent / 1000,
+            "{what}: {lost} RTP packets lost of {sent} (quiet: {quiet_lost})"
+        );
+        let failovers = "h323proxy_failovers_total";
+        assert_eq!(
+            metric(&after.metrics, failovers),
+            metric(&before.metrics, failovers),
+            "{what}: a false failover\n{}",
+            log()
+        );
+        assert_eq!(
+            metric(
+                &after.metrics,
+                r#"h323proxy_gatekeeper_state{gatekeeper="primary",state="up"}"#
+            ),
+            1,
+            "{what}: the heartbeat went unanswered\n{}",
+            log()
+        );
+        let counted = metric(&after.metrics, refused) - metric(&before.metrics, refused);
+        assert!(counted > 0, "{what}: {refused} did not count it");
+        assert!(
+            peak_fds <= before.fds + fd_bound,
+            "{what}: descriptors {} -> at most {peak_fds} (bound +{fd_bound})",
+            before.fds,
+        );
+        assert!(
+            peak_rss <= before.rss_kib + rss_bound_kib,
+            "{what}: resident memory {} -> at most {peak_rss} KiB (bound +{rss_bound_kib})",
+            before.rss_kib,
+        );
+        eprintln!(
+            "{what}: counted {counted} as {refused}; descriptors {} -> peak {peak_fds} -> {}; RSS {} -> peak {peak_rss} -> {} KiB; RTP lost {lost} of {sent} (quiet {quiet_lost}); failovers unchanged",
+            before.fds, after.fds, before.rss_kib, after.rss_kib
+        );
+        after
+    }
+}
+
+/// A lightweight RRQ (keepalive) naming an endpointIdentifier the proxy
+/// never gave out: decodes, and is refused.
+fn stranger_keepalive(seq: u16, ras: SocketAddr) -> Vec<u8> {
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": seq,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": false,
+        "callSignalAddress": [], "rasAddress": [transport_json(ras)],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+        "timeToLive": 60, "keepAlive": true, "endpointIdentifier": "NOBODY"}});
+    proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+/// RAS flood: one host sends 20,000 datagrams a second to 1719 for 60 s
+/// (keepalives of an endpoint that does not exist, and garbage). Its
+/// budget (200/s, burst 400) lets a few through to be decoded and refused;
+/// the rest are dropped unread and counted as `reason="rate"`.
+#[test]
+fn a_ras_flood_from_one_host_is_dropped_unread_past_its_budget_and_disturbs_nobody() {
+    if !privileged(
+        "a_ras_flood_from_one_host_is_dropped_unread_past_its_budget_and_disturbs_nobody",
+    ) {
+        return;
+    }
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let sent = sc.attack("RAS flood", |until| {
+        let s = std::net::UdpSocket::bind((ATTACKER, 0)).unwrap();
+        let me = s.local_addr().unwrap();
+        let to = SocketAddr::from((PX_EP, 1719));
+        let mut sent = 0u64;
+        // Built once: the attacker's CPU goes into sending.
+        let msgs: Vec<Vec<u8>> = (1..=64u16)
+            .map(|seq| {
+                if seq % 4 == 0 {
+                    vec![0xff; 40 + usize::from(seq)]
+                } else {
+                    stranger_keepalive(seq, me)
+                }
+            })
+            .collect();
+        // 200 datagrams every 10 ms, bounded in time and count.
+        while Instant::now() < until && sent < 2_000_000 {
+            let tick = Instant::now();
+            for d in msgs.iter().cycle().take(200) {
+                if s.send_to(d, to).is_ok() {
+                    sent += 1;
+                }
+            }
+            if let Some(rest) = Duration::from_millis(10).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        sent
+    });
+    let after = sc.verdict(
+        "RAS flood",
+        &before,
+        quiet,
+        r#"h323proxy_refused_total{port="1719",reason="rate"}"#,
+        8,
+        16 * 1024,
+    );
+    // What got past the budget was decoded and refused: no more than the
+    // budget allows over the attack (200/s × its length, plus the burst).
+    let passed = ["undecodable", "refused"]
+        .iter()
+        .map(|r| {
+            let m = format!(r#"h323proxy_malformed_total{{port="1719",reason="{r}"}}"#);
+            metric(&after.metrics, &m) - metric(&before.metrics, &m)
+        })
+        .sum::<u64>();
+    let allowed = 200 * (HOLD.as_secs() + 5) + 400;
+    eprintln!("RAS flood: {sent} datagrams sent, {passed} decoded (budget {allowed})");
+    assert!(sent > 100_000, "the flood was not sent: {sent}");
+    assert!(
+        passed > 0 && passed <= allowed,
+        "{passed} datagrams got past a budget of {allowed}"
+    );
+}
+
+/// Connection flood: one host opens call signalling connections to 1720 as
+/// fast as it can for 60 s and holds them, never sending a SETUP. Its
+/// budget (20/s, burst 40) and the per-source cap (512) bound what the
+/// daemon holds for it; the rest are reset at once and counted.
+#[test]
+fn a_connection_flood_from_one_host_is_capped_and_disturbs_nobody() {
+    if !privileged("a_connection_flood_from_one_host_is_capped_and_disturbs_nobody") {
+        return;
+    }
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let (tried, opened) = sc.attack("connection flood", |until| {
+        // Room for the connections held (the test process's own limit).
+        let lim = libc::rlimit {
+            rlim_cur: 8192,
+            rlim_max: 8192,
+        };
+        // SAFETY: setrlimit with a valid rlimit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        let mut held = std::collections::VecDeque::new();
+        let (mut tried, mut opened) = (0u64, 0u64);
+        let to = SocketAddr::from((PX_EP, 1720));
+        let start = Instant::now();
+        // A third of the time as fast as it goes (past the rate), then
+        // just under the rate, holding every connection (past the
+        // per-source cap once 512 are held).
+        while Instant::now() < until && tried < 200_000 {
+            let fast = start.elapsed() < HOLD / 3;
+            tried += 1;
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+            let Ok(s) = s else { break };
+            let _ = s.bind(&SocketAddr::from((ATTACKER, 0)).into());
+            if s.connect_timeout(&to.into(), Duration::from_secs(1))
+                .is_ok()
+            {
+                opened += 1;
+                held.push_back(s);
+                if held.len() > 4000 {
+                    held.pop_front();
+                }
+            }
+            if fast {
+                std::thread::sleep(Duration::from_millis(2));
+                if start.elapsed() >= HOLD / 3 {
+                    // The fast phase's connections go; the slow ones stay.
+                    held.clear();
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(55));
+            }
+        }
+        (tried, opened)
+    });
+    let after = sc.verdict(
+        "connection flood",
+        &before,
+        quiet,
+        r#"h323proxy_refused_total{port="1720",reason="rate"}"#,
+        512 + 16,
+        64 * 1024,
+    );
+    eprintln!(
+        "connection flood: {tried} connects tried, {opened} completed the handshake; refused per source: {}",
+        metric(
+            &after.metrics,
+            r#"h323proxy_refused_total{port="1720",reason="connections_per_source"}"#
+        )
+    );
+    assert!(tried > 1000, "the flood was not sent: {tried}");
+    assert!(
+        metric(
+            &after.metrics,
+            r#"h323proxy_refused_total{port="1720",reason="connections_per_source"}"#
+        ) > 0,
+        "the per-source cap never refused a connection"
+    );
+}
+
+/// Forged ICMP: one host sends 100 ICMP port unreachables a second for
+/// 60 s that quote the proxy's RAS flow to the primary gatekeeper (the
+/// attacker is given the proxy's port: stronger than guessing it). Before,
+/// each made the primary down at once: a failover per forgery. Now each is
+/// a hint: one probe, answered, and the primary keeps control.
+#[test]
+fn forged_icmp_unreachables_for_the_gatekeeper_flow_are_a_hint_not_a_failover() {
+    if !privileged("forged_icmp_unreachables_for_the_gatekeeper_flow_are_a_hint_not_a_failover") {
+        return;
+    }
+    let sc = scene();
+    // The proxy's socket connected to the primary's RAS address.
+    let out = sc
+        .lab
+        .px
+        .command("ss")
+        .unwrap()
+        .args(["-Hnu", "state", "connected", "dst", &format!("{GK1}:1719")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let local: SocketAddr = text
+        .split_whitespace()
+        .find_map(|w| w.parse().ok().filter(|a: &SocketAddr| a.ip() == PX_GK))
+        .unwrap_or_else(|| panic!("no socket to the primary in ss output: {text:?}"));
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let forged = sc.attack("forged ICMP", move |until| {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV4),
+        )
+        .unwrap();
+        s.bind(&SocketAddr::from((ATTACKER, 0)).into()).unwrap();
+        let icmp = port_unreachable(local, SocketAddr::from((GK1, 1719)));
+        let to = SocketAddr::from((PX_GK, 0));
+        let mut sent = 0u64;
+        while Instant::now() < until && sent < 10_000 {
+            if s.send_to(&icmp, &to.into()).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    });
+    // The forgeries reached the proxy's socket (else this proves nothing).
+    assert!(
+        sc.proxy
+            .log_text()
+            .contains("gatekeeper unreachable (ICMP): probing it at once"),
+        "the forged ICMPs never reached the proxy's socket:\n{}",
+        sc.proxy.log_text()
+    );
+    sc.verdict(
+        "forged ICMP",
+        &before,
+        quiet,
+        "h323proxy_gatekeeper_unreachable_hints_total",
+        4,
+        8 * 1024,
+    );
+    eprintln!("forged ICMP: {forged} sent");
+    assert!(forged > 1000, "the forgeries were not sent: {forged}");
+}
+
+/// An ICMP destination unreachable (port) quoting a UDP datagram from
+/// `from` to `to`.
+fn port_unreachable(from: SocketAddr, to: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
+        panic!("IPv4 only")
+    };
+    let mut ip = vec![0x45, 0, 0, 28 + 64, 0x12, 0x34, 0, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&f.ip().octets());
+    ip.extend_from_slice(&t.ip().octets());
+    let c = proxy_lab::frame::checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&f.port().to_be_bytes());
+    udp.extend_from_slice(&t.port().to_be_bytes());
+    udp.extend_from_slice(&(8u16 + 64).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&ip);
+    m.extend_from_slice(&udp);
+    let c = proxy_lab::frame::checksum(&[&m]);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A LAN host registers with the proxy's own call signalling address as its
+/// own, then calls that number. Before, the proxy accepted the RRQ and then
+/// called itself until its descriptors ran out. Now the RRQ is refused
+/// (invalidCallSignalAddress), the SETUP finds no route (cause 3), and the
+/// daemon's descriptor count stays where it was.
+#[test]
+fn an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself() {
+    if !privileged("an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    use std::io::{Read, Write};
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 5000);
+    // Numbered 3001 and 3002: 1002, the corpus SETUP's number, stays free.
+    let eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
+    wait_status(&eps, 20, |l| get(l, "registered") == 2);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 41,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json("198.18.1.1:1720".parse().unwrap())],
+        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "1002"}],
+        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+        "timeToLive": 60, "keepAlive": false}});
+    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+    let setup = proxy_user::h225::corpus::build()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name.to_lowercase().contains("setup"))
+        .expect("SETUP in the corpus")
+        .bytes;
+    let (answer, reply) = lab
+        .ep
+        .run(move || {
+            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).unwrap_or(0);
+            // The corpus SETUP calls e164 1002, the number just refused.
+            let mut t = std::net::TcpStream::connect("198.18.1.1:1720").unwrap();
+            t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut v = vec![3u8, 0];
+            v.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
+            v.extend_from_slice(&setup);
+            t.write_all(&v).unwrap();
+            let mut got = Vec::new();
+            let _ = t.read_to_end(&mut got);
+            (buf[..n].to_vec(), got)
+        })
+        .unwrap();
+    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
+    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
+        panic!("RRQ naming the proxy's address accepted: {m:?}")
+    };
+    assert!(
+        format!("{:?}", rrj.reject_reason).contains("invalidCallSignalAddress"),
+        "{rrj:?}"
+    );
+    assert!(reply.len() > 4, "no answer to the SETUP");
+    let rc = proxy_user::q931::Message::decode(&reply[4..]).expect("Q.931 reply");
+    assert_eq!(rc.message_type, proxy_user::q931::msg::RELEASE_COMPLETE);
+    assert_eq!(rc.cause().unwrap().unwrap().value, 3, "no route");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = fds();
+    assert!(
+        after <= before + 4,
+        "descriptors grew from {before} to {after}: the proxy is calling itself"
+    );
+    // The real endpoints were not disturbed.
+    assert_eq!(get(&status(&eps), "registered"), 2);
+}
+
+/// Hostile LAN, the alias hijack: with no gatekeeper, the proxy is the
+/// gatekeeper, and a host on the LAN registering a live endpoint's number
+/// from another address is refused (RRJ duplicateAlias); calls to that
+/// number still reach its owner, never the claimant.
+#[test]
+fn in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number() {
+    if !privileged("in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    let lab = Lab::create().unwrap();
+    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let mut gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let proxy = Proxy::start(&lab, 2000);
+    let mut eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
+    wait_status(&eps, 20, |l| get(l, "registered") == 2);
+    gk1.kill9();
+    gk2.kill9();
+    assert!(
+        proxy.wait_log(10, |l| l.contains("control moved")
+            && l.contains("to=\"survivable\"")),
+        "no survivable mode:\n{}",
+        proxy.log_text()
+    );
+    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 42,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json("198.18.1.2:41720".parse().unwrap())],
+        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "3002"}],
+        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+        "timeToLive": 60, "keepAlive": false}});
+    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+    let (answer, claimant) = lab
+        .ep
+        .run(move || {
+            // Where a SETUP for 3002 would arrive, were the claim accepted.
+            let l = std::net::TcpListener::bind("198.18.1.2:41720").unwrap();
+            l.set_nonblocking(true).unwrap();
+            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).unwrap_or(0);
+            (buf[..n].to_vec(), l)
+        })
+        .unwrap();
+    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
+    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
+        panic!("a second owner of 3002 accepted: {m:?}")
+    };
+    use proxy_user::h225::alias::Alias;
+    use proxy_user::h225::asn::h323_messages::RegistrationRejectReason;
+    let RegistrationRejectReason::duplicateAlias(taken) = &rrj.reject_reason else {
+        panic!("{:?}", rrj.reject_reason)
+    };
+    let taken: Vec<Alias> = taken.iter().map(Alias::of).collect();
+    assert_eq!(taken, vec![Alias::E164("3002".into())]);
+    // 3001 calls 3002: the owner answers, the claimant hears nothing.
+    eps.send("call 0 3002");
+    wait_status(&eps, 10, |l| get(l, "calls_active") == 2);
+    assert!(
+        claimant.accept().is_err(),
+        "the SETUP for 3002 went to the claimant"
+    );
+    let s = status(&eps);
+    assert_eq!(get(&s, "registered"), 2, "{s}");
+    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
+    assert!(
+        proxy_tests::wait_for(5, || (proxy.counter("RAS counters", "refused")? >= 1)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        proxy.log_text()
+    );
+}
