@@ -47,12 +47,20 @@ fn cfg() -> RelayConfig {
         ),
         own_password: None,
         credentials: [("1001".to_string(), "secret".to_string())].into(),
-        // Small enough that long inputs reach the budget's refusals.
-        ras_budget: proxy_proto::budget::Rate {
-            per_second: 1000,
-            burst: 64,
+        // Small enough that long inputs reach every refusal.
+        limits: proxy_proto::ras_relay::RelayLimits {
+            ras_budget: proxy_proto::budget::Rate {
+                per_second: 1000,
+                burst: 64,
+            },
+            max_sources: 4,
+            max_registrations: 8,
+            max_registrations_per_source: 3,
+            max_aliases_per_request: 4,
+            max_destinations: 4,
+            max_outstanding_per_source: 4,
+            max_calls_per_endpoint: 2,
         },
-        max_sources: 4,
     }
 }
 

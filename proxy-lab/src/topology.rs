@@ -189,6 +189,10 @@ ras_per_source_burst = 1000000
 connections_per_source_per_second = 100000
 connections_per_source_burst = 100000
 max_connections_per_source = 8192
+max_registrations_per_source = 1000000
+max_registrations = 1000000
+ras_outstanding_per_source = 50000
+max_calls_per_endpoint = 100000
 ";
 
 /// A proxy configuration for the lab: both gatekeepers, a short heartbeat,

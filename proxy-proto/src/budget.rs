@@ -215,6 +215,44 @@ impl ConnectionCaps {
     }
 }
 
+/// A bound on log lines about what LAN hosts send: `per_second` lines a
+/// second, the rest counted and reported with the next line let through.
+/// A flood is then a few lines a second, not millions.
+#[derive(Debug)]
+pub struct WarnLimit {
+    per_second: u32,
+    window: Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl WarnLimit {
+    /// `per_second` lines a second at most.
+    pub fn new(per_second: u32, now: Instant) -> Self {
+        Self {
+            per_second,
+            window: now,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// May a line be logged at `now`? `Some(n)`: yes, and `n` were held
+    /// back since the last one; `None`: no (it is counted).
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        if self.used >= self.per_second {
+            self.suppressed += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +310,16 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         assert!(b.allow(ip(77), later));
         assert!(b.sources() <= 8);
+    }
+
+    #[test]
+    fn warnings_are_a_few_a_second_and_say_how_many_were_held_back() {
+        let t0 = Instant::now();
+        let mut w = WarnLimit::new(3, t0);
+        let out: Vec<_> = (0..1000).map(|_| w.allow(t0)).collect();
+        assert_eq!(out.iter().filter(|o| o.is_some()).count(), 3);
+        assert_eq!(w.allow(t0 + Duration::from_secs(1)), Some(997));
+        assert_eq!(w.allow(t0 + Duration::from_secs(1)), Some(0));
     }
 
     #[test]

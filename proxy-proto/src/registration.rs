@@ -134,6 +134,9 @@ pub struct Registry {
     /// Sources whose keepalives the kernel must stop answering.
     withdrawn: Vec<SocketAddr>,
     next_local: u64,
+    /// Registrations per source IP address (for
+    /// `max_registrations_per_source`).
+    per_ip: HashMap<std::net::IpAddr, usize>,
 }
 
 impl Registry {
@@ -215,6 +218,9 @@ impl Registry {
         let names = self.names(&r);
         self.index_names(r.source, names, true);
         if let Some(old) = self.by_id.get(&r.endpoint_id) {
+            let ip = old.source.ip();
+            self.less_from(ip);
+            let old = &self.by_id[&r.endpoint_id];
             self.by_source.remove(&old.source);
             if old.offloaded.is_some() {
                 self.withdrawn.push(old.source);
@@ -225,6 +231,7 @@ impl Registry {
             }
         }
         self.by_source.insert(r.source, r.endpoint_id.clone());
+        *self.per_ip.entry(r.source.ip()).or_default() += 1;
         if let Some(b) = &r.binding {
             self.by_gk_id
                 .insert((b.gatekeeper, b.endpoint_id.clone()), r.endpoint_id.clone());
@@ -239,6 +246,7 @@ impl Registry {
         let names = self.names(&r);
         self.index_names(r.source, names, false);
         self.by_source.remove(&r.source);
+        self.less_from(r.source.ip());
         if r.offloaded.is_some() {
             self.withdrawn.push(r.source);
         }
@@ -247,6 +255,20 @@ impl Registry {
             *self.bound.entry(b.gatekeeper).or_default() -= 1;
         }
         Some(r)
+    }
+
+    fn less_from(&mut self, ip: std::net::IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Registrations whose source is `ip`.
+    pub fn from_ip(&self, ip: std::net::IpAddr) -> usize {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
     }
 
     /// Sources of offloaded registrations that were removed or replaced

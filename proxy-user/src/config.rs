@@ -307,6 +307,21 @@ pub struct LimitsConfig {
     pub max_sources: u32,
     /// H.245 listeners the proxy opens for one call.
     pub h245_listeners_per_call: u32,
+    /// Registrations held in all.
+    pub max_registrations: u32,
+    /// Registrations from one source IP address (a gateway registers
+    /// once; an IP-PBX registers each of its lines).
+    pub max_registrations_per_source: u32,
+    /// Aliases in one RRQ.
+    pub max_aliases_per_request: u32,
+    /// Destination aliases looked at in one SETUP, ARQ or LRQ.
+    pub max_destinations: u32,
+    /// RAS requests from one source address waiting for a gatekeeper's
+    /// answer at once (the proxy's own heartbeat, refreshes and
+    /// re-registrations have room of their own).
+    pub ras_outstanding_per_source: u32,
+    /// Calls one endpoint may have admitted at once.
+    pub max_calls_per_endpoint: u32,
 }
 
 impl Default for LimitsConfig {
@@ -320,6 +335,12 @@ impl Default for LimitsConfig {
             max_connections_per_source: 512,
             max_sources: 65_536,
             h245_listeners_per_call: 2,
+            max_registrations: 200_000,
+            max_registrations_per_source: 1024,
+            max_aliases_per_request: 64,
+            max_destinations: 16,
+            ras_outstanding_per_source: 64,
+            max_calls_per_endpoint: 64,
         }
     }
 }
@@ -553,6 +574,24 @@ impl Config {
                 cfg.limits.max_connections_per_source,
             ),
             ("limits.max_sources", cfg.limits.max_sources),
+            ("limits.max_registrations", cfg.limits.max_registrations),
+            (
+                "limits.max_registrations_per_source",
+                cfg.limits.max_registrations_per_source,
+            ),
+            (
+                "limits.max_aliases_per_request",
+                cfg.limits.max_aliases_per_request,
+            ),
+            ("limits.max_destinations", cfg.limits.max_destinations),
+            (
+                "limits.ras_outstanding_per_source",
+                cfg.limits.ras_outstanding_per_source,
+            ),
+            (
+                "limits.max_calls_per_endpoint",
+                cfg.limits.max_calls_per_endpoint,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(
@@ -676,8 +715,16 @@ impl Config {
                 .collect(),
             identities: self.identity_pool(),
             own_password: Some(self.proxy.password.clone()).filter(|p| !p.is_empty()),
-            ras_budget: self.limits.ras_rate(),
-            max_sources: self.limits.max_sources as usize,
+            limits: crate::ras_relay::RelayLimits {
+                ras_budget: self.limits.ras_rate(),
+                max_sources: self.limits.max_sources as usize,
+                max_registrations: self.limits.max_registrations as usize,
+                max_registrations_per_source: self.limits.max_registrations_per_source as usize,
+                max_aliases_per_request: self.limits.max_aliases_per_request as usize,
+                max_destinations: self.limits.max_destinations as usize,
+                max_outstanding_per_source: self.limits.ras_outstanding_per_source as usize,
+                max_calls_per_endpoint: self.limits.max_calls_per_endpoint as usize,
+            },
             credentials: self
                 .credentials
                 .iter()

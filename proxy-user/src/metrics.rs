@@ -207,6 +207,10 @@ impl Collector for ProxyCollector {
                     s.stats.over_budget,
                 ),
                 (
+                    l(&[("port", "1719"), ("reason", "outstanding")]),
+                    s.stats.outstanding_refused,
+                ),
+                (
                     l(&[("port", "1720"), ("reason", "rate")]),
                     get(&c.refused_rate),
                 ),
@@ -227,6 +231,21 @@ impl Collector for ProxyCollector {
                     get(&c.h245_strangers),
                 ),
             ],
+        )?;
+        let by_why: Vec<(Labels, u64)> = crate::ras_relay::Refused::ALL
+            .iter()
+            .map(|w| {
+                (
+                    l(&[("reason", w.label())]),
+                    s.stats.refused_by.get(w).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        counter(
+            &mut e,
+            "h323proxy_ras_refused",
+            "Endpoint-side RAS datagrams that decoded but were refused, by why (their sum is h323proxy_malformed_total{port=\"1719\",reason=\"refused\"})",
+            &by_why,
         )?;
         counter(
             &mut e,

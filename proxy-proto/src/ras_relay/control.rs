@@ -54,7 +54,7 @@ impl RasRelay {
                 );
             }
             self.regs.remove(&id);
-            self.calls.retain(|(_, e), _| *e != id);
+            self.calls.remove_endpoint(&id);
             self.events
                 .push_back(Event::Unregistered { endpoint_id: id });
         }
@@ -318,6 +318,7 @@ impl RasRelay {
             Ok(bytes) => {
                 let from = self.sent_from(&p);
                 let key = p.forwarded_key();
+                count_forward(&mut self.outstanding, &mut self.outstanding_total, &p, true);
                 self.pending.insert(seq, (p, self.now));
                 if let Some(key) = key {
                     self.forwarded.insert(key, seq);

@@ -46,10 +46,34 @@ impl RasRelay {
         self.send_to_endpoint(to, &m);
     }
 
-    pub(super) fn refuse(&mut self, from: SocketAddr, reason: &'static str) {
+    /// Refuse a decoded datagram: counted by why, warned about
+    /// (rate-limited), reported.
+    pub(super) fn refuse(&mut self, from: SocketAddr, why: Refused, reason: &'static str) {
         self.stats.refused += 1;
-        tracing::warn!(%from, reason, "RAS datagram refused");
+        *self.stats.refused_by.entry(why).or_default() += 1;
+        self.lan_warning(from, reason);
         self.events.push_back(Event::Rejected { from, reason });
+    }
+
+    /// A warning about what an endpoint-side host sent: ten a second at
+    /// most (the counters have every one).
+    pub(super) fn lan_warning(&mut self, from: SocketAddr, reason: &str) {
+        if let Some(held_back) = self.warnings.allow(self.now) {
+            tracing::warn!(%from, reason, held_back, "RAS datagram refused");
+        }
+    }
+
+    /// Refuse an RRQ: counted, warned about (rate-limited), RRJ `reason`.
+    fn refuse_rrq(
+        &mut self,
+        from: SocketAddr,
+        seq: u16,
+        why: Refused,
+        text: &'static str,
+        reason: RegistrationRejectReason,
+    ) {
+        self.refuse(from, why, text);
+        self.answer(from, build::rrj(seq, reason, &self.cfg.proxy_id));
     }
 
     /// A datagram arrived on the endpoint-side socket.
@@ -74,7 +98,9 @@ impl RasRelay {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed += 1;
-                tracing::warn!(%from, error = %e, "malformed RAS from endpoint");
+                if let Some(held_back) = self.warnings.allow(now) {
+                    tracing::warn!(%from, error = %e, held_back, "malformed RAS from endpoint");
+                }
                 self.events.push_back(Event::Rejected {
                     from,
                     reason: "malformed RAS",
@@ -88,7 +114,7 @@ impl RasRelay {
             } else {
                 "empty admissionConfirmSequence"
             };
-            self.refuse(from, reason);
+            self.refuse(from, Refused::Unknown, reason);
             return;
         };
         match m {
@@ -121,6 +147,7 @@ impl RasRelay {
                     }
                     _ => {
                         self.regs.remove(&r.endpoint_id);
+                        self.calls.remove_endpoint(&r.endpoint_id);
                         self.events.push_back(Event::Unregistered {
                             endpoint_id: r.endpoint_id,
                         });
@@ -161,6 +188,22 @@ impl RasRelay {
                 }
             }
             RasMessage::locationRequest(mut l) => {
+                // Location is a service to registered endpoints: a stranger
+                // gets nothing forwarded (nor a map of the dial plan).
+                if self.regs.by_source(from).is_none() {
+                    self.refuse(
+                        from,
+                        Refused::Unregistered,
+                        "locationRequest from an unregistered source",
+                    );
+                    self.answer(
+                        from,
+                        build::lrj(seq, LocationRejectReason::notRegistered(())),
+                    );
+                    return;
+                }
+                l.destination_info
+                    .truncate(self.cfg.limits.max_destinations.max(1));
                 if let Some(gk) = self.active {
                     l.reply_address = transport(self.cfg.gatekeeper_ras);
                     if let Some(e) = &l.endpoint_identifier {
@@ -193,7 +236,11 @@ impl RasRelay {
             }
             RasMessage::bandwidthRequest(mut b) => {
                 let Some(r) = self.registered(from, &bmp_text(&b.endpoint_identifier.0)) else {
-                    self.refuse(from, "bandwidthRequest from an unregistered endpoint");
+                    self.refuse(
+                        from,
+                        Refused::Unregistered,
+                        "bandwidthRequest from an unregistered endpoint",
+                    );
                     return;
                 };
                 match (self.active, r.binding.clone()) {
@@ -226,7 +273,11 @@ impl RasRelay {
                     return;
                 }
                 let Some(r) = self.registered(from, &bmp_text(&irr.endpoint_identifier.0)) else {
-                    self.refuse(from, "infoRequestResponse from an unregistered endpoint");
+                    self.refuse(
+                        from,
+                        Refused::Unregistered,
+                        "infoRequestResponse from an unregistered endpoint",
+                    );
                     return;
                 };
                 match (self.active, r.binding.clone()) {
@@ -260,6 +311,7 @@ impl RasRelay {
                 let Some((gk, their, target)) = self.take_ep_pending(seq, from) else {
                     self.refuse(
                         from,
+                        Refused::StrayReply,
                         "reply to no request the proxy forwarded to this endpoint",
                     );
                     return;
@@ -267,7 +319,7 @@ impl RasRelay {
                 let own = self.own_address(from);
                 if let RasMessage::unregistrationConfirm(_) = &m {
                     self.regs.remove(&target);
-                    self.calls.retain(|(_, e), _| *e != target);
+                    self.calls.remove_endpoint(&target);
                     self.events.push_back(Event::Unregistered {
                         endpoint_id: target,
                     });
@@ -277,6 +329,7 @@ impl RasRelay {
             other => {
                 self.refuse(
                     from,
+                    Refused::Unexpected,
                     "RAS message an endpoint does not send to its gatekeeper",
                 );
                 let _ = other;
@@ -325,6 +378,18 @@ impl RasRelay {
             self.stats.retransmissions_absorbed += 1;
             return;
         }
+        // Budgets of requests waiting at the gatekeeper: per source
+        // address, and for endpoints in all short of the room reserved for
+        // the proxy's own heartbeat, refreshes and re-registrations. Past
+        // them the request is dropped; the endpoint retries.
+        let from_there = self.outstanding.get(&from.ip()).copied().unwrap_or(0);
+        if from_there >= self.cfg.limits.max_outstanding_per_source
+            || self.outstanding_total >= MAX_PENDING - RESERVED_OWN
+        {
+            self.stats.outstanding_refused += 1;
+            self.lan_warning(from, "too many requests waiting at the gatekeeper");
+            return;
+        }
         self.stats.forwarded += 1;
         self.send_msg_to_gk(
             gk,
@@ -370,11 +435,11 @@ impl RasRelay {
                     .by_source(from)
                     .is_some_and(|r| &r.endpoint_id == id)
             }) else {
-                self.stats.refused += 1;
-                self.events.push_back(Event::Rejected {
+                self.refuse(
                     from,
-                    reason: "keepalive from an unknown endpoint or address",
-                });
+                    Refused::UnknownKeepalive,
+                    "keepalive from an unknown endpoint or address",
+                );
                 self.answer(
                     from,
                     build::rrj(
@@ -417,12 +482,38 @@ impl RasRelay {
             None
         };
         if let Some(reason) = bad {
-            self.stats.refused += 1;
-            self.events.push_back(Event::Rejected {
+            self.refuse(
                 from,
-                reason: "RRQ naming one of the proxy's own addresses",
-            });
+                Refused::OwnAddress,
+                "RRQ naming one of the proxy's own addresses",
+            );
             self.answer(from, build::rrj(seq, reason, &self.cfg.proxy_id));
+            return;
+        }
+        let limits = &self.cfg.limits;
+        if rrq.terminal_alias.as_ref().map_or(0, Vec::len) > limits.max_aliases_per_request {
+            self.refuse_rrq(
+                from,
+                seq,
+                Refused::TooManyAliases,
+                "RRQ with more aliases than limits.max_aliases_per_request",
+                RegistrationRejectReason::invalidAlias(()),
+            );
+            return;
+        }
+        // A new registration (a known source re-registering is no new
+        // one) within the table's bounds, in all and per address.
+        if self.regs.by_source(from).is_none()
+            && (self.regs.len() >= limits.max_registrations
+                || self.regs.from_ip(from.ip()) >= limits.max_registrations_per_source)
+        {
+            self.refuse_rrq(
+                from,
+                seq,
+                Refused::RegistrationLimit,
+                "RRQ past limits.max_registrations or max_registrations_per_source",
+                RegistrationRejectReason::resourceUnavailable(()),
+            );
             return;
         }
         let aliases = rrq.terminal_alias.clone().unwrap_or_default();
@@ -488,11 +579,11 @@ impl RasRelay {
             .cloned()
             .collect();
         if !taken.is_empty() {
-            self.stats.refused += 1;
-            self.events.push_back(Event::Rejected {
+            self.refuse(
                 from,
-                reason: "RRQ for an alias another endpoint holds",
-            });
+                Refused::AliasTaken,
+                "RRQ for an alias another endpoint holds",
+            );
             self.answer(
                 from,
                 build::rrj(
@@ -614,17 +705,32 @@ impl RasRelay {
     pub(super) fn endpoint_arq(&mut self, from: SocketAddr, seq: u16, mut arq: AdmissionRequest) {
         let claimed = bmp_text(&arq.endpoint_identifier.0);
         let Some(r) = self.registered(from, &claimed) else {
-            self.stats.refused += 1;
-            self.events.push_back(Event::Rejected {
+            self.refuse(
                 from,
-                reason: "admissionRequest from an unregistered endpoint",
-            });
+                Refused::Unregistered,
+                "admissionRequest from an unregistered endpoint",
+            );
             self.answer(
                 from,
                 build::arj(seq, AdmissionRejectReason::callerNotRegistered(())),
             );
             return;
         };
+        if self.calls.of(&r.endpoint_id) >= self.cfg.limits.max_calls_per_endpoint {
+            self.refuse(
+                from,
+                Refused::CallLimit,
+                "ARQ past limits.max_calls_per_endpoint",
+            );
+            self.answer(
+                from,
+                build::arj(seq, AdmissionRejectReason::exceedsCallCapacity(())),
+            );
+            return;
+        }
+        if let Some(d) = arq.destination_info.as_mut() {
+            d.truncate(self.cfg.limits.max_destinations.max(1));
+        }
         let call = CallRecord {
             call_id: arq
                 .call_identifier
@@ -681,8 +787,7 @@ impl RasRelay {
                     return;
                 }
                 let bw = call.bandwidth;
-                self.calls
-                    .insert((call.call_id, call.endpoint_id.clone()), call);
+                self.calls.insert(call);
                 self.answer(from, build::acf(seq, bw, self.cfg.endpoint_call_signal));
             }
         }

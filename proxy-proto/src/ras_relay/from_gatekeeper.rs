@@ -24,6 +24,7 @@ impl RasRelay {
         let Some(gk) = self.gks.iter().position(|g| g.cfg.ras == from) else {
             self.refuse(
                 from,
+                Refused::NotAGatekeeper,
                 "datagram from an address that is not a configured gatekeeper",
             );
             return;
@@ -80,6 +81,12 @@ impl RasRelay {
         let Some((p, sent)) = self.pending.remove(&seq) else {
             return;
         };
+        count_forward(
+            &mut self.outstanding,
+            &mut self.outstanding_total,
+            &p,
+            false,
+        );
         // Every answered request measures the gatekeeper's round trip, so
         // a gatekeeper slowed by load gets longer probe timeouts before
         // its slowness could pass for death.
@@ -260,6 +267,7 @@ impl RasRelay {
             }
             (RasMessage::unregistrationConfirm(_), Forwarded::Unregister(id)) => {
                 self.regs.remove(&id);
+                self.calls.remove_endpoint(&id);
                 self.events
                     .push_back(Event::Unregistered { endpoint_id: id });
             }
@@ -272,8 +280,7 @@ impl RasRelay {
                 call.routed = matches!(acf.call_model, CallModel::gatekeeperRouted(_));
                 acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
                 acf.alternate_endpoints = None;
-                self.calls
-                    .insert((call.call_id, call.endpoint_id.clone()), *call);
+                self.calls.insert(*call);
             }
             (RasMessage::disengageConfirm(_), Forwarded::Disengage(key)) => {
                 self.calls.remove(&key);

@@ -33,8 +33,8 @@ pub use persist::{SavedBinding, SavedRegistration};
 use readmit::CallKey;
 pub use readmit::READMIT_RETRY;
 pub use types::{
-    CallRecord, CallRoute, DialRule, Event, GatekeeperConfig, GatekeeperStatus, Reanchor,
-    RelayConfig, RelayStats, Side, Transmit,
+    CallRecord, CallRoute, DialRule, Event, GatekeeperConfig, GatekeeperStatus, Reanchor, Refused,
+    RelayConfig, RelayLimits, RelayStats, Side, Transmit,
 };
 
 use std::cmp::Reverse;
@@ -153,7 +153,7 @@ pub struct RasRelay {
     regs: Registry,
     /// By (callIdentifier, local endpointIdentifier): both ends of a call
     /// between two of the proxy's endpoints have a record.
-    calls: HashMap<([u8; 16], String), CallRecord>,
+    calls: Calls,
     pending: HashMap<u16, (Pending, Instant)>,
     /// Forwarded requests by (endpoint, its sequence number) → ours, to
     /// recognise retransmissions; entries whose pending request is gone are
@@ -182,6 +182,69 @@ pub struct RasRelay {
     ids: Option<IdentityPool>,
     /// What each endpoint-side source may still send.
     budget: crate::budget::SourceBudget,
+    /// Warnings about what endpoint-side hosts send: a few a second.
+    warnings: crate::budget::WarnLimit,
+    /// Forwarded endpoint requests waiting at gatekeepers, per source IP
+    /// address and in all (the `pending` entries that are
+    /// [`Pending::Forward`]).
+    outstanding: HashMap<std::net::IpAddr, usize>,
+    outstanding_total: usize,
+}
+
+/// Admitted calls by (callIdentifier, local endpointIdentifier), counted
+/// per endpoint (for `max_calls_per_endpoint`). Reads go through `Deref`;
+/// every change through these methods, so the counts stay right.
+#[derive(Debug, Default)]
+struct Calls {
+    by_key: HashMap<([u8; 16], String), CallRecord>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Calls {
+    fn insert(&mut self, c: CallRecord) {
+        let ep = c.endpoint_id.clone();
+        if self.by_key.insert((c.call_id, ep.clone()), c).is_none() {
+            *self.per_endpoint.entry(ep).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &([u8; 16], String)) -> Option<CallRecord> {
+        let c = self.by_key.remove(key)?;
+        if let Some(n) = self.per_endpoint.get_mut(&key.1) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_endpoint.remove(&key.1);
+            }
+        }
+        Some(c)
+    }
+
+    /// Every record of an endpoint that is gone.
+    fn remove_endpoint(&mut self, endpoint_id: &str) {
+        if self.per_endpoint.remove(endpoint_id).is_some() {
+            self.by_key.retain(|(_, e), _| e != endpoint_id);
+        }
+    }
+
+    /// Calls `endpoint_id` has admitted.
+    fn of(&self, endpoint_id: &str) -> usize {
+        self.per_endpoint.get(endpoint_id).copied().unwrap_or(0)
+    }
+
+    fn get_mut(&mut self, key: &([u8; 16], String)) -> Option<&mut CallRecord> {
+        self.by_key.get_mut(key)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut CallRecord> {
+        self.by_key.values_mut()
+    }
+}
+
+impl std::ops::Deref for Calls {
+    type Target = HashMap<([u8; 16], String), CallRecord>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_key
+    }
 }
 
 /// How long an unanswered request is remembered.
@@ -190,6 +253,11 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(10);
 /// Most requests outstanding at gatekeepers at once (of 65,535 sequence
 /// numbers), with room left for the proxy's own probes.
 const MAX_PENDING: usize = 60_000;
+
+/// Of [`MAX_PENDING`], what endpoint requests may never take: the proxy's
+/// own heartbeat probes, refreshes, re-registrations and re-admissions
+/// always find room, however many endpoints ask at once.
+const RESERVED_OWN: usize = 10_000;
 
 /// How often the sweep runs (see [`Timer::Sweep`]).
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
@@ -242,7 +310,7 @@ impl RasRelay {
             ever_active: false,
             started: now,
             regs: Registry::default(),
-            calls: HashMap::new(),
+            calls: Calls::default(),
             pending: HashMap::new(),
             forwarded: HashMap::new(),
             ep_pending: HashMap::new(),
@@ -259,7 +327,14 @@ impl RasRelay {
             events: VecDeque::new(),
             stats: RelayStats::default(),
             ids: cfg.identities.clone(),
-            budget: crate::budget::SourceBudget::new(cfg.ras_budget, cfg.max_sources, now),
+            warnings: crate::budget::WarnLimit::new(10, now),
+            outstanding: HashMap::new(),
+            outstanding_total: 0,
+            budget: crate::budget::SourceBudget::new(
+                cfg.limits.ras_budget,
+                cfg.limits.max_sources,
+                now,
+            ),
             cfg,
         }
     }
@@ -283,7 +358,7 @@ impl RasRelay {
         if new.gatekeepers != c.gatekeepers {
             restart.push("gatekeeper");
         }
-        self.budget.set_rate(new.ras_budget);
+        self.budget.set_rate(new.limits.ras_budget);
         if new.heartbeat != c.heartbeat {
             for g in &mut self.gks {
                 g.hb.set_config(new.heartbeat);
@@ -490,10 +565,14 @@ impl RasRelay {
             }
         }
         let mut unanswered = Vec::new();
+        let (per_ip, total) = (&mut self.outstanding, &mut self.outstanding_total);
         self.pending.retain(|_, (p, at)| {
             let keep = now.saturating_duration_since(*at) < PENDING_LIFETIME;
             if let (false, Pending::Readmit { key, .. }) = (keep, &p) {
                 unanswered.push(key.clone());
+            }
+            if !keep {
+                count_forward(per_ip, total, p, false);
             }
             keep
         });
@@ -503,6 +582,30 @@ impl RasRelay {
         }
         self.ep_pending
             .retain(|_, (_, _, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
+    }
+}
+
+/// Keep the per-source counts of forwarded requests in step with `pending`
+/// as `p` is added to it (`add`) or leaves it.
+fn count_forward(
+    per_ip: &mut HashMap<std::net::IpAddr, usize>,
+    total: &mut usize,
+    p: &Pending,
+    add: bool,
+) {
+    let Pending::Forward { to, .. } = p else {
+        return;
+    };
+    let n = per_ip.entry(to.ip()).or_default();
+    if add {
+        *n += 1;
+        *total += 1;
+    } else {
+        *n = n.saturating_sub(1);
+        *total = total.saturating_sub(1);
+        if *n == 0 {
+            per_ip.remove(&to.ip());
+        }
     }
 }
 

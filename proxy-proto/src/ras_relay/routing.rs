@@ -22,7 +22,10 @@ impl RasRelay {
             && let Err(e) = pool.lease(source, self.now)
         {
             self.stats.refused += 1;
-            tracing::warn!(%source, error = %e, "no gatekeeper-side address for this endpoint");
+            *self.stats.refused_by.entry(Refused::NoAddress).or_default() += 1;
+            if let Some(held_back) = self.warnings.allow(self.now) {
+                tracing::warn!(%source, error = %e, held_back, "no gatekeeper-side address for this endpoint");
+            }
             return None;
         }
         Some(self.gk_side(source))
@@ -128,7 +131,10 @@ impl RasRelay {
         {
             return Some(CallRoute::Remote(dest));
         }
-        destinations.iter().find_map(|d| {
+        // Only the first few destinations count: a SETUP naming thousands
+        // costs no more than one naming limits.max_destinations.
+        let n = self.cfg.limits.max_destinations.max(1);
+        destinations.iter().take(n).find_map(|d| {
             let r = self.route_alias(d)?;
             Some(CallRoute::Local {
                 endpoint_id: r.endpoint_id.clone(),

@@ -53,11 +53,7 @@ fn cfg() -> RelayConfig {
         identities: None,
         own_password: None,
         credentials: HashMap::new(),
-        ras_budget: crate::budget::Rate {
-            per_second: 1_000_000,
-            burst: 1_000_000,
-        },
-        max_sources: 1024,
+        limits: RelayLimits::generous(),
     }
 }
 
@@ -1353,4 +1349,170 @@ fn in_survivable_mode_an_alias_a_live_endpoint_holds_is_refused_to_another_sourc
         only(pump(&mut r, t, &mut gks)),
         RasMessage::registrationConfirm(_)
     ));
+}
+
+fn lrq(seq: u16, dest: &str, ep: &str) -> Vec<u8> {
+    let v = json!({"locationRequest": {"requestSeqNum": seq, "destinationInfo": [{"dialledDigits": dest}],
+        "replyAddress": transport_json(addr(ep))}});
+    ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+/// A relay on `limits`, with the primary in control.
+fn limited(limits: RelayLimits) -> (RasRelay, Vec<FakeGk>, Instant) {
+    let mut t = Instant::now();
+    let mut gks = two_gks();
+    let mut r = RasRelay::new(RelayConfig { limits, ..cfg() }, t);
+    run(&mut r, &mut t, 20 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    (r, gks, t)
+}
+
+#[test]
+fn registrations_are_bounded_per_source_address_and_aliases_per_request() {
+    let (mut r, mut gks, t) = limited(RelayLimits {
+        max_registrations_per_source: 2,
+        max_aliases_per_request: 3,
+        ..RelayLimits::generous()
+    });
+    let host = |port: u16| format!("198.18.1.66:{port}");
+    for (i, port) in [41001u16, 41002].into_iter().enumerate() {
+        let ep = host(port);
+        let num = format!("500{i}");
+        r.handle_endpoint(t, addr(&ep), &rrq(1, "m", &num, &ep));
+        let RasMessage::registrationConfirm(_) = only(pump(&mut r, t, &mut gks)) else {
+            panic!("RCF expected for {ep}")
+        };
+    }
+    // A third registration from that address: refused, nothing forwarded.
+    let before = gks[0].rrqs;
+    let ep = host(41003);
+    r.handle_endpoint(t, addr(&ep), &rrq(1, "m", "5003", &ep));
+    let RasMessage::registrationReject(rrj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RRJ expected")
+    };
+    assert!(matches!(
+        rrj.reject_reason,
+        RegistrationRejectReason::resourceUnavailable(())
+    ));
+    assert_eq!(gks[0].rrqs, before, "forwarded anyway");
+    // A registered source registering again is no new registration.
+    let ep = host(41001);
+    r.handle_endpoint(t, addr(&ep), &rrq(2, "m", "5000", &ep));
+    let RasMessage::registrationConfirm(_) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected for a re-registration")
+    };
+    // Another address is not affected.
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    let RasMessage::registrationConfirm(_) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected for another host")
+    };
+    // Four aliases in one RRQ: refused.
+    let v = json!({"registrationRequest": {"requestSeqNum": 9, "protocolIdentifier": PROTOCOL_ID, "discoveryComplete": true,
+        "callSignalAddress": [transport_json(addr("198.18.1.12:1720"))], "rasAddress": [transport_json(addr(EP2))],
+        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+        "terminalAlias": [{"h323-ID": "a"}, {"h323-ID": "b"}, {"h323-ID": "c"}, {"dialledDigits": "77"}],
+        "endpointVendor": vendor_json(), "timeToLive": 60, "keepAlive": false}});
+    r.handle_endpoint(
+        t,
+        addr(EP2),
+        &ras::encode(&ras_from_json(&v).unwrap()).unwrap(),
+    );
+    let RasMessage::registrationReject(rrj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RRJ expected")
+    };
+    assert!(matches!(
+        rrj.reject_reason,
+        RegistrationRejectReason::invalidAlias(())
+    ));
+    assert_eq!(r.stats().refused_by[&Refused::RegistrationLimit], 1);
+    assert_eq!(r.stats().refused_by[&Refused::TooManyAliases], 1);
+    assert_eq!(r.registrations().len(), 3);
+}
+
+#[test]
+fn lrqs_only_from_registered_endpoints_and_a_bounded_number_waiting_per_source() {
+    let (mut r, mut gks, mut t) = limited(RelayLimits {
+        max_outstanding_per_source: 4,
+        ..RelayLimits::generous()
+    });
+    // A stranger's LRQ: LRJ notRegistered, nothing forwarded.
+    r.handle_endpoint(t, addr(EP2), &lrq(1, "1001", EP2));
+    let out: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].side, Side::Endpoint);
+    let RasMessage::locationReject(lrj) = ras::decode(&out[0].bytes).unwrap() else {
+        panic!("LRJ expected")
+    };
+    assert!(matches!(
+        lrj.reject_reason,
+        LocationRejectReason::notRegistered(())
+    ));
+    // A registered endpoint's LRQs (the fake gatekeeper never answers
+    // them): 4 wait at the gatekeeper, the other 96 are dropped.
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    pump(&mut r, t, &mut gks);
+    let lrqs_out = |v: &[Transmit]| {
+        v.iter()
+            .filter(|x| {
+                x.side == Side::Gatekeeper
+                    && matches!(ras::decode(&x.bytes), Ok(RasMessage::locationRequest(_)))
+            })
+            .count()
+    };
+    let mut sent = 0;
+    for seq in 1..=100 {
+        r.handle_endpoint(t, addr(EP1), &lrq(seq, "9999", EP1));
+        let out: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+        sent += lrqs_out(&out);
+    }
+    assert_eq!(sent, 4);
+    assert_eq!(r.stats().outstanding_refused, 96);
+    // The heartbeat is not crowded out: the primary stays in control.
+    run(&mut r, &mut t, 2000 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(r.stats().failovers, 0);
+    // Once the waiting ones are forgotten (10 s), the endpoint may ask again.
+    run(&mut r, &mut t, 9000 * MS, &mut gks);
+    r.handle_endpoint(t, addr(EP1), &lrq(101, "9999", EP1));
+    let out: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+    assert_eq!(lrqs_out(&out), 1);
+}
+
+#[test]
+fn calls_per_endpoint_are_bounded_and_records_go_with_the_registration() {
+    let (mut r, mut gks, t) = limited(RelayLimits {
+        max_calls_per_endpoint: 2,
+        ..RelayLimits::generous()
+    });
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected")
+    };
+    let id = bmp_text(&rcf.endpoint_identifier.0);
+    for call in 1..=2u8 {
+        r.handle_endpoint(t, addr(EP1), &arq(10 + u16::from(call), &id, "2002", call));
+        let RasMessage::admissionConfirm(_) = only(pump(&mut r, t, &mut gks)) else {
+            panic!("ACF expected")
+        };
+    }
+    r.handle_endpoint(t, addr(EP1), &arq(13, &id, "2002", 3));
+    let RasMessage::admissionReject(arj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("ARJ expected")
+    };
+    assert!(matches!(
+        arj.reject_reason,
+        AdmissionRejectReason::exceedsCallCapacity(())
+    ));
+    assert_eq!(r.calls().count(), 2);
+    // The endpoint unregisters: its call records go with it.
+    let v = json!({"unregistrationRequest": {"requestSeqNum": 20, "callSignalAddress": [transport_json(addr("198.18.1.11:1720"))],
+        "endpointIdentifier": id}});
+    r.handle_endpoint(
+        t,
+        addr(EP1),
+        &ras::encode(&ras_from_json(&v).unwrap()).unwrap(),
+    );
+    pump(&mut r, t, &mut gks);
+    assert_eq!(r.registrations().len(), 0);
+    assert_eq!(r.calls().count(), 0);
 }

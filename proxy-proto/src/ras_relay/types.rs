@@ -73,11 +73,119 @@ pub struct RelayConfig {
     /// Endpoints' H.235 passwords by alias (as `alias_text` prints it or
     /// bare).
     pub credentials: HashMap<String, String>,
-    /// RAS datagrams one endpoint-side source address may send (spent
-    /// before decoding).
+    /// What one endpoint-side host may make the relay do.
+    pub limits: RelayLimits,
+}
+
+/// Bounds on what endpoint-side hosts may make the relay hold or do (the
+/// daemon's `[limits]`). Each protects the heartbeat, the tables or other
+/// endpoints from one host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelayLimits {
+    /// RAS datagrams one source address may send (spent before decoding).
     pub ras_budget: crate::budget::Rate,
     /// Source addresses given a budget of their own.
     pub max_sources: usize,
+    /// Registrations in all.
+    pub max_registrations: usize,
+    /// Registrations from one source IP address.
+    pub max_registrations_per_source: usize,
+    /// Aliases in one RRQ.
+    pub max_aliases_per_request: usize,
+    /// Destination aliases looked at in one SETUP, ARQ or LRQ (the rest
+    /// are ignored).
+    pub max_destinations: usize,
+    /// Endpoint requests from one source IP address waiting for a
+    /// gatekeeper's answer at once.
+    pub max_outstanding_per_source: usize,
+    /// Calls one endpoint may have admitted at once.
+    pub max_calls_per_endpoint: usize,
+}
+
+impl RelayLimits {
+    /// Limits nothing in a test or a bench reaches.
+    pub fn generous() -> Self {
+        Self {
+            ras_budget: crate::budget::Rate {
+                per_second: 1_000_000,
+                burst: 1_000_000,
+            },
+            max_sources: 1024,
+            max_registrations: 1_000_000,
+            max_registrations_per_source: 1_000_000,
+            max_aliases_per_request: 1024,
+            max_destinations: 1024,
+            max_outstanding_per_source: 60_000,
+            max_calls_per_endpoint: 1_000_000,
+        }
+    }
+}
+
+/// Why a decoded RAS datagram from the endpoint side was refused: the
+/// metrics label and the log text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refused {
+    /// A message type of a later H.225.0 version, or no sequence number.
+    Unknown,
+    /// A keepalive from an endpoint or address the proxy does not know.
+    UnknownKeepalive,
+    /// An RRQ naming one of the proxy's own addresses.
+    OwnAddress,
+    /// In survivable mode, an RRQ for an alias another endpoint holds.
+    AliasTaken,
+    /// An RRQ with more aliases than `max_aliases_per_request`.
+    TooManyAliases,
+    /// A new registration past `max_registrations` or
+    /// `max_registrations_per_source`.
+    RegistrationLimit,
+    /// A request that needs a registration, from a source without one.
+    Unregistered,
+    /// A reply to nothing the proxy asked.
+    StrayReply,
+    /// A message endpoints do not send to their gatekeeper.
+    Unexpected,
+    /// A datagram on the gatekeeper side from no configured gatekeeper.
+    NotAGatekeeper,
+    /// An ARQ past `max_calls_per_endpoint`.
+    CallLimit,
+    /// No per-endpoint gatekeeper-side address left.
+    NoAddress,
+}
+
+impl Refused {
+    /// Every kind, for the metrics.
+    pub const ALL: [Refused; 12] = [
+        Refused::Unknown,
+        Refused::UnknownKeepalive,
+        Refused::OwnAddress,
+        Refused::AliasTaken,
+        Refused::TooManyAliases,
+        Refused::RegistrationLimit,
+        Refused::Unregistered,
+        Refused::StrayReply,
+        Refused::Unexpected,
+        Refused::NotAGatekeeper,
+        Refused::CallLimit,
+        Refused::NoAddress,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Unknown => "unknown_message",
+            Refused::UnknownKeepalive => "unknown_keepalive",
+            Refused::OwnAddress => "own_address",
+            Refused::AliasTaken => "alias_taken",
+            Refused::TooManyAliases => "too_many_aliases",
+            Refused::RegistrationLimit => "registration_limit",
+            Refused::Unregistered => "unregistered",
+            Refused::StrayReply => "stray_reply",
+            Refused::Unexpected => "unexpected_message",
+            Refused::NotAGatekeeper => "not_a_gatekeeper",
+            Refused::CallLimit => "call_limit",
+            Refused::NoAddress => "no_address",
+        }
+    }
 }
 
 /// Which socket a datagram goes out of.
@@ -230,6 +338,11 @@ pub struct RelayStats {
     /// Endpoint-side datagrams dropped unread: their source had spent its
     /// budget.
     pub over_budget: u64,
+    /// [`RelayStats::refused`] by why.
+    pub refused_by: std::collections::BTreeMap<Refused, u64>,
+    /// Endpoint requests dropped: their source, or endpoints in all, had
+    /// as many waiting at the gatekeeper as they may.
+    pub outstanding_refused: u64,
     /// ICMP unreachables reported for a gatekeeper's flow: hints, never
     /// verdicts (anyone can forge one).
     pub unreachable_hints: u64,

@@ -365,6 +365,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                     readmitted = s.stats.readmitted,
                     unanchored = s.stats.unanchored,
                     over_budget = s.stats.over_budget,
+                    outstanding_refused = s.stats.outstanding_refused,
                     "RAS counters"
                 );
                 let c = &calls.stats;
