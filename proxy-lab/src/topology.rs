@@ -188,6 +188,7 @@ ras_per_source_per_second = 1000000
 ras_per_source_burst = 1000000
 connections_per_source_per_second = 100000
 connections_per_source_burst = 100000
+max_connections = 8192
 max_connections_per_source = 8192
 max_registrations_per_source = 1000000
 max_registrations = 1000000

@@ -57,6 +57,10 @@ pub struct Registration {
     pub offloaded: Option<u64>,
     /// Keepalives the kernel answered for it (as last read from the map).
     pub offloaded_answers: u64,
+    /// Registered by the proxy itself in survivable mode, and accepted by
+    /// no gatekeeper since: a gatekeeper refusing it when control returns
+    /// ends it (the gatekeeper, not the proxy, decides who owns an alias).
+    pub local: bool,
 }
 
 impl Registration {
@@ -383,6 +387,7 @@ mod tests {
             rcf_template: None,
             offloaded: None,
             offloaded_answers: 0,
+            local: false,
         }
     }
 

@@ -331,7 +331,7 @@ impl Default for LimitsConfig {
             ras_per_source_burst: 400,
             connections_per_source_per_second: 20,
             connections_per_source_burst: 40,
-            max_connections: 8192,
+            max_connections: 2048,
             max_connections_per_source: 512,
             max_sources: 65_536,
             h245_listeners_per_call: 2,

@@ -22,7 +22,15 @@ pub const RUST_PIN: &str = "1.98.0";
 pub const NIGHTLY_PIN: &str = "nightly-2026-06-15";
 
 /// Fuzz targets under `fuzz/fuzz_targets`, run for a short bounded time by `test`.
-const FUZZ_TARGETS: &[&str] = &["tpkt", "q931", "ras", "uuie", "roundtrip", "relay"];
+const FUZZ_TARGETS: &[&str] = &[
+    "tpkt",
+    "q931",
+    "ras",
+    "uuie",
+    "roundtrip",
+    "relay",
+    "stateful",
+];
 
 #[derive(Parser)]
 #[command(

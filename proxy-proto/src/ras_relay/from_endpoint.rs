@@ -535,6 +535,7 @@ impl RasRelay {
             rcf_template: None,
             offloaded: None,
             offloaded_answers: 0,
+            local: false,
         };
         if let Some(gk) = self.active {
             let Some((cs, ras)) = self.lease_gk_side(from) else {
@@ -601,6 +602,7 @@ impl RasRelay {
         };
         let mut reg = reg;
         reg.endpoint_id = id.clone();
+        reg.local = true;
         self.regs.insert(reg);
         tracing::info!(endpoint_id = %id, "registered locally (survivable mode)");
         self.events.push_back(Event::Registered {

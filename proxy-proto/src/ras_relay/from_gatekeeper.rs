@@ -174,6 +174,9 @@ impl RasRelay {
                         since: now,
                     };
                     self.regs.bind(&endpoint_id, Some(b));
+                    if let Some(r) = self.regs.get_mut(&endpoint_id) {
+                        r.local = false;
+                    }
                     self.refresh
                         .push(Reverse((now + refresh_after(ttl), endpoint_id.clone())));
                     self.events.push_back(Event::Registered {
@@ -184,11 +187,24 @@ impl RasRelay {
                     self.readmit_calls(gk, &endpoint_id);
                 }
                 other => {
+                    let local = self.regs.get(&endpoint_id).is_some_and(|r| r.local);
                     tracing::warn!(
                         endpoint_id,
                         reply = ras::CHOICE_NAMES[choice(&other)],
+                        dropped = local,
                         "re-registration refused"
                     );
+                    // A registration only the proxy ever accepted (in
+                    // survivable mode), refused by the gatekeeper now in
+                    // control (a duplicate alias, a failed policy): it
+                    // ends. The endpoint's next keepalive is told to
+                    // register in full, and the gatekeeper decides.
+                    if local && matches!(other, RasMessage::registrationReject(_)) {
+                        self.regs.remove(&endpoint_id);
+                        self.calls.remove_endpoint(&endpoint_id);
+                        self.stats.local_dropped += 1;
+                        self.events.push_back(Event::Unregistered { endpoint_id });
+                    }
                 }
             },
             Pending::CallReport { .. } | Pending::Unregister { .. } => {}

@@ -25,6 +25,10 @@ pub struct SavedRegistration {
     /// Its own address toward the gatekeepers (RAS and call signalling).
     #[serde(default)]
     pub gatekeeper_side: Option<SocketAddr>,
+    /// Registered by the proxy in survivable mode, accepted by no
+    /// gatekeeper since.
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// A gatekeeper-side registration as saved.
@@ -62,6 +66,7 @@ impl RasRelay {
                     }),
                     offloaded: r.offloaded,
                     gatekeeper_side: self.ids.as_ref().and_then(|p| p.get(r.source)),
+                    local: r.local,
                 })
             })
             .collect()
@@ -105,6 +110,7 @@ impl RasRelay {
                 rcf_template: None,
                 offloaded: s.offloaded,
                 offloaded_answers: 0,
+                local: s.local,
             };
             if let (Some(pool), Some(addr)) = (self.ids.as_mut(), s.gatekeeper_side)
                 && !pool.claim(s.source, addr, now)

@@ -71,6 +71,8 @@ struct FakeGk {
     rrqs: usize,
     /// Full RRQs to ignore (a gatekeeper too busy to answer).
     drop_full_rrqs: usize,
+    /// Full RRQs with an alias containing this are refused (duplicateAlias).
+    reject_alias: Option<&'static str>,
     /// Whether every RRQ must carry the proxy's shared addresses.
     shared: bool,
     /// (callSignalAddress, rasAddress) of each full registration.
@@ -99,6 +101,7 @@ impl FakeGk {
             irrs: vec![],
             rrqs: 0,
             drop_full_rrqs: 0,
+            reject_alias: None,
             shared: true,
             addrs: HashMap::new(),
             refreshed: vec![],
@@ -154,6 +157,13 @@ impl FakeGk {
                 } else if self.drop_full_rrqs > 0 {
                     self.drop_full_rrqs -= 1;
                     return None;
+                } else if self.reject_alias.is_some_and(|x| {
+                    rrq.terminal_alias
+                        .iter()
+                        .flatten()
+                        .any(|a| alias_text(a).contains(x))
+                }) {
+                    json!({"registrationReject": {"requestSeqNum": seq, "protocolIdentifier": PROTOCOL_ID, "rejectReason": {"duplicateAlias": []}}})
                 } else {
                     // The proxy must hide endpoints' own addresses.
                     if self.shared {
@@ -1515,4 +1525,50 @@ fn calls_per_endpoint_are_bounded_and_records_go_with_the_registration() {
     pump(&mut r, t, &mut gks);
     assert_eq!(r.registrations().len(), 0);
     assert_eq!(r.calls().count(), 0);
+}
+
+#[test]
+fn a_survivable_registration_the_returning_gatekeeper_refuses_ends_one_it_accepted_stays() {
+    let (mut r, mut gks, mut t, alice) = registered();
+    gks[0].alive = false;
+    gks[1].alive = false;
+    run(&mut r, &mut t, 300 * MS, &mut gks);
+    assert_eq!(r.active(), None, "survivable mode");
+    // Bob registers with the proxy alone.
+    r.handle_endpoint(t, addr(EP2), &rrq(1, "bob", "1002", EP2));
+    let RasMessage::registrationConfirm(rcf) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RCF expected")
+    };
+    let bob = bmp_text(&rcf.endpoint_identifier.0);
+    assert!(
+        r.registrations()
+            .iter()
+            .any(|x| x.endpoint_id == bob && x.local)
+    );
+    // The primary returns and refuses bob's number (alice's registration
+    // there is still alive).
+    gks[0].alive = true;
+    gks[0].reject_alias = Some("1002");
+    run(&mut r, &mut t, 3000 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    let ids: Vec<_> = r
+        .registrations()
+        .iter()
+        .map(|x| x.endpoint_id.clone())
+        .collect();
+    assert_eq!(r.stats().local_dropped, 1, "{ids:?}");
+    assert_eq!(
+        ids,
+        vec![alice.clone()],
+        "the refused local registration ended"
+    );
+    // Bob's next keepalive is told to register in full.
+    r.handle_endpoint(t, addr(EP2), &keepalive(2, &bob, EP2));
+    let RasMessage::registrationReject(rrj) = only(pump(&mut r, t, &mut gks)) else {
+        panic!("RRJ expected")
+    };
+    assert!(matches!(
+        rrj.reject_reason,
+        RegistrationRejectReason::fullRegistrationRequired(())
+    ));
 }

@@ -343,6 +343,9 @@ pub struct RelayStats {
     /// Endpoint requests dropped: their source, or endpoints in all, had
     /// as many waiting at the gatekeeper as they may.
     pub outstanding_refused: u64,
+    /// Registrations made in survivable mode that the gatekeeper taking
+    /// control refused, and that ended.
+    pub local_dropped: u64,
     /// ICMP unreachables reported for a gatekeeper's flow: hints, never
     /// verdicts (anyone can forge one).
     pub unreachable_hints: u64,
