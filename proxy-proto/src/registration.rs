@@ -40,6 +40,9 @@ pub struct Registration {
     /// The last full RRQ as the endpoint sent it: re-registration at another
     /// gatekeeper replays it with the proxy's addresses.
     pub rrq: RegistrationRequest,
+    /// That RRQ as it arrived (what the saved table holds: saving it
+    /// encodes nothing).
+    pub rrq_bytes: bytes::Bytes,
     /// The gatekeeper-side registration, `None` while unbound (survivable
     /// mode, or not yet re-registered after a failover).
     pub binding: Option<Binding>,
@@ -380,6 +383,7 @@ mod tests {
             ras: source,
             call_signal: Some(source),
             rrq,
+            rrq_bytes: bytes::Bytes::new(),
             binding: None,
             granted_ttl: 60,
             last_keepalive: None,

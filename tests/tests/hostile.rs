@@ -629,3 +629,95 @@ fn in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number() {
         proxy.log_text()
     );
 }
+
+/// Restart gaps. The saved table holds full RRQs (H.235 tokens included):
+/// it is 0600, and a link planted where its temporary file goes is not
+/// followed. After a SIGKILL and a restart without the table (lost or
+/// corrupt), the kernel entries of the endpoints the daemon no longer
+/// knows are removed: their keepalives reach the daemon (and are told to
+/// register again) instead of being answered in the kernel for nobody.
+#[test]
+fn the_saved_table_is_private_and_a_restart_without_it_leaves_no_stale_kernel_answers() {
+    if !privileged(
+        "the_saved_table_is_private_and_a_restart_without_it_leaves_no_stale_kernel_answers",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let mut proxy = Proxy::start_fast_steady(&lab, 5000);
+    let eps = endpoints(&lab, PX_EP, 4, 0);
+    wait_status(&eps, 20, |l| get(l, "registered") == 4);
+    let table = proxy.dir.path().join(format!("{}.json", proxy.instance));
+    assert!(
+        proxy_tests::wait_for(10, || table.exists().then_some(())).is_some(),
+        "no saved table"
+    );
+    let mode = std::fs::metadata(&table).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the saved table is {mode:o}");
+    // A link where the temporary file goes, to a file the daemon must not
+    // write; then a change (a fifth endpoint) makes it save again.
+    let victim = proxy.dir.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, table.with_extension("json.tmp")).unwrap();
+    let before = std::fs::metadata(&table).unwrap().modified().unwrap();
+    let more = endpoints_with(
+        &lab,
+        PX_EP,
+        1,
+        0,
+        &["--first-number", "3001", "--base-port", "45000"],
+    );
+    wait_status(&more, 20, |l| get(l, "registered") == 1);
+    assert!(
+        proxy_tests::wait_for(10, || {
+            (std::fs::metadata(&table).ok()?.modified().ok()? > before).then_some(())
+        })
+        .is_some(),
+        "the table was not saved again"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let mode = std::fs::metadata(&table).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The kernel answers the five now.
+    assert!(
+        proxy.wait_log(20, |l| l.contains("fast-path counters")
+            && proxy_lab::process::field(l, "keepalives_answered")
+                .is_some_and(|n| n > 0)),
+        "the kernel never answered:\n{}",
+        proxy.log_text()
+    );
+    // SIGKILL, the table lost, a restart.
+    proxy.proc.kill9();
+    std::fs::remove_file(&table).unwrap();
+    proxy.kill_and_restart(&lab, Duration::from_secs(1));
+    assert!(
+        proxy.wait_log(10, |l| l
+            .contains("kernel entries without a registration removed")
+            && proxy_lab::process::field(l, "entries") == Some(5)),
+        "stale kernel entries not removed:\n{}",
+        proxy.log_text()
+    );
+    // Their keepalives now reach the daemon, which does not know them and
+    // says so; they register in full again, through the proxy.
+    let unknown = r#"h323proxy_ras_refused_total{reason="unknown_keepalive"}"#;
+    assert!(
+        proxy_tests::wait_for(20, || (metric(&scrape(&lab), unknown) > 0).then_some(())).is_some(),
+        "the kernel still answers for endpoints the daemon does not know:\n{}",
+        proxy.log_text()
+    );
+    assert!(
+        proxy_tests::wait_for(30, || {
+            (metric(&scrape(&lab), "h323proxy_registrations") == 5).then_some(())
+        })
+        .is_some(),
+        "the endpoints did not register again:\n{}",
+        scrape(&lab)
+    );
+    eprintln!(
+        "restart without the table: 5 stale kernel entries removed, {} keepalives told to register, 5 registered again",
+        metric(&scrape(&lab), unknown)
+    );
+}

@@ -528,6 +528,7 @@ impl RasRelay {
                 .unwrap_or(from),
             call_signal: rrq.call_signal_address.first().and_then(socket_addr),
             rrq: rrq.clone(),
+            rrq_bytes: bytes::Bytes::copy_from_slice(bytes),
             binding: None,
             granted_ttl: self.cfg.local_ttl,
             last_keepalive: Some(now),

@@ -3,6 +3,27 @@
 
 use super::*;
 
+/// Bytes saved as a hex string. Held as [`bytes::Bytes`], so a snapshot of
+/// the table clones a reference per registration and the hex is written by
+/// whoever serializes it (off the RAS task).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexBytes(pub bytes::Bytes);
+
+impl serde::Serialize for HexBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(&self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        unhex(&s)
+            .map(|v| HexBytes(v.into()))
+            .ok_or_else(|| serde::de::Error::custom("not an even-length hex string"))
+    }
+}
+
 /// A registration as saved across a daemon restart.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedRegistration {
@@ -15,7 +36,7 @@ pub struct SavedRegistration {
     /// Its call signalling address.
     pub call_signal: Option<SocketAddr>,
     /// Its last full RRQ, aligned PER in hex.
-    pub rrq: String,
+    pub rrq: HexBytes,
     /// timeToLive granted to it.
     pub granted_ttl: u32,
     /// Its registration at a gatekeeper.
@@ -50,14 +71,14 @@ impl RasRelay {
     pub fn snapshot(&self) -> Vec<SavedRegistration> {
         self.regs
             .iter()
-            .filter_map(|r| {
-                let rrq = ras::encode(&RasMessage::registrationRequest(r.rrq.clone())).ok()?;
-                Some(SavedRegistration {
+            .map(|r| {
+                // The RRQ's bytes as received: nothing is encoded here.
+                SavedRegistration {
                     endpoint_id: r.endpoint_id.clone(),
                     source: r.source,
                     ras: r.ras,
                     call_signal: r.call_signal,
-                    rrq: hex(&rrq),
+                    rrq: HexBytes(r.rrq_bytes.clone()),
                     granted_ttl: r.granted_ttl,
                     binding: r.binding.as_ref().map(|b| SavedBinding {
                         gatekeeper: self.gks[b.gatekeeper].cfg.name.clone(),
@@ -67,7 +88,7 @@ impl RasRelay {
                     offloaded: r.offloaded,
                     gatekeeper_side: self.ids.as_ref().and_then(|p| p.get(r.source)),
                     local: r.local,
-                })
+                }
             })
             .collect()
     }
@@ -79,9 +100,7 @@ impl RasRelay {
     pub fn restore(&mut self, saved: Vec<SavedRegistration>, now: Instant) -> usize {
         let mut n = 0;
         for s in saved {
-            let Ok(RasMessage::registrationRequest(rrq)) =
-                ras::decode(&unhex(&s.rrq).unwrap_or_default())
-            else {
+            let Ok(RasMessage::registrationRequest(rrq)) = ras::decode(&s.rrq.0) else {
                 tracing::warn!(endpoint_id = %s.endpoint_id, "saved registration does not decode; skipped");
                 continue;
             };
@@ -103,6 +122,7 @@ impl RasRelay {
                 ras: s.ras,
                 call_signal: s.call_signal,
                 rrq,
+                rrq_bytes: s.rrq.0.clone(),
                 binding: binding.clone(),
                 granted_ttl: s.granted_ttl,
                 last_keepalive: Some(now),

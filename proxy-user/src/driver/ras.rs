@@ -102,6 +102,42 @@ pub struct RasDriver {
     state: Option<std::path::PathBuf>,
     /// The running call tasks, for the calls the relay hands over.
     calls: Option<CallTable>,
+    /// A write of the saved table is running.
+    saving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Write the saved table: readable by the daemon's user only (it holds
+/// full RRQs, H.235 tokens included), through a temporary file created
+/// anew (never through a link planted in the directory), then renamed over
+/// the old one (a rename replaces a link, never follows it).
+fn write_state(
+    path: &std::path::Path,
+    snapshot: &[crate::ras_relay::SavedRegistration],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    // A temporary file left by a crash, or a link put there: removed (not
+    // followed), then created exclusively.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(snapshot)?)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The kernel's learned-endpoint map as the RAS driver uses it
@@ -221,24 +257,37 @@ impl RasDriver {
             liveness_every: Duration::from_millis(cfg.heartbeat.interval_ms.max(1)),
             state,
             calls: None,
+            saving: Arc::default(),
         })
     }
 
     /// Write the registration table (atomically: a temporary file renamed).
-    fn save_state(&self) {
-        let Some(path) = &self.state else { return };
-        let snapshot = self.relay.snapshot();
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&snapshot)?)?;
-            std::fs::rename(&tmp, path)
+    /// Save the registration table. The snapshot is cheap (no encoding:
+    /// the RRQs are kept as they arrived); turning it into JSON and
+    /// writing it happen on a blocking thread, off this task, one write at
+    /// a time (`false`: one is still running, try again later). At
+    /// shutdown (`wait`), in place.
+    fn save_state(&self, wait: bool) -> bool {
+        let Some(path) = self.state.clone() else {
+            return true;
         };
-        if let Err(e) = write() {
-            tracing::warn!(path = %path.display(), error = %e, "saving the registration table");
+        if self.saving.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return false;
         }
+        let snapshot = self.relay.snapshot();
+        let busy = self.saving.clone();
+        let job = move || {
+            if let Err(e) = write_state(&path, &snapshot) {
+                tracing::warn!(path = %path.display(), error = %e, "saving the registration table");
+            }
+            busy.store(false, std::sync::atomic::Ordering::Release);
+        };
+        if wait {
+            job();
+        } else {
+            tokio::task::spawn_blocking(job);
+        }
+        true
     }
 
     /// Feed the failure detector from the kernel's gatekeeper liveness map
@@ -401,6 +450,26 @@ impl RasDriver {
                 let held: std::collections::HashSet<SocketAddr> =
                     first.into_iter().map(|(s, _)| s).collect();
                 self.relay.retain_offloaded(&held);
+                // The other way: entries the kernel still answers for with
+                // no registration behind them (the saved table was lost,
+                // corrupt or older than the map) are removed, so no
+                // endpoint the daemon does not know is answered.
+                let regs = self.relay.registrations();
+                let stale: Vec<SocketAddr> = held
+                    .into_iter()
+                    .filter(|s| !regs.by_source(*s).is_some_and(|r| r.offloaded.is_some()))
+                    .collect();
+                if !stale.is_empty() {
+                    if let Some(t) = self.offload.as_mut() {
+                        for s in &stale {
+                            t.forget(*s);
+                        }
+                    }
+                    tracing::warn!(
+                        entries = stale.len(),
+                        "kernel entries without a registration removed"
+                    );
+                }
                 Some(rx)
             }
             None => None,
@@ -464,8 +533,7 @@ impl RasDriver {
                 Some(entries) = async { offload_rx.as_mut()?.recv().await }, if offload_rx.is_some() => self.sync_offload(entries),
                 _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
                 _ = save.tick(), if dirty && self.state.is_some() => {
-                    self.save_state();
-                    dirty = false;
+                    dirty = !self.save_state(false);
                 }
                 r = self.endpoint.recv_from(&mut ebuf) => match r {
                     Ok((n, from)) => self.relay.handle_endpoint(Instant::now(), from, &ebuf[..n]),
@@ -554,7 +622,13 @@ impl RasDriver {
             }
         }
         if dirty {
-            self.save_state();
+            // The last write, in place; one still running finishes first.
+            for _ in 0..200 {
+                if self.save_state(true) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         for r in readers {
             r.abort();
