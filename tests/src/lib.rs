@@ -146,13 +146,33 @@ impl Proxy {
         instance: String,
         text: String,
     ) -> Proxy {
+        Self::start_wrapped(ns, dir, cfg, instance, text, &[])
+    }
+
+    /// [`Proxy::start_in`], the daemon started through `wrapper` (a
+    /// command and its arguments, e.g. `setpriv …`; none: directly).
+    pub fn start_wrapped(
+        ns: &proxy_lab::netns::Netns,
+        dir: tempfile::TempDir,
+        cfg: PathBuf,
+        instance: String,
+        text: String,
+        wrapper: &[String],
+    ) -> Proxy {
         let text = text.replace(
             "state_dir = \"\"",
             &format!("state_dir = \"{}\"", dir.path().display()),
         );
         std::fs::write(&cfg, text).unwrap();
         let log = dir.path().join("proxy.log");
-        let mut c = ns.command(bin("proxy")).unwrap();
+        let mut c = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = ns.command(program).unwrap();
+                c.args(args).arg(bin("proxy"));
+                c
+            }
+            None => ns.command(bin("proxy")).unwrap(),
+        };
         c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
         c.stderr(std::fs::File::create(&log).unwrap());
         let proc = LabProc::spawn("proxy", c).unwrap();

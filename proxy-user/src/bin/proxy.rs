@@ -96,6 +96,16 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic in any task ends the process: a daemon with its RAS task
+    // gone but its listeners open would look alive and serve nobody. The
+    // supervisor (systemd: Restart=always) starts it again; the pinned
+    // fast path answers keepalives meanwhile.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "panic: exiting (the supervisor restarts the daemon)");
+        std::process::exit(70);
+    }));
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => {
