@@ -153,8 +153,11 @@ pub struct KeepaliveEntry {
     /// One's-complement sum of `rcf` with requestSeqNum zero, folded to 16
     /// bits, so the kernel finishes the UDP checksum without a loop.
     pub rcf_csum: u16,
-    /// Reserved, zero.
-    pub pad: [u16; 3],
+    /// The endpoint's MAC address as the kernel's neighbour table has it,
+    /// learned by the fast path at its first answer (all zero: not yet).
+    /// With `FastpathSettings::check_macs`, a keepalive from another MAC
+    /// (a replay with the endpoint's address and port) is not answered.
+    pub src_mac: [u8; 6],
     /// The RCF, zero-padded, requestSeqNum zero.
     pub rcf: RcfBytes,
 }
@@ -172,7 +175,7 @@ impl Default for KeepaliveEntry {
             eid_len: 0,
             rcf_len: 0,
             rcf_csum: 0,
-            pad: [0; 3],
+            src_mac: [0; 6],
             rcf: RcfBytes { bytes: [0; KA_MAX] },
         }
     }
@@ -200,8 +203,10 @@ pub struct FastpathSettings {
     pub answer: u32,
     /// UDP port of the proxy's endpoint-side RAS socket (0: 1719).
     pub ras_port: u16,
-    /// Reserved, zero.
-    pub pad: u16,
+    /// Non-zero: answer only frames addressed to a MAC in `OWN_MACS` for
+    /// the interface they came in on, and from the MAC the kernel would
+    /// answer the endpoint at (its neighbour entry, `bpf_fib_lookup`).
+    pub check_macs: u16,
     /// Minimum spacing of kernel answers per endpoint, ns (0: no bound).
     pub rate_interval_ns: u64,
     /// How far ahead of that spacing answers may run (burst × spacing), ns.
@@ -292,7 +297,8 @@ pub mod ka_slot {
     pub const IDENTIFIER_MISMATCH: u32 = 6;
     /// Other bytes differ (a changed or malformed keepalive).
     pub const CONTENT_MISMATCH: u32 = 7;
-    /// Over the per-endpoint answer rate: dropped.
+    /// Over the per-endpoint answer rate: passed to userspace (and its
+    /// per-source budget), not answered here.
     pub const RATE_LIMITED: u32 = 8;
     /// IPv4 options, or headers the answer cannot be built in.
     pub const UNSUPPORTED_HEADERS: u32 = 9;
@@ -300,8 +306,18 @@ pub mod ka_slot {
     pub const REWRITE_FAILED: u32 = 10;
     /// The frame could not be resized to the answer (no headroom).
     pub const NO_HEADROOM: u32 = 11;
+    /// Addressed to a MAC that is not the interface's (nor a virtual MAC
+    /// the proxy serves): a promiscuous or bridged port saw it.
+    pub const NOT_OUR_MAC: u32 = 12;
+    /// From another MAC than the endpoint's: a replay with its address and
+    /// port. Dropped: neither answered nor passed on to spend the
+    /// endpoint's budget in userspace.
+    pub const SOURCE_MAC_MISMATCH: u32 = 13;
+    /// The endpoint's MAC is not known yet (no neighbour entry, or
+    /// forwarding off on the interface, which `bpf_fib_lookup` needs).
+    pub const MAC_UNRESOLVED: u32 = 14;
     /// Total number of slots.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 15;
     /// Slot names, in slot order, for status output.
     pub const NAMES: [&str; COUNT as usize] = [
         "answered",
@@ -316,8 +332,28 @@ pub mod ka_slot {
         "unsupported_headers",
         "rewrite_failed",
         "no_headroom",
+        "not_our_mac",
+        "source_mac_mismatch",
+        "mac_unresolved",
     ];
 }
+
+/// Key of `OWN_MACS`: a MAC address the fast path answers frames to, on
+/// one interface (the interface's own, or a VRRP/HSRP virtual MAC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacKey {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The MAC address.
+    pub mac: [u8; 6],
+    /// Reserved, zero.
+    pub pad: u16,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), 12 bytes with no implicit padding; any bits are valid.
+unsafe impl aya::Pod for MacKey {}
 
 /// Gatekeeper health as the control plane decided it, written into
 /// [`GatekeeperLiveness::state`] for operators and the fast path.
@@ -646,6 +682,8 @@ pub mod names {
     pub const KEEPALIVE_MAP: &str = "KEEPALIVE";
     /// `keepalive.rs` `LOCAL_ADDRS`: the proxy's own addresses.
     pub const LOCAL_ADDRS_MAP: &str = "LOCAL_ADDRS";
+    /// MACs frames may be addressed to, per interface.
+    pub const OWN_MACS_MAP: &str = "OWN_MACS";
     /// `keepalive.rs` `FP_CONFIG`: fast-path settings.
     pub const FP_CONFIG_MAP: &str = "FP_CONFIG";
     /// `keepalive.rs` `KA_REASONS`: keepalive outcomes by reason.

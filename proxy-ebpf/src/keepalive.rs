@@ -10,17 +10,18 @@
 //! that does not match exactly goes to userspace, counted by reason.
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_FIB_LOOKUP_OUTPUT, bpf_fib_lookup as FibLookup, xdp_action},
     btf_maps::{Array, HashMap, PerCpuArray},
     cty::c_void,
     helpers::generated::{
-        bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
+        bpf_fib_lookup, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_xdp_adjust_head,
+        bpf_xdp_load_bytes,
     },
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use proxy_common::{
-    EndpointKey, FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry, LocalAddr,
+    EndpointKey, FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry, LocalAddr, MacKey,
     PacketCounter, RAS_PORT, bench_stage, fold, ka_eid_hash, ka_request_hash, ka_slot,
 };
 
@@ -38,6 +39,12 @@ static KEEPALIVE: HashMap<EndpointKey, KeepaliveEntry, 262_144, BPF_F_NO_PREALLO
 /// The proxy's own addresses: only keepalives sent to them are answered.
 #[btf_map(pin_by_name)]
 static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
+
+/// The MACs frames may be addressed to, per interface: each interface's
+/// own (the daemon adds it when it attaches) and the virtual MACs of the
+/// VRRP/HSRP groups it serves. Checked with `check_macs`.
+#[btf_map(pin_by_name)]
+static OWN_MACS: HashMap<MacKey, u32, 64> = HashMap::new();
 
 /// Fast-path settings, slot 0.
 #[btf_map(pin_by_name)]
@@ -299,12 +306,19 @@ fn answer<const STAGE: u32>(
         return Err(Pass(ka_slot::REWRITE_FAILED));
     }
 
+    // Before the rate bound: a replay from another MAC must not spend the
+    // endpoint's answers.
+    if cfg.check_macs != 0 {
+        check_macs(ctx, udp.v6, e, src, dst)?;
+    }
+
     // Per-endpoint rate bound (GCRA): answers may run `rate_slack_ns` ahead
-    // of one per `rate_interval_ns`.
+    // of one per `rate_interval_ns`. Past it, userspace decides (within
+    // the source's own budget there): a burst is never simply lost.
     let now = coarse_now();
     let tat = if e.tat_ns > now { e.tat_ns } else { now };
     if cfg.rate_interval_ns != 0 && tat - now > cfg.rate_slack_ns {
-        return Err(Refusal::Drop(ka_slot::RATE_LIMITED));
+        return Err(Pass(ka_slot::RATE_LIMITED));
     }
 
     // Read what the answer keeps of the request's headers, in memory order.
@@ -458,6 +472,116 @@ fn answer<const STAGE: u32>(
     e.last_ns = now;
     e.answered += 1;
     Ok(xdp_action::XDP_TX)
+}
+
+/// The frame's MACs. It must be addressed to one of ours on the interface
+/// it came in on (a promiscuous or bridged port sees frames for other
+/// hosts), and come from the endpoint's MAC: the one the kernel would send
+/// the answer to (its neighbour entry, or the gateway's for an endpoint
+/// behind a router), learned into the entry at the first answer and asked
+/// again only when a frame differs, so a changed NIC is followed and a
+/// replay from another host is not.
+#[inline(always)]
+fn check_macs(
+    ctx: &XdpContext,
+    v6: bool,
+    e: &mut KeepaliveEntry,
+    src: [u64; 2],
+    dst: [u64; 2],
+) -> Result<(), Refusal> {
+    use crate::parse::pkt::*;
+    let l2 = at(ctx, 0, 12).ok_or(Pass(ka_slot::REWRITE_FAILED))?;
+    // SAFETY: within the 12 bytes checked.
+    let (w0, w1) = unsafe { (ld64::<0>(l2), ld32::<8>(l2) as u64) };
+    let to = w0 & 0xffff_ffff_ffff;
+    let from = (w0 >> 48) | (w1 << 16);
+    // SAFETY: the context's own field.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let key = MacKey {
+        ifindex,
+        mac: mac_bytes(to),
+        pad: 0,
+    };
+    // SAFETY: read-only lookup of a plain-data value.
+    if unsafe { OWN_MACS.get(&key) }.is_none() {
+        return Err(Pass(ka_slot::NOT_OUR_MAC));
+    }
+    let learned = mac_word(&e.src_mac);
+    if learned != 0 && learned == from {
+        return Ok(());
+    }
+    let Some(theirs) = neighbour(ctx, ifindex, v6, src, dst) else {
+        return Err(Pass(ka_slot::MAC_UNRESOLVED));
+    };
+    if theirs != from {
+        return Err(Refusal::Drop(ka_slot::SOURCE_MAC_MISMATCH));
+    }
+    e.src_mac = mac_bytes(theirs);
+    Ok(())
+}
+
+/// The MAC the kernel sends to for `endpoint` (as the answer would go:
+/// from `local`, out of `ifindex`), from its routing and neighbour tables;
+/// `None` when there is no resolved neighbour (or forwarding is off on the
+/// interface: `bpf_fib_lookup` needs it).
+#[inline(always)]
+fn neighbour(
+    ctx: &XdpContext,
+    ifindex: u32,
+    v6: bool,
+    endpoint: [u64; 2],
+    local: [u64; 2],
+) -> Option<u64> {
+    // SAFETY: a plain C struct; all zero is its empty value.
+    let mut p: FibLookup = unsafe { core::mem::zeroed() };
+    p.l4_protocol = IPPROTO_UDP;
+    p.ifindex = ifindex;
+    let w32 = |a: [u64; 2]| {
+        [
+            a[0] as u32,
+            (a[0] >> 32) as u32,
+            a[1] as u32,
+            (a[1] >> 32) as u32,
+        ]
+    };
+    if v6 {
+        p.family = 10;
+        p.__bindgen_anon_3.ipv6_src = w32(local);
+        p.__bindgen_anon_4.ipv6_dst = w32(endpoint);
+    } else {
+        p.family = 2;
+        p.__bindgen_anon_3.ipv4_src = (local[1] >> 32) as u32;
+        p.__bindgen_anon_4.ipv4_dst = (endpoint[1] >> 32) as u32;
+    }
+    // SAFETY: the helper reads and writes `p` only, sized as passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut c_void,
+            &mut p,
+            core::mem::size_of::<FibLookup>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: on success the helper filled the MACs.
+    Some(mac_word(
+        &unsafe { p.__bindgen_anon_6.__bindgen_anon_2 }.dmac,
+    ))
+}
+
+/// Six MAC bytes from the low 48 bits of a word in memory order.
+#[inline(always)]
+fn mac_bytes(w: u64) -> [u8; 6] {
+    let b = w.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// A MAC as the low 48 bits of a word in memory order.
+#[inline(always)]
+fn mac_word(m: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
 /// A local address as two words.

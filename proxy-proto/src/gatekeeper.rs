@@ -301,8 +301,8 @@ impl Heartbeat {
     /// that probe goes unanswered, instead of waiting for a whole run of
     /// misses. A hint is never a verdict: anyone can forge one, and an
     /// answer to the probe undoes it. Hints are taken once an interval at
-    /// most, and with a probe already out none more is sent: a stream of
-    /// forged hints sends no stream of probes.
+    /// most: a stream of forged hints sends one extra probe an interval,
+    /// not a stream of them.
     pub fn expedite(&mut self, now: Instant) {
         if self
             .last_hint
@@ -313,9 +313,7 @@ impl Heartbeat {
         self.last_hint = Some(now);
         let back = self.cfg.interval * self.cfg.multiplier.saturating_sub(1);
         self.last_heard = self.last_heard.min(now.checked_sub(back).unwrap_or(now));
-        if self.outstanding.is_empty() {
-            self.next_probe = now;
-        }
+        self.next_probe = now;
         if self.health != Health::Down {
             self.missed = self.missed.max(self.misses_needed().saturating_sub(1));
             self.last_missed = Some(self.last_missed.unwrap_or(now).min(now));

@@ -425,6 +425,10 @@ pub struct FastPathConfig {
     /// Answers an endpoint may get in a burst above that rate.
     #[serde(default = "default_burst")]
     pub rate_burst: u32,
+    /// Answer only frames to the interface's MAC and from the endpoint's
+    /// (the kernel's neighbour entry for it).
+    #[serde(default = "yes")]
+    pub check_macs: bool,
     /// On SIGTERM, leave the programs attached and the maps pinned so
     /// keepalives are still answered until the next start adopts them.
     #[serde(default)]
@@ -442,6 +446,7 @@ impl Default for FastPathConfig {
             max_endpoints: default_max_endpoints(),
             rate_per_second: default_rate(),
             rate_burst: default_burst(),
+            check_macs: true,
             keep_running_on_exit: false,
         }
     }
@@ -476,7 +481,7 @@ impl FastPathConfig {
         proxy_common::FastpathSettings {
             answer: self.answer_keepalives as u32,
             ras_port,
-            pad: 0,
+            check_macs: 0,
             rate_interval_ns: interval,
             rate_slack_ns: interval * self.rate_burst as u64,
             endpoint_addr: endpoint_addr

@@ -32,14 +32,16 @@ pub use proxy_common::names::{
     BENCH_FASTPATH_PROG, BENCH_FRAME_MAP, BENCH_GEN_PROG, BENCH_PASS_PROG, BENCH_SINK_MAP,
     BENCH_SINK_PROG, BENCH_STAGE_PROGS, FASTPATH_PROG, FP_CONFIG_MAP, GK_LIVENESS_MAP,
     GK_SIDE_CONFIG_MAP, GK_SIDE_PROG, GK_SIDE_SOCKS_MAP, KA_REASONS_MAP, KEEPALIVE_MAP,
-    LIVENESS_PROG, LOCAL_ADDRS_MAP, PACKETS_MAP, PASS_PROG, RAS_CLASSIFY_MAP, RAS_CLASSIFY_PROG,
+    LIVENESS_PROG, LOCAL_ADDRS_MAP, OWN_MACS_MAP, PACKETS_MAP, PASS_PROG, RAS_CLASSIFY_MAP,
+    RAS_CLASSIFY_PROG,
 };
 /// Every map the object pins, for clean-up.
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 8] = [
     RAS_CLASSIFY_MAP,
     PACKETS_MAP,
     KEEPALIVE_MAP,
     LOCAL_ADDRS_MAP,
+    OWN_MACS_MAP,
     FP_CONFIG_MAP,
     KA_REASONS_MAP,
     GK_LIVENESS_MAP,
@@ -657,6 +659,53 @@ pub fn pin_dir(instance: &str) -> Result<PathBuf> {
     Ok(Path::new(BPFFS).join(instance))
 }
 
+/// `iface`'s index and MAC address, asked of the kernel in the daemon's
+/// own network namespace (sysfs shows the namespace it was mounted in,
+/// which under `setns` is another one).
+pub fn interface_mac(iface: &str) -> Result<(u32, [u8; 6])> {
+    let bad = || FastPathError::BadInterface(iface.to_owned());
+    let name = CString::new(iface).map_err(|_| bad())?;
+    if name.as_bytes().len() >= libc::IFNAMSIZ {
+        return Err(bad());
+    }
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(bad());
+    }
+    // SAFETY: a plain socket for the ioctl, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(bad());
+    }
+    // SAFETY: ifreq is plain data; the name fits (checked above).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR fills the ifreq's hardware address.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(bad());
+    }
+    // SAFETY: after SIOCGIFHWADDR the union holds the address.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok((ifindex, mac))
+}
+
+/// Whether IPv4 forwarding is on for `iface`: `bpf_fib_lookup`, which the
+/// source-MAC check asks, refuses to work without it.
+pub fn ipv4_forwarding(iface: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{iface}/forwarding"))
+        .is_ok_and(|s| s.trim() == "1")
+}
+
 fn bpffs_mounted() -> bool {
     std::fs::read_to_string("/proc/mounts")
         .map(|m| {
@@ -1001,6 +1050,31 @@ impl FastPath {
             h.insert(&k, &1, 0).map_err(map_err(LOCAL_ADDRS_MAP))?;
         }
         Ok(())
+    }
+
+    /// Let the fast path answer frames addressed to `iface`'s own MAC
+    /// there (see `FastpathSettings::check_macs`); returns the MAC.
+    pub fn add_own_mac(&mut self, iface: &str) -> Result<[u8; 6]> {
+        let (ifindex, mac) = interface_mac(iface)?;
+        self.add_mac(ifindex, mac)?;
+        Ok(mac)
+    }
+
+    /// Let the fast path answer frames addressed to `mac` on interface
+    /// `ifindex` (an interface's own, or a VRRP/HSRP virtual MAC).
+    pub fn add_mac(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(OWN_MACS_MAP)
+            .ok_or(FastPathError::Missing(OWN_MACS_MAP))?;
+        let mut h: BpfHashMap<_, proxy_common::MacKey, u32> =
+            BpfHashMap::try_from(map).map_err(map_err(OWN_MACS_MAP))?;
+        let key = proxy_common::MacKey {
+            ifindex,
+            mac,
+            pad: 0,
+        };
+        h.insert(&key, &1, 0).map_err(map_err(OWN_MACS_MAP))
     }
 
     /// Hand the learned-endpoint map to the control plane.

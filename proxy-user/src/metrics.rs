@@ -24,6 +24,9 @@ use crate::gatekeeper::Health;
 pub struct ProxyCollector {
     ras: watch::Receiver<RasStatus>,
     calls: Arc<CallStats>,
+    /// The instance whose pinned fast-path counters are read at each
+    /// scrape (`None`: the fast path is off).
+    fastpath: Option<String>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -313,14 +316,38 @@ impl Collector for ProxyCollector {
             "Calls released (cause 38) because their media passed through a gatekeeper's RTP proxy and that gatekeeper went away",
             &[(vec![], get(&c.media_lost))],
         )?;
+        if let Some(instance) = &self.fastpath
+            && let Ok(k) = crate::fastpath::Counters::from_pins(instance)
+        {
+            let rows: Vec<(Labels, u64)> = proxy_common::ka_slot::NAMES
+                .iter()
+                .zip(&k.keepalive)
+                .map(|(name, n)| (l(&[("outcome", name)]), *n))
+                .collect();
+            counter(
+                &mut e,
+                "h323proxy_fastpath_keepalives",
+                "RAS datagrams to the proxy seen by the XDP fast path, by outcome: answered in the kernel, or why not (not_our_mac, source_mac_mismatch, rate_limited, ...)",
+                &rows,
+            )?;
+        }
         Ok(())
     }
 }
 
-/// A registry with the proxy's collector.
-pub fn registry(ras: watch::Receiver<RasStatus>, calls: Arc<CallStats>) -> Registry {
+/// A registry with the proxy's collector; `fastpath`: the instance whose
+/// pinned fast-path counters it reads, when the fast path runs.
+pub fn registry(
+    ras: watch::Receiver<RasStatus>,
+    calls: Arc<CallStats>,
+    fastpath: Option<String>,
+) -> Registry {
     let mut r = Registry::default();
-    r.register_collector(Box::new(ProxyCollector { ras, calls }));
+    r.register_collector(Box::new(ProxyCollector {
+        ras,
+        calls,
+        fastpath,
+    }));
     r
 }
 

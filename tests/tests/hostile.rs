@@ -447,6 +447,213 @@ fn forged_icmp_unreachables_for_the_gatekeeper_flow_are_a_hint_not_a_failover() 
     assert!(forged > 1000, "the forgeries were not sent: {forged}");
 }
 
+/// Keepalive replay: a host copies an endpoint's keepalive (its address,
+/// port and bytes) and sends it 20 times a second for 60 s from its own MAC.
+/// Before, the kernel answered every copy (to the replayer) and the copies
+/// spent the endpoint's answer budget. Now the kernel answers only frames
+/// from the MAC it would itself answer the endpoint at (its neighbour
+/// entry): the copies are dropped and counted, none is answered, and the
+/// endpoint's own keepalives are answered throughout. Copies of the
+/// endpoint's own frame sent to another MAC (a promiscuous or bridged
+/// port) are not the kernel's to answer either.
+#[test]
+fn a_replayed_keepalive_from_another_mac_is_neither_answered_nor_spends_the_endpoints_answers() {
+    if !privileged(
+        "a_replayed_keepalive_from_another_mac_is_neither_answered_nor_spends_the_endpoints_answers",
+    ) {
+        return;
+    }
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let answered = r#"h323proxy_fastpath_keepalives_total{outcome="answered"}"#;
+    let (sent, answers_to_replayer) = sc.attack("keepalive replay", |until| {
+        let raw = RawLink::open("ep0");
+        // An endpoint's keepalive as it leaves the host (bounded wait).
+        let frame = raw
+            .capture(Duration::from_secs(10), |f| {
+                f.len() > 42
+                    && f[12..14] == [0x08, 0x00]
+                    && f[23] == 17
+                    && f[26..30] == proxy_lab::topology::EP.octets()
+                    && f[36..38] == 1719u16.to_be_bytes()
+                    && f[42] & 0xfe == 0x0e
+            })
+            .expect("no endpoint keepalive seen on ep0");
+        let mut copy = frame.clone();
+        copy[6..12].copy_from_slice(&REPLAYER_MAC);
+        // And the endpoint's own frame sent to another host's MAC (what a
+        // promiscuous or bridged port would see): not the kernel's to answer.
+        let mut misdirected = frame.clone();
+        misdirected[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
+        let (mut sent, mut answers) = (0u64, 0u64);
+        while Instant::now() < until && sent < 5_000 {
+            raw.send(&copy);
+            raw.send(&misdirected);
+            sent += 1;
+            // Anything addressed back to the replayer's MAC is an answer.
+            answers += raw.drain(|f| f.len() > 14 && f[0..6] == REPLAYER_MAC);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        answers += raw.drain(|f| f.len() > 14 && f[0..6] == REPLAYER_MAC);
+        (sent, answers)
+    });
+    let after = sc.verdict(
+        "keepalive replay",
+        &before,
+        quiet,
+        r#"h323proxy_fastpath_keepalives_total{outcome="source_mac_mismatch"}"#,
+        4,
+        8 * 1024,
+    );
+    let dropped = metric(
+        &after.metrics,
+        r#"h323proxy_fastpath_keepalives_total{outcome="source_mac_mismatch"}"#,
+    ) - metric(
+        &before.metrics,
+        r#"h323proxy_fastpath_keepalives_total{outcome="source_mac_mismatch"}"#,
+    );
+    let kernel_answers = metric(&after.metrics, answered) - metric(&before.metrics, answered);
+    let not_ours = r#"h323proxy_fastpath_keepalives_total{outcome="not_our_mac"}"#;
+    let not_ours = metric(&after.metrics, not_ours) - metric(&before.metrics, not_ours);
+    eprintln!(
+        "keepalive replay: {sent} copies sent, {dropped} dropped as source_mac_mismatch, {answers_to_replayer} answered to the replayer; {sent} copies to another MAC, {not_ours} left to the stack as not_our_mac; the kernel answered the endpoints {kernel_answers} times meanwhile"
+    );
+    assert_eq!(
+        not_ours, sent,
+        "frames to another MAC not answered in the kernel"
+    );
+    assert!(sent > 500, "the replay was not sent: {sent}");
+    assert_eq!(answers_to_replayer, 0, "the replayer was answered");
+    assert_eq!(dropped, sent, "every copy dropped in the kernel");
+    assert!(
+        kernel_answers > 0,
+        "the endpoints' own keepalives were not answered in the kernel"
+    );
+}
+
+/// The replaying host's MAC (locally administered).
+const REPLAYER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x66];
+
+/// An AF_PACKET socket on one interface: frames as they are on the wire,
+/// both ways.
+struct RawLink {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl RawLink {
+    fn open(iface: &str) -> RawLink {
+        use std::os::fd::FromRawFd;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2).
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        assert!(ifindex > 0, "no interface {iface}");
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex;
+        use std::os::fd::AsRawFd;
+        // SAFETY: bind with a sockaddr_ll of its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        RawLink { fd, ifindex }
+    }
+
+    /// The next frame within `wait`, or `None` (MSG_DONTWAIT with a zero
+    /// wait).
+    fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32) } <= 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: recv into our buffer.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n > 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
+    }
+
+    /// The first frame matching `pred` within `wait`.
+    fn capture(&self, wait: Duration, pred: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if let Some(f) = self.recv(Duration::from_millis(100))
+                && pred(&f)
+            {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    /// Frames waiting now that match `pred` (bounded).
+    fn drain(&self, pred: impl Fn(&[u8]) -> bool) -> u64 {
+        let mut n = 0;
+        for _ in 0..10_000 {
+            let Some(f) = self.recv(Duration::ZERO) else {
+                break;
+            };
+            n += u64::from(pred(&f));
+        }
+        n
+    }
+
+    fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[0..6]);
+        // SAFETY: sendto with our buffer and a sockaddr_ll of its size.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert!(rc > 0, "send: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// An ICMP destination unreachable (port) quoting a UDP datagram from
 /// `from` to `to`.
 fn port_unreachable(from: SocketAddr, to: SocketAddr) -> Vec<u8> {

@@ -243,11 +243,33 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         // is one of this host's (not a floating address bound with
         // ip_nonlocal_bind on a standby).
         let hot = Some(cfg.proxy.endpoint_address).filter(|a| local.contains(a));
-        fp.configure(cfg.fastpath.settings(cfg.proxy.ras_port, hot))?;
+        let mut settings = cfg.fastpath.settings(cfg.proxy.ras_port, hot);
+        fp.configure(settings)?;
         fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
             let mode = fp.attach_fastpath(iface)?;
             tracing::info!(%iface, ?mode, "XDP attached");
+        }
+        if cfg.fastpath.check_macs {
+            let no_forwarding: Vec<&String> = cfg
+                .fastpath
+                .interfaces
+                .iter()
+                .filter(|i| !proxy_user::fastpath::ipv4_forwarding(i))
+                .collect();
+            if no_forwarding.is_empty() {
+                for iface in &cfg.fastpath.interfaces {
+                    let mac = fp.add_own_mac(iface)?;
+                    tracing::info!(%iface, mac = %mac.map(|b| format!("{b:02x}")).join(":"), "fast path answers frames to this MAC only");
+                }
+                settings.check_macs = 1;
+                fp.configure(settings)?;
+            } else {
+                tracing::warn!(
+                    interfaces = ?no_forwarding,
+                    "[fastpath] check_macs is left off: IPv4 forwarding is off on these interfaces, and the kernel's FIB lookup for XDP needs it"
+                );
+            }
         }
         for iface in &cfg.fastpath.gatekeeper_interfaces {
             fp.attach_liveness(iface)?;
@@ -309,7 +331,11 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
     let ras_handle = ras.handle();
     let metrics_task = if cfg.metrics.enabled {
-        let reg = proxy_user::metrics::registry(status_rx.clone(), calls.stats.clone());
+        let reg = proxy_user::metrics::registry(
+            status_rx.clone(),
+            calls.stats.clone(),
+            fast.is_some().then(|| cfg.instance.clone()),
+        );
         let addr = cfg.metrics.listen;
         let stop = stop_rx.clone();
         Some(tokio::spawn(async move {
