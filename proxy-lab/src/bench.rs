@@ -1141,3 +1141,145 @@ pub fn raise_nofile() {
     // SAFETY: setrlimit with a valid struct; failure only leaves the limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
 }
+
+/// One side of the flood comparison ([`flood`]).
+#[derive(Clone, Debug)]
+pub struct FloodRow {
+    /// Datagrams a second the flooding host got out (0: the quiet run).
+    pub flood_pps: f64,
+    /// The lab endpoints' keepalives in the window: sent, unanswered.
+    pub keepalives: (u64, u64),
+    /// Of those, answered in the kernel.
+    pub kernel_answers: u64,
+    /// The heartbeat's round trip to the primary, sampled every 50 ms from
+    /// the metrics: median and largest.
+    pub heartbeat_rtt: (Duration, Duration),
+    /// Datagrams dropped unread by the per-source budget.
+    pub over_budget: u64,
+    /// Control moves in the window (a false failover would show here).
+    pub failovers: u64,
+}
+
+/// The address the flooding host sends from.
+pub const FLOODER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 1, 66);
+
+/// Keepalive answers and the heartbeat for `endpoints` lab endpoints
+/// (keepalive every 200 ms) through the proxy (fast path on, the daemon's
+/// default `[limits]`), for `secs` without and then `secs` with one host
+/// flooding the RAS port as fast as it can: the same lab, side by side.
+pub fn flood(bins: &Bins, endpoints: usize, secs: u64) -> Result<[FloodRow; 2], BenchError> {
+    let lab = Lab::create()?;
+    lab.ep
+        .ip(&["addr", "add", &format!("{FLOODER}/24"), "dev", "ep0"])?;
+    let _gk1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+    let _gk2 = gk(bins, &lab.gk2, GK2, "GK-B")?;
+    let cfg = bins.dir.join("proxy-flood.toml");
+    let text = topology::proxy_toml(&super::netns::unique_name("b"), 5000, Some("px0"))
+        .replace(topology::LAB_LIMITS, "")
+        .replace("stats_interval_secs = 1", "stats_interval_secs = 60");
+    std::fs::write(&cfg, text)?;
+    let mut c = lab.px.command(&bins.proxy)?;
+    c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+    c.stderr(std::fs::File::create(bins.dir.join("proxy-flood.log"))?);
+    let _px = LabProc::spawn("proxy", c)?;
+    until("proxy takes the primary", 20, || {
+        m(&lab, "h323proxy_control{gatekeeper=\"primary\"}") == Some(1.0)
+    })?;
+    let mut c = lab.ep.command(&bins.lab)?;
+    c.args(["endpoints", "--gatekeeper", &format!("{PX_EP}:1719")])
+        .args(["--ip", &EP.to_string(), "--count", &endpoints.to_string()])
+        .args([
+            "--pairs",
+            "0",
+            "--keepalive-ms",
+            "200",
+            "--report-ms",
+            "250",
+        ]);
+    let eps = LabProc::spawn("endpoints", c)?;
+    let status = |key: &str| {
+        eps.last("eps registered")
+            .and_then(|l| super::process::field(&l, key))
+            .unwrap_or(0)
+    };
+    until("endpoints registered", 30, || {
+        status("registered") == endpoints as u64
+    })?;
+    // Until the kernel answers them.
+    std::thread::sleep(Duration::from_secs(2));
+    let answered = "h323proxy_fastpath_keepalives_total{outcome=\"answered\"}";
+    let window = |flood: bool| -> Result<FloodRow, BenchError> {
+        let (sent0, lost0) = (status("keepalives_sent"), status("keepalives_unanswered"));
+        let (k0, b0, f0) = (
+            m(&lab, answered).unwrap_or(0.0),
+            m(
+                &lab,
+                "h323proxy_refused_total{port=\"1719\",reason=\"rate\"}",
+            )
+            .unwrap_or(0.0),
+            m(&lab, "h323proxy_failovers_total").unwrap_or(0.0),
+        );
+        let until_t = Instant::now() + Duration::from_secs(secs);
+        let mut rtts = Vec::new();
+        let flood_pps = std::thread::scope(|sc| {
+            let flooder = flood.then(|| {
+                let ns = &lab.ep;
+                sc.spawn(move || {
+                    ns.run(move || {
+                        let s = std::net::UdpSocket::bind((FLOODER, 0)).ok()?;
+                        let to = SocketAddr::from((PX_EP, 1719));
+                        let d = [0xffu8; 64];
+                        let mut n = 0u64;
+                        let t0 = Instant::now();
+                        while Instant::now() < until_t {
+                            for _ in 0..256 {
+                                if s.send_to(&d, to).is_ok() {
+                                    n += 1;
+                                }
+                            }
+                        }
+                        Some(n as f64 / t0.elapsed().as_secs_f64())
+                    })
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0.0)
+                })
+            });
+            while Instant::now() < until_t {
+                if let Some(r) = m(
+                    &lab,
+                    "h323proxy_gatekeeper_heartbeat_rtt_seconds{gatekeeper=\"primary\"}",
+                ) {
+                    rtts.push(Duration::from_secs_f64(r));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            flooder.map_or(0.0, |h| h.join().unwrap_or(0.0))
+        });
+        // The last report of the window.
+        std::thread::sleep(Duration::from_millis(500));
+        rtts.sort();
+        Ok(FloodRow {
+            flood_pps,
+            keepalives: (
+                status("keepalives_sent") - sent0,
+                status("keepalives_unanswered") - lost0,
+            ),
+            kernel_answers: (m(&lab, answered).unwrap_or(0.0) - k0) as u64,
+            heartbeat_rtt: (
+                percentile(&rtts, 50.0),
+                rtts.last().copied().unwrap_or_default(),
+            ),
+            over_budget: (m(
+                &lab,
+                "h323proxy_refused_total{port=\"1719\",reason=\"rate\"}",
+            )
+            .unwrap_or(0.0)
+                - b0) as u64,
+            failovers: (m(&lab, "h323proxy_failovers_total").unwrap_or(0.0) - f0) as u64,
+        })
+    };
+    let quiet = window(false)?;
+    let flooded = window(true)?;
+    Ok([quiet, flooded])
+}

@@ -223,6 +223,14 @@ enum Cmd {
         /// Only the GnuGk call takeover benchmark.
         #[arg(long)]
         takeover_only: bool,
+        /// Seconds of each side of the flood comparison (keepalive answers
+        /// and heartbeat with and without one host flooding 1719; 0 skips
+        /// it).
+        #[arg(long, default_value_t = 20)]
+        flood_secs: u64,
+        /// Only the flood comparison.
+        #[arg(long)]
+        flood_only: bool,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -269,6 +277,8 @@ fn main() -> Result<()> {
             takeover_calls,
             takeover_runs,
             takeover_only,
+            flood_secs,
+            flood_only,
         } => {
             let load: (Vec<usize>, u64) = (
                 load_proxies.into_iter().filter(|&n| n > 0).collect(),
@@ -315,6 +325,9 @@ fn main() -> Result<()> {
                 load,
                 takeover: (takeover_calls, takeover_runs),
             };
+            if flood_only {
+                return flood_bench(flood_secs);
+            }
             if takeover_only {
                 let bins = bench_bins()?;
                 let peers = proxy_lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
@@ -349,6 +362,13 @@ fn main() -> Result<()> {
                     eprintln!("scale run at the lab gatekeepers failed: {e:#}");
                     failed.push("scale");
                 }
+            }
+            if !fastpath_only
+                && flood_secs > 0
+                && let Err(e) = flood_bench(flood_secs)
+            {
+                eprintln!("flood benchmark failed: {e:#}");
+                failed.push("flood");
             }
             if let Err(e) = fastpath_bench() {
                 eprintln!("{e:#}");
@@ -807,6 +827,63 @@ fn gnugk_failover_bench(
         2 * runs
     );
     println!();
+    Ok(())
+}
+
+/// Keepalive answers and the heartbeat with and without one host flooding
+/// the RAS port, side by side.
+fn flood_bench(secs: u64) -> Result<()> {
+    let bins = bench_bins()?;
+    const ENDPOINTS: usize = 50;
+    println!(
+        "flood: {ENDPOINTS} endpoints (keepalive every 200 ms) through the proxy (fast path on, default [limits]), {secs} s quiet, then {secs} s with one host ({}) sending 64-byte datagrams to 1719 as fast as it can",
+        proxy_lab::bench::FLOODER
+    );
+    let r = proxy_lab::bench::flood(&bins, ENDPOINTS, secs);
+    keep_or_remove(&bins.dir);
+    let [q, f] = r?;
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let ratio = |a: Duration, b: Duration| {
+        if b.is_zero() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+        }
+    };
+    println!("| | quiet | flood | flood / quiet |");
+    println!("|---|---|---|---|");
+    println!("| flood datagrams/s | 0 | {:.0} | |", f.flood_pps);
+    println!(
+        "| endpoint keepalives answered | {} of {} | {} of {} | |",
+        q.keepalives.0 - q.keepalives.1,
+        q.keepalives.0,
+        f.keepalives.0 - f.keepalives.1,
+        f.keepalives.0
+    );
+    println!(
+        "| of them in the kernel | {} | {} | |",
+        q.kernel_answers, f.kernel_answers
+    );
+    println!(
+        "| heartbeat RTT to the primary, median | {} | {} | {} |",
+        ms(q.heartbeat_rtt.0),
+        ms(f.heartbeat_rtt.0),
+        ratio(f.heartbeat_rtt.0, q.heartbeat_rtt.0)
+    );
+    println!(
+        "| heartbeat RTT, largest | {} | {} | {} |",
+        ms(q.heartbeat_rtt.1),
+        ms(f.heartbeat_rtt.1),
+        ratio(f.heartbeat_rtt.1, q.heartbeat_rtt.1)
+    );
+    println!(
+        "| dropped unread by the per-source budget | {} | {} | |",
+        q.over_budget, f.over_budget
+    );
+    println!(
+        "| control moves (failovers) | {} | {} | |",
+        q.failovers, f.failovers
+    );
     Ok(())
 }
 
