@@ -36,9 +36,10 @@ const BPF_F_NO_PREALLOC: usize = 1;
 #[btf_map(pin_by_name)]
 static KEEPALIVE: HashMap<EndpointKey, KeepaliveEntry, 262_144, BPF_F_NO_PREALLOC> = HashMap::new();
 
-/// The proxy's own addresses: only keepalives sent to them are answered.
+/// The proxy's own addresses: only keepalives sent to them are answered
+/// (and only traffic to them counts as a gatekeeper's life, `liveness`).
 #[btf_map(pin_by_name)]
-static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
+pub(crate) static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
 
 /// The MACs frames may be addressed to, per interface: each interface's
 /// own (the daemon adds it when it attaches) and the virtual MACs of the

@@ -54,6 +54,9 @@ pub enum Refusal {
     Connections,
     /// Its source holds as many connections as one source may.
     ConnectionsPerSource,
+    /// It comes from one of the proxy's own addresses: the proxy calling
+    /// itself (a loop).
+    OwnAddress,
 }
 
 impl Refusal {
@@ -63,6 +66,7 @@ impl Refusal {
             Refusal::Rate => "rate",
             Refusal::Connections => "connections",
             Refusal::ConnectionsPerSource => "connections_per_source",
+            Refusal::OwnAddress => "own_address",
         }
     }
 }

@@ -226,6 +226,10 @@ impl Collector for ProxyCollector {
                     get(&c.refused_connections_per_source),
                 ),
                 (
+                    l(&[("port", "1720"), ("reason", "own_address")]),
+                    get(&c.refused_own),
+                ),
+                (
                     l(&[("port", "h245"), ("reason", "address")]),
                     get(&c.h245_refused),
                 ),

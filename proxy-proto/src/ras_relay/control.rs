@@ -245,7 +245,7 @@ impl RasRelay {
 
     pub(super) fn alloc_seq(&mut self) -> u16 {
         for _ in 0..u16::MAX {
-            self.next_seq = self.next_seq.wrapping_add(1).max(1);
+            self.next_seq = self.next_seq.wrapping_add(self.seq_step).max(1);
             if !self.pending.contains_key(&self.next_seq)
                 && !self.ep_pending.contains_key(&self.next_seq)
             {

@@ -469,10 +469,13 @@ impl RasRelay {
         // proxy's own would have the proxy call (or answer) itself: a SETUP
         // to it comes back to the proxy, is routed to it again, and so on
         // until the descriptors run out.
+        // Nor may it name loopback, unspecified, multicast or broadcast
+        // addresses: the proxy would connect to itself or to nobody, or
+        // send to many.
         let own = |list: &[crate::h225::asn::h323_messages::TransportAddress]| {
             list.iter()
                 .filter_map(socket_addr)
-                .any(|a| self.is_proxy_ip(a.ip()))
+                .any(|a| self.is_proxy_ip(a.ip()) || unusable(a.ip()))
         };
         let bad = if own(&rrq.call_signal_address) {
             Some(RegistrationRejectReason::invalidCallSignalAddress(()))
@@ -484,8 +487,8 @@ impl RasRelay {
         if let Some(reason) = bad {
             self.refuse(
                 from,
-                Refused::OwnAddress,
-                "RRQ naming one of the proxy's own addresses",
+                Refused::BadAddress,
+                "RRQ naming the proxy's own, a loopback, unspecified, multicast or broadcast address",
             );
             self.answer(from, build::rrj(seq, reason, &self.cfg.proxy_id));
             return;
@@ -795,4 +798,14 @@ impl RasRelay {
             }
         }
     }
+}
+
+/// Addresses no endpoint can be reached at: loopback, unspecified,
+/// multicast, broadcast.
+fn unusable(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast())
+        || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()))
 }

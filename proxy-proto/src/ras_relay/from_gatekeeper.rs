@@ -41,9 +41,6 @@ impl RasRelay {
                 return;
             }
         };
-        // A decodable message from the gatekeeper shows it is alive.
-        self.gks[gk].hb.handle_reply(now);
-        self.note_health(gk);
         let Some(seq) = seq_num(&m) else { return };
         if is_request(&m) {
             self.gatekeeper_request(gk, seq, m, local, now);
@@ -58,6 +55,11 @@ impl RasRelay {
             tracing::debug!(%from, seq, "reply to no pending request");
             return;
         }
+        // Only a reply to a request the proxy sent there shows the
+        // gatekeeper alive: a datagram with its source address proves
+        // nothing (anyone on the path can send one).
+        self.gks[gk].hb.handle_reply(now);
+        self.note_health(gk);
         if let RasMessage::requestInProgress(rip) = &m {
             // H.225.0 7.18: the real answer follows. Keep waiting (from now)
             // and tell the endpoint, under its own sequence number, so its

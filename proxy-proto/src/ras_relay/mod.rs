@@ -163,6 +163,10 @@ pub struct RasRelay {
     /// its seq, the endpoint asked, when).
     ep_pending: HashMap<u16, (usize, u16, String, Instant)>,
     next_seq: u16,
+    /// Step between the proxy's sequence numbers: odd, so every number
+    /// comes round once in 65,536; random, with a random start, so a host
+    /// that cannot see the proxy's requests cannot guess the next one.
+    seq_step: u16,
     rereg: VecDeque<String>,
     rereg_tokens: f64,
     rereg_last: Instant,
@@ -314,7 +318,8 @@ impl RasRelay {
             pending: HashMap::new(),
             forwarded: HashMap::new(),
             ep_pending: HashMap::new(),
-            next_seq: 0,
+            next_seq: random_u16(1),
+            seq_step: random_u16(2) | 1,
             rereg: VecDeque::new(),
             rereg_tokens: 0.0,
             rereg_last: now,
@@ -583,6 +588,13 @@ impl RasRelay {
         self.ep_pending
             .retain(|_, (_, _, _, at)| now.saturating_duration_since(*at) < PENDING_LIFETIME);
     }
+}
+
+/// A random number from the process's hash keys (no RNG dependency in the
+/// protocol crate; `salt` tells calls apart).
+fn random_u16(salt: u64) -> u16 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(salt) as u16
 }
 
 /// Keep the per-source counts of forwarded requests in step with `pending`

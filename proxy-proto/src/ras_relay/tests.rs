@@ -1130,7 +1130,7 @@ fn with_credentials_requests_carry_fresh_password_tokens_also_after_failover() {
 /// An RRQ naming the proxy's own address as the endpoint's would make the
 /// proxy call itself for every SETUP to that endpoint (hostile LAN).
 #[test]
-fn an_rrq_naming_the_proxys_own_addresses_is_refused() {
+fn an_rrq_naming_the_proxys_own_loopback_unspecified_multicast_or_broadcast_addresses_is_refused() {
     let (mut r, mut gks, t, _) = registered();
     let before = r.registrations().len();
     let at_primary = gks[0].regs.len();
@@ -1142,6 +1142,27 @@ fn an_rrq_naming_the_proxys_own_addresses_is_refused() {
         ),
         ("198.18.1.13:1720", "198.18.2.1:1719", "invalidRASAddress"),
         ("198.18.1.13:1720", "198.18.1.1:1719", "invalidRASAddress"),
+        (
+            "127.0.0.1:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
+        (
+            "0.0.0.0:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
+        (
+            "224.0.1.41:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
+        (
+            "198.18.1.13:1720",
+            "255.255.255.255:1719",
+            "invalidRASAddress",
+        ),
+        ("[::1]:1720", "198.18.1.13:1719", "invalidCallSignalAddress"),
     ] {
         let v = json!({"registrationRequest": {"requestSeqNum": 9, "protocolIdentifier": PROTOCOL_ID,
             "discoveryComplete": true, "callSignalAddress": [transport_json(addr(cs))],

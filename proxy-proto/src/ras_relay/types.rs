@@ -129,8 +129,9 @@ pub enum Refused {
     Unknown,
     /// A keepalive from an endpoint or address the proxy does not know.
     UnknownKeepalive,
-    /// An RRQ naming one of the proxy's own addresses.
-    OwnAddress,
+    /// An RRQ naming one of the proxy's own addresses, or a loopback,
+    /// unspecified, multicast or broadcast one.
+    BadAddress,
     /// In survivable mode, an RRQ for an alias another endpoint holds.
     AliasTaken,
     /// An RRQ with more aliases than `max_aliases_per_request`.
@@ -157,7 +158,7 @@ impl Refused {
     pub const ALL: [Refused; 12] = [
         Refused::Unknown,
         Refused::UnknownKeepalive,
-        Refused::OwnAddress,
+        Refused::BadAddress,
         Refused::AliasTaken,
         Refused::TooManyAliases,
         Refused::RegistrationLimit,
@@ -174,7 +175,7 @@ impl Refused {
         match self {
             Refused::Unknown => "unknown_message",
             Refused::UnknownKeepalive => "unknown_keepalive",
-            Refused::OwnAddress => "own_address",
+            Refused::BadAddress => "bad_address",
             Refused::AliasTaken => "alias_taken",
             Refused::TooManyAliases => "too_many_aliases",
             Refused::RegistrationLimit => "registration_limit",

@@ -367,6 +367,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                         if new.fastpath != cfg.fastpath || new.instance != cfg.instance || new.metrics != cfg.metrics {
                             tracing::warn!("[fastpath], [metrics] and instance changes take effect at the next start");
                         }
+                        // The call signalling relay reads these once, at start;
+                        // the RAS relay's limits apply at once.
+                        let (a, b) = (&new.limits, &cfg.limits);
+                        if (a.connections_per_source_per_second, a.connections_per_source_burst, a.max_connections, a.max_connections_per_source, a.h245_listeners_per_call, a.max_sources)
+                            != (b.connections_per_source_per_second, b.connections_per_source_burst, b.max_connections, b.max_connections_per_source, b.h245_listeners_per_call, b.max_sources)
+                            || new.calls.unanchored != cfg.calls.unanchored
+                        {
+                            tracing::warn!("[limits] connection, H.245 and max_sources fields and [calls] unanchored take effect at the next start");
+                        }
                         for f in &restart {
                             tracing::warn!(field = f, "changed field takes effect at the next start");
                         }

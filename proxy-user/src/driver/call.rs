@@ -69,6 +69,9 @@ pub struct CallStats {
     /// Endpoint-side connections closed unread: their source held
     /// `limits.max_connections_per_source`.
     pub refused_connections_per_source: AtomicU64,
+    /// Endpoint-side connections closed unread: from one of the proxy's
+    /// own addresses (a loop).
+    pub refused_own: AtomicU64,
     /// H.245 addresses not relayed: the call had its listeners already, or
     /// the address was not the signalling peer's own.
     pub h245_refused: AtomicU64,
@@ -85,6 +88,7 @@ impl CallStats {
             Refusal::Rate => &self.refused_rate,
             Refusal::Connections => &self.refused_connections,
             Refusal::ConnectionsPerSource => &self.refused_connections_per_source,
+            Refusal::OwnAddress => &self.refused_own,
         };
         n.fetch_add(1, Ordering::Relaxed);
     }
@@ -395,6 +399,11 @@ impl CallDriver {
     /// A new endpoint-side connection from `ip`: within its source's
     /// budget and the caps, or refused.
     fn admit(&self, budget: &mut SourceBudget, ip: IpAddr) -> Result<Held, Refusal> {
+        // The proxy's own connections leave from these: one arriving here
+        // is the proxy calling itself.
+        if ip == self.cfg.endpoint_side.ip() || ip == self.cfg.gatekeeper_side.ip() {
+            return Err(Refusal::OwnAddress);
+        }
         if !budget.allow(ip, Instant::now()) {
             return Err(Refusal::Rate);
         }
