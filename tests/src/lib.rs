@@ -215,6 +215,15 @@ impl Proxy {
         wait_for(secs, || self.log_text().lines().any(&pred).then_some(())).is_some()
     }
 
+    /// Wait (bounded) until the daemon's fast-path counters show keepalives
+    /// answered in the kernel.
+    pub fn kernel_answers(&self, secs: u64) -> bool {
+        self.wait_log(secs, |l| {
+            l.contains("fast-path counters")
+                && field(l, "keepalives_answered").is_some_and(|n| n > 0)
+        })
+    }
+
     /// The latest value of `key=` in a log line containing `what`.
     pub fn counter(&self, what: &str, key: &str) -> Option<u64> {
         self.log_text()

@@ -890,9 +890,7 @@ fn the_saved_table_is_private_and_a_restart_without_it_leaves_no_stale_kernel_an
     assert_eq!(mode, 0o600);
     // The kernel answers the five now.
     assert!(
-        proxy.wait_log(20, |l| l.contains("fast-path counters")
-            && proxy_lab::process::field(l, "keepalives_answered")
-                .is_some_and(|n| n > 0)),
+        proxy.kernel_answers(20),
         "the kernel never answered:\n{}",
         proxy.log_text()
     );
