@@ -926,3 +926,239 @@ fn the_saved_table_is_private_and_a_restart_without_it_leaves_no_stale_kernel_an
         metric(&scrape(&lab), unknown)
     );
 }
+
+/// The corpus SETUP with `n` destinationAddress aliases (numbers none of
+/// the lab's endpoints has).
+fn setup_with_destinations(n: usize) -> Vec<u8> {
+    use proxy_user::h225::asn::h323_messages::{AliasAddress, H323UUPDUH323MessageBody as Body};
+    let setup = proxy_user::h225::corpus::build()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name.to_lowercase().contains("setup"))
+        .expect("SETUP in the corpus")
+        .bytes;
+    let mut q = proxy_user::q931::Message::decode(&setup).unwrap();
+    let mut uu = proxy_user::h225::uuie::decode(q.user_user().unwrap().unwrap()).unwrap();
+    let Body::setup(s) = &mut uu.h323_uu_pdu.h323_message_body else {
+        panic!("not a SETUP")
+    };
+    s.destination_address = Some(
+        (0..n)
+            .map(|i| AliasAddress::dialledDigits(format!("8{i:06}").try_into().unwrap()))
+            .collect(),
+    );
+    q.set_user_user(&proxy_user::h225::uuie::encode(&uu).unwrap());
+    q.encode().to_vec()
+}
+
+/// A SETUP naming thousands of destinations. Before, routing scanned every
+/// registration's aliases for each, under the RAS relay's lock, and one
+/// such SETUP stalled the RAS loop past the detection bound: a false
+/// failover. Now routing is a hash lookup and only the first
+/// `max_destinations` (16) are looked at. One host sends 10 such SETUPs a
+/// second (5,000 destinations each, within its connection budget) for
+/// 60 s: each is refused with cause 3 and nothing else moves.
+#[test]
+fn setups_naming_thousands_of_destinations_are_refused_cheaply_and_move_nothing() {
+    if !privileged("setups_naming_thousands_of_destinations_are_refused_cheaply_and_move_nothing") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let sc = scene();
+    let setup = setup_with_destinations(5_000);
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let (sent, refused) = sc.attack("SETUPs with 5,000 destinations", move |until| {
+        let mut frame = vec![3u8, 0];
+        frame.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
+        frame.extend_from_slice(&setup);
+        let (mut sent, mut refused) = (0u64, 0u64);
+        while Instant::now() < until && sent < 2_000 {
+            let tick = Instant::now();
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let _ = s.bind(&SocketAddr::from((ATTACKER, 0)).into());
+            if s.connect_timeout(
+                &SocketAddr::from((PX_EP, 1720)).into(),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
+                let mut t: std::net::TcpStream = s.into();
+                let _ = t.set_read_timeout(Some(Duration::from_secs(2)));
+                if t.write_all(&frame).is_ok() {
+                    sent += 1;
+                    let mut got = Vec::new();
+                    let _ = t.read_to_end(&mut got);
+                    if got.len() > 4
+                        && proxy_user::q931::Message::decode(&got[4..]).is_ok_and(|m| {
+                            m.message_type == proxy_user::q931::msg::RELEASE_COMPLETE
+                                && m.cause().and_then(|c| c.ok()).is_some_and(|c| c.value == 3)
+                        })
+                    {
+                        refused += 1;
+                    }
+                }
+            }
+            if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        (sent, refused)
+    });
+    sc.verdict(
+        "SETUPs with 5,000 destinations",
+        &before,
+        quiet,
+        r#"h323proxy_malformed_total{port="1720",reason="unroutable"}"#,
+        16,
+        32 * 1024,
+    );
+    eprintln!("SETUPs with 5,000 destinations: {sent} sent, {refused} refused with cause 3");
+    assert!(sent > 300, "the SETUPs were not sent: {sent}");
+    assert_eq!(refused, sent, "every one refused with cause 3 (no route)");
+}
+
+/// One host registering without end: 150 full RRQs a second (within its RAS
+/// budget), each from a new port with its own number, every tenth with 100
+/// aliases, for 60 s. Before, nothing bounded the registrations one address
+/// could hold. Now it holds `max_registrations_per_source` (1,024) at most;
+/// the rest get RRJ (resourceUnavailable, invalidAlias) and are counted.
+#[test]
+fn one_host_registering_without_end_holds_at_most_its_share() {
+    if !privileged("one_host_registering_without_end_holds_at_most_its_share") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let held_before = metric(&before.metrics, "h323proxy_registrations");
+    let sent = sc.attack("registration flood", |until| {
+        let mut sent = 0u64;
+        let mut i = 0u32;
+        while Instant::now() < until && sent < 20_000 {
+            let tick = Instant::now();
+            for _ in 0..15 {
+                i += 1;
+                let Ok(s) = std::net::UdpSocket::bind((ATTACKER, 0)) else {
+                    continue;
+                };
+                let me = s.local_addr().unwrap();
+                let mut aliases = vec![serde_json::json!({"dialledDigits": format!("7{i:06}")})];
+                if i % 10 == 0 {
+                    aliases.extend((0..100).map(|k| serde_json::json!({"h323-ID": format!("m{i}-{k}")})));
+                }
+                let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 1,
+                    "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+                    "callSignalAddress": [transport_json(SocketAddr::from((ATTACKER, 1720)))],
+                    "rasAddress": [transport_json(me)],
+                    "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+                    "terminalAlias": aliases,
+                    "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                    "timeToLive": 300, "keepAlive": false}});
+                let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+                if s.send_to(&rrq, (PX_EP, 1719)).is_ok() {
+                    sent += 1;
+                }
+            }
+            if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        sent
+    });
+    let after = sc.verdict(
+        "registration flood",
+        &before,
+        quiet,
+        r#"h323proxy_ras_refused_total{reason="registration_limit"}"#,
+        8,
+        64 * 1024,
+    );
+    let held = metric(&after.metrics, "h323proxy_registrations");
+    let too_many = metric(
+        &after.metrics,
+        r#"h323proxy_ras_refused_total{reason="too_many_aliases"}"#,
+    );
+    eprintln!(
+        "registration flood: {sent} RRQs sent; registrations {held_before} -> {held}; {too_many} refused for too many aliases"
+    );
+    assert!(sent > 5_000, "the RRQs were not sent: {sent}");
+    assert!(
+        held <= held_before + 1024,
+        "{held} registrations: one address holds more than its 1,024"
+    );
+    // Its registrations lapse without keepalives (1.5 × timeToLive) and
+    // it registers more: near its share, never past it.
+    assert!(
+        held > held_before + 500,
+        "the flood did not register: {held}"
+    );
+    assert!(too_many > 0, "RRQs with 100 aliases were not refused");
+}
+
+/// LRQs from a host that is not registered: 150 a second for 60 s. Before,
+/// every one was forwarded to the gatekeeper in control. Now each gets LRJ
+/// notRegistered from the proxy and none reaches the gatekeeper.
+#[test]
+fn lrqs_from_a_host_that_is_not_registered_never_reach_the_gatekeeper() {
+    if !privileged("lrqs_from_a_host_that_is_not_registered_never_reach_the_gatekeeper") {
+        return;
+    }
+    use proxy_user::h225::value::{ras_from_json, transport_json};
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let (sent, lrjs) = sc.attack("LRQ flood", |until| {
+        let s = std::net::UdpSocket::bind((ATTACKER, 0)).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let me = s.local_addr().unwrap();
+        let (mut sent, mut lrjs) = (0u64, 0u64);
+        let mut buf = [0u8; 2048];
+        let mut seq = 0u16;
+        while Instant::now() < until && sent < 20_000 {
+            let tick = Instant::now();
+            for _ in 0..15 {
+                seq = seq % 60_000 + 1;
+                let v = serde_json::json!({"locationRequest": {"requestSeqNum": seq,
+                    "destinationInfo": [{"dialledDigits": "1002"}], "replyAddress": transport_json(me)}});
+                let lrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
+                if s.send_to(&lrq, (PX_EP, 1719)).is_ok() {
+                    sent += 1;
+                }
+            }
+            while let Ok(n) = s.recv(&mut buf) {
+                if matches!(
+                    proxy_user::h225::ras::decode(&buf[..n]),
+                    Ok(proxy_user::h225::ras::RasMessage::locationReject(_))
+                ) {
+                    lrjs += 1;
+                }
+            }
+            if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        (sent, lrjs)
+    });
+    let after = sc.verdict(
+        "LRQ flood",
+        &before,
+        quiet,
+        r#"h323proxy_ras_refused_total{reason="unregistered"}"#,
+        4,
+        16 * 1024,
+    );
+    let forwarded = metric(&after.metrics, "h323proxy_ras_forwarded_total")
+        - metric(&before.metrics, "h323proxy_ras_forwarded_total");
+    eprintln!(
+        "LRQ flood: {sent} LRQs sent, {lrjs} LRJs received, {forwarded} requests forwarded to the gatekeeper meanwhile"
+    );
+    assert!(sent > 5_000, "the LRQs were not sent: {sent}");
+    assert!(lrjs * 10 >= sent * 9, "{lrjs} LRJs for {sent} LRQs");
+    assert!(
+        forwarded < sent / 100,
+        "{forwarded} requests forwarded while {sent} LRQs came"
+    );
+}

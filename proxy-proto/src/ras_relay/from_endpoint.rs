@@ -506,9 +506,12 @@ impl RasRelay {
         }
         // A new registration (a known source re-registering is no new
         // one) within the table's bounds, in all and per address.
+        // Requests still waiting at the gatekeeper count too (any of them
+        // may be a registration on its way), so the bound holds exactly.
+        let waiting = self.outstanding.get(&from.ip()).copied().unwrap_or(0);
         if self.regs.by_source(from).is_none()
-            && (self.regs.len() >= limits.max_registrations
-                || self.regs.from_ip(from.ip()) >= limits.max_registrations_per_source)
+            && (self.regs.len() + self.outstanding_total >= limits.max_registrations
+                || self.regs.from_ip(from.ip()) + waiting >= limits.max_registrations_per_source)
         {
             self.refuse_rrq(
                 from,
