@@ -1143,6 +1143,19 @@ fn two_proxies(name: &str, fault: Fault) {
             .stderr(Stdio::null());
         LabProc::spawn("tshark", c).unwrap()
     });
+    // Capturing before anything is sent (the checks below need the calls'
+    // set-up in the capture): dumpcap writes the file once its
+    // interfaces are open.
+    for cap in &caps {
+        assert!(
+            wait_for(20, || (std::fs::metadata(cap).ok()?.len() > 0)
+                .then_some(()))
+            .is_some(),
+            "tshark did not start capturing into {}",
+            cap.display()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
     let mut gk1 = GnuGk::start(&peers, &lab.gk1, GK1, "GK1", Routing::Routed, "").unwrap();
     let gk2 = GnuGk::start(&peers, &lab.gk2, GK2, "GK2", Routing::Routed, "").unwrap();
     let px = Proxy::start_tweaked(&lab, 2000, None, |t| t);
