@@ -49,6 +49,13 @@ struct Reading {
     rss_kib: u64,
 }
 
+impl Reading {
+    /// How much `sample` grew from `before` to this reading.
+    fn grew(&self, before: &Reading, sample: &str) -> u64 {
+        metric(&self.metrics, sample) - metric(&before.metrics, sample)
+    }
+}
+
 fn scene() -> Scene {
     let lab = Lab::create().unwrap();
     lab.ep
@@ -199,7 +206,7 @@ impl Scene {
             "{what}: the heartbeat went unanswered\n{}",
             log()
         );
-        let counted = metric(&after.metrics, refused) - metric(&before.metrics, refused);
+        let counted = after.grew(before, refused);
         assert!(counted > 0, "{what}: {refused} did not count it");
         assert!(
             peak_fds <= before.fds + fd_bound,
@@ -289,7 +296,7 @@ fn a_ras_flood_from_one_host_is_dropped_unread_past_its_budget_and_disturbs_nobo
         .iter()
         .map(|r| {
             let m = format!(r#"h323proxy_malformed_total{{port="1719",reason="{r}"}}"#);
-            metric(&after.metrics, &m) - metric(&before.metrics, &m)
+            after.grew(&before, &m)
         })
         .sum::<u64>();
     let allowed = 200 * (HOLD.as_secs() + 5) + 400;
@@ -506,16 +513,13 @@ fn a_replayed_keepalive_from_another_mac_is_neither_answered_nor_spends_the_endp
         4,
         8 * 1024,
     );
-    let dropped = metric(
-        &after.metrics,
-        r#"h323proxy_fastpath_keepalives_total{outcome="source_mac_mismatch"}"#,
-    ) - metric(
-        &before.metrics,
+    let dropped = after.grew(
+        &before,
         r#"h323proxy_fastpath_keepalives_total{outcome="source_mac_mismatch"}"#,
     );
-    let kernel_answers = metric(&after.metrics, answered) - metric(&before.metrics, answered);
+    let kernel_answers = after.grew(&before, answered);
     let not_ours = r#"h323proxy_fastpath_keepalives_total{outcome="not_our_mac"}"#;
-    let not_ours = metric(&after.metrics, not_ours) - metric(&before.metrics, not_ours);
+    let not_ours = after.grew(&before, not_ours);
     eprintln!(
         "keepalive replay: {sent} copies sent, {dropped} dropped as source_mac_mismatch, {answers_to_replayer} answered to the replayer; {sent} copies to another MAC, {not_ours} left to the stack as not_our_mac; the kernel answered the endpoints {kernel_answers} times meanwhile"
     );
@@ -1046,7 +1050,7 @@ fn one_host_registering_without_end_holds_at_most_its_share() {
                 };
                 let me = s.local_addr().unwrap();
                 let mut aliases = vec![serde_json::json!({"dialledDigits": format!("7{i:06}")})];
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     aliases.extend((0..100).map(|k| serde_json::json!({"h323-ID": format!("m{i}-{k}")})));
                 }
                 let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 1,
@@ -1150,8 +1154,7 @@ fn lrqs_from_a_host_that_is_not_registered_never_reach_the_gatekeeper() {
         4,
         16 * 1024,
     );
-    let forwarded = metric(&after.metrics, "h323proxy_ras_forwarded_total")
-        - metric(&before.metrics, "h323proxy_ras_forwarded_total");
+    let forwarded = after.grew(&before, "h323proxy_ras_forwarded_total");
     eprintln!(
         "LRQ flood: {sent} LRQs sent, {lrjs} LRJs received, {forwarded} requests forwarded to the gatekeeper meanwhile"
     );
