@@ -316,8 +316,15 @@ pub mod ka_slot {
     /// The endpoint's MAC is not known yet (no neighbour entry, or
     /// forwarding off on the interface, which `bpf_fib_lookup` needs).
     pub const MAC_UNRESOLVED: u32 = 14;
+    /// A RAS datagram with a gatekeeper's source address that arrived on an
+    /// interface the route back to that gatekeeper does not leave by: a
+    /// LAN host speaking for the gatekeeper (forged replies to keep a dead
+    /// one alive, or to answer for a live one). Dropped (a strict reverse
+    /// path check, for gatekeeper sources only; needs forwarding on the
+    /// interface, as `bpf_fib_lookup` does).
+    pub const SPOOFED_GATEKEEPER: u32 = 15;
     /// Total number of slots.
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
     /// Slot names, in slot order, for status output.
     pub const NAMES: [&str; COUNT as usize] = [
         "answered",
@@ -335,6 +342,7 @@ pub mod ka_slot {
         "not_our_mac",
         "source_mac_mismatch",
         "mac_unresolved",
+        "spoofed_gatekeeper",
     ];
 }
 

@@ -21,8 +21,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use proxy_common::{
-    EndpointKey, FastpathSettings, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry, LocalAddr, MacKey,
-    PacketCounter, RAS_PORT, bench_stage, fold, ka_eid_hash, ka_request_hash, ka_slot,
+    EndpointKey, FastpathSettings, GatekeeperLiveness, KA_MAX, KA_MIN, KA_SEQ_OFF, KeepaliveEntry,
+    LocalAddr, MacKey, PacketCounter, PeerAddr, RAS_PORT, bench_stage, fold, ka_eid_hash,
+    ka_request_hash, ka_slot,
 };
 
 use crate::parse::{IPPROTO_UDP, UDP_HLEN, Udp, at, udp_in};
@@ -40,6 +41,12 @@ static KEEPALIVE: HashMap<EndpointKey, KeepaliveEntry, 262_144, BPF_F_NO_PREALLO
 /// (and only traffic to them counts as a gatekeeper's life, `liveness`).
 #[btf_map(pin_by_name)]
 pub(crate) static LOCAL_ADDRS: HashMap<LocalAddr, u32, 256> = HashMap::new();
+
+/// Gatekeepers by address (filled by the control plane): the TC program
+/// `gk_liveness` counts their traffic, and here a datagram claiming one of
+/// their addresses from the wrong side is dropped.
+#[btf_map(pin_by_name)]
+pub(crate) static GK_LIVENESS: HashMap<PeerAddr, GatekeeperLiveness, 64> = HashMap::new();
 
 /// The MACs frames may be addressed to, per interface: each interface's
 /// own (the daemon adds it when it attaches) and the virtual MACs of the
@@ -122,18 +129,18 @@ pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
         }
     };
     count_ras(&udp);
-    if udp.dport() != port {
-        // From the RAS port (a gatekeeper's answer to the proxy): not ours.
+    let outcome = if udp.dport() != port {
+        // From the RAS port (a gatekeeper's answer to the proxy): not ours
+        // to answer, but not to be forged from this side either.
+        Err(Pass(NOT_COUNTED))
+    } else if cfg.answer == 0 {
+        Err(Pass(ka_slot::OFF))
+    } else if STAGE == bench_stage::PARSED {
         return xdp_action::XDP_PASS;
-    }
-    if cfg.answer == 0 {
-        count(ka_slot::OFF);
-        return xdp_action::XDP_PASS;
-    }
-    if STAGE == bench_stage::PARSED {
-        return xdp_action::XDP_PASS;
-    }
-    match answer::<STAGE>(ctx, &udp, cfg) {
+    } else {
+        answer::<STAGE>(ctx, &udp, cfg)
+    };
+    match outcome {
         Ok(action) => {
             count(ka_slot::ANSWERED);
             action
@@ -142,10 +149,100 @@ pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
             count(slot);
             xdp_action::XDP_DROP
         }
+        // Only what goes up is checked for a forged gatekeeper source:
+        // answered keepalives come from learned endpoints.
+        Err(Refusal::Pass(_)) if cfg.check_macs != 0 && spoofed_gatekeeper(ctx, &udp) => {
+            count(ka_slot::SPOOFED_GATEKEEPER);
+            xdp_action::XDP_DROP
+        }
         Err(Refusal::Pass(slot)) => {
-            count(slot);
+            if slot != NOT_COUNTED {
+                count(slot);
+            }
             xdp_action::XDP_PASS
         }
+    }
+}
+
+/// A pass that no `ka_slot` counts (a datagram from the RAS port).
+const NOT_COUNTED: u32 = u32::MAX;
+
+/// Whether a datagram claims a gatekeeper's source address (one in
+/// `GK_LIVENESS`) but arrived on an interface the route back to that
+/// address does not leave by: a strict reverse-path check for gatekeeper
+/// sources only (loose or no `rp_filter` is common on routers, and the
+/// heartbeat must not hear a LAN host speaking for the gatekeeper); no
+/// route back at all is spoofed too. When the kernel cannot say
+/// (forwarding off on the interface) it is not judged.
+#[inline(always)]
+fn spoofed_gatekeeper(ctx: &XdpContext, udp: &Udp) -> bool {
+    use crate::parse::pkt::*;
+    let mut p: FibLookup = unsafe { core::mem::zeroed() };
+    let mut src = [0u8; 16];
+    if udp.v6 {
+        let Some(ip) = at(ctx, udp.l3, 40) else {
+            return false;
+        };
+        // SAFETY (all loads): within the 40 bytes checked.
+        let (s, d) = unsafe {
+            (
+                [ld64::<8>(ip), ld64::<16>(ip)],
+                [ld64::<24>(ip), ld64::<32>(ip)],
+            )
+        };
+        src = bytes_of(s);
+        let w32 = |a: [u64; 2]| {
+            [
+                a[0] as u32,
+                (a[0] >> 32) as u32,
+                a[1] as u32,
+                (a[1] >> 32) as u32,
+            ]
+        };
+        p.family = 10;
+        p.__bindgen_anon_3.ipv6_src = w32(d);
+        p.__bindgen_anon_4.ipv6_dst = w32(s);
+    } else {
+        let Some(ip) = at(ctx, udp.l3, 20) else {
+            return false;
+        };
+        // SAFETY: within the 20 bytes checked.
+        let (s4, d4) = unsafe { (ld32::<12>(ip), ld32::<16>(ip)) };
+        src[10] = 0xff;
+        src[11] = 0xff;
+        src[12..].copy_from_slice(&s4.to_le_bytes());
+        p.family = 2;
+        p.__bindgen_anon_3.ipv4_src = d4;
+        p.__bindgen_anon_4.ipv4_dst = s4;
+    }
+    // SAFETY: read-only lookup of a plain-data value.
+    if unsafe { GK_LIVENESS.get(&PeerAddr { addr: src }) }.is_none() {
+        return false;
+    }
+    // SAFETY: the context's own field.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    p.l4_protocol = IPPROTO_UDP;
+    p.ifindex = ifindex;
+    // An input lookup, as the packet came in (an output lookup would be
+    // held to the ingress interface by `ifindex`): the route back to the
+    // gatekeeper, whose egress interface is compared.
+    // SAFETY: the helper reads and writes `p` only, sized as passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut c_void,
+            &mut p,
+            core::mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
+    match rc {
+        // Success, or no neighbour entry yet: the egress interface is known.
+        0 | 7 => p.ifindex != ifindex,
+        // Blackhole, unreachable, prohibited, no route (or a local
+        // address): no way back at all, as for a strict `rp_filter`.
+        1..=4 => true,
+        // Forwarding off on the interface, and the like: not judged.
+        _ => false,
     }
 }
 

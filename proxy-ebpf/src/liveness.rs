@@ -11,23 +11,16 @@
 //! can forge one).
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
-    btf_maps::HashMap,
-    helpers::generated::bpf_ktime_get_ns,
-    macros::{btf_map, classifier},
+    bindings::TC_ACT_OK, helpers::generated::bpf_ktime_get_ns, macros::classifier,
     programs::TcContext,
 };
-use proxy_common::{GatekeeperLiveness, LocalAddr, PeerAddr};
+use proxy_common::{LocalAddr, PeerAddr};
 
-use crate::keepalive::LOCAL_ADDRS;
+use crate::keepalive::{GK_LIVENESS, LOCAL_ADDRS};
 
 use crate::parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP};
 
 const IPPROTO_TCP: u8 = 6;
-
-/// Gatekeepers by address (filled by the control plane).
-#[btf_map(pin_by_name)]
-static GK_LIVENESS: HashMap<PeerAddr, GatekeeperLiveness, 64> = HashMap::new();
 
 #[classifier]
 pub fn gk_liveness(ctx: TcContext) -> i32 {

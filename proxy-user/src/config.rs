@@ -426,7 +426,9 @@ pub struct FastPathConfig {
     #[serde(default = "default_burst")]
     pub rate_burst: u32,
     /// Answer only frames to the interface's MAC and from the endpoint's
-    /// (the kernel's neighbour entry for it).
+    /// (the kernel's neighbour entry for it); drop RAS datagrams with a
+    /// gatekeeper's source address that came in where the route back to
+    /// it does not leave (`spoofed_gatekeeper`).
     #[serde(default = "yes")]
     pub check_macs: bool,
     /// On SIGTERM, leave the programs attached and the maps pinned so

@@ -400,19 +400,7 @@ fn forged_icmp_unreachables_for_the_gatekeeper_flow_are_a_hint_not_a_failover() 
     }
     let sc = scene();
     // The proxy's socket connected to the primary's RAS address.
-    let out = sc
-        .lab
-        .px
-        .command("ss")
-        .unwrap()
-        .args(["-Hnu", "state", "connected", "dst", &format!("{GK1}:1719")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let local: SocketAddr = text
-        .split_whitespace()
-        .find_map(|w| w.parse().ok().filter(|a: &SocketAddr| a.ip() == PX_GK))
-        .unwrap_or_else(|| panic!("no socket to the primary in ss output: {text:?}"));
+    let local = primary_ras_socket(&sc);
     let quiet = sc.quiet_loss(Duration::from_secs(5));
     let before = sc.read();
     let forged = sc.attack("forged ICMP", move |until| {
@@ -1163,5 +1151,171 @@ fn lrqs_from_a_host_that_is_not_registered_never_reach_the_gatekeeper() {
     assert!(
         forwarded < sent / 100,
         "{forwarded} requests forwarded while {sent} LRQs came"
+    );
+}
+
+/// The proxy's socket connected to the primary gatekeeper's RAS address
+/// (where its replies arrive), from `ss` in the proxy's namespace.
+fn primary_ras_socket(sc: &Scene) -> SocketAddr {
+    let out = sc
+        .lab
+        .px
+        .command("ss")
+        .unwrap()
+        .args(["-Hnu", "state", "connected", "dst", &format!("{GK1}:1719")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.parse().ok().filter(|a: &SocketAddr| a.ip() == PX_GK))
+        .unwrap_or_else(|| panic!("no socket to the primary in ss output: {text:?}"))
+}
+
+/// An interface's MAC in the proxy's namespace (`ip -o link`; sysfs is not
+/// the namespace's own under setns).
+fn proxy_mac(sc: &Scene, iface: &str) -> [u8; 6] {
+    let out = sc
+        .lab
+        .px
+        .command("ip")
+        .unwrap()
+        .args(["-o", "link", "show", iface])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC for {iface} in {text:?}"));
+    let mut mac = [0u8; 6];
+    for (b, h) in mac.iter_mut().zip(hex.split(':')) {
+        *b = u8::from_str_radix(h, 16).unwrap();
+    }
+    mac
+}
+
+/// A registrationConfirm as the primary would send it, with sequence
+/// number `seq`.
+fn forged_rcf(seq: u16) -> Vec<u8> {
+    use proxy_user::h225::value::ras_from_json;
+    let v = serde_json::json!({"registrationConfirm": {"requestSeqNum": seq,
+        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "callSignalAddress": [],
+        "gatekeeperIdentifier": "GK-A", "endpointIdentifier": "LAB-PROXY", "timeToLive": 60}});
+    proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap()
+}
+
+/// Forged gatekeeper replies: a LAN host sends registrationConfirms with
+/// the primary's address and port to the proxy's socket for it, cycling
+/// through every sequence number (so some match the heartbeat's pending
+/// probe, which its random start and stride alone would not prevent), 60 s
+/// long. 20 s in, the primary's link is cut for real. The forgeries must
+/// keep neither a dead gatekeeper alive nor disturb a live one: the kernel
+/// drops every one of them (`spoofed_gatekeeper`: the route back to the
+/// primary does not leave by the LAN port they came in on, nor, once the
+/// link is down, by any port), the cut is detected and failed over exactly
+/// once, and the endpoints notice nothing.
+#[test]
+fn forged_gatekeeper_replies_from_the_lan_neither_hide_a_real_loss_nor_reach_the_heartbeat() {
+    if !privileged(
+        "forged_gatekeeper_replies_from_the_lan_neither_hide_a_real_loss_nor_reach_the_heartbeat",
+    ) {
+        return;
+    }
+    let sc = scene();
+    let target = primary_ras_socket(&sc);
+    let px0 = proxy_mac(&sc, "px0");
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let spoofed = r#"h323proxy_fastpath_keepalives_total{outcome="spoofed_gatekeeper"}"#;
+    let template = forged_rcf(0x1235);
+    // Where requestSeqNum lies: it is encoded as seq - 1.
+    let at = template
+        .windows(2)
+        .position(|w| w == [0x12, 0x34])
+        .expect("requestSeqNum in the encoded RCF");
+    // The cut, 20 s into the attack, from the proxy's namespace.
+    let (sent, cut_at) = std::thread::scope(|s| {
+        let cut = s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(20));
+            sc.lab.px.ip(&["link", "set", "px1", "down"]).unwrap();
+            Instant::now()
+        });
+        let sent = sc.attack("forged gatekeeper replies", move |until| {
+            let raw = RawLink::open("ep0");
+            let frame = proxy_lab::frame::Frame {
+                dst_mac: px0,
+                src_mac: REPLAYER_MAC,
+                tags: Vec::new(),
+                ttl: 64,
+                tos: 0,
+            };
+            let from = SocketAddr::from((GK1, 1719));
+            let mut payload = template.clone();
+            let (mut sent, mut seq) = (0u64, 1u16);
+            // 200 forgeries every 10 ms: every sequence number in 3.3 s.
+            while Instant::now() < until && sent < 2_000_000 {
+                let tick = Instant::now();
+                for _ in 0..200 {
+                    payload[at..at + 2].copy_from_slice(&(seq - 1).to_be_bytes());
+                    raw.send(&frame.udp(from, target, &payload));
+                    sent += 1;
+                    seq = if seq == u16::MAX { 1 } else { seq + 1 };
+                }
+                if let Some(rest) = Duration::from_millis(10).checked_sub(tick.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            sent
+        });
+        (sent, cut.join().expect("the cut"))
+    });
+    let after = sc.read();
+    let log = || sc.proxy.log_text();
+    let dropped = after.grew(&before, spoofed);
+    eprintln!(
+        "forged gatekeeper replies: {sent} sent, {dropped} dropped in the kernel as spoofed_gatekeeper; the primary's link cut {:?} before the end",
+        cut_at.elapsed()
+    );
+    assert!(sent > 100_000, "the forgeries were not sent: {sent}");
+    assert_eq!(
+        dropped,
+        sent,
+        "every forgery dropped in the kernel\n{}",
+        log()
+    );
+    assert_eq!(
+        after.grew(&before, "h323proxy_failovers_total"),
+        1,
+        "the real loss was failed over exactly once\n{}",
+        log()
+    );
+    assert_eq!(
+        metric(
+            &after.metrics,
+            r#"h323proxy_gatekeeper_state{gatekeeper="primary",state="down"}"#
+        ),
+        1,
+        "the cut primary is down\n{}",
+        log()
+    );
+    assert_eq!(get(&after.status, "calls_active"), 4, "{}", after.status);
+    for key in [
+        "calls_dropped",
+        "keepalives_unanswered",
+        "enquiries_unanswered",
+    ] {
+        assert_eq!(
+            get(&after.status, key),
+            get(&before.status, key),
+            "{key}: {}",
+            after.status
+        );
+    }
+    let lost = get(&after.status, "rtp_lost") - get(&before.status, "rtp_lost");
+    let rtp = get(&after.status, "rtp_sent") - get(&before.status, "rtp_sent");
+    assert!(
+        lost <= quiet + rtp / 1000,
+        "{lost} RTP packets lost of {rtp} (quiet: {quiet})"
     );
 }

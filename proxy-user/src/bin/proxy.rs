@@ -291,9 +291,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         .context("starting the RAS relay")?;
     if let Some(fp) = fast.as_mut() {
         ras = ras.with_offload(fp.take_keepalive_table()?);
-        if !cfg.fastpath.gatekeeper_interfaces.is_empty() {
-            ras = ras.with_liveness(fp.take_liveness_table()?, cfg.proxy.call_signal_port);
-        }
+        // Always: besides the TC program's sightings (only where
+        // `gatekeeper_interfaces` attach it), the gatekeepers' addresses in
+        // this map are what the XDP program refuses to hear from the LAN.
+        ras = ras.with_liveness(fp.take_liveness_table()?, cfg.proxy.call_signal_port);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
