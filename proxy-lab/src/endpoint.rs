@@ -66,6 +66,10 @@ pub struct EpOptions {
     /// h245Address in CONNECT and echoes what arrives there; the caller
     /// connects, sends a TPKT and counts the echo (`h245_ok`).
     pub h245: bool,
+    /// How long the caller waits after CONNECT before it connects to the
+    /// H.245 address (a slow endpoint: the window in which another host
+    /// could try to take the channel).
+    pub h245_delay: Duration,
 }
 
 #[derive(Default)]
@@ -377,7 +381,9 @@ impl Ep {
                         msg::CONNECT => {
                             if let Some(h) = proxy_user::call::h245_address(&p) {
                                 let (ip, stats) = (self.cs_addr.ip(), self.stats.clone());
+                                let delay = self.opts.h245_delay;
                                 tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
                                     if h245_echo(ip, h).await.unwrap_or(false) {
                                         stats.h245_ok.fetch_add(1, Ordering::Relaxed);
                                     }

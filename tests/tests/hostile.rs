@@ -57,6 +57,11 @@ impl Reading {
 }
 
 fn scene() -> Scene {
+    scene_with(&[])
+}
+
+/// The scene with more options for the lab endpoints.
+fn scene_with(endpoint_options: &[&str]) -> Scene {
     let lab = Lab::create().unwrap();
     lab.ep
         .ip(&["addr", "add", &format!("{ATTACKER}/24"), "dev", "ep0"])
@@ -64,7 +69,7 @@ fn scene() -> Scene {
     let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
     let gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
     let proxy = Proxy::start_tweaked(&lab, 5000, Some("px0"), |t| t.replace(LAB_LIMITS, ""));
-    let eps = endpoints(&lab, PX_EP, 4, 2);
+    let eps = endpoints_with(&lab, PX_EP, 4, 2, endpoint_options);
     wait_status(&eps, 20, |l| {
         get(l, "calls_active") == 4 && get(l, "rtp_received") > 0
     });
@@ -1317,5 +1322,89 @@ fn forged_gatekeeper_replies_from_the_lan_neither_hide_a_real_loss_nor_reach_the
     assert!(
         lost <= quiet + rtp / 1000,
         "{lost} RTP packets lost of {rtp} (quiet: {quiet})"
+    );
+}
+
+/// The H.245 race: the callers are slow to open their calls' H.245
+/// channels (20 s after CONNECT), and meanwhile a LAN host scans the
+/// proxy's endpoint-side address for listeners (every port of the
+/// ephemeral range, again and again for 60 s), connects to each, and sends
+/// an H.245 message. Before, the relay spliced the first connection to
+/// reach its listener, from anyone: the stranger would have had the call's
+/// H.245 channel. Now a connection from another address than the peer the
+/// h245Address was sent to is closed and counted, and the real callers'
+/// channels, opened late, carry their echo end to end.
+#[test]
+fn a_lan_host_racing_for_a_calls_h245_channel_is_turned_away() {
+    if !privileged("a_lan_host_racing_for_a_calls_h245_channel_is_turned_away") {
+        return;
+    }
+    let sc = scene_with(&["--h245", "--h245-delay-ms", "20000"]);
+    let quiet = sc.quiet_loss(Duration::from_secs(2));
+    let before = sc.read();
+    assert_eq!(get(&before.status, "h245_ok"), 0, "{}", before.status);
+    let (listeners, echoed) = sc.attack("H.245 race", |until| {
+        use std::io::{Read, Write};
+        let mut found = std::collections::BTreeSet::new();
+        let mut echoed = 0u64;
+        // An H.245 TPKT (what the lab endpoints echo).
+        let msg = [3u8, 0, 0, 8, 0x20, 0x45, 0x23, 0x45];
+        let (low, high) = (32_768u16, 60_999u16);
+        let mut scans = 0;
+        while Instant::now() < until && scans < 30 {
+            scans += 1;
+            for port in low..=high {
+                let to = SocketAddr::from((PX_EP, port));
+                let s = socket2::Socket::new(
+                    socket2::Domain::IPV4,
+                    socket2::Type::STREAM,
+                    Some(socket2::Protocol::TCP),
+                )
+                .unwrap();
+                s.bind(&SocketAddr::from((ATTACKER, 0)).into()).unwrap();
+                if s.connect_timeout(&to.into(), Duration::from_millis(200))
+                    .is_err()
+                {
+                    continue;
+                }
+                found.insert(port);
+                let mut t: std::net::TcpStream = s.into();
+                let _ = t.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = t.write_all(&msg);
+                let mut back = [0u8; 8];
+                if t.read_exact(&mut back).is_ok() && back == msg {
+                    echoed += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        (found, echoed)
+    });
+    let after = sc.verdict(
+        "H.245 race",
+        &before,
+        quiet,
+        r#"h323proxy_refused_total{port="h245",reason="stranger"}"#,
+        8,
+        8 * 1024,
+    );
+    let turned_away = after.grew(
+        &before,
+        r#"h323proxy_refused_total{port="h245",reason="stranger"}"#,
+    );
+    eprintln!(
+        "H.245 race: listeners found at {listeners:?}, {turned_away} connections turned away, {echoed} echoes to the stranger; the callers' own channels echoed {} times",
+        get(&after.status, "h245_ok")
+    );
+    assert!(
+        !listeners.is_empty(),
+        "the scan found no H.245 listener: it proves nothing"
+    );
+    assert_eq!(echoed, 0, "the stranger got an H.245 channel");
+    assert_eq!(
+        get(&after.status, "h245_ok"),
+        2,
+        "the callers' own H.245 channels: {}",
+        after.status
     );
 }

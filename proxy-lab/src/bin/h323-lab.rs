@@ -144,6 +144,10 @@ enum Cmd {
         /// CONNECT, echoed; counted as h245_ok).
         #[arg(long)]
         h245: bool,
+        /// With --h245: the caller waits this long after CONNECT before it
+        /// connects to the H.245 address, milliseconds (a slow endpoint).
+        #[arg(long, default_value_t = 0)]
+        h245_delay_ms: u64,
     },
     /// Control-plane benchmarks (needs root; `cargo xtask bench` runs it):
     /// failover detection p50/p99 and moving registrations to the backup.
@@ -411,6 +415,7 @@ fn main() -> Result<()> {
             pairs,
             report_ms,
             h245,
+            h245_delay_ms,
         } => runtime()?
             .block_on(proxy_lab::endpoint::run(proxy_lab::endpoint::EpOptions {
                 gatekeeper,
@@ -425,6 +430,7 @@ fn main() -> Result<()> {
                 pairs,
                 report: Duration::from_millis(report_ms),
                 h245,
+                h245_delay: Duration::from_millis(h245_delay_ms),
             }))
             .context("lab endpoints"),
     }
