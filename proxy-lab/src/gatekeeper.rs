@@ -37,6 +37,9 @@ pub struct GkOptions {
     /// to the callee and relays the call signalling both ways. `None`:
     /// direct-routed (the ACF names the callee).
     pub routed: Option<SocketAddr>,
+    /// Every RAS reply is sent this long after its request (a slow
+    /// gatekeeper: replies in order, none lost).
+    pub reply_delay: std::time::Duration,
 }
 
 struct Reg {
@@ -53,7 +56,7 @@ struct CallInfo {
 
 /// Run the gatekeeper until stdin closes with `quit` or the process is killed.
 pub async fn run(o: GkOptions) -> std::io::Result<()> {
-    let sock = UdpSocket::bind(o.ras).await?;
+    let sock = Arc::new(UdpSocket::bind(o.ras).await?);
     proxy_user::driver::big_buffers(&sock);
     // Alias -> call signalling address, shared with the routed-call listener.
     let directory: Arc<Mutex<HashMap<String, SocketAddr>>> = Arc::default();
@@ -195,8 +198,16 @@ pub async fn run(o: GkOptions) -> std::io::Result<()> {
                     }
                     _ => None,
                 };
-                if let Some(v) = reply {
-                    send(&sock, &v, from).await;
+                match reply {
+                    Some(v) if !o.reply_delay.is_zero() => {
+                        let (sock, delay) = (sock.clone(), o.reply_delay);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            send(&sock, &v, from).await;
+                        });
+                    }
+                    Some(v) => send(&sock, &v, from).await,
+                    None => {}
                 }
             }
             line = stdin.next_line(), if stdin_open => match line {

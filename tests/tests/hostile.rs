@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use proxy_lab::process::LabProc;
 use proxy_lab::topology::{GK1, GK2, LAB_LIMITS, Lab, PX_EP, PX_GK};
 use proxy_tests::{
-    Proxy, endpoints, endpoints_with, gatekeeper, get, metric, privileged, scrape, status,
-    wait_status,
+    Proxy, endpoints, endpoints_with, gatekeeper, gatekeeper_with, get, metric, privileged, scrape,
+    status, wait_status,
 };
 
 /// The attacking host's address on the endpoint LAN.
@@ -62,11 +62,16 @@ fn scene() -> Scene {
 
 /// The scene with more options for the lab endpoints.
 fn scene_with(endpoint_options: &[&str]) -> Scene {
+    scene_full(&[], endpoint_options)
+}
+
+/// The scene with more options for the primary and the lab endpoints.
+fn scene_full(primary_options: &[&str], endpoint_options: &[&str]) -> Scene {
     let lab = Lab::create().unwrap();
     lab.ep
         .ip(&["addr", "add", &format!("{ATTACKER}/24"), "dev", "ep0"])
         .unwrap();
-    let gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let gk1 = gatekeeper_with(&lab.gk1, GK1, "GK-A", Some(GK2), primary_options);
     let gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
     let proxy = Proxy::start_tweaked(&lab, 5000, Some("px0"), |t| t.replace(LAB_LIMITS, ""));
     let eps = endpoints_with(&lab, PX_EP, 4, 2, endpoint_options);
@@ -1406,5 +1411,97 @@ fn a_lan_host_racing_for_a_calls_h245_channel_is_turned_away() {
         2,
         "the callers' own H.245 channels: {}",
         after.status
+    );
+}
+
+/// The pending-table flood against a slow gatekeeper: the primary answers
+/// every RAS request 400 ms late, and a LAN host that registered (so its
+/// LRQs are forwarded) sends 1,000 LRQs a second for 60 s. Before, its
+/// requests waiting at the gatekeeper filled the table the heartbeat's
+/// probes and the bindings' refreshes need: bindings lapsed and a healthy
+/// gatekeeper was declared down. Now its budget (200/s) and its share of
+/// requests outstanding (64) bound what it has waiting, the proxy's own
+/// requests have numbers kept for them, and the heartbeat goes on.
+#[test]
+fn a_flood_of_forwarded_requests_to_a_slow_gatekeeper_does_not_crowd_out_the_heartbeat() {
+    if !privileged(
+        "a_flood_of_forwarded_requests_to_a_slow_gatekeeper_does_not_crowd_out_the_heartbeat",
+    ) {
+        return;
+    }
+    let sc = scene_full(&["--reply-delay-ms", "400"], &[]);
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    let (sent, answers) = sc.attack("LRQs to a slow gatekeeper", |until| {
+        use proxy_user::h225::ras::{RasMessage, decode, encode};
+        use proxy_user::h225::value::{ras_from_json, transport_json};
+        let s = std::net::UdpSocket::bind((ATTACKER, 0)).unwrap();
+        let me = s.local_addr().unwrap();
+        let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 1,
+            "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+            "callSignalAddress": [transport_json(SocketAddr::from((ATTACKER, 1720)))],
+            "rasAddress": [transport_json(me)],
+            "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+            "terminalAlias": [{"dialledDigits": "6666"}],
+            "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+            "timeToLive": 300, "keepAlive": false}});
+        s.send_to(&encode(&ras_from_json(&v).unwrap()).unwrap(), (PX_EP, 1719))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.recv(&mut buf).expect("an answer to the attacker's RRQ");
+        let Ok(RasMessage::registrationConfirm(rcf)) = decode(&buf[..n]) else {
+            panic!("the attacker's RRQ was not confirmed: {:?}", decode(&buf[..n]));
+        };
+        let id = String::from_utf16_lossy(&rcf.endpoint_identifier.0.iter().map(|c| *c as u16).collect::<Vec<_>>());
+        s.set_nonblocking(true).unwrap();
+        let (mut sent, mut answers, mut seq) = (0u64, 0u64, 1u16);
+        // 10 LRQs every 10 ms, for numbers nobody has.
+        while Instant::now() < until && sent < 100_000 {
+            let tick = Instant::now();
+            for _ in 0..10 {
+                seq = seq % 60_000 + 1;
+                let v = serde_json::json!({"locationRequest": {"requestSeqNum": seq,
+                    "endpointIdentifier": id,
+                    "destinationInfo": [{"dialledDigits": format!("55{seq}")}], "replyAddress": transport_json(me)}});
+                if s.send_to(&encode(&ras_from_json(&v).unwrap()).unwrap(), (PX_EP, 1719)).is_ok() {
+                    sent += 1;
+                }
+            }
+            while let Ok(n) = s.recv(&mut buf) {
+                answers += u64::from(n > 0);
+            }
+            if let Some(rest) = Duration::from_millis(10).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        (sent, answers)
+    });
+    let after = sc.verdict(
+        "LRQs to a slow gatekeeper",
+        &before,
+        quiet,
+        r#"h323proxy_refused_total{port="1719",reason="outstanding"}"#,
+        4,
+        16 * 1024,
+    );
+    let outstanding = after.grew(
+        &before,
+        r#"h323proxy_refused_total{port="1719",reason="outstanding"}"#,
+    );
+    let rate = after.grew(
+        &before,
+        r#"h323proxy_refused_total{port="1719",reason="rate"}"#,
+    );
+    let forwarded = after.grew(&before, "h323proxy_ras_forwarded_total");
+    eprintln!(
+        "LRQs to a slow gatekeeper: {sent} sent, {answers} answers back; {rate} over the budget, {outstanding} refused with 64 waiting, {forwarded} forwarded"
+    );
+    assert!(sent > 30_000, "the LRQs were not sent: {sent}");
+    // 200/s for the attack's length at most, plus the burst and the
+    // proxy's own refreshes.
+    assert!(
+        forwarded > 1_000,
+        "the LRQs were not forwarded: {forwarded}"
     );
 }

@@ -102,6 +102,10 @@ enum Cmd {
         /// are direct-routed.
         #[arg(long)]
         routed: Option<std::net::SocketAddr>,
+        /// Send every RAS reply this long after its request, milliseconds
+        /// (a slow gatekeeper).
+        #[arg(long, default_value_t = 0)]
+        reply_delay_ms: u64,
     },
     /// Run lab endpoints that register, keep alive, call in pairs and send
     /// RTP. Reads `call <index> <number>`, `status`, `quit` on stdin; prints
@@ -391,6 +395,7 @@ fn main() -> Result<()> {
             ttl,
             alternates,
             routed,
+            reply_delay_ms,
         } => runtime()?
             .block_on(proxy_lab::gatekeeper::run(
                 proxy_lab::gatekeeper::GkOptions {
@@ -399,6 +404,7 @@ fn main() -> Result<()> {
                     ttl,
                     alternates,
                     routed,
+                    reply_delay: Duration::from_millis(reply_delay_ms),
                 },
             ))
             .context("lab gatekeeper"),

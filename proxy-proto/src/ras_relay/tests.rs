@@ -1593,3 +1593,30 @@ fn a_survivable_registration_the_returning_gatekeeper_refuses_ends_one_it_accept
         RegistrationRejectReason::fullRegistrationRequired(())
     ));
 }
+
+#[test]
+fn endpoint_requests_never_take_the_numbers_kept_for_the_proxys_own() {
+    // No per-source bound: only the global one, MAX_PENDING less what is
+    // kept for the proxy's own requests.
+    let (mut r, mut gks, mut t) = limited(RelayLimits {
+        max_outstanding_per_source: usize::MAX,
+        ..RelayLimits::generous()
+    });
+    r.handle_endpoint(t, addr(EP1), &rrq(1, "alice", "1001", EP1));
+    pump(&mut r, t, &mut gks);
+    // 55,000 LRQs the gatekeeper never answers, all at once.
+    let mut forwarded = 0;
+    for seq in 1..=55_000 {
+        r.handle_endpoint(t, addr(EP1), &lrq(seq, "9999", EP1));
+        while let Some(x) = r.poll_transmit() {
+            forwarded += usize::from(x.side == Side::Gatekeeper);
+        }
+    }
+    assert_eq!(forwarded, MAX_PENDING - RESERVED_OWN);
+    assert_eq!(r.stats().outstanding_refused, 55_000 - forwarded as u64);
+    // The table is as full as endpoints may make it; the heartbeat and the
+    // binding refreshes still get numbers, and the primary stays up.
+    run(&mut r, &mut t, 2000 * MS, &mut gks);
+    assert_eq!(r.active(), Some("primary"));
+    assert_eq!(r.stats().failovers, 0);
+}
