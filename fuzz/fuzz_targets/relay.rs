@@ -25,6 +25,7 @@ fn a(s: &str) -> SocketAddr {
 
 fn cfg() -> RelayConfig {
     RelayConfig {
+        host_addresses: Vec::new(),
         proxy_id: "FUZZ".into(),
         endpoint_ras: a("198.18.1.1:1719"),
         endpoint_call_signal: a("198.18.1.1:1720"),

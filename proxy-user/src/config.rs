@@ -687,6 +687,8 @@ impl Config {
         use crate::ras_relay::{DialRule, GatekeeperConfig, RelayConfig};
         let p = &self.proxy;
         RelayConfig {
+            // The driver fills it from the host's interfaces.
+            host_addresses: Vec::new(),
             proxy_id: p.id.clone(),
             endpoint_ras: SocketAddr::new(p.endpoint_address, p.ras_port),
             endpoint_call_signal: SocketAddr::new(p.endpoint_address, p.call_signal_port),

@@ -146,6 +146,18 @@ pub enum AttachMode {
 /// Every address configured on this host (network namespace): the kernel
 /// answers only keepalives sent to one of them.
 pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    interface_addresses(false)
+}
+
+/// Every address configured on this host (network namespace) and the
+/// broadcast address of every IPv4 interface that has one: what no
+/// endpoint may register as its own (the proxy would call itself, or
+/// everyone).
+pub fn host_addresses() -> Vec<std::net::IpAddr> {
+    interface_addresses(true)
+}
+
+fn interface_addresses(broadcast: bool) -> Vec<std::net::IpAddr> {
     let mut out = Vec::new();
     let mut ifa: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list we walk read-only and free below.
@@ -156,6 +168,41 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
     while !p.is_null() {
         // SAFETY: p is a node of the list getifaddrs returned.
         let a = unsafe { (*p).ifa_addr };
+        // SAFETY: as above; with IFF_BROADCAST the union holds the
+        // broadcast address.
+        let b = unsafe { ((*p).ifa_flags & libc::IFF_BROADCAST as u32 != 0).then(|| (*p).ifa_ifu) };
+        if broadcast
+            && let Some(b) = b.filter(|b| !b.is_null())
+            // SAFETY: a sockaddr the kernel filled; its family says which.
+            && unsafe { (*b).sa_family } as i32 == libc::AF_INET
+        {
+            // SAFETY: AF_INET: a sockaddr_in.
+            let sin = unsafe { &*(b as *const libc::sockaddr_in) };
+            out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
+        }
+        // The subnet's directed broadcast (host part all ones) whether or
+        // not one is configured: no endpoint lives there.
+        // SAFETY: as above.
+        let m = unsafe { (*p).ifa_netmask };
+        if broadcast
+            && !a.is_null()
+            && !m.is_null()
+            // SAFETY: sockaddrs the kernel filled; the family says which.
+            && unsafe { (*a).sa_family } as i32 == libc::AF_INET
+            && unsafe { (*m).sa_family } as i32 == libc::AF_INET
+        {
+            // SAFETY: AF_INET: sockaddr_ins.
+            let (ip, mask) = unsafe {
+                (
+                    u32::from_be((*(a as *const libc::sockaddr_in)).sin_addr.s_addr),
+                    u32::from_be((*(m as *const libc::sockaddr_in)).sin_addr.s_addr),
+                )
+            };
+            // /31 and /32 have no broadcast address (RFC 3021).
+            if mask.count_ones() <= 30 {
+                out.push(std::net::Ipv4Addr::from(ip | !mask).into());
+            }
+        }
         if !a.is_null() {
             // SAFETY: the family says which sockaddr type `a` points to.
             unsafe {

@@ -196,10 +196,17 @@ impl Proxy {
     pub fn kill_and_restart(&mut self, lab: &Lab, down: Duration) {
         self.proc.kill9();
         std::thread::sleep(down);
+        self.respawn(lab, &[]);
+    }
+
+    /// Start the daemon again on the same configuration (after it ended),
+    /// with `env` added to its environment.
+    pub fn respawn(&mut self, lab: &Lab, env: &[(&str, &str)]) {
         let mut c = lab.px.command(bin("proxy")).unwrap();
         c.args(["run", "--config"])
             .arg(self.dir.path().join("proxy.toml"))
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied());
         c.stderr(std::fs::File::create(&self.log).unwrap());
         self.proc = LabProc::spawn("proxy", c).unwrap();
     }

@@ -680,86 +680,141 @@ fn port_unreachable(from: SocketAddr, to: SocketAddr) -> Vec<u8> {
     m
 }
 
-/// A LAN host registers with the proxy's own call signalling address as its
-/// own, then calls that number. Before, the proxy accepted the RRQ and then
-/// called itself until its descriptors ran out. Now the RRQ is refused
-/// (invalidCallSignalAddress), the SETUP finds no route (cause 3), and the
-/// daemon's descriptor count stays where it was.
+/// The signalling loop: a LAN host registers a number with the proxy's
+/// own call signalling address as its own, then calls that number; twice a
+/// second for 60 s, naming in turn the proxy's endpoint-side and
+/// gatekeeper-side addresses, loopback, unspecified, broadcast and
+/// multicast ones. Before, the proxy accepted the RRQ and then called
+/// itself until its descriptors ran out (one RRQ and one SETUP: 1,024
+/// descriptors in 5 s, two million log lines, no answer). Now every RRQ is
+/// refused (`bad_address`), every SETUP is released with cause 3 (no
+/// route), and nothing else moves.
 #[test]
 fn an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself() {
     if !privileged("an_endpoint_naming_the_proxys_own_address_cannot_make_it_call_itself") {
         return;
     }
-    use proxy_user::h225::value::{ras_from_json, transport_json};
-    use std::io::{Read, Write};
-    let lab = Lab::create().unwrap();
-    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
-    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
-    let proxy = Proxy::start(&lab, 5000);
-    // Numbered 3001 and 3002: 1002, the corpus SETUP's number, stays free.
-    let eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
-    wait_status(&eps, 20, |l| get(l, "registered") == 2);
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
-    let before = fds();
-    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 41,
-        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
-        "callSignalAddress": [transport_json("198.18.1.1:1720".parse().unwrap())],
-        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
-        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "1002"}],
-        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
-        "timeToLive": 60, "keepAlive": false}});
-    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
-    let setup = proxy_user::h225::corpus::build()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.name.to_lowercase().contains("setup"))
-        .expect("SETUP in the corpus")
-        .bytes;
-    let (answer, reply) = lab
-        .ep
-        .run(move || {
-            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
-            let mut buf = [0u8; 2048];
-            let n = s.recv(&mut buf).unwrap_or(0);
-            // The corpus SETUP calls e164 1002, the number just refused.
-            let mut t = std::net::TcpStream::connect("198.18.1.1:1720").unwrap();
-            t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut v = vec![3u8, 0];
-            v.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
-            v.extend_from_slice(&setup);
-            t.write_all(&v).unwrap();
-            let mut got = Vec::new();
-            let _ = t.read_to_end(&mut got);
-            (buf[..n].to_vec(), got)
-        })
-        .unwrap();
-    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
-    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
-        panic!("RRQ naming the proxy's address accepted: {m:?}")
-    };
-    assert!(
-        format!("{:?}", rrj.reject_reason).contains("invalidCallSignalAddress"),
-        "{rrj:?}"
+    let sc = scene();
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    // The SETUP calls 8000000, the number the RRQs claim.
+    let setup = setup_with_destinations(1);
+    let (rrqs, rrjs, setups, released) = sc.attack("signalling loop", move |until| {
+        use proxy_user::h225::ras::{RasMessage, decode, encode};
+        use proxy_user::h225::value::{ras_from_json, transport_json};
+        use std::io::{Read, Write};
+        let bad: [Ipv4Addr; 6] = [
+            PX_EP,
+            PX_GK,
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::new(198, 18, 1, 255),
+            Ipv4Addr::new(224, 0, 0, 1),
+        ];
+        let s = std::net::UdpSocket::bind((ATTACKER, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let me = s.local_addr().unwrap();
+        let (mut rrqs, mut rrjs, mut setups, mut released) = (0u64, 0u64, 0u64, 0u64);
+        let mut buf = [0u8; 2048];
+        let mut i = 0usize;
+        while Instant::now() < until && rrqs < 200 {
+            let tick = Instant::now();
+            let own = SocketAddr::from((bad[i % bad.len()], 1720));
+            i += 1;
+            let v = serde_json::json!({"registrationRequest": {"requestSeqNum": i,
+                "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+                "callSignalAddress": [transport_json(own)],
+                "rasAddress": [transport_json(me)],
+                "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+                "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "8000000"}],
+                "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                "timeToLive": 60, "keepAlive": false}});
+            s.send_to(&encode(&ras_from_json(&v).unwrap()).unwrap(), (PX_EP, 1719))
+                .unwrap();
+            rrqs += 1;
+            if let Ok(n) = s.recv(&mut buf)
+                && let Ok(RasMessage::registrationReject(rrj)) = decode(&buf[..n])
+                && format!("{:?}", rrj.reject_reason).contains("invalidCallSignalAddress")
+            {
+                rrjs += 1;
+            }
+            let c = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )
+            .unwrap();
+            c.bind(&SocketAddr::from((ATTACKER, 0)).into()).unwrap();
+            if c.connect_timeout(&SocketAddr::from((PX_EP, 1720)).into(), Duration::from_secs(2))
+                .is_ok()
+            {
+                let mut t: std::net::TcpStream = c.into();
+                t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut v = vec![3u8, 0];
+                v.extend_from_slice(&((setup.len() + 4) as u16).to_be_bytes());
+                v.extend_from_slice(&setup);
+                if t.write_all(&v).is_ok() {
+                    setups += 1;
+                    let mut got = Vec::new();
+                    let _ = t.read_to_end(&mut got);
+                    let m = (got.len() > 4)
+                        .then(|| proxy_user::q931::Message::decode(&got[4..]).ok())
+                        .flatten();
+                    let what = m.as_ref().map(|m| {
+                        (m.message_type, m.cause().and_then(|c| c.ok()).map(|c| c.value))
+                    });
+                    if what == Some((proxy_user::q931::msg::RELEASE_COMPLETE, Some(3))) {
+                        released += 1;
+                    } else {
+                        eprintln!("signalling loop: SETUP {setups} answered with {what:?} ({} bytes)", got.len());
+                    }
+                }
+            }
+            if let Some(rest) = Duration::from_millis(500).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        (rrqs, rrjs, setups, released)
+    });
+    let after = sc.verdict(
+        "signalling loop",
+        &before,
+        quiet,
+        r#"h323proxy_ras_refused_total{reason="bad_address"}"#,
+        4,
+        8 * 1024,
     );
-    assert!(reply.len() > 4, "no answer to the SETUP");
-    let rc = proxy_user::q931::Message::decode(&reply[4..]).expect("Q.931 reply");
-    assert_eq!(rc.message_type, proxy_user::q931::msg::RELEASE_COMPLETE);
-    assert_eq!(rc.cause().unwrap().unwrap().value, 3, "no route");
-    std::thread::sleep(Duration::from_secs(1));
-    let after = fds();
-    assert!(
-        after <= before + 4,
-        "descriptors grew from {before} to {after}: the proxy is calling itself"
+    let bad = after.grew(
+        &before,
+        r#"h323proxy_ras_refused_total{reason="bad_address"}"#,
     );
-    // The real endpoints were not disturbed.
-    assert_eq!(get(&status(&eps), "registered"), 2);
+    eprintln!(
+        "signalling loop: {rrqs} RRQs naming bad addresses, {rrjs} RRJ invalidCallSignalAddress, {bad} counted bad_address; {setups} SETUPs to the claimed number, {released} released with cause 3"
+    );
+    assert!(rrqs > 100, "the RRQs were not sent: {rrqs}");
+    let warnings = || {
+        sc.proxy
+            .log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("WARN")
+                    || l.contains("8000000")
+                    || l.contains("SETUP")
+                    || l.contains("call")
+            })
+            .take(60)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(rrjs, rrqs, "every RRQ refused\n{}", warnings());
+    assert_eq!(bad, rrqs, "every RRQ counted as bad_address");
+    assert_eq!(setups, rrqs, "every SETUP sent");
+    assert_eq!(
+        released,
+        setups,
+        "every SETUP released with cause 3\n{}",
+        warnings()
+    );
 }
 
 /// Hostile LAN, the alias hijack: with no gatekeeper, the proxy is the
@@ -929,8 +984,8 @@ fn the_saved_table_is_private_and_a_restart_without_it_leaves_no_stale_kernel_an
     );
 }
 
-/// The corpus SETUP with `n` destinationAddress aliases (numbers none of
-/// the lab's endpoints has).
+/// The corpus SETUP with `n` destinationAddress aliases and the Called
+/// party number 8000000 (numbers none of the lab's endpoints has).
 fn setup_with_destinations(n: usize) -> Vec<u8> {
     use proxy_user::h225::asn::h323_messages::{AliasAddress, H323UUPDUH323MessageBody as Body};
     let setup = proxy_user::h225::corpus::build()
@@ -950,6 +1005,11 @@ fn setup_with_destinations(n: usize) -> Vec<u8> {
             .collect(),
     );
     q.set_user_user(&proxy_user::h225::uuie::encode(&uu).unwrap());
+    // The Called party number too (the corpus calls 1002, a lab endpoint).
+    q.set_ie(
+        proxy_user::q931::ie::CALLED_PARTY_NUMBER,
+        proxy_user::q931::PartyNumber::e164("8000000").encode(),
+    );
     q.encode().to_vec()
 }
 
@@ -1504,4 +1564,86 @@ fn a_flood_of_forwarded_requests_to_a_slow_gatekeeper_does_not_crowd_out_the_hea
         forwarded > 1_000,
         "the LRQs were not forwarded: {forwarded}"
     );
+}
+
+/// A panic in a task ends the process (before, a panic in the RAS task
+/// left the daemon running without RAS: listeners open, nobody served).
+/// The daemon is started with a panic injected into its RAS task 15 s in:
+/// it must exit with status 70 at once, the kernel must go on answering the
+/// endpoints' keepalives while it is gone (none unanswered), and the
+/// restart, as the supervisor would make it, must find the registrations
+/// in the saved table without anyone registering again.
+#[test]
+fn a_panic_ends_the_daemon_and_the_kernel_answers_until_it_is_back() {
+    if !privileged("a_panic_ends_the_daemon_and_the_kernel_answers_until_it_is_back") {
+        return;
+    }
+    use proxy_user::fastpath::Counters;
+    let lab = Lab::create().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let mut proxy = Proxy::start_fast_steady(&lab, 5000);
+    let eps = endpoints(&lab, PX_EP, 4, 0);
+    wait_status(&eps, 20, |l| get(l, "registered") == 4);
+    assert!(proxy.kernel_answers(20), "{}", proxy.log_text());
+    let table = proxy.dir.path().join(format!("{}.json", proxy.instance));
+    assert!(
+        proxy_tests::wait_for(10, || table.exists().then_some(())).is_some(),
+        "no saved table"
+    );
+    // The same daemon again, with the fault armed.
+    proxy.proc.kill9();
+    proxy.respawn(&lab, &[("H323PROXY_INJECT_PANIC_MS", "15000")]);
+    assert!(
+        proxy.wait_log(10, |l| l.contains("registration table restored")),
+        "{}",
+        proxy.log_text()
+    );
+    let start = status(&eps);
+    let status_code = proxy_tests::wait_for(30, || proxy.proc.exited());
+    let code = status_code.expect("the daemon did not exit after the panic");
+    assert_eq!(code.code(), Some(70), "exit status {code:?}");
+    let log = proxy.log_text();
+    assert!(
+        log.contains("injected fault") && log.contains("panic: exiting"),
+        "the panic is not in the log:\n{log}"
+    );
+    // Down for 10 s: the pinned fast path answers for the daemon.
+    let answered = |c: Counters| c.keepalive[proxy_common::ka_slot::ANSWERED as usize];
+    let k0 = answered(Counters::from_pins(&proxy.instance).unwrap());
+    std::thread::sleep(Duration::from_secs(10));
+    let k1 = answered(Counters::from_pins(&proxy.instance).unwrap());
+    let down = status(&eps);
+    assert_eq!(
+        get(&down, "keepalives_unanswered"),
+        get(&start, "keepalives_unanswered"),
+        "keepalives went unanswered while the daemon was down: {down}"
+    );
+    assert!(
+        k1 > k0,
+        "the kernel did not answer while the daemon was down"
+    );
+    // The supervisor's restart.
+    proxy.respawn(&lab, &[]);
+    assert!(
+        proxy.wait_log(10, |l| l.contains("registration table restored")
+            && proxy_lab::process::field(l, "registrations") == Some(4)),
+        "{}",
+        proxy.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let end = status(&eps);
+    let full = "h323proxy_ras_forwarded_total";
+    eprintln!(
+        "panic: exit status 70; the kernel answered {} keepalives in the 10 s the daemon was down, none unanswered; the restart restored 4 registrations ({} requests forwarded since)",
+        k1 - k0,
+        metric(&scrape(&lab), full)
+    );
+    assert_eq!(
+        get(&end, "keepalives_unanswered"),
+        get(&start, "keepalives_unanswered"),
+        "{end}"
+    );
+    assert_eq!(get(&end, "registered"), 4, "{end}");
+    assert!(proxy.proc.exited().is_none(), "{}", proxy.log_text());
 }

@@ -383,7 +383,13 @@ impl RasRelay {
             c.gatekeeper_call_signal,
             c.gatekeepers.clone(),
         );
+        let host_addresses = if new.host_addresses.is_empty() {
+            std::mem::take(&mut self.cfg.host_addresses)
+        } else {
+            new.host_addresses.clone()
+        };
         self.cfg = RelayConfig {
+            host_addresses,
             identities: keep.0,
             proxy_id: keep.1,
             endpoint_ras: keep.2,

@@ -49,6 +49,7 @@ impl RasRelay {
         ]
         .iter()
         .any(|a| a.ip() == ip)
+            || c.host_addresses.contains(&ip)
             || self
                 .ids
                 .as_ref()

@@ -20,6 +20,11 @@ fn addr(s: &str) -> SocketAddr {
 
 fn cfg() -> RelayConfig {
     RelayConfig {
+        // Another interface's address, and the LAN's directed broadcast.
+        host_addresses: vec![
+            "198.18.9.1".parse().unwrap(),
+            "198.18.1.255".parse().unwrap(),
+        ],
         proxy_id: "PROXY".into(),
         endpoint_ras: addr("198.18.1.1:1719"),
         endpoint_call_signal: addr("198.18.1.1:1720"),
@@ -1163,6 +1168,16 @@ fn an_rrq_naming_the_proxys_own_loopback_unspecified_multicast_or_broadcast_addr
             "invalidRASAddress",
         ),
         ("[::1]:1720", "198.18.1.13:1719", "invalidCallSignalAddress"),
+        (
+            "198.18.1.255:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
+        (
+            "198.18.9.1:1720",
+            "198.18.1.13:1719",
+            "invalidCallSignalAddress",
+        ),
     ] {
         let v = json!({"registrationRequest": {"requestSeqNum": 9, "protocolIdentifier": PROTOCOL_ID,
             "discoveryComplete": true, "callSignalAddress": [transport_json(addr(cs))],

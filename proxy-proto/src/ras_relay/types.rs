@@ -29,6 +29,10 @@ pub struct GatekeeperConfig {
 /// Settings of the RAS relay.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
+    /// The host's own addresses and its interfaces' broadcast addresses
+    /// (besides those below): no endpoint may register one of them as its
+    /// call signalling or RAS address. The daemon fills it at start.
+    pub host_addresses: Vec<std::net::IpAddr>,
     /// gatekeeperIdentifier endpoints see, and the proxy's own alias at the
     /// gatekeepers.
     pub proxy_id: String,

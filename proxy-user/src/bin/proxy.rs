@@ -296,6 +296,18 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
         // this map are what the XDP program refuses to hear from the LAN.
         ras = ras.with_liveness(fp.take_liveness_table()?, cfg.proxy.call_signal_port);
     }
+    // Fault injection for the test of what a panic does (see the README's
+    // Tests section); never set in service.
+    if let Some(ms) = std::env::var("H323PROXY_INJECT_PANIC_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(
+            after_ms = ms,
+            "H323PROXY_INJECT_PANIC_MS: the RAS task will panic"
+        );
+        ras = ras.with_injected_panic(Duration::from_millis(ms));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(RasStatus::default());
     let (calls, l_ep, l_gk) = CallDriver::bind(&cfg, ras.handle())

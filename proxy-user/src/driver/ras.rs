@@ -104,6 +104,10 @@ pub struct RasDriver {
     calls: Option<CallTable>,
     /// A write of the saved table is running.
     saving: Arc<std::sync::atomic::AtomicBool>,
+    /// A panic to raise in the RAS loop this long after it starts (fault
+    /// injection for the tests of what a panic does; see
+    /// [`RasDriver::with_injected_panic`]).
+    injected_panic: Option<Duration>,
 }
 
 /// Write the saved table: readable by the daemon's user only (it holds
@@ -223,7 +227,9 @@ impl RasDriver {
         // the socket buffers: a dropped probe reply is a false failover.
         big_buffers(&endpoint);
         big_buffers(&gatekeeper);
-        let mut relay = RasRelay::new(cfg.relay(gk_local), Instant::now());
+        let mut relay_cfg = cfg.relay(gk_local);
+        relay_cfg.host_addresses = crate::fastpath::host_addresses();
+        let mut relay = RasRelay::new(relay_cfg, Instant::now());
         let state = (!cfg.proxy.state_dir.as_os_str().is_empty())
             .then(|| cfg.proxy.state_dir.join(format!("{}.json", cfg.instance)));
         if let Some(path) = &state {
@@ -258,6 +264,7 @@ impl RasDriver {
             state,
             calls: None,
             saving: Arc::default(),
+            injected_panic: None,
         })
     }
 
@@ -323,6 +330,15 @@ impl RasDriver {
             };
             let _ = table.set_state(g.ras.ip(), state, g.active);
         }
+    }
+
+    /// Panic in the RAS loop `after` it starts: a fault injected to test
+    /// that a panic in a task ends the process (exit 70) and what the
+    /// restart keeps. Only the daemon's `H323PROXY_INJECT_PANIC_MS`
+    /// environment variable sets it.
+    pub fn with_injected_panic(mut self, after: Duration) -> Self {
+        self.injected_panic = Some(after);
+        self
     }
 
     /// Hand the calls the relay re-admits to their tasks in `calls`.
@@ -440,6 +456,7 @@ impl RasDriver {
         mut shutdown: watch::Receiver<bool>,
         status: watch::Sender<RasStatus>,
     ) {
+        let panic_at = self.injected_panic.map(|d| tokio::time::Instant::now() + d);
         let mut live = tokio::time::interval(self.liveness_every);
         live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = tokio::time::interval(Duration::from_secs(1));
@@ -532,6 +549,9 @@ impl RasDriver {
                 Some(cmd) = self.commands.recv() => self.handle_command(cmd),
                 Some(entries) = async { offload_rx.as_mut()?.recv().await }, if offload_rx.is_some() => self.sync_offload(entries),
                 _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
+                _ = async { tokio::time::sleep_until(panic_at.unwrap_or_else(tokio::time::Instant::now)).await }, if panic_at.is_some() => {
+                    panic!("injected fault: H323PROXY_INJECT_PANIC_MS");
+                }
                 _ = save.tick(), if dirty && self.state.is_some() => {
                     dirty = !self.save_state(false);
                 }
