@@ -175,6 +175,12 @@ impl Collector for ProxyCollector {
         )?;
         counter(
             &mut e,
+            "h323proxy_call_records_aged_out",
+            "Call records removed after 120 s without call signalling (calls that ended without a DRQ)",
+            &[(vec![], s.stats.calls_aged_out)],
+        )?;
+        counter(
+            &mut e,
             "h323proxy_malformed",
             "Messages rejected, by port and reason",
             &[

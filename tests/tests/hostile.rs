@@ -1513,7 +1513,7 @@ fn a_flood_of_forwarded_requests_to_a_slow_gatekeeper_does_not_crowd_out_the_hea
         let Ok(RasMessage::registrationConfirm(rcf)) = decode(&buf[..n]) else {
             panic!("the attacker's RRQ was not confirmed: {:?}", decode(&buf[..n]));
         };
-        let id = String::from_utf16_lossy(&rcf.endpoint_identifier.0.iter().map(|c| *c as u16).collect::<Vec<_>>());
+        let id = String::from_utf16_lossy(&rcf.endpoint_identifier.0);
         s.set_nonblocking(true).unwrap();
         let (mut sent, mut answers, mut seq) = (0u64, 0u64, 1u16);
         // 10 LRQs every 10 ms, for numbers nobody has.

@@ -796,7 +796,7 @@ impl RasRelay {
                     return;
                 }
                 let bw = call.bandwidth;
-                self.calls.insert(call);
+                self.calls.insert(call, self.now);
                 self.answer(from, build::acf(seq, bw, self.cfg.endpoint_call_signal));
             }
         }

@@ -298,7 +298,7 @@ impl RasRelay {
                 call.routed = matches!(acf.call_model, CallModel::gatekeeperRouted(_));
                 acf.dest_call_signal_address = transport(self.cfg.endpoint_call_signal);
                 acf.alternate_endpoints = None;
-                self.calls.insert(*call);
+                self.calls.insert(*call, self.now);
             }
             (RasMessage::disengageConfirm(_), Forwarded::Disengage(key)) => {
                 self.calls.remove(&key);

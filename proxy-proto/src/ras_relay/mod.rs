@@ -202,17 +202,26 @@ pub struct RasRelay {
 struct Calls {
     by_key: HashMap<([u8; 16], String), CallRecord>,
     per_endpoint: HashMap<String, usize>,
+    /// When each record was admitted or last seen with live call
+    /// signalling (see [`RasRelay::note_calls_alive`]).
+    seen: HashMap<([u8; 16], String), Instant>,
+    /// Whether the call signalling side reports which calls are alive:
+    /// only then do records age out.
+    watched: bool,
 }
 
 impl Calls {
-    fn insert(&mut self, c: CallRecord) {
+    fn insert(&mut self, c: CallRecord, now: Instant) {
         let ep = c.endpoint_id.clone();
-        if self.by_key.insert((c.call_id, ep.clone()), c).is_none() {
+        let key = (c.call_id, ep.clone());
+        self.seen.insert(key.clone(), now);
+        if self.by_key.insert(key, c).is_none() {
             *self.per_endpoint.entry(ep).or_default() += 1;
         }
     }
 
     fn remove(&mut self, key: &([u8; 16], String)) -> Option<CallRecord> {
+        self.seen.remove(key);
         let c = self.by_key.remove(key)?;
         if let Some(n) = self.per_endpoint.get_mut(&key.1) {
             *n -= 1;
@@ -227,7 +236,24 @@ impl Calls {
     fn remove_endpoint(&mut self, endpoint_id: &str) {
         if self.per_endpoint.remove(endpoint_id).is_some() {
             self.by_key.retain(|(_, e), _| e != endpoint_id);
+            self.seen.retain(|(_, e), _| e != endpoint_id);
         }
+    }
+
+    /// Remove the records not seen alive for `silence`: their calls ended
+    /// without a DRQ (an endpoint that crashed or lost power mid-call and
+    /// kept, or got back, its registration). Returns them.
+    fn age_out(&mut self, now: Instant, silence: Duration) -> Vec<CallRecord> {
+        if !self.watched {
+            return Vec::new();
+        }
+        let old: Vec<_> = self
+            .seen
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= silence)
+            .map(|(k, _)| k.clone())
+            .collect();
+        old.iter().filter_map(|k| self.remove(k)).collect()
     }
 
     /// Calls `endpoint_id` has admitted.
@@ -262,6 +288,11 @@ const MAX_PENDING: usize = 60_000;
 /// own heartbeat probes, refreshes, re-registrations and re-admissions
 /// always find room, however many endpoints ask at once.
 const RESERVED_OWN: usize = 10_000;
+
+/// How long a call record may go without live call signalling before it
+/// ages out (see [`RasRelay::note_calls_alive`]): the report comes every
+/// 30 s, and a SETUP follows its ARQ within seconds.
+pub const CALL_SILENCE: Duration = Duration::from_secs(120);
 
 /// How often the sweep runs (see [`Timer::Sweep`]).
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
@@ -547,10 +578,34 @@ impl RasRelay {
         }
     }
 
+    /// The call signalling side's report: these calls have live
+    /// signalling now. From the first report on, a call record not
+    /// reported for [`CALL_SILENCE`] ages out (counted as
+    /// `calls_aged_out`); records are bounded per endpoint as well, but
+    /// without this a call that ended without a DRQ would hold its slot
+    /// for as long as its endpoint stays registered.
+    pub fn note_calls_alive(&mut self, now: Instant, alive: &std::collections::HashSet<[u8; 16]>) {
+        self.now = self.now.max(now);
+        self.calls.watched = true;
+        for (key, at) in self.calls.seen.iter_mut() {
+            if alive.contains(&key.0) {
+                *at = now;
+            }
+        }
+    }
+
     /// The [`Timer::Sweep`] work: each part scans a table, so it runs once
     /// a second, not at every timeout.
     fn sweep(&mut self, now: Instant) {
         self.expire(now);
+        for c in self.calls.age_out(now, CALL_SILENCE) {
+            self.stats.calls_aged_out += 1;
+            tracing::info!(
+                call_id = %crate::h225::value::hex(&c.call_id),
+                endpoint_id = %c.endpoint_id,
+                "call record aged out: no call signalling for it"
+            );
+        }
         if let Some(pool) = self.ids.as_mut() {
             let regs = &self.regs;
             pool.sweep(now, |s| regs.by_source(s).is_some());

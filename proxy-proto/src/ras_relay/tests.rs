@@ -1635,3 +1635,33 @@ fn endpoint_requests_never_take_the_numbers_kept_for_the_proxys_own() {
     assert_eq!(r.active(), Some("primary"));
     assert_eq!(r.stats().failovers, 0);
 }
+
+#[test]
+fn a_call_record_without_call_signalling_ages_out_one_with_it_stays() {
+    let (mut r, mut gks, mut t, id) = registered();
+    for call in 1..=2u8 {
+        r.handle_endpoint(t, addr(EP1), &arq(10 + u16::from(call), &id, "1001", call));
+        let RasMessage::admissionConfirm(_) = only(pump(&mut r, t, &mut gks)) else {
+            panic!("ACF expected")
+        };
+    }
+    // Until the call signalling side reports, nothing ages out.
+    for seq in 0..6u16 {
+        run(&mut r, &mut t, 30_000 * MS, &mut gks);
+        r.handle_endpoint(t, addr(EP1), &keepalive(100 + seq, &id, EP1));
+        pump(&mut r, t, &mut gks);
+    }
+    assert_eq!(r.calls().count(), 2);
+    // Reports every 30 s name call 1 only: call 2 ended without a DRQ.
+    let alive: std::collections::HashSet<[u8; 16]> = [[1u8; 16]].into();
+    for seq in 0..6u16 {
+        r.note_calls_alive(t, &alive);
+        run(&mut r, &mut t, 30_000 * MS, &mut gks);
+        r.handle_endpoint(t, addr(EP1), &keepalive(200 + seq, &id, EP1));
+        pump(&mut r, t, &mut gks);
+    }
+    let left: Vec<[u8; 16]> = r.calls().map(|c| c.call_id).collect();
+    assert_eq!(left, vec![[1u8; 16]]);
+    assert_eq!(r.stats().calls_aged_out, 1);
+    assert_eq!(r.registrations().len(), 1, "the registration stays");
+}

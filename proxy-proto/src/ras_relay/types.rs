@@ -351,6 +351,9 @@ pub struct RelayStats {
     /// Registrations made in survivable mode that the gatekeeper taking
     /// control refused, and that ended.
     pub local_dropped: u64,
+    /// Call records removed because their calls had no call signalling
+    /// for [`super::CALL_SILENCE`] (ended without a DRQ).
+    pub calls_aged_out: u64,
     /// ICMP unreachables reported for a gatekeeper's flow: hints, never
     /// verdicts (anyone can forge one).
     pub unreachable_hints: u64,

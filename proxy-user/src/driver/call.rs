@@ -186,6 +186,12 @@ impl CallTable {
         self.lock().contains_key(&(id, role))
     }
 
+    /// The callIdentifiers that have a running call task (live call
+    /// signalling), for the RAS relay's call records.
+    pub fn alive(&self) -> std::collections::HashSet<[u8; 16]> {
+        self.lock().keys().map(|(id, _)| *id).collect()
+    }
+
     /// Hand `input` to the task holding (`id`, `role`); gives it back when
     /// there is none.
     pub fn send(&self, id: [u8; 16], role: Role, input: CallInput) -> Result<(), CallInput> {

@@ -459,6 +459,10 @@ impl RasDriver {
         let panic_at = self.injected_panic.map(|d| tokio::time::Instant::now() + d);
         let mut live = tokio::time::interval(self.liveness_every);
         live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Which calls have live signalling, for the relay's records to age
+        // out by (see `RasRelay::note_calls_alive`).
+        let mut calls_alive = tokio::time::interval(Duration::from_secs(30));
+        calls_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = tokio::time::interval(Duration::from_secs(1));
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty = false;
@@ -549,6 +553,11 @@ impl RasDriver {
                 Some(cmd) = self.commands.recv() => self.handle_command(cmd),
                 Some(entries) = async { offload_rx.as_mut()?.recv().await }, if offload_rx.is_some() => self.sync_offload(entries),
                 _ = live.tick(), if self.liveness.is_some() => self.sync_liveness(),
+                _ = calls_alive.tick(), if self.calls.is_some() => {
+                    if let Some(calls) = &self.calls {
+                        self.relay.note_calls_alive(Instant::now(), &calls.alive());
+                    }
+                }
                 _ = async { tokio::time::sleep_until(panic_at.unwrap_or_else(tokio::time::Instant::now)).await }, if panic_at.is_some() => {
                     panic!("injected fault: H323PROXY_INJECT_PANIC_MS");
                 }
