@@ -32,8 +32,8 @@ const HOLD: Duration = Duration::from_secs(60);
 /// The lab with calls up, and what was measured before the attack.
 struct Scene {
     lab: Lab,
-    _gk1: LabProc,
-    _gk2: LabProc,
+    gk1: LabProc,
+    gk2: LabProc,
     proxy: Proxy,
     eps: LabProc,
     /// The most descriptors and resident KiB seen during the attack.
@@ -80,8 +80,8 @@ fn scene_full(primary_options: &[&str], endpoint_options: &[&str]) -> Scene {
     });
     Scene {
         lab,
-        _gk1: gk1,
-        _gk2: gk2,
+        gk1,
+        gk2,
         proxy,
         eps,
         peak: std::sync::Mutex::new((0, 0)),
@@ -826,72 +826,100 @@ fn in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number() {
     if !privileged("in_survivable_mode_a_lan_host_cannot_take_a_live_endpoints_number") {
         return;
     }
-    use proxy_user::h225::value::{ras_from_json, transport_json};
-    let lab = Lab::create().unwrap();
-    let mut gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
-    let mut gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
-    let proxy = Proxy::start(&lab, 2000);
-    let mut eps = endpoints_with(&lab, PX_EP, 2, 0, &["--first-number", "3001"]);
-    wait_status(&eps, 20, |l| get(l, "registered") == 2);
-    gk1.kill9();
-    gk2.kill9();
+    let mut sc = scene();
+    sc.gk1.kill9();
+    sc.gk2.kill9();
     assert!(
-        proxy.wait_log(10, |l| l.contains("control moved")
+        sc.proxy.wait_log(10, |l| l.contains("control moved")
             && l.contains("to=\"survivable\"")),
         "no survivable mode:\n{}",
-        proxy.log_text()
+        sc.proxy.log_text()
     );
-    let v = serde_json::json!({"registrationRequest": {"requestSeqNum": 42,
-        "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
-        "callSignalAddress": [transport_json("198.18.1.2:41720".parse().unwrap())],
-        "rasAddress": [transport_json("198.18.1.2:41719".parse().unwrap())],
-        "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
-        "terminalAlias": [{"h323-ID": "mallory"}, {"dialledDigits": "3002"}],
-        "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
-        "timeToLive": 60, "keepAlive": false}});
-    let rrq = proxy_user::h225::ras::encode(&ras_from_json(&v).unwrap()).unwrap();
-    let (answer, claimant) = lab
-        .ep
-        .run(move || {
-            // Where a SETUP for 3002 would arrive, were the claim accepted.
-            let l = std::net::TcpListener::bind("198.18.1.2:41720").unwrap();
-            l.set_nonblocking(true).unwrap();
-            let s = std::net::UdpSocket::bind("198.18.1.2:41719").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            s.send_to(&rrq, "198.18.1.1:1719").unwrap();
-            let mut buf = [0u8; 2048];
-            let n = s.recv(&mut buf).unwrap_or(0);
-            (buf[..n].to_vec(), l)
-        })
-        .unwrap();
-    let m = proxy_user::h225::ras::decode(&answer).expect("an answer to the RRQ");
-    let proxy_user::h225::ras::RasMessage::registrationReject(rrj) = m else {
-        panic!("a second owner of 3002 accepted: {m:?}")
-    };
-    use proxy_user::h225::alias::Alias;
-    use proxy_user::h225::asn::h323_messages::RegistrationRejectReason;
-    let RegistrationRejectReason::duplicateAlias(taken) = &rrj.reject_reason else {
-        panic!("{:?}", rrj.reject_reason)
-    };
-    let taken: Vec<Alias> = taken.iter().map(Alias::of).collect();
-    assert_eq!(taken, vec![Alias::E164("3002".into())]);
-    // 3001 calls 3002: the owner answers, the claimant hears nothing.
-    eps.send("call 0 3002");
-    wait_status(&eps, 10, |l| get(l, "calls_active") == 2);
+    let quiet = sc.quiet_loss(Duration::from_secs(5));
+    let before = sc.read();
+    // Twice a second, a claim on one of the four live endpoints' numbers
+    // (and h323-IDs), with the claimant's own call signalling address,
+    // where a SETUP would arrive were a claim accepted.
+    let (claims, duplicate, accepted) = sc.attack("alias hijack", |until| {
+        use proxy_user::h225::alias::Alias;
+        use proxy_user::h225::asn::h323_messages::RegistrationRejectReason;
+        use proxy_user::h225::ras::{RasMessage, decode, encode};
+        use proxy_user::h225::value::{ras_from_json, transport_json};
+        let cs = SocketAddr::from((ATTACKER, 41720));
+        let l = std::net::TcpListener::bind(cs).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let s = std::net::UdpSocket::bind((ATTACKER, 41719)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (mut claims, mut duplicate, mut accepted) = (0u64, 0u64, 0u64);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < until && claims < 200 {
+            let tick = Instant::now();
+            let number = format!("{}", 1001 + claims % 4);
+            let v = serde_json::json!({"registrationRequest": {"requestSeqNum": claims + 1,
+                "protocolIdentifier": proxy_user::h225::PROTOCOL_ID, "discoveryComplete": true,
+                "callSignalAddress": [transport_json(cs)],
+                "rasAddress": [transport_json(s.local_addr().unwrap())],
+                "terminalType": {"terminal": {}, "mc": false, "undefinedNode": false},
+                "terminalAlias": [{"dialledDigits": number}],
+                "endpointVendor": {"vendor": {"t35CountryCode": 181, "t35Extension": 0, "manufacturerCode": 18}},
+                "timeToLive": 60, "keepAlive": false}});
+            s.send_to(&encode(&ras_from_json(&v).unwrap()).unwrap(), (PX_EP, 1719))
+                .unwrap();
+            claims += 1;
+            match s.recv(&mut buf).ok().map(|n| decode(&buf[..n])) {
+                Some(Ok(RasMessage::registrationReject(rrj))) => {
+                    if let RegistrationRejectReason::duplicateAlias(taken) = &rrj.reject_reason
+                        && taken.iter().map(Alias::of).eq([Alias::E164(number)])
+                    {
+                        duplicate += 1;
+                    }
+                }
+                Some(Ok(RasMessage::registrationConfirm(_))) => accepted += 1,
+                _ => {}
+            }
+            if let Some(rest) = Duration::from_millis(500).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        // Nothing was routed to the claimant.
+        assert!(l.accept().is_err(), "a SETUP went to the claimant");
+        (claims, duplicate, accepted)
+    });
+    let after = sc.read();
+    let duplicates = after.grew(
+        &before,
+        r#"h323proxy_ras_refused_total{reason="alias_taken"}"#,
+    );
+    eprintln!(
+        "alias hijack in survivable mode: {claims} claims on live numbers, {duplicate} RRJ duplicateAlias naming the number ({duplicates} counted), {accepted} accepted; {} registrations, {} calls up",
+        metric(&after.metrics, "h323proxy_registrations"),
+        get(&after.status, "calls_active")
+    );
+    assert!(claims > 100, "the claims were not sent: {claims}");
+    assert_eq!(accepted, 0, "a claim was accepted");
+    assert_eq!(duplicate, claims, "every claim refused with duplicateAlias");
+    assert_eq!(duplicates, claims, "every claim counted");
+    assert_eq!(get(&after.status, "calls_active"), 4, "{}", after.status);
+    assert_eq!(get(&after.status, "registered"), 4, "{}", after.status);
+    for key in [
+        "calls_dropped",
+        "keepalives_unanswered",
+        "enquiries_unanswered",
+    ] {
+        assert_eq!(
+            get(&after.status, key),
+            get(&before.status, key),
+            "{key}: {}",
+            after.status
+        );
+    }
+    let lost = get(&after.status, "rtp_lost") - get(&before.status, "rtp_lost");
+    let rtp = get(&after.status, "rtp_sent") - get(&before.status, "rtp_sent");
     assert!(
-        claimant.accept().is_err(),
-        "the SETUP for 3002 went to the claimant"
+        lost <= quiet + rtp / 1000,
+        "{lost} RTP packets lost of {rtp} (quiet: {quiet})"
     );
-    let s = status(&eps);
-    assert_eq!(get(&s, "registered"), 2, "{s}");
-    assert_eq!(get(&s, "calls_dropped"), 0, "{s}");
-    assert!(
-        proxy_tests::wait_for(5, || (proxy.counter("RAS counters", "refused")? >= 1)
-            .then_some(()))
-        .is_some(),
-        "{}",
-        proxy.log_text()
-    );
+    assert_eq!(metric(&after.metrics, "h323proxy_registrations"), 4);
 }
 
 /// Restart gaps. The saved table holds full RRQs (H.235 tokens included):
