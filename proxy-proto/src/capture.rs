@@ -482,6 +482,28 @@ pub fn write_corpus_pcap(path: &Path, entries: &[Entry]) -> Result<(), CaptureEr
         seq = seq.wrapping_add(payload.len() as u32);
         frames.push(tcp_back(isn_s + 1, seq, false));
     }
+    write_frames(path, &mut w, &frames)
+}
+
+/// Write Ethernet frames as a pcap, 10 ms apart (for checking what the
+/// codecs build against Wireshark's dissectors).
+pub fn write_frames_pcap(path: &Path, frames: &[Vec<u8>]) -> Result<(), CaptureError> {
+    let file = std::fs::File::create(path).map_err(|source| CaptureError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut w = PcapWriter::new(file).map_err(|e| CaptureError::Format {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    write_frames(path, &mut w, frames)
+}
+
+fn write_frames(
+    path: &Path,
+    w: &mut PcapWriter<std::fs::File>,
+    frames: &[Vec<u8>],
+) -> Result<(), CaptureError> {
     for (i, f) in frames.iter().enumerate() {
         let ts = Duration::from_millis(1_000 + i as u64 * 10);
         w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))

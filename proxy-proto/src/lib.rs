@@ -9,7 +9,8 @@
 //!   `ras_relay` (registrations, forwarding, gatekeeper control and
 //!   failover, survivable mode), with `registration` (the table and its
 //!   indexes), `gatekeeper` (the heartbeat failure detector) and `identity`
-//!   (per-endpoint gatekeeper-side addresses).
+//!   (per-endpoint gatekeeper-side addresses); `hsrp` (RFC 2281, the
+//!   redundancy protocol the specification names, for a proxy pair).
 //! - `offload`: the answers the kernel fast path sends, built here and
 //!   handed to it as map entries.
 //!
@@ -21,6 +22,7 @@ pub mod call;
 pub mod capture;
 pub mod gatekeeper;
 pub mod h225;
+pub mod hsrp;
 pub mod identity;
 pub mod offload;
 pub mod q931;

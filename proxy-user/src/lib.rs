@@ -10,7 +10,8 @@
 //! (`clock`) and the `proxy` binary.
 
 pub use proxy_proto::{
-    budget, call, capture, gatekeeper, h225, identity, offload, q931, ras_relay, registration, tpkt,
+    budget, call, capture, gatekeeper, h225, hsrp, identity, offload, q931, ras_relay,
+    registration, tpkt,
 };
 
 pub mod clock;

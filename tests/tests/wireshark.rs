@@ -324,3 +324,100 @@ fn wireshark_agrees_on_parts_of_a_later_h225_version() {
         later.len()
     );
 }
+
+/// HSRP version 1 as the `hsrp` module encodes it, read by Wireshark's HSRP
+/// dissector: a Hello, a Coup and a Resign from 198.18.20.2 to 224.0.0.2
+/// port 1985, TTL 1, from the router's own MAC to the all-routers group
+/// MAC. Every field tshark reads must be the one the codec put there, with
+/// no malformed packet or expert error.
+#[test]
+fn wireshark_reads_the_hsrp_messages_as_encoded() {
+    if !have_tshark() {
+        return;
+    }
+    use proxy_user::hsrp::{ALL_ROUTERS, DEFAULT_AUTH, Message, OpCode, PORT, State};
+    use std::net::{Ipv4Addr, SocketAddr};
+    let me = Ipv4Addr::new(198, 18, 20, 2);
+    let vip = Ipv4Addr::new(198, 18, 20, 1);
+    let msgs = [
+        (OpCode::Hello, State::Active, 110),
+        (OpCode::Coup, State::Speak, 120),
+        (OpCode::Resign, State::Active, 100),
+        (OpCode::Hello, State::Standby, 90),
+    ]
+    .map(|(op, state, priority)| Message {
+        op,
+        state,
+        hellotime: 3,
+        holdtime: 10,
+        priority,
+        group: 7,
+        auth: DEFAULT_AUTH,
+        virtual_ip: vip,
+    });
+    let frame = proxy_lab::frame::Frame {
+        dst_mac: [0x01, 0x00, 0x5e, 0x00, 0x00, 0x02],
+        src_mac: [0x02, 0, 0, 0, 0x20, 0x02],
+        tags: Vec::new(),
+        ttl: 1,
+        tos: 0,
+    };
+    let frames: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| {
+            frame.udp(
+                SocketAddr::from((me, PORT)),
+                SocketAddr::from((ALL_ROUTERS, PORT)),
+                &m.encode(),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("hsrp.pcap");
+    proxy_user::capture::write_frames_pcap(&pcap, &frames).unwrap();
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(["-T", "json"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(packets.len(), msgs.len());
+    for (p, m) in packets.iter().zip(&msgs) {
+        let mut f = Vec::new();
+        fields(p, &mut f);
+        let one = |k: &str| {
+            let v = values(&f, k);
+            assert_eq!(v.len(), 1, "{k} in {f:?}");
+            v[0].to_string()
+        };
+        assert!(
+            values(&f, "_ws.malformed").is_empty() && values(&f, "_ws.expert").is_empty(),
+            "malformed or expert info: {f:?}"
+        );
+        let op = match m.op {
+            OpCode::Hello => 0,
+            OpCode::Coup => 1,
+            OpCode::Resign => 2,
+        };
+        assert_eq!(num(&one("hsrp.version")), 0);
+        assert_eq!(num(&one("hsrp.opcode")), op);
+        assert_eq!(num(&one("hsrp.state")), u64::from(m.state.value()));
+        assert_eq!(num(&one("hsrp.hellotime")), 3);
+        assert_eq!(num(&one("hsrp.holdtime")), 10);
+        assert_eq!(num(&one("hsrp.priority")), u64::from(m.priority));
+        assert_eq!(num(&one("hsrp.group")), 7);
+        assert_eq!(one("hsrp.auth_data"), "cisco");
+        assert_eq!(one("hsrp.virt_ip"), vip.to_string());
+        assert_eq!(one("ip.ttl"), "1");
+    }
+    eprintln!(
+        "wireshark: {} HSRP messages (hello, coup, resign) read as encoded",
+        msgs.len()
+    );
+}
