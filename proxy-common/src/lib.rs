@@ -216,8 +216,11 @@ pub struct FastpathSettings {
     pub endpoint_addr: LocalAddr,
     /// Non-zero when `endpoint_addr` is set.
     pub has_endpoint_addr: u32,
-    /// Reserved, zero.
-    pub pad2: u32,
+    /// Non-zero while this node does not own the pair's virtual address
+    /// (VRRP backup or fault, HSRP not active): the kernel answers nothing,
+    /// so that only the owner answers. The daemon sets it from the
+    /// redundancy protocol's state; zero without `[redundancy]`.
+    pub standby: u32,
 }
 
 #[cfg(feature = "user")]
@@ -323,8 +326,11 @@ pub mod ka_slot {
     /// path check, for gatekeeper sources only; needs forwarding on the
     /// interface, as `bpf_fib_lookup` does).
     pub const SPOOFED_GATEKEEPER: u32 = 15;
+    /// This node is the standby of a pair (`FastpathSettings::standby`):
+    /// left to userspace, not answered.
+    pub const STANDBY: u32 = 16;
     /// Total number of slots.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
     /// Slot names, in slot order, for status output.
     pub const NAMES: [&str; COUNT as usize] = [
         "answered",
@@ -343,6 +349,7 @@ pub mod ka_slot {
         "source_mac_mismatch",
         "mac_unresolved",
         "spoofed_gatekeeper",
+        "standby",
     ];
 }
 

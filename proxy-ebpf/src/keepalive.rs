@@ -135,6 +135,9 @@ pub fn fastpath<const STAGE: u32>(ctx: &XdpContext) -> u32 {
         Err(Pass(NOT_COUNTED))
     } else if cfg.answer == 0 {
         Err(Pass(ka_slot::OFF))
+    } else if cfg.standby != 0 {
+        // Only the owner of the pair's virtual address answers.
+        Err(Pass(ka_slot::STANDBY))
     } else if STAGE == bench_stage::PARSED {
         return xdp_action::XDP_PASS;
     } else {

@@ -2,7 +2,7 @@
 //! `proxy.example.toml` (which is also the embedded default).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,6 +80,101 @@ pub struct Config {
     /// (`[[credentials]]`).
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
+    /// `[redundancy]`: an active/standby pair on one virtual address.
+    #[serde(default)]
+    pub redundancy: RedundancyConfig,
+}
+
+/// Which protocol decides the owner of a pair's virtual address.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedundancyProtocol {
+    /// One proxy, no pair.
+    #[default]
+    None,
+    /// VRRPv3 (RFC 5798) through keepalived: keepalived alone decides who
+    /// owns the address and tells the daemon through `notify_fifo`.
+    Vrrp,
+}
+
+/// `[redundancy]`: a primary/backup proxy pair sharing one virtual address
+/// on the endpoint LAN (`proxy redundancy keepalived-config` writes the
+/// keepalived configuration for this node).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedundancyConfig {
+    /// `"none"` (default) or `"vrrp"`.
+    pub protocol: RedundancyProtocol,
+    /// The endpoint-facing interface the virtual address lives on.
+    pub interface: String,
+    /// The virtual addresses with their prefix length ("198.18.1.100/24");
+    /// the first is what endpoints use (`[proxy] endpoint_address`).
+    pub virtual_addresses: Vec<String>,
+    /// VRRP virtual router id (1-255); also the last octet of the virtual
+    /// MAC 00:00:5e:00:01:XX.
+    pub router_id: u8,
+    /// This node's priority (1-254): the higher owns the address.
+    pub priority: u8,
+    /// Take the address back from a lower-priority owner.
+    pub preempt: bool,
+    /// The peer node's address: adverts go to it alone (unicast), not to
+    /// the whole LAN. VRRPv3 has no authentication, so confine the adverts
+    /// this way or on a dedicated link.
+    pub peer: Option<std::net::IpAddr>,
+    /// This node's source address for unicast adverts (default: the
+    /// interface's primary address).
+    pub source: Option<std::net::IpAddr>,
+    /// Advert interval, ms (VRRPv3 counts centiseconds): 50 ms makes the
+    /// master-down interval about 180 ms.
+    pub advert_interval_ms: u32,
+    /// The FIFO keepalived writes state changes to and the daemon reads.
+    pub notify_fifo: PathBuf,
+    /// How keepalived watches the daemon, so that a node whose daemon is
+    /// gone gives the address up: `"process"` (default: the kernel's
+    /// process events, at once; they work only in the initial network
+    /// namespace), `"script"` (`pidof`, once a second), or `"none"`.
+    pub track_daemon: TrackDaemon,
+}
+
+/// How keepalived watches the daemon (`[redundancy] track_daemon`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackDaemon {
+    /// `vrrp_track_process`: process events, at once.
+    #[default]
+    Process,
+    /// `vrrp_script` running `pidof`, once a second.
+    Script,
+    /// Not watched.
+    None,
+}
+
+impl Default for RedundancyConfig {
+    fn default() -> Self {
+        Self {
+            protocol: RedundancyProtocol::None,
+            interface: String::new(),
+            virtual_addresses: Vec::new(),
+            router_id: 51,
+            priority: 100,
+            preempt: false,
+            peer: None,
+            source: None,
+            advert_interval_ms: 50,
+            notify_fifo: PathBuf::from("/run/h323proxy/vrrp.fifo"),
+            track_daemon: TrackDaemon::Process,
+        }
+    }
+}
+
+impl RedundancyConfig {
+    /// The virtual addresses without their prefix lengths.
+    pub fn virtual_ips(&self) -> Vec<std::net::IpAddr> {
+        self.virtual_addresses
+            .iter()
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect()
+    }
 }
 
 /// `[[credentials]]`: an endpoint's password at the gatekeepers. With it the
@@ -490,7 +585,7 @@ impl FastPathConfig {
                 .map(crate::offload::local_addr)
                 .unwrap_or_default(),
             has_endpoint_addr: u32::from(endpoint_addr.is_some()),
-            pad2: 0,
+            standby: 0,
         }
     }
 }
@@ -545,6 +640,57 @@ impl Config {
                 "fastpath.interfaces",
                 format!("{bad:?} is not an interface name (1-15 characters)"),
             ));
+        }
+        if cfg.redundancy.protocol != RedundancyProtocol::None {
+            let r = &cfg.redundancy;
+            if r.interface.is_empty() || r.interface.len() > 15 {
+                return Err(invalid(
+                    "redundancy.interface",
+                    format!(
+                        "{:?} is not an interface name (1-15 characters)",
+                        r.interface
+                    ),
+                ));
+            }
+            if r.virtual_addresses.is_empty() {
+                return Err(invalid(
+                    "redundancy.virtual_addresses",
+                    "a pair needs at least one virtual address".into(),
+                ));
+            }
+            for a in &r.virtual_addresses {
+                let ok = a.split_once('/').is_some_and(|(ip, len)| {
+                    ip.parse::<std::net::IpAddr>().is_ok()
+                        && len.parse::<u8>().is_ok_and(|l| l <= 128)
+                });
+                if !ok {
+                    return Err(invalid(
+                        "redundancy.virtual_addresses",
+                        format!("{a:?} is not an address with a prefix length (198.18.1.100/24)"),
+                    ));
+                }
+            }
+            if r.router_id == 0 {
+                return Err(invalid("redundancy.router_id", "must be 1-255".into()));
+            }
+            if r.priority == 0 || r.priority == 255 {
+                return Err(invalid(
+                    "redundancy.priority",
+                    "must be 1-254 (255 is VRRP's address owner, which a pair has not)".into(),
+                ));
+            }
+            if !(10..=40_950).contains(&r.advert_interval_ms) {
+                return Err(invalid(
+                    "redundancy.advert_interval_ms",
+                    "must be 10-40950 (VRRPv3 centiseconds)".into(),
+                ));
+            }
+            if !r.virtual_ips().contains(&cfg.proxy.endpoint_address) {
+                return Err(invalid(
+                    "proxy.endpoint_address",
+                    "with [redundancy], endpoints use the pair's virtual address: make it one of redundancy.virtual_addresses".into(),
+                ));
+            }
         }
         if cfg.proxy.id.is_empty() || cfg.proxy.id.len() > 64 {
             return Err(invalid("proxy.id", "must be 1-64 characters".into()));

@@ -244,6 +244,19 @@ pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
     Ok(was)
 }
 
+/// Mark a running instance the standby of its pair (the kernel answers
+/// nothing) or the owner of the virtual address, through its pinned
+/// settings. Returns the previous state.
+pub fn set_standby(instance: &str, standby: bool) -> Result<bool> {
+    let map = open_pinned(instance, FP_CONFIG_MAP)?;
+    let mut a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
+    let mut s = a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))?;
+    let was = s.standby != 0;
+    s.standby = standby as u32;
+    a.set(0, &s, 0).map_err(map_err(FP_CONFIG_MAP))?;
+    Ok(was)
+}
+
 /// Open map `name` of a running (or crashed) instance from its pin.
 fn open_pinned(instance: &str, name: &'static str) -> Result<Map> {
     let data = MapData::from_pin(pin_dir(instance)?.join(name)).map_err(map_err(name))?;

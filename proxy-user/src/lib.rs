@@ -20,3 +20,4 @@ pub mod driver;
 #[cfg(feature = "fastpath")]
 pub mod fastpath;
 pub mod metrics;
+pub mod redundancy;

@@ -27,6 +27,8 @@ pub struct ProxyCollector {
     /// The instance whose pinned fast-path counters are read at each
     /// scrape (`None`: the fast path is off).
     fastpath: Option<String>,
+    /// The pair's state (`None`: no `[redundancy]`).
+    redundancy: Option<Arc<crate::redundancy::RedundancyStatus>>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -173,6 +175,24 @@ impl Collector for ProxyCollector {
             "Times control moved between gatekeepers or to survivable mode",
             &[(vec![], s.stats.failovers)],
         )?;
+        if let Some(r) = &self.redundancy {
+            let master = r.master.load(Ordering::Relaxed);
+            gauge(
+                &mut e,
+                "h323proxy_redundancy_role",
+                "This node's role in its pair (1 for the current one): master owns the virtual address",
+                &[
+                    (l(&[("role", "master")]), f64::from(u8::from(master))),
+                    (l(&[("role", "standby")]), f64::from(u8::from(!master))),
+                ],
+            )?;
+            counter(
+                &mut e,
+                "h323proxy_redundancy_takeovers",
+                "Times this node took the pair's virtual address",
+                &[(vec![], r.takeovers.load(Ordering::Relaxed))],
+            )?;
+        }
         counter(
             &mut e,
             "h323proxy_call_records_aged_out",
@@ -351,12 +371,14 @@ pub fn registry(
     ras: watch::Receiver<RasStatus>,
     calls: Arc<CallStats>,
     fastpath: Option<String>,
+    redundancy: Option<Arc<crate::redundancy::RedundancyStatus>>,
 ) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(ProxyCollector {
         ras,
         calls,
         fastpath,
+        redundancy,
     }));
     r
 }

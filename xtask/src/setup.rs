@@ -22,6 +22,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",
     "tshark",
     "iptables",
+    // VRRP for a proxy pair (`[redundancy] protocol = "vrrp"`).
+    "keepalived",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use proxy_common::{RAS_ROOT_ALTERNATIVES, packet_slot, ras_slot};
-use proxy_user::config::Config;
+use proxy_user::config::{Config, RedundancyProtocol};
 use proxy_user::driver::{CallDriver, RasDriver, RasStatus};
 use proxy_user::fastpath::{Counters, FastPath};
 use tokio::signal::unix::{SignalKind, signal};
@@ -50,6 +50,11 @@ enum Cmd {
         #[command(subcommand)]
         action: OffloadCmd,
     },
+    /// A primary/backup pair on one virtual address (`[redundancy]`).
+    Redundancy {
+        #[command(subcommand)]
+        action: RedundancyCmd,
+    },
     /// Decode the H.225.0 messages (RAS on UDP 1719, call signalling on TCP
     /// 1720 and any --port) of a pcap or pcapng capture, one line each.
     Decode {
@@ -61,6 +66,22 @@ enum Cmd {
         /// Print the full decoded tree as JSON, one object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RedundancyCmd {
+    /// Print keepalived's configuration for this node of the pair (VRRPv3,
+    /// from `[redundancy]`): install it as keepalived's configuration file
+    /// (e.g. /etc/keepalived/keepalived.conf) and start keepalived.
+    KeepalivedConfig {
+        /// TOML configuration of this node.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The daemon's process name, which keepalived tracks (a node whose
+        /// daemon is gone gives the address up).
+        #[arg(long, default_value = "proxy")]
+        process: String,
     },
 }
 
@@ -183,6 +204,21 @@ fn main() -> Result<()> {
             OffloadCmd::On { instance } => switch(&instance, true),
             OffloadCmd::Off { instance } => switch(&instance, false),
         },
+        Cmd::Redundancy { action } => match action {
+            RedundancyCmd::KeepalivedConfig { config, process } => {
+                let cfg = Config::load(config.as_deref())?;
+                if cfg.redundancy.protocol != RedundancyProtocol::Vrrp {
+                    anyhow::bail!(
+                        "redundancy.protocol is not \"vrrp\" in this configuration: keepalived has nothing to do"
+                    );
+                }
+                print!(
+                    "{}",
+                    proxy_user::redundancy::keepalived_config(&cfg, &process)
+                );
+                Ok(())
+            }
+        },
         Cmd::Decode { file, ports, json } => {
             Ok(proxy_user::capture::decode_file(&file, &ports, json)?)
         }
@@ -227,6 +263,47 @@ fn raise_open_file_limit(needed: u64) {
     }
 }
 
+/// With `[redundancy] protocol = "vrrp"`: follow keepalived's notify FIFO,
+/// and let the kernel answer only while this node owns the virtual
+/// address. The node starts as the standby.
+fn start_redundancy(
+    cfg: &Config,
+    fast: bool,
+) -> Result<Option<std::sync::Arc<proxy_user::redundancy::RedundancyStatus>>> {
+    use proxy_user::redundancy::{self, RedundancyStatus, Role};
+    let r = &cfg.redundancy;
+    if r.protocol != RedundancyProtocol::Vrrp {
+        return Ok(None);
+    }
+    redundancy::make_fifo(&r.notify_fifo)
+        .with_context(|| format!("redundancy.notify_fifo {}", r.notify_fifo.display()))?;
+    let (tx, mut rx) = tokio::sync::watch::channel(Role::Standby);
+    redundancy::watch_fifo(r.notify_fifo.clone(), redundancy::instance_name(r), tx)
+        .with_context(|| format!("opening redundancy.notify_fifo {}", r.notify_fifo.display()))?;
+    let status = std::sync::Arc::new(RedundancyStatus::default());
+    let st = status.clone();
+    let instance = cfg.instance.clone();
+    tracing::info!(fifo = %r.notify_fifo.display(), instance = %redundancy::instance_name(r), "redundancy: standby until keepalived makes this node master");
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let role = *rx.borrow_and_update();
+            let master = role == Role::Master;
+            let was = st.master.swap(master, std::sync::atomic::Ordering::Relaxed);
+            if master && !was {
+                st.takeovers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if fast && let Err(e) = proxy_user::fastpath::set_standby(&instance, !master) {
+                tracing::error!(error = %e, "redundancy: setting the fast path's standby flag");
+            }
+            if master != was {
+                tracing::warn!(role = role.name(), "redundancy: role changed");
+            }
+        }
+    });
+    Ok(Some(status))
+}
+
 async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     // Signal handlers first: a supervisor (or a test) that sees the pins
     // appear may send SIGTERM at once, and must get a clean shutdown.
@@ -238,12 +315,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     if cfg.fastpath.enabled {
         let mut fp = FastPath::load_sized(&cfg.instance, cfg.fastpath.max_endpoints)
             .context("loading the XDP fast path")?;
-        let local = proxy_user::fastpath::local_addresses();
+        let mut local = proxy_user::fastpath::local_addresses();
+        // A pair's virtual addresses are this node's whenever it owns them;
+        // until keepalived says so it is the standby and answers nothing.
+        let pair = cfg.redundancy.protocol != RedundancyProtocol::None;
+        if pair {
+            local.extend(cfg.redundancy.virtual_ips());
+            local.sort();
+            local.dedup();
+        }
         // The endpoint address is checked first in the kernel only when it
         // is one of this host's (not a floating address bound with
         // ip_nonlocal_bind on a standby).
         let hot = Some(cfg.proxy.endpoint_address).filter(|a| local.contains(a));
         let mut settings = cfg.fastpath.settings(cfg.proxy.ras_port, hot);
+        settings.standby = u32::from(pair);
         fp.configure(settings)?;
         fp.set_local_addrs(&local)?;
         for iface in &cfg.fastpath.interfaces {
@@ -261,6 +347,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
                 for iface in &cfg.fastpath.interfaces {
                     let mac = fp.add_own_mac(iface)?;
                     tracing::info!(%iface, mac = %mac.map(|b| format!("{b:02x}")).join(":"), "fast path answers frames to this MAC only");
+                }
+                // And to the pair's virtual MAC, on the interface whose
+                // macvlan carries it (frames reach XDP on the parent).
+                if pair {
+                    let iface = &cfg.redundancy.interface;
+                    let (ifindex, _) = proxy_user::fastpath::interface_mac(iface)?;
+                    let vmac = proxy_user::redundancy::vrrp_mac(cfg.redundancy.router_id);
+                    fp.add_mac(ifindex, vmac)?;
+                    tracing::info!(%iface, vmac = %vmac.map(|b| format!("{b:02x}")).join(":"), "fast path answers frames to the pair's virtual MAC too");
                 }
                 settings.check_macs = 1;
                 fp.configure(settings)?;
@@ -343,11 +438,13 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     let calls = std::sync::Arc::new(calls);
     let call_task = tokio::spawn(calls.clone().run(l_ep, l_gk, stop_rx.clone()));
     let ras_handle = ras.handle();
+    let redundancy = start_redundancy(&cfg, fast.is_some())?;
     let metrics_task = if cfg.metrics.enabled {
         let reg = proxy_user::metrics::registry(
             status_rx.clone(),
             calls.stats.clone(),
             fast.is_some().then(|| cfg.instance.clone()),
+            redundancy.clone(),
         );
         let addr = cfg.metrics.listen;
         let stop = stop_rx.clone();

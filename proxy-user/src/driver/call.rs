@@ -305,7 +305,14 @@ impl CallDriver {
                 .await
                 .map_err(|source| DriverError::Bind { what, addr, source })
         };
-        let l_ep = bind("the endpoint-side call signalling listener", ep).await?;
+        // Free-bound: the endpoint-side address may be a pair's virtual
+        // one, on this node only while it owns it.
+        let what = "the endpoint-side call signalling listener";
+        let l_ep = super::sockets::freebind_listener(ep).map_err(|source| DriverError::Bind {
+            what,
+            addr: ep,
+            source,
+        })?;
         let l_gk = bind("the gatekeeper-side call signalling listener", gk).await?;
         tracing::info!(endpoint_side = %ep, gatekeeper_side = %gk, "call signalling relay listening");
         Ok((

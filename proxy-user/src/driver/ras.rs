@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::call::{CallInput, CallTable, Role};
 use super::sockets::{
-    big_buffers, recv_original_destination, recv_with_destination, reuse_socket, send_from,
+    big_buffers, freebind_udp, recv_original_destination, recv_with_destination, reuse_socket,
+    send_from,
 };
 use super::{DriverError, RasStatus};
 use crate::call::{RouteAnswer, RouteQuery};
@@ -200,9 +201,8 @@ impl RasDriver {
         let ep_addr = SocketAddr::new(cfg.proxy.endpoint_address, cfg.proxy.ras_port);
         let gk_addr = SocketAddr::new(cfg.proxy.gatekeeper_address, cfg.proxy.gatekeeper_ras_port);
         let err = |what, addr| move |source| DriverError::Bind { what, addr, source };
-        let endpoint = UdpSocket::bind(ep_addr)
-            .await
-            .map_err(err("the endpoint-side RAS socket", ep_addr))?;
+        let endpoint =
+            freebind_udp(ep_addr).map_err(err("the endpoint-side RAS socket", ep_addr))?;
         let gk_what = "the gatekeeper-side RAS socket";
         let main = reuse_socket(gk_addr).map_err(err(gk_what, gk_addr))?;
         let gk_local: SocketAddr = main

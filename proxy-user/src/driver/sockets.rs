@@ -20,6 +20,44 @@ pub(super) fn reuse_socket(local: SocketAddr) -> std::io::Result<socket2::Socket
     Ok(s)
 }
 
+/// A UDP socket bound to `local` with IP_FREEBIND: the address may not be
+/// on this host yet (the virtual address of a pair, which the redundancy
+/// protocol moves to the node that owns it).
+pub(super) fn freebind_udp(local: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    freebind(&s, local)?;
+    s.set_nonblocking(true)?;
+    s.bind(&local.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// A TCP listener on `local` with IP_FREEBIND (see [`freebind_udp`]).
+pub(super) fn freebind_listener(local: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    freebind(&s, local)?;
+    s.set_nonblocking(true)?;
+    s.bind(&local.into())?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+fn freebind(s: &socket2::Socket, local: SocketAddr) -> std::io::Result<()> {
+    if local.is_ipv4() {
+        s.set_freebind_v4(true)
+    } else {
+        s.set_freebind_v6(true)
+    }
+}
+
 /// Send one datagram from `from`, an endpoint's own gatekeeper-side
 /// address: a socket bound to it for this send only. Its answers still
 /// reach the shared socket (sk_lookup runs before the normal lookup), so
