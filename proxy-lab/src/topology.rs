@@ -164,6 +164,82 @@ impl Lab {
     }
 }
 
+/// A second proxy node on the first one's endpoint LAN, for a pair on one
+/// virtual address (`[redundancy]`): the endpoints' link becomes a bridge
+/// in their namespace, with both nodes on it, and the node reaches both
+/// gatekeepers through links of its own:
+///
+/// ```text
+///  ep 198.18.1.2 (br0) --ep0/px0-- 198.18.1.1 px   (as in Lab)
+///                      --ep1/pb0-- 198.18.1.3 pb 198.18.4.1 --pb1/gk1p-- 198.18.4.10 gk1
+///                                                198.18.5.1 --pb2/gk2p-- 198.18.5.10 gk2
+/// ```
+pub struct StandbyNode {
+    /// The node's namespace.
+    pub pb: Netns,
+    /// Pass-only XDP on the endpoints' end of its link (see `Lab`).
+    #[cfg(feature = "fastpath")]
+    _ep_xdp: proxy_user::fastpath::PeerPass,
+}
+
+/// The standby node's endpoint-side address.
+pub const PB_EP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
+/// The standby node's gatekeeper-side address.
+pub const PB_GK: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 1);
+
+impl Lab {
+    /// Add [`StandbyNode`] (re-plumbing the endpoints' link into a bridge).
+    pub fn standby_node(&self) -> io::Result<StandbyNode> {
+        let pb = Netns::create("pb")?;
+        veth(&pb, "pb0", &self.ep, "ep1")?;
+        veth(&pb, "pb1", &self.gk1, "gk1p")?;
+        veth(&pb, "pb2", &self.gk2, "gk2p")?;
+        let ep = &self.ep;
+        ep.ip(&["addr", "del", "198.18.1.2/24", "dev", "ep0"])?;
+        ep.ip(&["link", "add", "br0", "type", "bridge"])?;
+        ep.ip(&["link", "set", "ep0", "master", "br0"])?;
+        ep.ip(&["link", "set", "ep1", "master", "br0"])?;
+        ep.ip(&["link", "set", "br0", "up"])?;
+        ep.ip(&["addr", "add", "198.18.1.2/24", "dev", "br0"])?;
+        ep.ip(&["route", "replace", "198.18.0.0/15", "via", "198.18.1.1"])?;
+        pb.ip(&["addr", "add", "198.18.1.3/24", "dev", "pb0"])?;
+        pb.ip(&["addr", "add", "198.18.4.1/24", "dev", "pb1"])?;
+        pb.ip(&["addr", "add", "198.18.5.1/24", "dev", "pb2"])?;
+        self.gk1
+            .ip(&["addr", "add", "198.18.4.10/24", "dev", "gk1p"])?;
+        self.gk2
+            .ip(&["addr", "add", "198.18.5.10/24", "dev", "gk2p"])?;
+        // The node's gatekeeper-side address, seen from the backup.
+        self.gk2
+            .ip(&["route", "add", "198.18.4.0/24", "via", "198.18.5.1"])?;
+        pb.ip(&["route", "add", "198.18.2.10/32", "via", "198.18.4.10"])?;
+        pb.ip(&["route", "add", "198.18.3.10/32", "via", "198.18.5.10"])?;
+        forwarding(&pb)?;
+        Ok(StandbyNode {
+            #[cfg(feature = "fastpath")]
+            _ep_xdp: super::netns::xdp_peer_pass(&self.ep, "ep1")?,
+            pb,
+        })
+    }
+}
+
+/// A configuration for the standby node (see [`StandbyNode`]): as
+/// [`proxy_toml`] with the fast path on `pb0`, its own addresses and
+/// identity.
+pub fn standby_node_toml(instance: &str, failback_hold_ms: u64) -> String {
+    proxy_toml(instance, failback_hold_ms, Some("pb0"))
+        .replace(
+            &format!("endpoint_address = \"{PX_EP}\""),
+            &format!("endpoint_address = \"{PB_EP}\""),
+        )
+        .replace(
+            &format!("gatekeeper_address = \"{PX_GK}\""),
+            &format!("gatekeeper_address = \"{PB_GK}\""),
+        )
+        .replace("\"px1\", \"px2\"", "\"pb1\", \"pb2\"")
+        .replace("id = \"LAB-PROXY\"", "id = \"LAB-PROXY-B\"")
+}
+
 /// A configuration for the second proxy (see [`SecondProxy`]): as
 /// [`proxy_toml`], its own addresses and identity.
 pub fn second_proxy_toml(instance: &str, failback_hold_ms: u64) -> String {

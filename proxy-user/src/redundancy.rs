@@ -224,7 +224,7 @@ pub fn watch_fifo(
         .read(true)
         .write(true)
         .open(&path)?;
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("vrrp-fifo".into())
         .spawn(move || {
             let r = std::io::BufReader::new(f);
@@ -241,7 +241,7 @@ pub fn watch_fifo(
                     }
                 }
             }
-        })?)
+        })
 }
 
 #[cfg(test)]

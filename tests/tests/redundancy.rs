@@ -39,11 +39,34 @@ fn have_keepalived(test: &str) -> bool {
 
 /// keepalived, stopped with SIGTERM (so it takes its macvlan and address
 /// away) when the test ends, however it ends.
-struct Keepalived(LabProc);
+struct Keepalived(LabProc, std::path::PathBuf);
+
+impl Keepalived {
+    /// The VRRP process keepalived started (from its pid file).
+    fn vrrp_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.1)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    /// SIGKILL it and its VRRP process (a node dying).
+    fn kill9(&mut self) {
+        if let Some(pid) = self.vrrp_pid() {
+            // SAFETY: kill(2) on the VRRP process keepalived started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        self.0.kill9();
+    }
+}
 
 impl Drop for Keepalived {
     fn drop(&mut self) {
         let _ = self.0.terminate(5);
+        // Its VRRP process, should it have outlived it.
+        if let Some(pid) = self.vrrp_pid() {
+            // SAFETY: kill(2) on the VRRP process keepalived started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
@@ -56,18 +79,87 @@ impl Drop for Removed {
     }
 }
 
+/// A node's configuration made a pair member: its endpoint address the
+/// virtual one, keepalived's FIFO at `fifo`, adverts to `peer` from `own`
+/// (none: multicast).
+fn pair_member(
+    text: String,
+    own: Ipv4Addr,
+    iface: &str,
+    priority: u8,
+    peer: Option<Ipv4Addr>,
+    fifo: &std::path::Path,
+) -> String {
+    let fifo = fifo.display();
+    let unicast = peer
+        .map(|p| format!("peer = \"{p}\"\nsource = \"{own}\"\n"))
+        .unwrap_or_default();
+    text.replace(
+        &format!("endpoint_address = \"{own}\""),
+        &format!("endpoint_address = \"{VIP}\""),
+    ) + &format!(
+        "[redundancy]\nprotocol = \"vrrp\"\ninterface = \"{iface}\"\nvirtual_addresses = [\"{VIP}/24\"]\nrouter_id = {VRID}\npriority = {priority}\nnotify_fifo = \"{fifo}\"\ntrack_daemon = \"none\"\n{unicast}"
+    )
+}
+
 /// One node with the fast path, its endpoint address the virtual one,
 /// keepalived's FIFO at `fifo`.
 fn node(lab: &Lab, fifo: &std::path::Path) -> Proxy {
-    let fifo = fifo.display().to_string();
     Proxy::start_tweaked(lab, 5000, Some("px0"), |t| {
-        t.replace(
-            &format!("endpoint_address = \"{PX_EP}\""),
-            &format!("endpoint_address = \"{VIP}\""),
-        ) + &format!(
-            "[redundancy]\nprotocol = \"vrrp\"\ninterface = \"px0\"\nvirtual_addresses = [\"{VIP}/24\"]\nrouter_id = {VRID}\npriority = 150\nnotify_fifo = \"{fifo}\"\ntrack_daemon = \"none\"\n"
-        )
+        pair_member(t, PX_EP, "px0", 150, None, fifo)
     })
+}
+
+/// Write keepalived's configuration for `proxy` (as `proxy redundancy
+/// keepalived-config` does), check it with keepalived, and start keepalived
+/// in `ns`.
+fn start_keepalived(ns: &proxy_lab::netns::Netns, proxy: &Proxy) -> Keepalived {
+    let dir = proxy.dir.path();
+    let conf = dir.join("keepalived.conf");
+    let out = Command::new(bin("proxy"))
+        .args(["redundancy", "keepalived-config", "--config"])
+        .arg(dir.join("proxy.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&conf, &out.stdout).unwrap();
+    let check = ns
+        .command("keepalived")
+        .unwrap()
+        .arg("--config-test")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "keepalived refuses the configuration:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut c = ns.command("keepalived").unwrap();
+    c.args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
+        .arg("-f")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.join("keepalived.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("keepalived.log")).unwrap());
+    Keepalived(
+        LabProc::spawn("keepalived", c).unwrap(),
+        dir.join("vrrp.pid"),
+    )
+}
+
+/// keepalived's log of `proxy`'s node.
+fn keepalived_log(proxy: &Proxy) -> String {
+    std::fs::read_to_string(proxy.dir.path().join("keepalived.log")).unwrap_or_default()
 }
 
 /// `ip -o` output in the proxy's namespace.
@@ -93,7 +185,6 @@ fn a_node_follows_keepalived_and_answers_on_the_virtual_address_only_as_master()
     let fifo = std::env::temp_dir().join(proxy_lab::netns::unique_name("vrrp") + ".fifo");
     let _fifo = Removed(fifo.clone());
     let proxy = node(&lab, &fifo);
-    let dir = proxy.dir.path().to_owned();
     assert!(
         proxy
             .log_text()
@@ -105,45 +196,8 @@ fn a_node_follows_keepalived_and_answers_on_the_virtual_address_only_as_master()
     assert_eq!(settings().standby, 1, "a node starts as the standby");
     // keepalived's configuration, as the daemon writes it, checked by
     // keepalived itself.
-    let conf = dir.join("keepalived.conf");
-    let out = Command::new(bin("proxy"))
-        .args(["redundancy", "keepalived-config", "--config"])
-        .arg(dir.join("proxy.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&conf, &out.stdout).unwrap();
-    let check = lab
-        .px
-        .command("keepalived")
-        .unwrap()
-        .arg("--config-test")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "keepalived refuses the configuration:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let mut c = lab.px.command("keepalived").unwrap();
-    c.args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
-        .arg("-f")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.join("keepalived.pid"))
-        .arg("-r")
-        .arg(dir.join("vrrp.pid"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("keepalived.log")).unwrap());
-    let keepalived = Keepalived(LabProc::spawn("keepalived", c).unwrap());
-    let klog = || std::fs::read_to_string(dir.join("keepalived.log")).unwrap_or_default();
+    let keepalived = start_keepalived(&lab.px, &proxy);
+    let klog = || keepalived_log(&proxy);
     assert!(
         proxy.wait_log(10, |l| l.contains("redundancy: role changed")
             && l.contains("master")),
@@ -209,5 +263,105 @@ fn a_node_follows_keepalived_and_answers_on_the_virtual_address_only_as_master()
     eprintln!(
         "redundancy: master after keepalived started, the kernel answered {} keepalives on {VIP} (virtual MAC 00:00:5e:00:01:{VRID:02x}); standby after it stopped",
         a1 - a0
+    );
+}
+
+/// A pair: node A (priority 150) and node B (100) on the endpoints' LAN,
+/// adverts unicast between them. Endpoints register through the virtual
+/// address at A. A dies (its link down, then SIGKILL of its keepalived and
+/// daemon): B is master within a second, answers on the virtual address,
+/// and the endpoints, whose keepalives B does not know (registrations are
+/// not replicated yet), register again through it.
+#[test]
+fn a_pair_moves_the_virtual_address_to_the_standby_when_the_active_node_dies() {
+    let test = "a_pair_moves_the_virtual_address_to_the_standby_when_the_active_node_dies";
+    if !privileged(test) || !have_keepalived(test) {
+        return;
+    }
+    use proxy_lab::topology::{PB_EP, standby_node_toml};
+    let lab = Lab::create().unwrap();
+    let sb = lab.standby_node().unwrap();
+    let _gk1 = gatekeeper(&lab.gk1, GK1, "GK-A", Some(GK2));
+    let _gk2 = gatekeeper(&lab.gk2, GK2, "GK-B", None);
+    let fifo_a = std::env::temp_dir().join(proxy_lab::netns::unique_name("vrrpa") + ".fifo");
+    let fifo_b = std::env::temp_dir().join(proxy_lab::netns::unique_name("vrrpb") + ".fifo");
+    let (_ra, _rb) = (Removed(fifo_a.clone()), Removed(fifo_b.clone()));
+    let mut a = Proxy::start_tweaked(&lab, 5000, Some("px0"), |t| {
+        pair_member(t, PX_EP, "px0", 150, Some(PB_EP), &fifo_a)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    let instance = proxy_lab::netns::unique_name("b");
+    let text = pair_member(
+        standby_node_toml(&instance, 5000),
+        PB_EP,
+        "pb0",
+        100,
+        Some(PX_EP),
+        &fifo_b,
+    );
+    let b = Proxy::start_in(&sb.pb, dir, cfg, instance, text);
+    let mut ka = start_keepalived(&lab.px, &a);
+    let _kb = start_keepalived(&sb.pb, &b);
+    assert!(
+        a.wait_log(10, |l| l.contains("redundancy: role changed")
+            && l.contains("master")),
+        "A did not become master:\n{}\nkeepalived A:\n{}\nkeepalived B:\n{}",
+        a.log_text(),
+        keepalived_log(&a),
+        keepalived_log(&b)
+    );
+    assert!(
+        b.wait_log(10, |l| l.contains("redundancy role")
+            && l.contains("BACKUP")),
+        "B is not the backup:\n{}\nkeepalived B:\n{}",
+        b.log_text(),
+        keepalived_log(&b)
+    );
+    let eps = endpoints(&lab, VIP, 4, 0);
+    wait_status(&eps, 20, |l| get(l, "registered") == 4);
+    assert!(a.kernel_answers(10), "{}", a.log_text());
+    let scrape_b = || proxy_lab::process::scrape(&sb.pb, "127.0.0.1:9719").unwrap();
+    assert_eq!(metric(&scrape_b(), "h323proxy_registrations"), 0);
+    // A's node dies.
+    let died = std::time::Instant::now();
+    lab.px.ip(&["link", "set", "px0", "down"]).unwrap();
+    ka.kill9();
+    a.proc.kill9();
+    let took = wait_for(10, || {
+        b.log_text()
+            .contains("redundancy: role changed")
+            .then(|| died.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "B did not take over:\n{}\nkeepalived B:\n{}",
+            b.log_text(),
+            keepalived_log(&b)
+        )
+    });
+    assert!(
+        took < Duration::from_secs(1),
+        "B took {took:?} to become master"
+    );
+    // The endpoints come back to B through the virtual address.
+    assert!(
+        wait_for(30, || (metric(&scrape_b(), "h323proxy_registrations") == 4)
+            .then_some(()))
+        .is_some(),
+        "the endpoints did not register at B:\n{}",
+        b.log_text()
+    );
+    wait_status(&eps, 20, |l| get(l, "registered") == 4);
+    assert!(
+        b.kernel_answers(20),
+        "B's kernel never answered:\n{}",
+        b.log_text()
+    );
+    let m = scrape_b();
+    assert_eq!(metric(&m, r#"h323proxy_redundancy_role{role="master"}"#), 1);
+    assert_eq!(metric(&m, "h323proxy_redundancy_takeovers_total"), 1);
+    eprintln!(
+        "pair: B master {took:?} after A's node died (link down, SIGKILL); the 4 endpoints registered again through {VIP} at B"
     );
 }
