@@ -1283,3 +1283,254 @@ pub fn flood(bins: &Bins, endpoints: usize, secs: u64) -> Result<[FloodRow; 2], 
     let flooded = window(true)?;
     Ok([quiet, flooded])
 }
+
+/// A pair node's daemon and keepalived (see [`pair_takeover`]).
+struct PairNode {
+    daemon: LabProc,
+    keepalived: Option<LabProc>,
+    log: PathBuf,
+    conf: PathBuf,
+    vrrp_pid: PathBuf,
+}
+
+impl PairNode {
+    fn start(bins: &Bins, ns: &Netns, tag: &str, text: String) -> Result<PairNode, BenchError> {
+        let cfg = bins.dir.join(format!("pair-{tag}.toml"));
+        std::fs::write(&cfg, text)?;
+        let log = bins.dir.join(format!("pair-{tag}.log"));
+        let mut c = ns.command(&bins.proxy)?;
+        c.args(["run", "--config"]).arg(&cfg).env("NO_COLOR", "1");
+        c.stderr(std::fs::File::create(&log)?);
+        let daemon = LabProc::spawn("proxy", c)?;
+        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        until("a pair node's daemon start", 15, || {
+            read(&log).contains("control moved")
+        })?;
+        let out = std::process::Command::new(&bins.proxy)
+            .args(["redundancy", "keepalived-config", "--config"])
+            .arg(&cfg)
+            .output()?;
+        if !out.status.success() {
+            return Err(BenchError::Io(std::io::Error::other(format!(
+                "keepalived-config: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))));
+        }
+        let conf = bins.dir.join(format!("keepalived-{tag}.conf"));
+        std::fs::write(&conf, &out.stdout)?;
+        let mut n = PairNode {
+            daemon,
+            keepalived: None,
+            log,
+            conf,
+            vrrp_pid: bins.dir.join(format!("vrrp-{tag}.pid")),
+        };
+        n.start_keepalived(bins, ns, tag)?;
+        Ok(n)
+    }
+
+    fn start_keepalived(&mut self, bins: &Bins, ns: &Netns, tag: &str) -> Result<(), BenchError> {
+        // A killed keepalived leaves its pid files, and its VRRP process
+        // may linger as a zombie where nothing reaps it: keepalived would
+        // take either for a running instance.
+        let pid = bins.dir.join(format!("keepalived-{tag}.pid"));
+        let _ = std::fs::remove_file(&pid);
+        let _ = std::fs::remove_file(&self.vrrp_pid);
+        let mut c = ns.command("keepalived")?;
+        c.args(["--dont-fork", "--log-console", "--vrrp", "-f"])
+            .arg(&self.conf)
+            .arg("-p")
+            .arg(&pid)
+            .arg("-r")
+            .arg(&self.vrrp_pid)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(
+                bins.dir.join(format!("keepalived-{tag}.log")),
+            )?);
+        self.keepalived = Some(LabProc::spawn("keepalived", c)?);
+        Ok(())
+    }
+
+    /// SIGKILL keepalived and its VRRP process.
+    fn kill_keepalived(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.vrrp_pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the VRRP process keepalived started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Some(mut k) = self.keepalived.take() {
+            k.kill9();
+        }
+    }
+
+    /// Times keepalived reported this node master so far (a keepalived
+    /// killed says nothing, so the daemon's role may not change between
+    /// two of these).
+    fn masters(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("redundancy role") && l.contains("keepalived=MASTER"))
+            .count()
+    }
+}
+
+impl Drop for PairNode {
+    fn drop(&mut self) {
+        if let Some(k) = self.keepalived.as_mut() {
+            let _ = k.terminate(5);
+        }
+        self.kill_keepalived();
+        let _ = self.daemon.terminate(5);
+    }
+}
+
+/// The takeover time of a VRRP pair, `runs` times, with adverts every
+/// `advert_ms`: node A (priority 150, preempting) owns the virtual
+/// address; a prober on the endpoints' LAN sends a GRQ to it every 2 ms.
+/// Each run cuts A's link and SIGKILLs its keepalived (its daemon is cut
+/// off with it), and measures from that moment to the first GCF (from B,
+/// the standby) answering a GRQ sent after it: the takeover as endpoints
+/// see it on the wire. A is then restored and takes the address back.
+pub fn pair_takeover(
+    bins: &Bins,
+    runs: usize,
+    advert_ms: u32,
+) -> Result<Vec<Duration>, BenchError> {
+    use std::sync::atomic::{AtomicBool, AtomicU16};
+    let lab = Lab::create()?;
+    let sb = lab.standby_node()?;
+    let _g1 = gk(bins, &lab.gk1, GK1, "GK-A")?;
+    let _g2 = gk(bins, &lab.gk2, GK2, "GK-B")?;
+    let tag = format!("{advert_ms}ms");
+    let (ta, tb) = (format!("a-{tag}"), format!("b-{tag}"));
+    let text_a = topology::pair_toml(
+        topology::proxy_toml(&super::netns::unique_name("pa"), 5000, Some("px0")),
+        PX_EP,
+        "px0",
+        150,
+        true,
+        Some(topology::PB_EP),
+        advert_ms,
+        &bins.dir.join(format!("vrrp-{ta}.fifo")),
+    );
+    let text_b = topology::pair_toml(
+        topology::standby_node_toml(&super::netns::unique_name("pb"), 5000),
+        topology::PB_EP,
+        "pb0",
+        100,
+        false,
+        Some(PX_EP),
+        advert_ms,
+        &bins.dir.join(format!("vrrp-{tb}.fifo")),
+    );
+    let mut a = PairNode::start(bins, &lab.px, &ta, text_a)?;
+    let b = PairNode::start(bins, &sb.pb, &tb, text_b)?;
+    until("node A master", 20, || a.masters() >= 1)?;
+    // The prober: GRQs every 2 ms to the virtual address; the time of the
+    // first answer to a GRQ numbered after `after` (wrapping).
+    let base = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seq = Arc::new(AtomicU16::new(1));
+    let after = Arc::new(AtomicU16::new(0));
+    let first = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(0));
+    let sock = lab.ep.run(|| {
+        let s = std::net::UdpSocket::bind((EP, 0))?;
+        s.set_read_timeout(Some(Duration::from_millis(5)))?;
+        Ok::<_, std::io::Error>(s)
+    })??;
+    let sock = Arc::new(sock);
+    let vip = SocketAddr::from((topology::VIP, 1719));
+    let sender = {
+        let (s, stop, seq) = (sock.clone(), stop.clone(), seq.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let n = seq.load(Ordering::Relaxed);
+                let v = json!({"gatekeeperRequest": {"requestSeqNum": n, "protocolIdentifier": PROTOCOL_ID,
+                    "rasAddress": transport_json(s.local_addr().unwrap()),
+                    "endpointType": {"terminal": {}, "mc": false, "undefinedNode": false}}});
+                if let Ok(b) = ras_from_json(&v).and_then(|m| ras::encode(&m)) {
+                    let _ = s.send_to(&b, vip);
+                }
+                seq.store(if n == u16::MAX { 1 } else { n + 1 }, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let receiver = {
+        let (s, stop, after, first, last) = (
+            sock.clone(),
+            stop.clone(),
+            after.clone(),
+            first.clone(),
+            last.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(n) = s.recv(&mut buf) else { continue };
+                let now = base.elapsed().as_nanos() as u64;
+                let Ok(RasMessage::gatekeeperConfirm(g)) = ras::decode(&buf[..n]) else {
+                    continue;
+                };
+                last.store(now, Ordering::Relaxed);
+                let newer =
+                    (g.request_seq_num
+                        .0
+                        .wrapping_sub(after.load(Ordering::Relaxed)) as i16)
+                        > 0;
+                if newer && first.load(Ordering::Relaxed) == 0 {
+                    first.store(now, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let answering = |last: &AtomicU64| {
+        let l = last.load(Ordering::Relaxed);
+        l != 0 && base.elapsed().as_nanos() as u64 - l < 50_000_000
+    };
+    let mut took = Vec::new();
+    let result = (|| {
+        for run in 0..runs {
+            until("answers on the virtual address", 20, || answering(&last))?;
+            // Node A dies: its link, then its keepalived. Only answers to
+            // GRQs sent after that count: the number the prober has next
+            // may already be on its way, so the first to count is the one
+            // after it.
+            first.store(u64::MAX, Ordering::Relaxed);
+            let t0 = base.elapsed().as_nanos() as u64;
+            lab.px.ip(&["link", "set", "px0", "down"])?;
+            a.kill_keepalived();
+            after.store(seq.load(Ordering::Relaxed), Ordering::Relaxed);
+            first.store(0, Ordering::Relaxed);
+            until("the standby's first answer", 20, || {
+                first.load(Ordering::Relaxed) != 0
+            })?;
+            took.push(Duration::from_nanos(first.load(Ordering::Relaxed) - t0));
+            // Restore A: its stale macvlan gone, the link up, keepalived
+            // again; it takes the address back (preemption).
+            let masters = a.masters();
+            let _ = lab
+                .px
+                .ip(&["link", "del", &format!("vrrp.{}", topology::VRID)]);
+            lab.px.ip(&["link", "set", "px0", "up"])?;
+            a.start_keepalived(bins, &lab.px, &ta)?;
+            until("node A master again", 30, || a.masters() > masters)?;
+            std::thread::sleep(Duration::from_millis(500));
+            eprintln!(
+                "pair takeover, adverts {advert_ms} ms, run {}: {:?}",
+                run + 1,
+                took[run]
+            );
+        }
+        Ok::<_, BenchError>(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    let _ = receiver.join();
+    drop(b);
+    result.map(|()| took)
+}

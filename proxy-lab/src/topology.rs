@@ -240,6 +240,39 @@ pub fn standby_node_toml(instance: &str, failback_hold_ms: u64) -> String {
         .replace("id = \"LAB-PROXY\"", "id = \"LAB-PROXY-B\"")
 }
 
+/// The pair's virtual address on the endpoint LAN (see [`StandbyNode`]).
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
+/// The pair's VRRP virtual router id (the virtual MAC ends in 0x33).
+pub const VRID: u8 = 51;
+
+/// One member of a VRRP pair: a node's configuration (`text`, whose
+/// endpoint address is `own`) made to answer on [`VIP`] on `iface`, with
+/// `priority`, preemption, adverts every `advert_ms` to `peer` (none:
+/// multicast) and keepalived's FIFO at `fifo`; keepalived does not track
+/// the daemon (its process events do not work in a namespace).
+#[allow(clippy::too_many_arguments)]
+pub fn pair_toml(
+    text: String,
+    own: Ipv4Addr,
+    iface: &str,
+    priority: u8,
+    preempt: bool,
+    peer: Option<Ipv4Addr>,
+    advert_ms: u32,
+    fifo: &std::path::Path,
+) -> String {
+    let fifo = fifo.display();
+    let unicast = peer
+        .map(|p| format!("peer = \"{p}\"\nsource = \"{own}\"\n"))
+        .unwrap_or_default();
+    text.replace(
+        &format!("endpoint_address = \"{own}\""),
+        &format!("endpoint_address = \"{VIP}\""),
+    ) + &format!(
+        "[redundancy]\nprotocol = \"vrrp\"\ninterface = \"{iface}\"\nvirtual_addresses = [\"{VIP}/24\"]\nrouter_id = {VRID}\npriority = {priority}\npreempt = {preempt}\nadvert_interval_ms = {advert_ms}\nnotify_fifo = \"{fifo}\"\ntrack_daemon = \"none\"\n{unicast}"
+    )
+}
+
 /// A configuration for the second proxy (see [`SecondProxy`]): as
 /// [`proxy_toml`], its own addresses and identity.
 pub fn second_proxy_toml(instance: &str, failback_hold_ms: u64) -> String {

@@ -13,10 +13,7 @@ use proxy_tests::{
     Proxy, bin, endpoints, gatekeeper, get, metric, privileged, scrape, wait_for, wait_status,
 };
 
-/// The pair's virtual address on the endpoint LAN.
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
-/// VRRP virtual router id (the virtual MAC ends in it: 0x33).
-const VRID: u8 = 51;
+use proxy_lab::topology::{VIP, VRID};
 
 /// Whether keepalived is here; in CI it must be (`cargo xtask setup`
 /// installs it).
@@ -79,9 +76,8 @@ impl Drop for Removed {
     }
 }
 
-/// A node's configuration made a pair member: its endpoint address the
-/// virtual one, keepalived's FIFO at `fifo`, adverts to `peer` from `own`
-/// (none: multicast).
+/// A node's configuration made a pair member (preemption off, 50 ms
+/// adverts).
 fn pair_member(
     text: String,
     own: Ipv4Addr,
@@ -90,16 +86,7 @@ fn pair_member(
     peer: Option<Ipv4Addr>,
     fifo: &std::path::Path,
 ) -> String {
-    let fifo = fifo.display();
-    let unicast = peer
-        .map(|p| format!("peer = \"{p}\"\nsource = \"{own}\"\n"))
-        .unwrap_or_default();
-    text.replace(
-        &format!("endpoint_address = \"{own}\""),
-        &format!("endpoint_address = \"{VIP}\""),
-    ) + &format!(
-        "[redundancy]\nprotocol = \"vrrp\"\ninterface = \"{iface}\"\nvirtual_addresses = [\"{VIP}/24\"]\nrouter_id = {VRID}\npriority = {priority}\nnotify_fifo = \"{fifo}\"\ntrack_daemon = \"none\"\n{unicast}"
-    )
+    proxy_lab::topology::pair_toml(text, own, iface, priority, false, peer, 50, fifo)
 }
 
 /// One node with the fast path, its endpoint address the virtual one,

@@ -239,6 +239,14 @@ enum Cmd {
         /// Only the flood comparison.
         #[arg(long)]
         flood_only: bool,
+        /// Runs of the VRRP pair takeover (the active node dies; time to
+        /// the standby's first answer on the virtual address), at 50 ms
+        /// adverts and at keepalived's default 1 s; 0 skips it.
+        #[arg(long, default_value_t = 20)]
+        pair_runs: usize,
+        /// Only the pair takeover benchmark.
+        #[arg(long)]
+        pair_only: bool,
     },
     /// Write the codec's message corpus (every RAS choice, every Q.931
     /// message type) to a pcap file.
@@ -287,6 +295,8 @@ fn main() -> Result<()> {
             takeover_only,
             flood_secs,
             flood_only,
+            pair_runs,
+            pair_only,
         } => {
             let load: (Vec<usize>, u64) = (
                 load_proxies.into_iter().filter(|&n| n > 0).collect(),
@@ -336,6 +346,9 @@ fn main() -> Result<()> {
             if flood_only {
                 return flood_bench(flood_secs);
             }
+            if pair_only {
+                return pair_bench(pair_runs);
+            }
             if takeover_only {
                 let bins = bench_bins()?;
                 let peers = proxy_lab::peers::peers_bin().map_err(|e| anyhow::anyhow!(e))?;
@@ -377,6 +390,13 @@ fn main() -> Result<()> {
             {
                 eprintln!("flood benchmark failed: {e:#}");
                 failed.push("flood");
+            }
+            if !fastpath_only
+                && pair_runs > 0
+                && let Err(e) = pair_bench(pair_runs)
+            {
+                eprintln!("pair takeover benchmark failed: {e:#}");
+                failed.push("pair takeover");
             }
             if let Err(e) = fastpath_bench() {
                 eprintln!("{e:#}");
@@ -900,6 +920,46 @@ fn flood_bench(secs: u64) -> Result<()> {
 }
 
 /// Active calls handed to the gatekeeper that takes control.
+/// The VRRP pair takeover at 50 ms adverts, against keepalived's default
+/// timers (1 s adverts: a master-down interval of 3.61 s) in the same run.
+fn pair_bench(runs: usize) -> Result<()> {
+    use proxy_lab::bench::percentile;
+    let bins = bench_bins()?;
+    println!(
+        "VRRP pair takeover: two proxy nodes with keepalived on the endpoints' LAN, a prober sending a GRQ to the virtual address every 2 ms; {runs} runs each of cutting the active node's link and SIGKILLing its keepalived, timed to the first GCF from the standby"
+    );
+    let fast = proxy_lab::bench::pair_takeover(&bins, runs, 50);
+    let slow = fast
+        .as_ref()
+        .ok()
+        .map(|_| proxy_lab::bench::pair_takeover(&bins, runs, 1000));
+    keep_or_remove(&bins.dir);
+    let fast = fast?;
+    let slow = slow.expect("run after the fast one")?;
+    let (f50, s50) = (percentile(&fast, 50.0), percentile(&slow, 50.0));
+    println!();
+    println!("| adverts | p50 | p99 | max | runs |");
+    println!("|---|---|---|---|---|");
+    for (name, v) in [
+        ("50 ms (the written configuration)", &fast),
+        ("1 s (keepalived's default)", &slow),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            ms(percentile(v, 50.0)),
+            ms(percentile(v, 99.0)),
+            ms(v.iter().copied().max().unwrap_or_default()),
+            v.len()
+        );
+    }
+    println!(
+        "ratio p50 (50 ms / default): {:.3}",
+        f50.as_secs_f64() / s50.as_secs_f64()
+    );
+    println!();
+    Ok(())
+}
+
 fn gnugk_takeover_bench(
     bins: &proxy_lab::bench::Bins,
     peers: &std::path::Path,
