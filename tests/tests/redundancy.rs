@@ -256,7 +256,8 @@ fn a_node_follows_keepalived_and_answers_on_the_virtual_address_only_as_master()
 /// A pair: node A (priority 150) and node B (100) on the endpoints' LAN,
 /// adverts unicast between them. Endpoints register through the virtual
 /// address at A. A dies (its link down, then SIGKILL of its keepalived and
-/// daemon): B is master within a second, answers on the virtual address,
+/// daemon): B becomes master (how fast is `h323-lab bench --pair-only`'s
+/// business, not a test's), answers on the virtual address,
 /// and the endpoints, whose keepalives B does not know (registrations are
 /// not replicated yet), register again through it.
 #[test]
@@ -327,10 +328,6 @@ fn a_pair_moves_the_virtual_address_to_the_standby_when_the_active_node_dies() {
             keepalived_log(&b)
         )
     });
-    assert!(
-        took < Duration::from_secs(1),
-        "B took {took:?} to become master"
-    );
     // The endpoints come back to B through the virtual address.
     assert!(
         wait_for(30, || (metric(&scrape_b(), "h323proxy_registrations") == 4)
