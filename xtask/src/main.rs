@@ -30,6 +30,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "roundtrip",
     "relay",
     "stateful",
+    "hsrp",
 ];
 
 #[derive(Parser)]
@@ -97,7 +98,7 @@ enum Cmd {
     },
     /// Run one fuzz target for a long time and report its execution count.
     Fuzz {
-        /// Target name (tpkt, q931, ras, uuie, roundtrip, relay).
+        /// Target name (tpkt, q931, ras, uuie, roundtrip, relay, stateful, hsrp).
         target: String,
         /// Stop after this many seconds.
         #[arg(long, default_value_t = 600)]
