@@ -171,8 +171,8 @@ impl Lab {
 ///
 /// ```text
 ///  ep 198.18.1.2 (br0) --ep0/px0-- 198.18.1.1 px   (as in Lab)
-///                      --ep1/pb0-- 198.18.1.3 pb 198.18.4.1 --pb1/gk1p-- 198.18.4.10 gk1
-///                                                198.18.5.1 --pb2/gk2p-- 198.18.5.10 gk2
+///                      --ep1/pb0-- 198.18.1.3 pb 198.18.10.1 --pb1/gk1p-- 198.18.10.10 gk1
+///                                                198.18.11.1 --pb2/gk2p-- 198.18.11.10 gk2
 /// ```
 pub struct StandbyNode {
     /// The node's namespace.
@@ -185,7 +185,7 @@ pub struct StandbyNode {
 /// The standby node's endpoint-side address.
 pub const PB_EP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
 /// The standby node's gatekeeper-side address.
-pub const PB_GK: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 1);
+pub const PB_GK: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
 
 impl Lab {
     /// Add [`StandbyNode`] (re-plumbing the endpoints' link into a bridge).
@@ -203,17 +203,17 @@ impl Lab {
         ep.ip(&["addr", "add", "198.18.1.2/24", "dev", "br0"])?;
         ep.ip(&["route", "replace", "198.18.0.0/15", "via", "198.18.1.1"])?;
         pb.ip(&["addr", "add", "198.18.1.3/24", "dev", "pb0"])?;
-        pb.ip(&["addr", "add", "198.18.4.1/24", "dev", "pb1"])?;
-        pb.ip(&["addr", "add", "198.18.5.1/24", "dev", "pb2"])?;
+        pb.ip(&["addr", "add", "198.18.10.1/24", "dev", "pb1"])?;
+        pb.ip(&["addr", "add", "198.18.11.1/24", "dev", "pb2"])?;
         self.gk1
-            .ip(&["addr", "add", "198.18.4.10/24", "dev", "gk1p"])?;
+            .ip(&["addr", "add", "198.18.10.10/24", "dev", "gk1p"])?;
         self.gk2
-            .ip(&["addr", "add", "198.18.5.10/24", "dev", "gk2p"])?;
+            .ip(&["addr", "add", "198.18.11.10/24", "dev", "gk2p"])?;
         // The node's gatekeeper-side address, seen from the backup.
         self.gk2
-            .ip(&["route", "add", "198.18.4.0/24", "via", "198.18.5.1"])?;
-        pb.ip(&["route", "add", "198.18.2.10/32", "via", "198.18.4.10"])?;
-        pb.ip(&["route", "add", "198.18.3.10/32", "via", "198.18.5.10"])?;
+            .ip(&["route", "add", "198.18.10.0/24", "via", "198.18.11.1"])?;
+        pb.ip(&["route", "add", "198.18.2.10/32", "via", "198.18.10.10"])?;
+        pb.ip(&["route", "add", "198.18.3.10/32", "via", "198.18.11.10"])?;
         forwarding(&pb)?;
         Ok(StandbyNode {
             #[cfg(feature = "fastpath")]

@@ -74,9 +74,14 @@ fn tshark_packets(entries: &[corpus::Entry], keep: Option<String>) -> Vec<Value>
     if let Some(keep) = keep {
         std::fs::copy(&pcap, keep).unwrap();
     }
+    tshark_json(&pcap)
+}
+
+/// tshark's JSON packets for the capture at `pcap`.
+fn tshark_json(pcap: &std::path::Path) -> Vec<Value> {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
-        .arg(&pcap)
+        .arg(pcap)
         .args(["-T", "json"])
         .output()
         .expect("run tshark");
@@ -375,18 +380,7 @@ fn wireshark_reads_the_hsrp_messages_as_encoded() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("hsrp.pcap");
     proxy_user::capture::write_frames_pcap(&pcap, &frames).unwrap();
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .args(["-T", "json"])
-        .output()
-        .expect("run tshark");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let packets = tshark_json(&pcap);
     assert_eq!(packets.len(), msgs.len());
     for (p, m) in packets.iter().zip(&msgs) {
         let mut f = Vec::new();
