@@ -9,8 +9,13 @@
 //! [`State::Active`]. Interoperation with Cisco routers is not verified.
 //!
 //! The machine follows RFC 2281 section 5: events a..l and actions A..I
-//! (see [`Event`] and the table in [`Hsrp::step`]). Where this
-//! implementation departs from a cell, the cell says why.
+//! (see [`Event`] and the table in `Hsrp::table`). Where this
+//! implementation departs from a cell, the cell says why. The RFC's table
+//! could not be read where this was written: the packet format, states,
+//! timers and the cells for e (Speak, Active) and g, h (Active) are
+//! checked against text that quotes it; the other cells follow an
+//! implementation that labels its code with the RFC's letters. Check them
+//! against the RFC when it is at hand.
 
 mod packet;
 
