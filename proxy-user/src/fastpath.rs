@@ -235,26 +235,33 @@ fn interface_addresses(broadcast: bool) -> Vec<std::net::IpAddr> {
 /// through its pinned settings map (`proxy offload on|off`). Returns the
 /// previous state.
 pub fn set_answering(instance: &str, on: bool) -> Result<bool> {
-    let map = open_pinned(instance, FP_CONFIG_MAP)?;
-    let mut a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
-    let mut s = a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))?;
-    let was = s.answer != 0;
-    s.answer = on as u32;
-    a.set(0, &s, 0).map_err(map_err(FP_CONFIG_MAP))?;
-    Ok(was)
+    update_settings(instance, |s| {
+        let was = s.answer != 0;
+        s.answer = on as u32;
+        was
+    })
 }
 
 /// Mark a running instance the standby of its pair (the kernel answers
 /// nothing) or the owner of the virtual address, through its pinned
 /// settings. Returns the previous state.
 pub fn set_standby(instance: &str, standby: bool) -> Result<bool> {
+    update_settings(instance, |s| {
+        let was = s.standby != 0;
+        s.standby = standby as u32;
+        was
+    })
+}
+
+/// Read, change and write back the pinned settings of a running (or
+/// crashed) instance.
+fn update_settings<T>(instance: &str, f: impl FnOnce(&mut FastpathSettings) -> T) -> Result<T> {
     let map = open_pinned(instance, FP_CONFIG_MAP)?;
     let mut a: Array<_, FastpathSettings> = Array::try_from(map).map_err(map_err(FP_CONFIG_MAP))?;
     let mut s = a.get(&0, 0).map_err(map_err(FP_CONFIG_MAP))?;
-    let was = s.standby != 0;
-    s.standby = standby as u32;
+    let out = f(&mut s);
     a.set(0, &s, 0).map_err(map_err(FP_CONFIG_MAP))?;
-    Ok(was)
+    Ok(out)
 }
 
 /// Open map `name` of a running (or crashed) instance from its pin.
